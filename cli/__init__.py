@@ -1,0 +1,1 @@
+"""ephys command-line interface (typer)."""
