@@ -59,33 +59,3 @@ class Sweep:
     def duration_s(self) -> float:
         return self.n_samples / float(self.fs_hz)
 
-
-def find_step(i_pA: np.ndarray, fs_hz: float, min_duration_s: float = 0.05) -> tuple[float, float, float]:
-    """Locate the main square current step in a stimulus trace.
-
-    The baseline is the median of the stimulus; the step is the longest contiguous run of
-    samples that differ from it by more than 1 pA (and by more than 10 % of the largest
-    deviation). Returns ``(amplitude_pA, start_s, end_s)``; amplitude 0 and NaN times when no
-    step of at least ``min_duration_s`` exists (e.g. a 0 pA sweep).
-    """
-    i = np.asarray(i_pA, dtype=np.float64)
-    if i.size == 0:
-        return 0.0, float("nan"), float("nan")
-    base = float(np.median(i))
-    dev = i - base
-    peak = float(np.max(np.abs(dev)))
-    if peak <= 1.0:
-        return 0.0, float("nan"), float("nan")
-    on = np.abs(dev) > max(1.0, 0.1 * peak)
-    # longest run of True
-    padded = np.concatenate([[False], on, [False]])
-    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
-    starts, ends = edges[0::2], edges[1::2]
-    if starts.size == 0:
-        return 0.0, float("nan"), float("nan")
-    k = int(np.argmax(ends - starts))
-    s, e = int(starts[k]), int(ends[k])
-    if (e - s) / fs_hz < min_duration_s:
-        return 0.0, float("nan"), float("nan")
-    amp = float(np.median(dev[s:e]))
-    return amp, s / fs_hz, e / fs_hz

@@ -1,0 +1,53 @@
+# ephys — make demo | make test | make bench
+# Everything runs inside a virtual environment created here (.venv) from pyproject.toml.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+EXTRAS ?= cpu,dev
+STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+comma  := ,
+
+# demo settings (small enough for 2 CPU cores in a few minutes; see README)
+DEMO_CELLS_PER_CLASS ?= 20
+DEMO_MODEL  ?= densenet
+DEMO_EPOCHS ?= 12
+DEMO_ARGS   ?= --weights none --input-size 128 --lr 3e-4 --batch-size 8
+export EPHYS_DATA ?= data
+export EPHYS_RUNS ?= runs
+DEMO_RUN := $(EPHYS_RUNS)/demo-$(DEMO_MODEL)
+
+.PHONY: install demo test test-fast bench clean help
+
+help:
+	@echo "make demo   set up .venv, then fetch synthetic -> prepare -> train -> evaluate -> explain -> report"
+	@echo "make test   set up .venv and run the test suite"
+	@echo "make bench  speed benchmarks (JSON in benchmarks/results/)"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	@touch $@
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/ephys fetch synthetic --n-per-class $(DEMO_CELLS_PER_CLASS)
+	$(BIN)/ephys prepare scalograms --workers 2
+	$(BIN)/ephys train --model $(DEMO_MODEL) --epochs $(DEMO_EPOCHS) $(DEMO_ARGS) --out $(DEMO_RUN)
+	$(BIN)/ephys evaluate $(DEMO_RUN)
+	$(BIN)/ephys explain $(DEMO_RUN)
+	@echo "report: $$($(BIN)/ephys --quiet report $(DEMO_RUN))"
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: install
+	$(BIN)/python benchmarks/bench_cwt.py
+
+clean:
+	rm -rf runs data/raw data/processed .pytest_cache

@@ -1,0 +1,108 @@
+"""Shared CLI plumbing: data root, run lookup, progress bars, console."""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ephys.pipelines.errors import EphysError
+
+#: stdout for results (paths, tables); stderr for progress and messages
+out = Console()
+err = Console(stderr=True)
+
+STATE = {"quiet": False, "debug": False}
+
+
+def import_backend() -> None:
+    """Import Keras and its backend with native start-up chatter hidden.
+
+    TensorFlow prints C++ log lines (oneDNN notices, absl warnings) on stderr when it is
+    imported, which no environment variable fully silences; batch logs and the one-line error
+    contract should not carry them. stderr is pointed at /dev/null only during the import
+    (``--debug`` keeps it). Import errors still raise normally.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if STATE["debug"] or "keras" in sys.modules:
+        import keras  # noqa: F401
+        return
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        import keras  # noqa: F401
+
+        from ephys.pipelines import runtime
+
+        runtime.backend_version()  # imports the backend module itself
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+def data_root() -> Path:
+    """The data root: ``$EPHYS_DATA`` or ``./data``."""
+    return Path(os.environ.get("EPHYS_DATA", "data"))
+
+
+def runs_root() -> Path:
+    """Where runs go by default: ``$EPHYS_RUNS`` or ``./runs``."""
+    return Path(os.environ.get("EPHYS_RUNS", "runs"))
+
+
+def resolve_run(run: Path | None) -> Path:
+    """The given run folder, or the most recently trained one under the runs root."""
+    if run is not None:
+        if not run.exists():
+            raise EphysError("no such run folder", run)
+        return run
+    root = runs_root()
+    cands = [p for p in root.glob("*") if (p / "config.yaml").is_file()] if root.is_dir() else []
+    if not cands:
+        raise EphysError("no run given and none found; run `ephys train` first or pass RUN", root)
+    return max(cands, key=lambda p: (p / "config.yaml").stat().st_mtime)
+
+
+def info(msg: str) -> None:
+    if not STATE["quiet"]:
+        err.print(msg, highlight=False, markup=False, soft_wrap=True)
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None = None):
+    """A rich progress bar on stderr (silent with --quiet). Yields ``advance(n=1, text=None)``.
+
+    The bar appears at the first update, so a command that fails on its input prints only
+    its one-line error.
+    """
+    if STATE["quiet"]:
+        yield lambda n=1, text=None, total=None: None
+        return
+    prog = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[note]}"), TimeElapsedColumn(), console=err,
+                    transient=True, auto_refresh=True)
+    task = prog.add_task(description, total=total, note="", start=True)
+    started = [False]
+
+    def advance(n: int = 1, text: str | None = None, total: int | None = None):
+        if not started[0]:
+            prog.start()
+            started[0] = True
+        kw = {"advance": n}
+        if text is not None:
+            kw["note"] = text
+        if total is not None:
+            kw["total"] = total
+        prog.update(task, **kw)
+
+    try:
+        yield advance
+    finally:
+        if started[0]:
+            prog.stop()

@@ -1,0 +1,23 @@
+"""``ephys explain``: saliency maps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from . import common
+
+
+def explain(
+    run: Path = typer.Argument(None, help="Run folder [default: the latest under ./runs]."),
+    examples: int = typer.Option(2, "--examples", min=1, help="Example cells per class."),
+):
+    """Gradient saliency maps of the test cells: examples per class and the class means,
+    axes in Hz and seconds, written to RUN/explain/."""
+    common.import_backend()
+    from ephys.pipelines.explain import explain_run
+
+    run = common.resolve_run(run)
+    path = explain_run(run, n_examples_per_class=examples)
+    common.out.print(str(path), highlight=False, markup=False, soft_wrap=True)

@@ -1,0 +1,100 @@
+"""The ``ephys`` command: fetch, prepare, train, evaluate, explain, report."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import typer
+
+from ephys.pipelines.errors import EphysError
+
+from . import common
+from .evaluate import evaluate
+from .explain import explain
+from .fetch import fetch_app
+from .models import models
+from .prepare import prepare_app
+from .report import report
+from .train import train
+
+app = typer.Typer(
+    name="ephys",
+    help="Electrophysiology recordings to trained deep-learning classifiers and reports.\n\n"
+         "Data flow: fetch -> prepare -> train -> evaluate -> explain -> report. "
+         "Defaults use ./data (override with EPHYS_DATA) and ./runs (EPHYS_RUNS), so\n\n"
+         "ephys fetch synthetic && ephys prepare scalograms && ephys train --model densenet "
+         "&& ephys evaluate && ephys report\n\nruns with no other argument.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+app.add_typer(fetch_app, name="fetch")
+app.add_typer(prepare_app, name="prepare")
+app.command()(train)
+app.command()(evaluate)
+app.command()(explain)
+app.command()(report)
+app.command()(models)
+
+
+def _version_text() -> str:
+    from ephys.pipelines import __version__, runtime
+
+    try:
+        common.import_backend()
+        import keras
+
+        kv = keras.__version__
+        backend = f"{runtime.backend_name()} {runtime.backend_version()}"
+        gpus = runtime.gpu_devices()
+    except Exception as exc:  # pragma: no cover - broken install
+        kv, backend, gpus = "not importable", f"({exc})", []
+    gpu = f"yes ({len(gpus)}: {', '.join(gpus)})" if gpus else "no"
+    return f"ephys {__version__}\nkeras {kv}\nbackend {backend}\ngpu {gpu}"
+
+
+@app.callback(invoke_without_command=True)
+def main(
+    version: bool = typer.Option(False, "--version", help="Print versions of ephys, keras, the backend, and whether a GPU is visible."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or chatter (for batch logs)."),
+    debug: bool = typer.Option(False, "--debug", help="Show the full traceback on errors."),
+):
+    common.STATE.update(quiet=quiet or common.STATE["quiet"], debug=debug or common.STATE["debug"])
+    if version:
+        common.out.print(_version_text(), highlight=False)
+        raise typer.Exit(0)
+
+
+def run() -> None:
+    """Console-script entry point: one line on stderr and exit code 2 for bad input.
+
+    ``--quiet`` and ``--debug`` are global and may stand anywhere on the command line.
+    """
+    args = sys.argv[1:]
+    for flag in ("--quiet", "--debug"):
+        if flag in args[1:] and "--" not in args:
+            common.STATE[flag[2:]] = True
+            args = [a for a in args if a != flag]
+    try:
+        app(args=args, prog_name="ephys")
+    except EphysError as exc:
+        if common.STATE["debug"]:
+            traceback.print_exc()
+        print(f"ephys: error: {exc.one_line()}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("ephys: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:
+        if common.STATE["debug"]:
+            traceback.print_exc()
+        else:
+            print(f"ephys: internal error: {type(exc).__name__}: {exc} (re-run with --debug for the traceback)",
+                  file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    run()

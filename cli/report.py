@@ -1,0 +1,21 @@
+"""``ephys report``: one self-contained HTML page and a Markdown twin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from . import common
+
+
+def report(run: Path = typer.Argument(None, help="Run folder [default: the latest under ./runs].")):
+    """Write RUN/report.html (self-contained, images embedded) and RUN/report.md: data summary,
+    config, learning curves, metrics, confusion matrix, ROC, example scalograms, saliency."""
+    common.import_backend()
+    from ephys.pipelines.report import build_report
+
+    run = common.resolve_run(run)
+    html, md = build_report(run)
+    common.info(f"markdown: {md}")
+    common.out.print(str(html.resolve()), highlight=False, markup=False, soft_wrap=True)

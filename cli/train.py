@@ -1,0 +1,61 @@
+"""``ephys train``: fit a model from the registry on a prepared dataset."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+import typer
+
+from . import common
+
+
+def train(
+    model: str = typer.Option(None, "--model", "-m", help="densenet121 (alias densenet), resnet18, resnet50, inceptionv3, mobilenetv2; see `ephys models`."),
+    data: Path = typer.Option(None, "--data", help="Prepared dataset folder [default: DATA/processed/scalograms]."),
+    weights: str = typer.Option(None, "--weights", help="imagenet | none | PATH to a backbone weights file [default: none]."),
+    freeze: str = typer.Option(None, "--freeze", help="none (fine-tune everything, as STS) | full (train the head only) [default: none]."),
+    epochs: int = typer.Option(None, "--epochs", min=1, help="Maximum epochs [default: 20]."),
+    batch_size: int = typer.Option(None, "--batch-size", min=1, help="[default: 8]"),
+    lr: float = typer.Option(None, "--lr", help="Adam learning rate [default: 1e-4]."),
+    seed: int = typer.Option(None, "--seed", help="Seed for the split, initialisation and shuffling [default: 0]."),
+    patience: int = typer.Option(None, "--patience", min=1, help="Early stopping: epochs without validation-loss improvement [default: 5]."),
+    input_size: int = typer.Option(None, "--input-size", min=32, help="Override the backbone input size (default 224, InceptionV3 299); smaller is faster on CPU."),
+    eager: bool = typer.Option(False, "--eager", envvar="EPHYS_EAGER", help="Run training steps eagerly: no graph-build wait (about a minute for DenseNet on a CPU) but slower steps; for tiny runs and debugging."),
+    out: Path = typer.Option(None, "--out", help="Run folder [default: runs/<model>-<dataset>]. Re-running the same command resumes it."),
+    config: Path = typer.Option(None, "--config", help="A run's config.yaml to reproduce; other options override it."),
+):
+    """Train a classifier: grouped train/val/test split by cell, class weights, early stopping on
+    the validation cells, a checkpoint every epoch and automatic resume after a kill."""
+    common.import_backend()
+    from ephys.pipelines.errors import EphysError
+    from ephys.pipelines.training import TrainConfig, train as run
+
+    if config is not None:
+        if not config.is_file():
+            raise EphysError("no such config file", config)
+        cfg = TrainConfig.from_yaml(config)
+        cfg.out = None
+    else:
+        cfg = TrainConfig(data=str(common.data_root() / "processed" / "scalograms"))
+    given = dict(model=model, data=None if data is None else str(data), weights=weights, freeze=freeze,
+                 epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, patience=patience,
+                 input_size=input_size, out=None if out is None else str(out),
+                 eager=eager or None)
+    for k, v in given.items():
+        if v is not None:
+            setattr(cfg, k, v)
+    if config is None and model is None:
+        raise EphysError("--model is required (e.g. --model densenet); see `ephys models`")
+    if cfg.freeze not in ("none", "full"):
+        raise EphysError(f"--freeze must be none or full, not {cfg.freeze!r}")
+    allowed = {f.name for f in fields(TrainConfig)}
+    assert set(given) <= allowed
+
+    with common.progress_bar(f"training {cfg.model}", cfg.epochs) as advance:
+        def on_epoch(epoch, logs):
+            note = "  ".join(f"{k} {v:.3f}" for k, v in logs.items() if k in ("loss", "accuracy", "val_loss", "val_accuracy"))
+            advance(1, note)
+
+        run_dir = run(cfg, on_epoch=on_epoch, log=common.info)
+    common.out.print(str(run_dir), highlight=False, markup=False, soft_wrap=True)

@@ -1,0 +1,129 @@
+"""Prepared datasets (``manifest.json`` + arrays) and grouped train/validation/test splits.
+
+Every pipeline's ``prepare`` writes a folder with a ``manifest.json`` naming its modality
+(scalogram, waveform, feature table, sequence, mask), the sample shape, the label names and one
+record per sample with its ``group`` (cell, participant or channel). Splits never put one group
+on both sides.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import EphysError
+
+
+@dataclass
+class Dataset:
+    """A prepared dataset.
+
+    Attributes
+    ----------
+    root : Path
+    manifest : dict
+    ids, groups : list[str]
+    labels : list[str | None]      (None = unlabelled)
+    label_names : list[str]
+    """
+
+    root: Path
+    manifest: dict
+    ids: list[str]
+    groups: list[str]
+    labels: list[str | None]
+    label_names: list[str]
+
+    @property
+    def modality(self) -> str:
+        return self.manifest["modality"]
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self.manifest["sample_shape"])
+
+    def path_of(self, i: int) -> Path:
+        return self.root / self.manifest["samples"][i]["file"]
+
+    def load(self, indices) -> np.ndarray:
+        """Stack samples ``indices`` into one float32 array, shape (len(indices), *sample_shape)."""
+        return np.stack([np.load(self.path_of(i)).astype(np.float32, copy=False) for i in indices])
+
+    def labelled_indices(self) -> np.ndarray:
+        return np.array([i for i, lab in enumerate(self.labels) if lab], dtype=np.int64)
+
+    def y(self, indices) -> np.ndarray:
+        """Integer class indices (into ``label_names``) for labelled samples ``indices``."""
+        pos = {n: k for k, n in enumerate(self.label_names)}
+        return np.array([pos[self.labels[i]] for i in indices], dtype=np.int64)
+
+
+def load_dataset(root: str | Path) -> Dataset:
+    """Open a prepared dataset folder.
+
+    Raises
+    ------
+    EphysError
+        Folder or manifest missing, manifest unreadable, or a sample file missing.
+    """
+    root = Path(root)
+    mpath = root / "manifest.json"
+    if not root.exists():
+        raise EphysError("no such dataset folder; run `ephys prepare` first", root)
+    if not mpath.is_file():
+        raise EphysError("not a prepared dataset (no manifest.json); run `ephys prepare` first", root)
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (OSError, ValueError) as exc:
+        raise EphysError(f"unreadable manifest ({exc})", mpath) from None
+    for key in ("modality", "samples", "label_names"):
+        if key not in manifest:
+            raise EphysError(f"manifest has no '{key}' field", mpath)
+    samples = manifest["samples"]
+    for s in samples:
+        if "file" in s and not (root / s["file"]).is_file():
+            raise EphysError(f"sample file {s['file']} is missing (re-run `ephys prepare`)", root)
+    return Dataset(root=root, manifest=manifest, ids=[s["id"] for s in samples],
+                   groups=[s.get("group", s["id"]) for s in samples],
+                   labels=[s.get("label") or None for s in samples],
+                   label_names=list(manifest["label_names"]))
+
+
+def grouped_split(labels: list[str], groups: list[str], test_fraction: float = 0.2,
+                  val_fraction: float = 0.2, seed: int = 0) -> dict[str, list[int]]:
+    """Stratified split by group into train / val / test index lists.
+
+    Groups (cells, participants, channels) are shuffled within each class (a group's class is
+    its first sample's label) and dealt so each class contributes ~``test_fraction`` of its
+    groups to test and ~``val_fraction`` of the rest to validation, with at least one group per
+    class in test and in validation when the class has three or more groups. No group appears in
+    two parts.
+
+    Returns
+    -------
+    dict with keys ``train``, ``val``, ``test``: sorted lists of sample indices.
+    """
+    rng = np.random.default_rng(seed)
+    group_label: dict[str, str] = {}
+    for lab, g in zip(labels, groups):
+        group_label.setdefault(g, lab)
+    part_of_group: dict[str, str] = {}
+    for cls in sorted(set(group_label.values())):
+        gs = sorted(g for g, lab in group_label.items() if lab == cls)
+        rng.shuffle(gs)
+        n = len(gs)
+        n_test = int(round(n * test_fraction))
+        n_val = int(round((n - n_test) * val_fraction))
+        if n >= 3:
+            n_test, n_val = max(1, n_test), max(1, n_val)
+        elif n == 2:
+            n_test, n_val = 1, 0
+        for k, g in enumerate(gs):
+            part_of_group[g] = "test" if k < n_test else "val" if k < n_test + n_val else "train"
+    out = {"train": [], "val": [], "test": []}
+    for i, g in enumerate(groups):
+        out[part_of_group[g]].append(i)
+    return out

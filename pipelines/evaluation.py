@@ -1,0 +1,115 @@
+"""``ephys evaluate``: metrics of a trained run on its held-out test cells only.
+
+Writes ``metrics.json`` (flat snake_case headline keys, then ``labels``, ``confusion_matrix``
+with rows = true class, and ``per_class``) and ``predictions.csv`` (id, true, predicted,
+``p_<label>`` per class). The test cells are those in the run's ``split.json``, which
+``train`` never saw (neither for fitting nor for early stopping).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from .atomic import write_json, write_text
+from .datasets import load_dataset
+from .errors import EphysError
+
+
+def classification_metrics(y_true: np.ndarray, proba: np.ndarray, label_names: list[str]) -> dict:
+    """Headline and per-class metrics from true class indices and predicted probabilities.
+
+    Parameters
+    ----------
+    y_true : np.ndarray of int, shape (n,)
+    proba : np.ndarray of float, shape (n, n_classes), rows sum to 1
+    label_names : list[str], length n_classes
+
+    Returns
+    -------
+    dict with ``accuracy``, ``balanced_accuracy``, ``macro_f1``, ``roc_auc_ovr`` (None when
+    fewer than two classes are present), ``n_test``, ``labels``, ``confusion_matrix`` and
+    ``per_class`` {label: precision, recall, f1, support}.
+    """
+    from sklearn import metrics as skm
+
+    k = len(label_names)
+    y_pred = proba.argmax(axis=1)
+    labels = list(range(k))
+    present = np.unique(y_true)
+    auc = None
+    if present.size >= 2:
+        try:
+            if k == 2:
+                auc = float(skm.roc_auc_score(y_true, proba[:, 1]))
+            else:
+                # one-vs-rest AUC averaged over the classes present in the test set
+                aucs = [skm.roc_auc_score(y_true == c, proba[:, c]) for c in present]
+                auc = float(np.mean(aucs))
+        except ValueError:
+            auc = None
+    p, r, f, s = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    return {
+        "accuracy": float(skm.accuracy_score(y_true, y_pred)),
+        "balanced_accuracy": float(np.mean([r[c] for c in present])),
+        "macro_f1": float(np.mean([f[c] for c in present])),
+        "roc_auc_ovr": auc,
+        "n_test": int(y_true.size),
+        "labels": list(label_names),
+        "confusion_matrix": skm.confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "per_class": {label_names[c]: {"precision": float(p[c]), "recall": float(r[c]),
+                                       "f1": float(f[c]), "support": int(s[c])} for c in labels},
+    }
+
+
+def evaluate_run(run_dir: str | Path, batch_size: int = 8) -> dict:
+    """Evaluate ``RUN/model.keras`` on the run's test cells; write metrics.json, predictions.csv.
+
+    Raises
+    ------
+    EphysError
+        Run folder without config.yaml / model.keras / split.json, or an empty test split.
+    """
+    import keras
+
+    from . import models  # noqa: F401  (registers the custom layers for load_model)
+
+    run = Path(run_dir)
+    for name, hint in (("config.yaml", "run `ephys train` first"), ("model.keras", "training has not finished; re-run `ephys train` to resume"),
+                       ("split.json", "run `ephys train` first")):
+        if not (run / name).is_file():
+            raise EphysError(f"no {name} — {hint}", run)
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    ds = load_dataset(cfg["data"])
+    split = json.loads((run / "split.json").read_text())
+    pos = {sid: i for i, sid in enumerate(ds.ids)}
+    missing = [s for s in split["test"] if s not in pos]
+    if missing:
+        raise EphysError(f"test cells {missing[:3]} are not in the dataset {ds.root}", run / "split.json")
+    test = np.array([pos[s] for s in split["test"]], dtype=np.int64)
+    if test.size == 0:
+        raise EphysError("the run's test split is empty (too few labelled cells)", run / "split.json")
+    label_names = list(cfg.get("label_names") or ds.label_names)
+    model = keras.models.load_model(run / "model.keras")
+    proba = np.concatenate([np.asarray(model.predict(ds.load(test[i:i + batch_size]), verbose=0))
+                            for i in range(0, test.size, batch_size)]).astype(np.float64)
+    y_true = ds.y(test)
+    metrics = classification_metrics(y_true, proba, label_names)
+    metrics["split"] = "test"
+    metrics["model"] = cfg.get("model")
+    metrics["run_id"] = cfg.get("run_id", run.name)
+    write_json(run / "metrics.json", metrics)
+
+    buf = io.StringIO()
+    import csv
+
+    w = csv.writer(buf)
+    w.writerow(["id", "true", "predicted"] + [f"p_{n}" for n in label_names])
+    for i, yi, pr in zip(test, y_true, proba):
+        w.writerow([ds.ids[i], label_names[yi], label_names[int(pr.argmax())]] + [f"{v:.6f}" for v in pr])
+    write_text(run / "predictions.csv", buf.getvalue())
+    return metrics

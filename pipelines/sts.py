@@ -1,0 +1,279 @@
+"""STS pipeline, prepare step: current-clamp recordings -> one CWT scalogram per cell.
+
+Seed: Spike Train Scalograms (Amprimo et al. 2025, ``spike-trains-scalograms``). Per cell:
+
+1. read every current-clamp sweep (NWB via pynwb, ABF via pyabf; :mod:`.readers`);
+2. choose the suprathreshold long-square sweeps (rheobase, ~1.5x and ~2x rheobase;
+   :func:`.spike_train.choose_sweeps`);
+3. detect action potentials (dV/dt threshold + peak confirmation, IPFX rule) and bin each chosen
+   sweep's spike train in 1 ms bins over a window aligned to the step onset;
+4. complex-Morlet CWT over log-spaced scales (fast path :func:`.cwt.cwt`), magnitude,
+   log10, then min-max normalisation **per cell** to [0, 1] (no statistics shared across cells,
+   so nothing leaks between training and test cells);
+5. write ``samples/<cell>.npy`` (float32, scales x time x sweeps) and ``samples/<cell>.json``.
+
+Cells run in parallel on dask (LocalCluster by default, or a scheduler address). A cell whose
+files are already written with the same parameters is not recomputed, so a killed run resumes;
+every file is written under a temporary name and renamed. ``manifest.json`` is written last.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import __version__
+from .atomic import sha256_file, write_json, write_npy
+from .cwt import DEFAULT_WAVELET, cwt, log_scales
+from .errors import EphysError
+from .spike_train import DEFAULT_RHEOBASE_MULTIPLES, bin_spike_train, choose_sweeps
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class ScalogramParams:
+    """Parameters of ``ephys prepare scalograms`` (all recorded in the manifest).
+
+    n_scales : CWT scales (rows), default 180 as in STS.
+    f_min_hz, f_max_hz : pseudo-frequency range of the scales (Hz); f_max <= 0.5 / bin_s.
+    bin_s : spike-train bin width, seconds (STS: 1 ms).
+    window_s : time window of the spike train relative to the step onset, seconds.
+    rheobase_multiples : which suprathreshold sweeps become the channels.
+    wavelet : PyWavelets complex Morlet name.
+    log_floor : added to |W| before log10 so silent stretches stay finite.
+    """
+
+    n_scales: int = 180
+    f_min_hz: float = 2.0
+    f_max_hz: float = 500.0
+    bin_s: float = 0.001
+    window_s: tuple[float, float] = (-0.1, 1.1)
+    rheobase_multiples: tuple[float, ...] = DEFAULT_RHEOBASE_MULTIPLES
+    wavelet: str = DEFAULT_WAVELET
+    log_floor: float = 1e-3
+
+    def key(self) -> str:
+        """Short hash identifying these parameters (a finished cell is reused only if equal)."""
+        blob = json.dumps(asdict(self), sort_keys=True, default=list).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    @property
+    def n_time(self) -> int:
+        return int(round((self.window_s[1] - self.window_s[0]) / self.bin_s))
+
+
+def scalogram_from_spike_trains(trains: np.ndarray, params: ScalogramParams) -> np.ndarray:
+    """Spike trains -> normalised log-magnitude scalogram.
+
+    Parameters
+    ----------
+    trains : np.ndarray, shape (n_sweeps, n_time), spike counts per bin
+    params : ScalogramParams
+
+    Returns
+    -------
+    np.ndarray, shape (n_scales, n_time, n_sweeps), float32 in [0, 1]
+        Rows go from ``f_max_hz`` (row 0) down to ``f_min_hz``. All zeros when no sweep has a
+        spike in the window.
+    """
+    scales, _ = log_scales(params.n_scales, params.f_min_hz, params.f_max_hz, 1.0 / params.bin_s,
+                           params.wavelet)
+    mag = cwt(np.asarray(trains, dtype=np.float32), scales, params.wavelet)  # (sweeps, scales, time)
+    logm = np.log10(mag + params.log_floor)
+    lo, hi = float(logm.min()), float(logm.max())
+    out = np.zeros_like(logm) if hi - lo <= 1e-12 else (logm - lo) / (hi - lo)
+    return np.ascontiguousarray(np.transpose(out, (1, 2, 0)), dtype=np.float32)
+
+
+def process_cell(cell, out_dir: str, params: ScalogramParams) -> dict:
+    """Make (or reuse) one cell's scalogram. Runs on a dask worker.
+
+    Returns a sample record (``{"status": "ok", ...}``) or ``{"status": "skipped", "path":
+    ..., "reason": ...}``. Never raises for a bad recording: the reason is reported instead.
+    """
+    from .readers import read_cell  # imported here so workers import lazily
+
+    out = Path(out_dir)
+    npy = out / "samples" / f"{cell.cell_id}.npy"
+    meta_path = out / "samples" / f"{cell.cell_id}.json"
+    if npy.exists() and meta_path.exists():
+        try:
+            meta = json.loads(meta_path.read_text())
+            if meta.get("params_key") == params.key():
+                meta["label"] = cell.label  # labels may change without recomputing
+                meta["resumed"] = True
+                return meta
+        except (OSError, ValueError):
+            pass
+    bad_files: list[tuple[str, str]] = []
+    try:
+        sweeps = read_cell(cell, bad_files)
+    except EphysError as exc:
+        return {"status": "skipped", "id": cell.cell_id, "path": cell.source, "reason": exc.message}
+    except Exception as exc:  # a reader library failing on a broken file
+        return {"status": "skipped", "id": cell.cell_id, "path": cell.source,
+                "reason": f"unreadable ({type(exc).__name__}: {exc})"[:300]}
+    choice = choose_sweeps(sweeps, params.rheobase_multiples)
+    if choice is None:
+        return {"status": "skipped", "id": cell.cell_id, "path": cell.source,
+                "reason": f"no depolarising step evoked a spike in {len(sweeps)} current-clamp sweeps "
+                          "(rheobase not reached)"}
+    trains, sweep_info = [], []
+    for k, target in zip(choice.chosen, choice.targets_pA):
+        sw, sp = sweeps[k], choice.spikes[k]
+        rel = sp.peak_s - sw.stim_start_s
+        trains.append(bin_spike_train(rel, params.window_s, params.bin_s))
+        sweep_info.append({"sweep_id": sw.sweep_id, "stim_amp_pA": round(float(sw.stim_amp_pA), 3),
+                           "target_pA": round(target, 3), "n_spikes": int(len(sp)),
+                           "n_spikes_in_window": int(trains[-1].sum()),
+                           "step_s": [round(float(sw.stim_start_s), 6), round(float(sw.stim_end_s), 6)],
+                           "fs_hz": float(sw.fs_hz)})
+    scal = scalogram_from_spike_trains(np.stack(trains), params)
+    write_npy(npy, scal)
+    meta = {"status": "ok", "id": cell.cell_id, "file": f"samples/{cell.cell_id}.npy",
+            "label": cell.label, "group": cell.cell_id, "source": cell.source,
+            "inputs": [{"path": str(p), "sha256": sha256_file(p)} for p in cell.paths if Path(p).is_file()],
+            "n_sweeps_read": len(sweeps), "rheobase_pA": round(choice.rheobase_pA, 3),
+            "sweeps": sweep_info, "params_key": params.key(),
+            "skipped_files": [{"path": p, "reason": r} for p, r in bad_files]}
+    write_json(meta_path, meta)
+    return meta
+
+
+@dataclass
+class PrepareResult:
+    manifest_path: Path
+    n_ok: int
+    n_resumed: int
+    skipped: list[dict] = field(default_factory=list)
+
+
+def _client(scheduler: str, workers: int | None):
+    """A dask Client: 'local' -> LocalCluster, 'synchronous' -> None, else an address."""
+    if scheduler == "synchronous":
+        return None, None
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler in ("local", "", None):
+        n = workers or max(1, (os.cpu_count() or 1))
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                               dashboard_address=None, silence_logs=40)
+        return Client(cluster), cluster
+    try:
+        return Client(scheduler, timeout="20s"), None
+    except (OSError, TimeoutError) as exc:
+        raise EphysError(f"cannot connect to dask scheduler ({exc})", scheduler) from None
+
+
+def prepare_scalograms(input_path: str | Path, out_dir: str | Path, labels_csv: str | Path | None = None,
+                       params: ScalogramParams | None = None, workers: int | None = None,
+                       scheduler: str = "local",
+                       progress: Callable[[int, int, dict], None] | None = None) -> PrepareResult:
+    """Prepare a scalogram dataset from a recording file or folder.
+
+    Parameters
+    ----------
+    input_path : file or folder of NWB/ABF recordings.
+    out_dir : dataset folder to create (``manifest.json`` + ``samples/``).
+    labels_csv : optional CSV with ``path,label`` (``unknown`` = unlabelled).
+    params : ScalogramParams (defaults as in STS).
+    workers : dask worker processes for the local cluster (default: all cores).
+    scheduler : ``local`` (LocalCluster), ``synchronous`` (in-process, for debugging/tests),
+        or a dask scheduler address such as ``tcp://host:8786``.
+    progress : called as ``progress(done, total, record)`` after each cell.
+
+    Raises
+    ------
+    EphysError
+        Missing input, no recordings, bad labels CSV, or no cell could be prepared.
+    """
+    from .readers import discover_cells
+
+    params = params or ScalogramParams()
+    if params.f_max_hz > 0.5 / params.bin_s:
+        raise EphysError(f"--f-max {params.f_max_hz} Hz is above the Nyquist frequency of "
+                         f"{params.bin_s * 1e3:g} ms bins ({0.5 / params.bin_s:g} Hz)")
+    out = Path(out_dir)
+    cells, skipped = discover_cells(input_path, labels_csv)
+    skipped = [{"path": str(p), "reason": r} for p, r in skipped]
+    (out / "samples").mkdir(parents=True, exist_ok=True)
+    for stale in (out / "samples").glob(".*.part*"):  # leftovers of a killed run
+        stale.unlink(missing_ok=True)
+
+    results: list[dict] = []
+    client, cluster = _client(scheduler, workers)
+    try:
+        if client is None:
+            for cell in cells:
+                rec = process_cell(cell, str(out), params)
+                results.append(rec)
+                if progress:
+                    progress(len(results), len(cells), rec)
+        else:
+            from dask.distributed import as_completed
+
+            futures = [client.submit(process_cell, cell, str(out), params, key=f"cell-{cell.cell_id}",
+                                     pure=False) for cell in cells]
+            for fut in as_completed(futures):
+                rec = fut.result()
+                results.append(rec)
+                if progress:
+                    progress(len(results), len(cells), rec)
+    finally:
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+
+    order = {c.cell_id: i for i, c in enumerate(cells)}
+    results.sort(key=lambda r: order.get(r.get("id"), 0))
+    ok = [r for r in results if r["status"] == "ok"]
+    skipped += [{"path": r["path"], "reason": r["reason"]} for r in results if r["status"] != "ok"]
+    skipped += [f for r in ok for f in r.get("skipped_files", [])]
+    if not ok:
+        reasons = "; ".join(f"{Path(s['path']).name}: {s['reason']}" for s in skipped[:3])
+        raise EphysError(f"no cell could be prepared ({reasons})", input_path)
+
+    label_names = sorted({r["label"] for r in ok if r.get("label")})
+    _, freqs = log_scales(params.n_scales, params.f_min_hz, params.f_max_hz, 1.0 / params.bin_s,
+                          params.wavelet)
+    n_sweeps = len(params.rheobase_multiples)
+    samples = []
+    for r in ok:
+        rec = {k: r[k] for k in ("id", "file", "label", "group", "source", "rheobase_pA", "sweeps",
+                                 "inputs", "n_sweeps_read")}
+        samples.append(rec)
+    manifest = {
+        "modality": "scalogram",
+        "format_version": FORMAT_VERSION,
+        "ephys_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "sample_shape": [params.n_scales, params.n_time, n_sweeps],
+        "dtype": "float32",
+        "axes": ["frequency", "time", "sweep"],
+        "frequencies_hz": [round(float(f), 6) for f in freqs],
+        "time_s": [float(params.window_s[0]), float(params.window_s[1])],
+        "time_bin_s": params.bin_s,
+        "sweep_channels": [f"{m:g}x rheobase" for m in params.rheobase_multiples],
+        "value": "log10 |CWT| of the binned spike train (complex Morlet), min-max normalised to [0,1] per cell",
+        "label_names": label_names,
+        "n_labelled": sum(1 for r in ok if r.get("label")),
+        "n_unlabelled": sum(1 for r in ok if not r.get("label")),
+        "samples": samples,
+        "skipped": skipped,
+        "parameters": {**asdict(params), "key": params.key()},
+        "provenance": {"input": str(Path(input_path).resolve()),
+                       "labels_csv": str(Path(labels_csv).resolve()) if labels_csv else None,
+                       "scheduler": scheduler, "source": "STS, Amprimo et al. 2025"},
+    }
+    path = write_json(out / MANIFEST, manifest)
+    return PrepareResult(path, len(ok), sum(1 for r in ok if r.get("resumed")), skipped)

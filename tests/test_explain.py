@@ -1,0 +1,264 @@
+"""Tests for ephys.pipelines.explain (saliency maps) on a tiny fake run built in tmp_path.
+
+``make_fake_run`` is also used by tests/test_report.py.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+yaml = pytest.importorskip("yaml")
+
+from ephys.pipelines.errors import EphysError  # noqa: E402
+from ephys.pipelines.explain import explain_run, input_gradients, saliency_maps  # noqa: E402
+
+LABELS = ["Excitatory", "Pvalb", "Vip/Lamp5"]
+SHAPE = (16, 32, 3)
+REGION = (slice(0, 8), slice(0, 16))  # rows (scales) 0-7, time bins 0-15: what the "region" model sees
+
+
+def conv_model(seed: int = 0):
+    """Input((16,32,3)) -> Conv2D -> GlobalAveragePooling2D -> Dense softmax."""
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input(SHAPE)
+    h = keras.layers.Conv2D(4, 3, padding="same", activation="tanh")(inp)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    out = keras.layers.Dense(len(LABELS), activation="softmax")(h)
+    return keras.Model(inp, out)
+
+
+def region_model(seed: int = 0):
+    """A model that only sees REGION of the input (Cropping2D): gradients elsewhere must be 0."""
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input(SHAPE)
+    h = keras.layers.Cropping2D(((0, SHAPE[0] - 8), (0, SHAPE[1] - 16)))(inp)
+    h = keras.layers.Conv2D(4, 3, padding="same", activation="tanh")(h)
+    h = keras.layers.Flatten()(h)
+    out = keras.layers.Dense(len(LABELS), activation="softmax")(h)
+    return keras.Model(inp, out)
+
+
+def make_fake_run(
+    root: Path,
+    *,
+    model=None,
+    with_metrics: bool = True,
+    with_model: bool = True,
+    with_explain_inputs: bool = True,
+    n_per_class: int = 6,
+) -> tuple[Path, Path]:
+    """Write a fake DATA and RUN under ``root``; return (run_dir, data_dir).
+
+    DATA: n_per_class cells per class of shape (16, 32, 3) float32 in [0, 1] (+1 unlabelled
+    cell), frequencies descending 200 -> 2 Hz, time window -0.1..1.0 s, one skipped file.
+    RUN: config.yaml, model.keras (``model`` or conv_model()), history.csv, split.json and,
+    if ``with_metrics``, predictions.csv + metrics.json computed with sklearn.
+    """
+    from sklearn.metrics import (
+        accuracy_score,
+        balanced_accuracy_score,
+        confusion_matrix,
+        f1_score,
+        precision_recall_fscore_support,
+        roc_auc_score,
+    )
+
+    rng = np.random.default_rng(0)
+    data = root / "DATA"
+    (data / "samples").mkdir(parents=True)
+    samples, by_label = [], {}
+    for k, lab in enumerate(LABELS + [None]):
+        for j in range(n_per_class if lab else 1):
+            cid = f"cell_{k}_{j}" if lab else "cell_unlabelled"
+            x = rng.random(SHAPE, dtype=np.float32) * 0.3
+            x[2 + 4 * k : 6 + 4 * k, 8:24, :] += 0.6  # a class-dependent frequency band
+            np.save(data / "samples" / f"{cid}.npy", np.clip(x, 0, 1).astype(np.float32))
+            samples.append(
+                {"id": cid, "file": f"samples/{cid}.npy", "label": lab, "group": cid, "source": f"raw/{cid}.nwb",
+                 "sweeps": [{"sweep_id": f"s{i}", "stim_amp_pA": 40.0 * (i + 1), "n_spikes": i} for i in range(3)],
+                 "rheobase_pA": 40.0}
+            )
+            if lab:
+                by_label.setdefault(lab, []).append(cid)
+    manifest = {
+        "modality": "scalogram", "format_version": 1, "ephys_version": "0.1.0", "created": "2024-05-01T12:00:00",
+        "sample_shape": list(SHAPE), "dtype": "float32", "axes": ["frequency", "time", "sweep"],
+        "frequencies_hz": np.geomspace(200.0, 2.0, SHAPE[0]).tolist(), "time_s": [-0.1, 1.0],
+        "value": "log-magnitude CWT, normalised to [0,1] per cell", "label_names": LABELS,
+        "samples": samples, "skipped": [{"path": "raw/bad.nwb", "reason": "voltage-clamp only"}],
+        "parameters": {}, "provenance": {},
+    }
+    (data / "manifest.json").write_text(json.dumps(manifest))
+
+    run = root / "RUN"
+    run.mkdir()
+    split = {"train": [], "val": [], "test": []}
+    for lab in LABELS:
+        ids = by_label[lab]
+        split["test"] += ids[:2]
+        split["val"] += ids[2:3]
+        split["train"] += ids[3:]
+    (run / "split.json").write_text(json.dumps(split))
+    config = {
+        "model": "tiny_cnn", "data": str(data), "weights": None, "freeze": False, "epochs": 5, "batch_size": 4,
+        "lr": 0.001, "seed": 0, "label_names": LABELS, "run_id": "run-test-001", "ephys_version": "0.1.0",
+        "keras_version": keras.__version__, "backend": keras.backend.backend(),
+    }
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    with open(run / "history.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr"])
+        for e in range(5):
+            w.writerow([e, 1.1 - 0.15 * e, 0.4 + 0.1 * e, 1.15 - 0.1 * e, 0.35 + 0.08 * e, 0.001])
+
+    model = model if model is not None else conv_model()
+    if with_model:
+        model.save(run / "model.keras")
+    if with_metrics:
+        by_id = {s["id"]: s for s in samples}
+        x = np.stack([np.load(data / by_id[i]["file"]) for i in split["test"]])
+        probs = np.asarray(model.predict(x, verbose=0), dtype=float)
+        y_true = [by_id[i]["label"] for i in split["test"]]
+        y_pred = [LABELS[k] for k in probs.argmax(1)]
+        with open(run / "predictions.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["id", "true", "predicted"] + [f"p_{lab}" for lab in LABELS])
+            for i, t, p, pr in zip(split["test"], y_true, y_pred, probs):
+                w.writerow([i, t, p] + [f"{v:.6f}" for v in pr])
+        prec, rec, f1, sup = precision_recall_fscore_support(y_true, y_pred, labels=LABELS, zero_division=0)
+        metrics = {
+            "accuracy": float(accuracy_score(y_true, y_pred)),
+            "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
+            "macro_f1": float(f1_score(y_true, y_pred, labels=LABELS, average="macro", zero_division=0)),
+            "roc_auc_ovr": float(roc_auc_score(y_true, probs / probs.sum(1, keepdims=True), multi_class="ovr", labels=LABELS)),
+            "n_test": len(y_true),
+            "labels": LABELS,
+            "confusion_matrix": confusion_matrix(y_true, y_pred, labels=LABELS).tolist(),
+            "per_class": {
+                lab: {"precision": float(prec[k]), "recall": float(rec[k]), "f1": float(f1[k]), "support": int(sup[k])}
+                for k, lab in enumerate(LABELS)
+            },
+        }
+        (run / "metrics.json").write_text(json.dumps(metrics))
+    return run, data
+
+
+# ------------------------------------------------------------------ input_gradients
+
+
+def test_input_gradients_match_finite_differences():
+    keras.utils.set_random_seed(1)
+    inp = keras.Input((4, 5, 2))
+    h = keras.layers.Flatten()(inp)
+    out = keras.layers.Dense(3, activation="softmax")(h)
+    model = keras.Model(inp, out)
+    x = np.random.default_rng(1).random((2, 4, 5, 2)).astype(np.float32)
+    cls = np.array([0, 2])
+    g = input_gradients(model, x, cls)
+    assert g.shape == x.shape and g.dtype == np.float32
+
+    eps = 1e-2
+    x64 = x.astype(np.float64)
+    for b in range(2):
+        for idx in [(0, 0, 0), (3, 4, 1), (1, 2, 0), (2, 1, 1)]:
+            xp, xm = x64.copy(), x64.copy()
+            xp[(b,) + idx] += eps
+            xm[(b,) + idx] -= eps
+            pp = keras.ops.convert_to_numpy(model(xp.astype(np.float32)))[b, cls[b]]
+            pm = keras.ops.convert_to_numpy(model(xm.astype(np.float32)))[b, cls[b]]
+            fd = (pp - pm) / (2 * eps)
+            assert g[(b,) + idx] == pytest.approx(fd, rel=0.05, abs=2e-4)
+
+
+def test_input_gradients_zero_outside_region_and_scalar_class():
+    model = region_model()
+    x = np.random.default_rng(2).random((3,) + SHAPE).astype(np.float32)
+    g = input_gradients(model, x, 1)
+    outside = np.ones(SHAPE[:2], bool)
+    outside[REGION] = False
+    assert np.all(g[:, outside, :] == 0)
+    assert np.all(np.abs(g[:, REGION[0], REGION[1], :]).reshape(3, -1).max(axis=1) > 0)
+
+
+def test_saliency_maps_shape_range():
+    model = conv_model()
+    x = np.random.default_rng(3).random((4,) + SHAPE).astype(np.float32)
+    for method in ("gradient", "smoothgrad"):
+        m = saliency_maps(model, x, [0, 1, 2, 0], method=method, n_noise=3)
+        assert m.shape == (4,) + SHAPE[:2] and m.dtype == np.float32
+        assert np.isfinite(m).all() and m.min() >= 0 and np.allclose(m.reshape(4, -1).max(1), 1.0)
+    with pytest.raises(EphysError):
+        saliency_maps(model, x, 0, method="occlusion")
+
+
+# ------------------------------------------------------------------ explain_run
+
+
+def test_explain_run_outputs(tmp_path):
+    run, data = make_fake_run(tmp_path, with_metrics=False)
+    calls = []
+    out = explain_run(run, n_examples_per_class=2, progress=lambda d, t, m: calls.append((d, t)))
+    assert out == run / "explain"
+    for name in ("saliency.npz", "summary.json", "examples.png", "class_means.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert calls and calls[-1] == (6, 6)
+    z = np.load(out / "saliency.npz")  # no pickle needed
+    split = json.loads((run / "split.json").read_text())
+    assert list(z["ids"]) == split["test"]
+    maps = z["maps"]
+    assert maps.shape == (6, 16, 32) and maps.dtype == np.float32
+    assert np.isfinite(maps).all() and maps.min() >= 0 and maps.max() <= 1
+    assert z["class_means"].shape == (3, 16, 32) and np.isfinite(z["class_means"]).all()
+    assert int(z["class_counts"].sum()) == 6
+    assert set(z["predicted"]) <= set(LABELS)
+    assert list(z["labels"]) == [s.split("_")[1] and LABELS[int(s.split("_")[1])] for s in split["test"]]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_cells"] == 6 and summary["cells"] == "test split" and summary["target"] == "predicted"
+    assert not list(out.glob("*.part*"))  # atomic writes left no temporaries
+
+
+def test_explain_zero_saliency_outside_the_region_the_model_sees(tmp_path):
+    run, _ = make_fake_run(tmp_path, model=region_model(), with_metrics=False)
+    out = explain_run(run, target="true", figures=False)
+    z = np.load(out / "saliency.npz")
+    maps = z["maps"]
+    outside = np.ones(SHAPE[:2], bool)
+    outside[REGION] = False
+    assert np.all(maps[:, outside] == 0), "saliency leaks outside the only region the model sees"
+    assert np.allclose(maps[:, REGION[0], REGION[1]].reshape(len(maps), -1).max(1), 1.0)
+    assert np.all(z["class_means"][:, outside] == 0)
+    assert list(z["target_class"]) == list(z["labels"])
+
+
+def test_explain_falls_back_to_labelled_cells_without_test_split(tmp_path):
+    run, _ = make_fake_run(tmp_path, with_metrics=False, n_per_class=2)
+    (run / "split.json").write_text(json.dumps({"train": [], "val": [], "test": []}))
+    out = explain_run(run, n_examples_per_class=1, method="smoothgrad", figures=False)
+    z = np.load(out / "saliency.npz")
+    assert len(z["ids"]) == 6 and "cell_unlabelled" not in set(z["ids"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["cells"] == "all labelled cells" and summary["method"] == "smoothgrad"
+    assert not (out / "examples.png").exists()
+
+
+def test_explain_without_model_is_an_ephys_error(tmp_path):
+    run, _ = make_fake_run(tmp_path, with_metrics=False, with_model=False)
+    with pytest.raises(EphysError) as exc:
+        explain_run(run)
+    assert "model.keras" in str(exc.value) and str(run) in str(exc.value)
+    assert "\n" not in str(exc.value)
+    with pytest.raises(EphysError):
+        explain_run(tmp_path / "no_such_run")
+
+
+def test_explain_unknown_test_id_is_an_ephys_error(tmp_path):
+    run, _ = make_fake_run(tmp_path, with_metrics=False, n_per_class=2)
+    (run / "split.json").write_text(json.dumps({"train": [], "val": [], "test": ["ghost"]}))
+    with pytest.raises(EphysError, match="split.json"):
+        explain_run(run)
