@@ -430,7 +430,12 @@ class ImageNetPreprocess(layers.Layer):
 # Image classifier scaffolding
 # --------------------------------------------------------------------------------------------
 
-_IMAGE_HPARAMS = ("dropout", "input_size")
+_IMAGE_HPARAMS = ("dropout", "input_size", "bn_momentum")
+#: BatchNorm moving-average momentum of every backbone BN layer. Keras applications use 0.99;
+#: the STS seed trained torchvision backbones, whose momentum 0.1 is Keras' 0.9. With the few
+#: steps per epoch of a small cell dataset, 0.99 leaves the inference-time statistics far from
+#: the training ones for many epochs (validation stuck at chance while training accuracy is 1).
+DEFAULT_BN_MOMENTUM = 0.9
 
 
 def _image_hparams(name: str, hparams: dict, default_size: int, min_size: int) -> tuple[float, int]:
@@ -456,6 +461,17 @@ def _image_hparams(name: str, hparams: dict, default_size: int, min_size: int) -
     if size < min_size:
         raise EphysError(f"model {name}: input_size must be >= {min_size}, got {size}")
     return dropout, size
+
+
+def _bn_momentum(name: str, hparams: dict) -> float:
+    value = hparams.get("bn_momentum")
+    try:
+        value = float(DEFAULT_BN_MOMENTUM if value is None else value)
+    except (TypeError, ValueError):
+        raise EphysError(f"model {name}: bn_momentum must be a number in (0, 1), got {value!r}") from None
+    if not 0.0 < value < 1.0:
+        raise EphysError(f"model {name}: bn_momentum must be in (0, 1), got {value}")
+    return value
 
 
 def _check_image_input(name: str, input_shape, n_classes) -> tuple[tuple[int, int, int], int]:
@@ -494,6 +510,10 @@ def _image_classifier(
     x = ChannelAdapter(name="to_rgb")(x)
     x = ImageNetPreprocess(preprocess_mode, name="imagenet_preprocess")(x)
     backbone = backbone_fn((size, size, 3))
+    momentum = _bn_momentum(name, hparams)
+    for layer in backbone.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.momentum = momentum
     x = backbone(x)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
@@ -590,7 +610,7 @@ def build_densenet121(input_shape, n_classes: int, **hparams) -> keras.Model:
         Number of classes, >= 2.
     **hparams
         ``dropout`` (float in [0, 1), default 0.3); ``input_size`` (int >= 32, default 224;
-        smaller only for quick tests).
+        smaller only for quick tests); ``bn_momentum`` (default 0.9, see ``DEFAULT_BN_MOMENTUM``).
 
     Returns
     -------
@@ -627,7 +647,7 @@ def build_resnet18(input_shape, n_classes: int, **hparams) -> keras.Model:
     n_classes : int
         Number of classes, >= 2.
     **hparams
-        ``dropout`` (float in [0, 1), default 0.3); ``input_size`` (int >= 32, default 224).
+        ``dropout`` (float in [0, 1), default 0.3); ``input_size`` (int >= 32, default 224); ``bn_momentum`` (default 0.9, see ``DEFAULT_BN_MOMENTUM``).
 
     Returns
     -------
@@ -656,7 +676,7 @@ def build_resnet50(input_shape, n_classes: int, **hparams) -> keras.Model:
     n_classes : int
         Number of classes, >= 2.
     **hparams
-        ``dropout`` (float in [0, 1), default 0.3); ``input_size`` (int >= 32, default 224).
+        ``dropout`` (float in [0, 1), default 0.3); ``input_size`` (int >= 32, default 224); ``bn_momentum`` (default 0.9, see ``DEFAULT_BN_MOMENTUM``).
 
     Returns
     -------
@@ -693,7 +713,7 @@ def build_inceptionv3(input_shape, n_classes: int, **hparams) -> keras.Model:
     n_classes : int
         Number of classes, >= 2.
     **hparams
-        ``dropout`` (float in [0, 1), default 0.3); ``input_size`` (int >= 75, default 299).
+        ``dropout`` (float in [0, 1), default 0.3); ``input_size`` (int >= 75, default 299); ``bn_momentum`` (default 0.9, see ``DEFAULT_BN_MOMENTUM``).
 
     Returns
     -------
@@ -730,7 +750,7 @@ def build_mobilenetv2(input_shape, n_classes: int, **hparams) -> keras.Model:
     n_classes : int
         Number of classes, >= 2.
     **hparams
-        ``dropout`` (float in [0, 1), default 0.3); ``input_size`` (int >= 32, default 224).
+        ``dropout`` (float in [0, 1), default 0.3); ``input_size`` (int >= 32, default 224); ``bn_momentum`` (default 0.9, see ``DEFAULT_BN_MOMENTUM``).
 
     Returns
     -------

@@ -6,6 +6,12 @@ a spike starts where dV/dt rises through 20 mV/ms; its peak is the voltage maxim
 next crossing; it is kept only if the peak is at least 2 mV above the voltage at threshold,
 reaches -30 mV, and the membrane repolarises after it. Sampling above 20 kHz is first low-passed
 (4-pole Bessel, 10 kHz), as IPFX does.
+
+One addition of ours: the peak must also rise ``MIN_AP_AMPLITUDE_MV`` (20 mV) above the
+threshold voltage. IPFX's 2 mV height and -30 mV peak checks assume a correct resting
+potential; on recordings with a voltage offset (e.g. ``98205017.abf`` in the shared data, whose
+baseline sits near 0 mV) noise steeper than 20 mV/ms would otherwise count as spikes. Action
+potentials rise 40-100 mV above threshold, spikelets in bursts rarely less than 20 mV.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ DVDT_THRESHOLD_MV_PER_MS = 20.0
 MIN_HEIGHT_MV = 2.0
 #: Minimum absolute peak voltage, mV (IPFX ``min_peak``).
 MIN_PEAK_MV = -30.0
+#: Minimum rise from threshold to peak, mV (ephys addition, see the module docstring).
+MIN_AP_AMPLITUDE_MV = 20.0
 #: Longest allowed time from threshold to peak, s (IPFX ``max_interval`` is 5 ms).
 MAX_RISE_S = 0.005
 #: The Allen long-square protocol sweeps used for scalograms, as multiples of rheobase.
@@ -55,6 +63,7 @@ def detect_spikes(v_mV: np.ndarray, fs_hz: float,
                   dvdt_threshold: float = DVDT_THRESHOLD_MV_PER_MS,
                   min_height_mV: float = MIN_HEIGHT_MV,
                   min_peak_mV: float = MIN_PEAK_MV,
+                  min_amplitude_mV: float = MIN_AP_AMPLITUDE_MV,
                   max_rise_s: float = MAX_RISE_S) -> Spikes:
     """Detect action potentials by dV/dt threshold crossing with peak confirmation.
 
@@ -68,6 +77,8 @@ def detect_spikes(v_mV: np.ndarray, fs_hz: float,
         Rising dV/dt that marks a putative spike, mV/ms (IPFX: 20).
     min_height_mV, min_peak_mV : float
         Peak confirmation: peak - V(threshold) >= min_height_mV and peak >= min_peak_mV.
+    min_amplitude_mV : float
+        Peak - V(threshold) must also reach this (ephys addition against offset recordings).
     max_rise_s : float
         Longest threshold-to-peak interval, seconds.
 
@@ -99,7 +110,7 @@ def detect_spikes(v_mV: np.ndarray, fs_hz: float,
     for s, e in zip(starts, ends):
         stop = min(e, s + max_rise, v.size)
         p = s + int(np.argmax(v[s:stop]))
-        if v[p] - v[s] < min_height_mV or v[p] < min_peak_mV:
+        if v[p] - v[s] < max(min_height_mV, min_amplitude_mV) or v[p] < min_peak_mV:
             continue
         # repolarisation: the voltage must fall by at least min_height after the peak
         after = v[p: min(v.size, p + 4 * max_rise)]
@@ -146,7 +157,7 @@ def choose_sweeps(sweeps: list[Sweep], multiples=DEFAULT_RHEOBASE_MULTIPLES,
                   min_step_s: float = 0.2) -> SweepChoice | None:
     """Choose the suprathreshold long-square sweeps a scalogram is made from.
 
-    Rule (documented in the README): among sweeps with a depolarising step of at least
+    Rule (documented in the README): among sweeps with a depolarising step of at least 1 pA and
     ``min_step_s`` seconds, rheobase is the smallest amplitude whose step evoked a spike; for
     each multiple m in ``multiples`` (default 1, 1.5, 2) the suprathreshold sweep whose
     amplitude is nearest to m x rheobase is chosen (ties go to the larger amplitude; the same
@@ -159,7 +170,7 @@ def choose_sweeps(sweeps: list[Sweep], multiples=DEFAULT_RHEOBASE_MULTIPLES,
     all_spikes = [detect_spikes(sw.v_mV, sw.fs_hz) for sw in sweeps]
     supra = []
     for k, (sw, sp) in enumerate(zip(sweeps, all_spikes)):
-        ok_step = (np.isfinite(sw.stim_amp_pA) and sw.stim_amp_pA > 0
+        ok_step = (np.isfinite(sw.stim_amp_pA) and sw.stim_amp_pA >= 1.0
                    and np.isfinite(sw.stim_start_s)
                    and (sw.stim_end_s - sw.stim_start_s) >= min_step_s)
         if ok_step and spikes_in_stimulus(sw, sp) > 0:

@@ -365,3 +365,17 @@ def test_fetch_weights_404_and_bad_hash(http_root, offline_cache):
         M.fetch_weights("densenet121", base_url=url)
     assert "hash" in str(e.value) and "\n" not in str(e.value)
     assert list((offline_cache / "models").iterdir()) == []  # the bad file never entered the cache
+
+
+def test_bn_momentum_defaults_to_seed_value_and_is_validated():
+    from ephys.pipelines.errors import EphysError
+    from ephys.pipelines.models import DEFAULT_BN_MOMENTUM, build_model
+
+    m = build_model("resnet18", (16, 32, 3), 2, input_size=32)
+    bns = [l for l in m.get_layer("backbone").layers if l.__class__.__name__ == "BatchNormalization"]
+    assert bns and all(l.momentum == DEFAULT_BN_MOMENTUM == 0.9 for l in bns)
+    m = build_model("mobilenetv2", (16, 32, 3), 2, input_size=32, bn_momentum=0.99)
+    assert all(l.momentum == 0.99 for l in m.get_layer("backbone").layers
+               if l.__class__.__name__ == "BatchNormalization")
+    with pytest.raises(EphysError):
+        build_model("mobilenetv2", (16, 32, 3), 2, input_size=32, bn_momentum=1.5)

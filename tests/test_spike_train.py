@@ -47,6 +47,11 @@ def test_noise_and_subthreshold_bumps_are_not_spikes():
     t = np.arange(v.size) / fs
     v += 6.0 * np.exp(-0.5 * ((t - 0.7) / 0.01) ** 2)  # an EPSP-like slow bump
     assert len(detect_spikes(v, fs)) == 0
+    # a recording with a +70 mV offset and steep noise: IPFX's -30 mV peak check cannot help
+    v_off, _ = _ap_trace([], fs_hz=10_000.0, noise_mV=2.0, seed=5)
+    assert len(detect_spikes(v_off + 70.0, 10_000.0)) == 0
+    spikes_off, _ = _ap_trace([0.3, 0.6], fs_hz=10_000.0, noise_mV=2.0, seed=5)
+    assert len(detect_spikes(spikes_off + 70.0, 10_000.0)) == 2
     # a fast step artifact that never repolarises is not a spike either
     v2 = np.where(t > 0.5, -20.0, -70.0)
     assert len(detect_spikes(v2, fs)) == 0
