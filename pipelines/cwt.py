@@ -93,8 +93,9 @@ _BUCKET_SLACK = 1.12
 
 
 @functools.lru_cache(maxsize=16)
-def _filter_bank(wavelet: str, scales: tuple[float, ...], n: int, trim: float) -> tuple[_Bucket, ...]:
-    int_psi, x = pywt.integrate_wavelet(pywt.ContinuousWavelet(wavelet), precision=PYWT_PRECISION)
+def _filter_bank(wavelet: str, scales: tuple[float, ...], n: int, trim: float,
+                 precision: int = PYWT_PRECISION) -> tuple[_Bucket, ...]:
+    int_psi, x = pywt.integrate_wavelet(pywt.ContinuousWavelet(wavelet), precision=precision)
     int_psi = np.conj(np.asarray(int_psi))
     taps = []  # (k_lo, g) with output[t] = sum_j x[j] * g[t - j - k_lo] over g's taps
     for s in scales:
@@ -139,7 +140,7 @@ def _filter_bank(wavelet: str, scales: tuple[float, ...], n: int, trim: float) -
 
 
 def cwt(signals: np.ndarray, scales: np.ndarray, wavelet: str = DEFAULT_WAVELET,
-        trim: float = 1e-7, magnitude: bool = True) -> np.ndarray:
+        trim: float = 1e-7, magnitude: bool = True, precision: int = PYWT_PRECISION) -> np.ndarray:
     """Batched FFT continuous wavelet transform, numerically equal to PyWavelets' ``cwt``.
 
     Parameters
@@ -154,6 +155,10 @@ def cwt(signals: np.ndarray, scales: np.ndarray, wavelet: str = DEFAULT_WAVELET,
         Filter taps below ``trim`` x the filter's peak magnitude are dropped (0 keeps all).
     magnitude : bool
         Return ``|W|`` (float32) when True, else the complex coefficients (complex64).
+    precision : int
+        The wavelet integral is sampled on 2**precision points (PyWavelets' ``precision``,
+        default 12). Scales wider than that grid get a staircase filter whose difference is
+        spiky, which shows as speckle in the lowest-frequency rows; 16 removes it.
 
     Returns
     -------
@@ -173,7 +178,7 @@ def cwt(signals: np.ndarray, scales: np.ndarray, wavelet: str = DEFAULT_WAVELET,
         raise ValueError(f"signals must be 1-D or 2-D, got shape {np.shape(signals)}")
     n = x.shape[-1]
     scales = np.atleast_1d(np.asarray(scales, dtype=np.float64))
-    buckets = _filter_bank(wavelet, tuple(float(s) for s in scales), n, float(trim))
+    buckets = _filter_bank(wavelet, tuple(float(s) for s in scales), n, float(trim), int(precision))
     out = np.empty((x.shape[0], scales.size, n), dtype=np.float32 if magnitude else np.complex64)
     for bucket in buckets:
         X = sfft.fft(x, n=bucket.nfft, axis=-1, workers=1)  # (batch, nfft) complex64
@@ -184,11 +189,12 @@ def cwt(signals: np.ndarray, scales: np.ndarray, wavelet: str = DEFAULT_WAVELET,
 
 
 def cwt_reference(signal: np.ndarray, scales: np.ndarray, wavelet: str = DEFAULT_WAVELET,
-                  method: str = "conv", magnitude: bool = True) -> np.ndarray:
+                  method: str = "conv", magnitude: bool = True,
+                  precision: int = PYWT_PRECISION) -> np.ndarray:
     """PyWavelets' CWT (the reference implementation), shape (n_scales, n).
 
     ``method`` is ``"conv"`` (``np.convolve`` per scale) or ``"fft"``.
     """
     coef, _ = pywt.cwt(np.asarray(signal, dtype=np.float64), np.asarray(scales), wavelet,
-                       method=method)
+                       method=method, precision=precision)
     return np.abs(coef).astype(np.float32) if magnitude else coef

@@ -69,3 +69,22 @@ def test_killed_prepare_resumes(tiny_synthetic, tmp_path):
     assert len(man["samples"]) == 12
     for s in man["samples"]:
         assert np.load(out / s["file"]).shape == (32, 1200, 3)
+
+
+def test_scheduler_address_is_used(tiny_synthetic, tmp_path):
+    """`--scheduler ADDRESS`: connect to a running dask scheduler instead of starting one."""
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        res = prepare_scalograms(tiny_synthetic, tmp_path / "c", None, SMALL, scheduler=cluster.scheduler_address)
+        man = json.loads(res.manifest_path.read_text())
+        assert res.n_ok == 12 and man["provenance"]["scheduler"] == cluster.scheduler_address
+        ref = prepare_scalograms(tiny_synthetic, tmp_path / "d", None, SMALL, scheduler="synchronous")
+        for s in man["samples"]:
+            np.testing.assert_array_equal(np.load(tmp_path / "c" / s["file"]), np.load(tmp_path / "d" / s["file"]))
+    assert ref.n_ok == 12
+    from ephys.pipelines.errors import EphysError
+    import pytest
+
+    with pytest.raises(EphysError, match="cannot connect"):
+        prepare_scalograms(tiny_synthetic, tmp_path / "e", None, SMALL, scheduler="tcp://127.0.0.1:9")
