@@ -18,17 +18,28 @@ from .prepare import prepare_app
 from .report import report
 from .train import train
 
+#: verbs in data-flow order for --help
+VERB_ORDER = ("fetch", "prepare", "train", "evaluate", "explain", "report", "models")
+
+
+class _DataFlowOrder(typer.core.TyperGroup):
+    def list_commands(self, ctx):
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda n: VERB_ORDER.index(n) if n in VERB_ORDER else len(VERB_ORDER))
+
+
 app = typer.Typer(
     name="ephys",
+    cls=_DataFlowOrder,
     help="Electrophysiology recordings to trained deep-learning classifiers and reports.\n\n"
          "Data flow: fetch -> prepare -> train -> evaluate -> explain -> report. "
-         "Defaults use ./data (override with EPHYS_DATA) and ./runs (EPHYS_RUNS), so\n\n"
-         "ephys fetch synthetic && ephys prepare scalograms && ephys train --model densenet "
-         "&& ephys evaluate && ephys report\n\nruns with no other argument.",
+         "Defaults use ./data (override with EPHYS_DATA) and ./runs (EPHYS_RUNS), so "
+         "`ephys fetch synthetic && ephys prepare scalograms && ephys train --model densenet "
+         "&& ephys evaluate && ephys explain && ephys report` runs with no other argument.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    rich_markup_mode="markdown",
 )
 app.add_typer(fetch_app, name="fetch")
 app.add_typer(prepare_app, name="prepare")

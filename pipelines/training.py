@@ -215,8 +215,6 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
         grps = [ds.groups[i] for i in labelled]
         rel = grouped_split(labs, grps, cfg.test_fraction, cfg.val_fraction, cfg.seed)
         split = {k: [int(labelled[j]) for j in v] for k, v in rel.items()}
-        run.mkdir(parents=True, exist_ok=True)
-        write_json(split_path, {k: [ds.ids[i] for i in v] for k, v in split.items()})
 
     gpu = runtime.configure_for_device(cfg.seed)
     meta = {"run_id": run.name, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -225,9 +223,6 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
             "label_names": ds.label_names, "modality": ds.modality,
             "sample_shape": list(ds.sample_shape),
             "n_train": len(split["train"]), "n_val": len(split["val"]), "n_test": len(split["test"])}
-    if not cfg_path.exists():
-        write_text(cfg_path, yaml.safe_dump({**asdict(cfg), **meta}, sort_keys=False))
-
     tr, va = np.array(split["train"]), np.array(split["val"])
     y_tr, y_va = ds.y(tr), ds.y(va) if va.size else np.zeros(0, dtype=np.int64)
     present = np.unique(y_tr)
@@ -253,6 +248,12 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
         model.compile(optimizer=keras.optimizers.Adam(cfg.lr),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                       jit_compile=bool(gpu) and not cfg.eager, run_eagerly=bool(cfg.eager))
+    # the run folder is written only once the model exists (bad weights leave nothing behind)
+    run.mkdir(parents=True, exist_ok=True)
+    if not split_path.exists():
+        write_json(split_path, {k: [ds.ids[i] for i in v] for k, v in split.items()})
+    if not cfg_path.exists():
+        write_text(cfg_path, yaml.safe_dump({**asdict(cfg), **meta}, sort_keys=False))
 
     monitor = "val_loss" if va.size else "loss"
     callback = _state_callback(run, cfg.patience, monitor, state, on_epoch)

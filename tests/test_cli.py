@@ -85,6 +85,13 @@ def test_whole_chain_on_tiny_synthetic(tiny_synthetic, tmp_path):
     x = np.load(data / man["samples"][0]["file"])
     assert x.shape == (48, 1200, 3) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
 
+    # --weights imagenet with an empty Keras cache and no network: one line, nothing written
+    offline = {"KERAS_HOME": str(tmp_path / "keras_home"), "EPHYS_WEIGHTS_BASE_URL": "http://127.0.0.1:9/"}
+    proc = ephys("train", "--data", data, "--model", "mobilenetv2", "--weights", "imagenet",
+                 "--out", tmp_path / "imagenet_run", env=offline)
+    _one_line_error(proc, "ephys fetch weights mobilenetv2", "--weights none")
+    assert not (tmp_path / "imagenet_run").exists()
+
     run = tmp_path / "run"
     ephys("train", "--data", data, "--model", "mobilenetv2", "--weights", "none", "--epochs", "2",
           "--input-size", "64", "--out", run, "--quiet", check=0)
