@@ -17,12 +17,19 @@ export EPHYS_DATA ?= data
 export EPHYS_RUNS ?= runs
 DEMO_RUN := $(EPHYS_RUNS)/demo-$(DEMO_MODEL)
 
-.PHONY: install demo test test-fast bench clean help
+SIF     ?= /tmp/ephys.sif
+SIF_GPU ?= /tmp/ephys-gpu.sif
+# apptainer on a cluster; ../shared/tools/apptainer on this project's own machines
+APPTAINER ?= $(shell command -v apptainer || echo ../shared/tools/apptainer)
+
+.PHONY: install demo test test-fast bench clean help sif sif-gpu sif-test slurm-all slurm-status
 
 help:
 	@echo "make demo   set up .venv, then fetch synthetic -> prepare -> train -> evaluate -> explain -> report"
 	@echo "make test   set up .venv and run the test suite"
 	@echo "make bench  speed benchmarks (JSON in benchmarks/results/)"
+	@echo "make sif | sif-test | sif-gpu   Apptainer images (containers/)"
+	@echo "make slurm-all | slurm-status   the STS DAG on SLURM (slurm/submit.sh lists the settings)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +55,24 @@ test-fast: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_cwt.py
+
+sif:
+	$(APPTAINER) build $(SIF) containers/ephys.def
+
+sif-gpu:
+	$(APPTAINER) build $(SIF_GPU) containers/ephys-gpu.def
+
+# build the CPU image, then run its %test (ephys --version + a tiny chain) and the chain via exec
+sif-test: sif
+	$(APPTAINER) test $(SIF)
+	cd /tmp && $(APPTAINER) exec $(SIF) ephys --version
+
+# the whole STS DAG as sbatch jobs (settings: see slurm/submit.sh); EPHYS_SIF=path runs the image
+slurm-all: install
+	EPHYS_BIN=$(abspath $(BIN))/ephys bash slurm/submit.sh
+
+slurm-status:
+	@bash slurm/status.sh
 
 clean:
 	rm -rf runs data/raw data/processed .pytest_cache

@@ -19,6 +19,26 @@ err = Console(stderr=True)
 STATE = {"quiet": False, "debug": False}
 
 
+def writable_caches() -> None:
+    """Point library caches at a temp folder when the home folder is not writable.
+
+    pynwb writes a type-map cache under the user cache dir at import (platformdirs,
+    ``$XDG_CACHE_HOME`` or ``~/.cache``) and matplotlib its config under ``~/.config``; inside
+    an Apptainer image, or on compute nodes with a read-only home, that fails. Variables the
+    user set are left alone.
+    """
+    import tempfile
+
+    home_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    probe = home_cache if home_cache.exists() else home_cache.parent
+    if os.access(probe, os.W_OK):
+        return
+    fallback = Path(tempfile.gettempdir()) / f"ephys-cache-{os.getuid()}"
+    fallback.mkdir(parents=True, exist_ok=True)
+    os.environ["XDG_CACHE_HOME"] = str(fallback)
+    os.environ.setdefault("MPLCONFIGDIR", str(fallback / "matplotlib"))
+
+
 def import_backend() -> None:
     """Import Keras and its backend with native start-up chatter hidden.
 
@@ -72,6 +92,11 @@ def resolve_run(run: Path | None) -> Path:
 def info(msg: str) -> None:
     if not STATE["quiet"]:
         err.print(msg, highlight=False, markup=False, soft_wrap=True)
+
+
+def notice(msg: str) -> None:
+    """A message worth a line even with --quiet (a resumed run, a skipped finished run)."""
+    err.print(msg, highlight=False, markup=False, soft_wrap=True)
 
 
 @contextmanager

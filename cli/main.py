@@ -83,6 +83,7 @@ def run() -> None:
 
     ``--quiet`` and ``--debug`` are global and may stand anywhere on the command line.
     """
+    common.writable_caches()
     args = sys.argv[1:]
     for flag in ("--quiet", "--debug"):
         if flag in args[1:] and "--" not in args:

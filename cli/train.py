@@ -57,5 +57,5 @@ def train(
             note = "  ".join(f"{k} {v:.3f}" for k, v in logs.items() if k in ("loss", "accuracy", "val_loss", "val_accuracy"))
             advance(1, note)
 
-        run_dir = run(cfg, on_epoch=on_epoch, log=common.info)
+        run_dir = run(cfg, on_epoch=on_epoch, log=common.notice)
     common.out.print(str(run_dir), highlight=False, markup=False, soft_wrap=True)

@@ -154,17 +154,52 @@ def process_cell(cell, out_dir: str, params: ScalogramParams) -> dict:
 
 @dataclass
 class PrepareResult:
-    manifest_path: Path
+    manifest_path: Path | None  # None for a shard run
     n_ok: int
     n_resumed: int
     skipped: list[dict] = field(default_factory=list)
 
 
-def _client(scheduler: str, workers: int | None):
-    """A dask Client: 'local' -> LocalCluster, 'synchronous' -> None, else an address."""
+@dataclass
+class SlurmWorkers:
+    """dask-jobqueue ``SLURMCluster`` settings for ``--scheduler slurm`` (one worker per job).
+
+    queue : partition ('' = the cluster default); cores, memory : per worker job;
+    walltime : per job (HH:MM:SS); extra : more ``#SBATCH`` directives, e.g. ``--account=lab``;
+    log_directory : where the worker jobs' logs go.
+    """
+
+    queue: str = ""
+    cores: int = 1
+    memory: str = "4GB"
+    walltime: str = "01:00:00"
+    extra: tuple[str, ...] = ()
+    log_directory: str | None = None
+
+
+def _client(scheduler: str, workers: int | None, slurm: SlurmWorkers | None = None):
+    """A dask Client: 'local' -> LocalCluster, 'synchronous' -> None, 'slurm' -> dask-jobqueue
+    SLURMCluster (one sbatch job per worker), else a scheduler address."""
     if scheduler == "synchronous":
         return None, None
     from dask.distributed import Client, LocalCluster
+
+    if scheduler == "slurm":
+        from dask_jobqueue import SLURMCluster
+
+        sw = slurm or SlurmWorkers()
+        try:
+            cluster = SLURMCluster(queue=sw.queue or None, cores=sw.cores, processes=1, memory=sw.memory,
+                                   walltime=sw.walltime, job_extra_directives=list(sw.extra),
+                                   log_directory=sw.log_directory, dashboard_address=None,
+                                   job_name="ephys-dask", silence_logs="error")
+            cluster.scale(jobs=workers or 2)
+            client = Client(cluster)
+            client.wait_for_workers(1, timeout=600)
+        except Exception as exc:  # sbatch missing or refusing the job: say so in one line
+            raise EphysError(f"could not start dask workers on SLURM ({type(exc).__name__}: {exc})".splitlines()[0],
+                             "--scheduler slurm") from None
+        return client, cluster
 
     if scheduler in ("local", "", None):
         n = workers or max(1, (os.cpu_count() or 1))
@@ -180,7 +215,9 @@ def _client(scheduler: str, workers: int | None):
 def prepare_scalograms(input_path: str | Path, out_dir: str | Path, labels_csv: str | Path | None = None,
                        params: ScalogramParams | None = None, workers: int | None = None,
                        scheduler: str = "local",
-                       progress: Callable[[int, int, dict], None] | None = None) -> PrepareResult:
+                       progress: Callable[[int, int, dict], None] | None = None,
+                       shard: tuple[int, int] | None = None,
+                       slurm: SlurmWorkers | None = None) -> PrepareResult:
     """Prepare a scalogram dataset from a recording file or folder.
 
     Parameters
@@ -191,8 +228,12 @@ def prepare_scalograms(input_path: str | Path, out_dir: str | Path, labels_csv: 
     params : ScalogramParams (defaults as in STS).
     workers : dask worker processes for the local cluster (default: all cores).
     scheduler : ``local`` (LocalCluster), ``synchronous`` (in-process, for debugging/tests),
+        ``slurm`` (dask-jobqueue SLURMCluster: ``workers`` sbatch jobs, settings in ``slurm``),
         or a dask scheduler address such as ``tcp://host:8786``.
     progress : called as ``progress(done, total, record)`` after each cell.
+    shard : ``(k, n)``: prepare only cells ``k, k+n, k+2n, ...`` of the discovery order (one
+        SLURM array task's part) and write no manifest; a later run without ``shard`` finds
+        every cell done and writes the manifest.
 
     Raises
     ------
@@ -208,12 +249,17 @@ def prepare_scalograms(input_path: str | Path, out_dir: str | Path, labels_csv: 
     out = Path(out_dir)
     cells, skipped = discover_cells(input_path, labels_csv)
     skipped = [{"path": str(p), "reason": r} for p, r in skipped]
+    if shard is not None:
+        k, n = shard
+        if not (n >= 1 and 0 <= k < n):
+            raise EphysError(f"--shard {k}/{n}: need 0 <= K < N")
+        cells = cells[k::n]
     (out / "samples").mkdir(parents=True, exist_ok=True)
     for stale in (out / "samples").glob(".*.part*"):  # leftovers of a killed run
         stale.unlink(missing_ok=True)
 
     results: list[dict] = []
-    client, cluster = _client(scheduler, workers)
+    client, cluster = _client(scheduler, workers, slurm)
     try:
         if client is None:
             for cell in cells:
@@ -242,6 +288,8 @@ def prepare_scalograms(input_path: str | Path, out_dir: str | Path, labels_csv: 
     ok = [r for r in results if r["status"] == "ok"]
     skipped += [{"path": r["path"], "reason": r["reason"]} for r in results if r["status"] != "ok"]
     skipped += [f for r in ok for f in r.get("skipped_files", [])]
+    if shard is not None:  # one array task's part: the manifest is written by the full run
+        return PrepareResult(None, len(ok), sum(1 for r in ok if r.get("resumed")), skipped)
     if not ok:
         reasons = "; ".join(f"{Path(s['path']).name}: {s['reason']}" for s in skipped[:3])
         raise EphysError(f"no cell could be prepared ({reasons})", input_path)
@@ -280,3 +328,17 @@ def prepare_scalograms(input_path: str | Path, out_dir: str | Path, labels_csv: 
     }
     path = write_json(out / MANIFEST, manifest)
     return PrepareResult(path, len(ok), sum(1 for r in ok if r.get("resumed")), skipped)
+
+
+def count_array_tasks(input_path: str | Path, labels_csv: str | Path | None = None,
+                      cells_per_task: int = 25) -> int:
+    """How many SLURM array tasks ``prepare scalograms --shard K/N`` needs: ceil(cells / per task).
+
+    Raises EphysError on the same bad input as :func:`prepare_scalograms`.
+    """
+    from .readers import discover_cells
+
+    if cells_per_task < 1:
+        raise EphysError(f"--cells-per-task must be >= 1, got {cells_per_task}")
+    cells, _ = discover_cells(input_path, labels_csv)
+    return max(1, -(-len(cells) // cells_per_task))

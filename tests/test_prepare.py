@@ -88,3 +88,22 @@ def test_scheduler_address_is_used(tiny_synthetic, tmp_path):
 
     with pytest.raises(EphysError, match="cannot connect"):
         prepare_scalograms(tiny_synthetic, tmp_path / "e", None, SMALL, scheduler="tcp://127.0.0.1:9")
+
+
+def test_shards_cover_every_cell_once_then_full_run_writes_manifest(tiny_synthetic, tmp_path):
+    from ephys.pipelines.sts import count_array_tasks
+
+    out = tmp_path / "ds"
+    n = count_array_tasks(tiny_synthetic, None, cells_per_task=5)
+    assert n == 3  # 12 cells
+    done = 0
+    for k in range(n):
+        res = prepare_scalograms(tiny_synthetic, out, None, SMALL, scheduler="synchronous", shard=(k, n))
+        assert res.manifest_path is None and res.n_resumed == 0
+        done += res.n_ok
+    assert done == 12 and not (out / "manifest.json").exists()
+    # an array task re-run (requeue) redoes nothing
+    again = prepare_scalograms(tiny_synthetic, out, None, SMALL, scheduler="synchronous", shard=(1, n))
+    assert again.n_resumed == again.n_ok == 4
+    final = prepare_scalograms(tiny_synthetic, out, None, SMALL, scheduler="synchronous")
+    assert final.n_resumed == 12 and final.manifest_path.exists()
