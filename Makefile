@@ -20,7 +20,7 @@ DEMO_RUN := $(EPHYS_RUNS)/demo-$(DEMO_MODEL)
 SIF     ?= /tmp/ephys.sif
 SIF_GPU ?= /tmp/ephys-gpu.sif
 # apptainer on a cluster; ../shared/tools/apptainer on this project's own machines
-APPTAINER ?= $(shell command -v apptainer || echo ../shared/tools/apptainer)
+APPTAINER ?= $(shell command -v apptainer || realpath ../shared/tools/apptainer)
 
 .PHONY: install demo test test-fast bench clean help sif sif-gpu sif-test slurm-all slurm-status
 
