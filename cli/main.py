@@ -10,16 +10,18 @@ import typer
 from ephys.pipelines.errors import EphysError
 
 from . import common
+from .cluster import cluster
 from .evaluate import evaluate
 from .explain import explain
 from .fetch import fetch_app
 from .models import models
 from .prepare import prepare_app
 from .report import report
+from .reproduce import reproduce
 from .train import train
 
 #: verbs in data-flow order for --help
-VERB_ORDER = ("fetch", "prepare", "train", "evaluate", "explain", "report", "models")
+VERB_ORDER = ("fetch", "prepare", "train", "evaluate", "explain", "report", "reproduce", "cluster", "models")
 
 
 class _DataFlowOrder(typer.core.TyperGroup):
@@ -48,6 +50,8 @@ app.command()(evaluate)
 app.command()(explain)
 app.command()(report)
 app.command()(models)
+app.command()(reproduce)
+app.command()(cluster)
 
 
 def _version_text() -> str:

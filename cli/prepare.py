@@ -83,3 +83,50 @@ def prepare_tasks(
     if labels is None and input.is_dir() and (input / "labels.csv").is_file():
         labels = input / "labels.csv"
     common.out.print(str(count_array_tasks(input, labels, cells_per_task)), highlight=False)
+
+
+@prepare_app.command("spikes")
+def prepare_spikes(
+    input: Path = typer.Argument(..., help="A folder of labelled snippet sets (channel_spikes_CH.npy, channel_background_CH.npy: the spike seed's layout) or a raw extracellular trace (.npy in µV with --fs-hz, or .nwb with an ElectricalSeries)."),
+    out: Path = typer.Argument(None, help="Dataset folder to write [default: DATA/processed/spikes]."),
+    fs_hz: float = typer.Option(None, "--fs-hz", help="Sampling rate in Hz (required for a raw trace; snippet sets default to the seed's 30000)."),
+    normalise: str = typer.Option("none", "--normalise", help="none (µV) | channel (divide each channel by its own noise level, median|x|/0.6745, from that channel's data only)."),
+    band: tuple[float, float] = typer.Option((300.0, 8000.0), "--band", help="Raw trace: band-pass edges (Hz)."),
+    notch: float = typer.Option(50.0, "--notch", help="Raw trace: line-noise notch (Hz); 0 = none, 60 in the Americas."),
+    k: float = typer.Option(3.0, "--k", help="Raw trace: threshold = -k x noise."),
+    noise: str = typer.Option("sd", "--noise", help="Raw trace: noise estimate, sd (the seed) or mad (Quiroga et al. 2004)."),
+    refractory_ms: float = typer.Option(1.0, "--refractory-ms", help="Raw trace: refractory period (ms)."),
+    pre_ms: float = typer.Option(0.4, "--pre-ms", help="Snippet start before the crossing (ms)."),
+    post_ms: float = typer.Option(1.0, "--post-ms", help="Raw trace: snippet end after the crossing (ms)."),
+    channel: int = typer.Option(0, "--channel", min=0, help="Raw trace: column of a 2-D .npy or of the NWB ElectricalSeries."),
+    series: str = typer.Option(None, "--series", help="NWB: name of the ElectricalSeries in acquisition [default: the first]."),
+):
+    """Extracellular spike waveforms -> a "waveform" dataset (manifest.json + waveforms.npy).
+    Snippet sets keep their labels (background / spike; group = channel) and offer the seed's
+    split (`ephys train --split seed`: train 9, 16, 33 / validation 11 / test 40). A raw trace
+    is band-passed (zero-phase, 300-8000 Hz), notched, thresholded at -3 SD with a 1 ms
+    refractory period, and cut into 0.4 ms + 1.0 ms snippets (unlabelled)."""
+    from ephys.pipelines.errors import EphysError
+    from ephys.pipelines.spikes import DetectionParams, prepare_raw_trace, prepare_waveform_sets
+
+    out = out or common.data_root() / "processed" / "spikes"
+    if input.is_dir():
+        path = prepare_waveform_sets(input, out, fs_hz=fs_hz or 30000.0, pre_ms=pre_ms, normalise=normalise)
+    elif input.is_file() and input.suffix in (".npy", ".nwb"):
+        if noise not in ("sd", "mad"):
+            raise EphysError(f"--noise must be sd or mad, not {noise!r}")
+        if normalise not in ("none", "channel"):
+            raise EphysError(f"--normalise must be none or channel, not {normalise!r}")
+        params = DetectionParams(band_hz=(float(band[0]), float(band[1])), notch_hz=notch or None, k=k,
+                                 noise=noise, refractory_ms=refractory_ms, pre_ms=pre_ms, post_ms=post_ms)
+        path = prepare_raw_trace(input, out, fs_hz=fs_hz, params=params, normalise=normalise,
+                                 channel=channel, series=series)
+    elif input.exists():
+        raise EphysError("not a folder of snippet sets nor a raw trace (.npy, .nwb)", input)
+    else:
+        raise EphysError("no such file or folder", input)
+    import json
+
+    n = len(json.loads(path.read_text())["samples"])
+    common.info(f"{n} waveforms prepared")
+    common.out.print(str(path), highlight=False, markup=False, soft_wrap=True)

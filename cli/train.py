@@ -11,7 +11,7 @@ from . import common
 
 
 def train(
-    model: str = typer.Option(None, "--model", "-m", help="densenet121 (alias densenet), resnet18, resnet50, inceptionv3, mobilenetv2; see `ephys models`."),
+    model: str = typer.Option(None, "--model", "-m", help="densenet121 (alias densenet), resnet18, resnet50, inceptionv3, mobilenetv2 (scalograms); cnn1d, gru (waveforms); see `ephys models`."),
     data: Path = typer.Option(None, "--data", help="Prepared dataset folder [default: DATA/processed/scalograms]."),
     weights: str = typer.Option(None, "--weights", help="imagenet | none | PATH to a backbone weights file [default: none]."),
     freeze: str = typer.Option(None, "--freeze", help="none (fine-tune everything, as STS) | full (train the head only) [default: none]."),
@@ -20,6 +20,7 @@ def train(
     lr: float = typer.Option(None, "--lr", help="Adam learning rate [default: 1e-4]."),
     seed: int = typer.Option(None, "--seed", help="Seed for the split, initialisation and shuffling [default: 0]."),
     patience: int = typer.Option(None, "--patience", min=1, help="Early stopping: epochs without validation-loss improvement [default: 5]."),
+    split: str = typer.Option(None, "--split", help="'grouped' (random split by group, stratified; seeded) or a published split the dataset's manifest offers by name, e.g. 'seed' for the spike seed's channels [default: grouped]."),
     input_size: int = typer.Option(None, "--input-size", min=32, help="Override the backbone input size (default 224, InceptionV3 299); smaller is faster on CPU."),
     eager: bool = typer.Option(False, "--eager", envvar="EPHYS_EAGER", help="Run training steps eagerly: no graph-build wait (about a minute for DenseNet on a CPU) but slower steps; for tiny runs and debugging."),
     out: Path = typer.Option(None, "--out", help="Run folder [default: runs/<model>-<dataset>]. Re-running the same command resumes it."),
@@ -40,7 +41,7 @@ def train(
         cfg = TrainConfig(data=str(common.data_root() / "processed" / "scalograms"))
     given = dict(model=model, data=None if data is None else str(data), weights=weights, freeze=freeze,
                  epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, patience=patience,
-                 input_size=input_size, out=None if out is None else str(out),
+                 split=split, input_size=input_size, out=None if out is None else str(out),
                  eager=eager or None)
     for k, v in given.items():
         if v is not None:

@@ -46,10 +46,33 @@ class Dataset:
         return tuple(self.manifest["sample_shape"])
 
     def path_of(self, i: int) -> Path:
+        """File of sample ``i`` (per-sample layout only)."""
         return self.root / self.manifest["samples"][i]["file"]
 
+    @property
+    def array(self) -> np.ndarray | None:
+        """The dataset's one array (memory-mapped), for the single-array layout; else None.
+
+        Single-array layout (e.g. waveforms): ``manifest["array"]`` names one ``.npy`` file of
+        shape (n_samples, *sample_shape) and sample ``i`` is its row ``samples[i]["row"]``.
+        """
+        name = self.manifest.get("array")
+        if not name:
+            return None
+        if getattr(self, "_array", None) is None:
+            self._array = np.load(self.root / name, mmap_mode="r", allow_pickle=False)
+            self._rows = np.array([s["row"] for s in self.manifest["samples"]], dtype=np.int64)
+        return self._array
+
     def load(self, indices) -> np.ndarray:
-        """Stack samples ``indices`` into one float32 array, shape (len(indices), *sample_shape)."""
+        """Stack samples ``indices`` into one float32 array, shape (len(indices), *sample_shape).
+
+        Works for both layouts: one ``.npy`` file per sample (``samples[i]["file"]``, e.g.
+        scalograms) or one array file for all samples (``manifest["array"]``, e.g. waveforms).
+        """
+        arr = self.array
+        if arr is not None:
+            return np.asarray(arr[self._rows[np.asarray(indices, dtype=np.int64)]], dtype=np.float32)
         return np.stack([np.load(self.path_of(i)).astype(np.float32, copy=False) for i in indices])
 
     def labelled_indices(self) -> np.ndarray:
@@ -83,6 +106,17 @@ def load_dataset(root: str | Path) -> Dataset:
         if key not in manifest:
             raise EphysError(f"manifest has no '{key}' field", mpath)
     samples = manifest["samples"]
+    if manifest.get("array"):
+        apath = root / manifest["array"]
+        if not apath.is_file():
+            raise EphysError(f"array file {manifest['array']} is missing (re-run `ephys prepare`)", root)
+        try:
+            shape = np.load(apath, mmap_mode="r", allow_pickle=False).shape
+        except (OSError, ValueError) as exc:
+            raise EphysError(f"unreadable array file ({exc})", apath) from None
+        rows = [s.get("row") for s in samples]
+        if any(not isinstance(r, int) or not 0 <= r < shape[0] for r in rows):
+            raise EphysError(f"manifest sample rows do not fit {manifest['array']} ({shape[0]} rows)", mpath)
     for s in samples:
         if "file" in s and not (root / s["file"]).is_file():
             raise EphysError(f"sample file {s['file']} is missing (re-run `ephys prepare`)", root)
@@ -126,4 +160,53 @@ def grouped_split(labels: list[str], groups: list[str], test_fraction: float = 0
     out = {"train": [], "val": [], "test": []}
     for i, g in enumerate(groups):
         out[part_of_group[g]].append(i)
+    return out
+
+
+def named_split(groups: list[str], splits: dict, name: str, where: str | Path | None = None
+                ) -> dict[str, list[int]]:
+    """A published split offered by a dataset's manifest, as index lists into ``groups``.
+
+    Parameters
+    ----------
+    groups : list[str]
+        Group (cell, participant, channel) of each candidate sample.
+    splits : dict
+        ``manifest["splits"]``: ``{name: {"train": [group, ...], "val": [...], "test": [...]}}``
+        (e.g. the spike seed's ``"seed"``: channels 9, 16, 33 / 11 / 40).
+    name : str
+        Which split.
+
+    Returns
+    -------
+    dict with keys ``train``, ``val``, ``test``: sorted lists of positions in ``groups``;
+    samples whose group is in no part are left out.
+
+    Raises
+    ------
+    EphysError
+        Unknown split name (the message lists those offered), a group on two sides, or a
+        train or test part with no sample.
+    """
+    splits = splits or {}
+    if name not in splits:
+        offered = ", ".join(sorted(splits)) or "none"
+        raise EphysError(f"the dataset offers no split named {name!r} (offered: {offered}; "
+                         "'grouped' is the random grouped split)", where)
+    spec = splits[name]
+    part_of: dict[str, str] = {}
+    for part in ("train", "val", "test"):
+        for g in spec.get(part) or []:
+            g = str(g)
+            if g in part_of:
+                raise EphysError(f"split {name!r} puts group {g} in both {part_of[g]} and {part}", where)
+            part_of[g] = part
+    out = {"train": [], "val": [], "test": []}
+    for i, g in enumerate(groups):
+        part = part_of.get(str(g))
+        if part:
+            out[part].append(i)
+    for part in ("train", "test"):
+        if not out[part]:
+            raise EphysError(f"split {name!r} has no labelled sample in its {part} part", where)
     return out

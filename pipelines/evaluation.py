@@ -94,6 +94,8 @@ def evaluate_run(run_dir: str | Path, batch_size: int = 8) -> dict:
     if test.size == 0:
         raise EphysError("the run's test split is empty (too few labelled cells)", run / "split.json")
     label_names = list(cfg.get("label_names") or ds.label_names)
+    if ds.modality == "waveform":  # thousands of tiny snippets: predict in large batches
+        batch_size = max(batch_size, 1024)
     model = keras.models.load_model(run / "model.keras")
     proba = np.concatenate([np.asarray(model.predict(ds.load(test[i:i + batch_size]), verbose=0))
                             for i in range(0, test.size, batch_size)]).astype(np.float64)

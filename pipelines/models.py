@@ -67,6 +67,8 @@ __all__ = [
     "build_resnet50",
     "build_inceptionv3",
     "build_mobilenetv2",
+    "build_cnn1d",
+    "build_gru",
 ]
 
 #: Where keras.applications downloads its weights from; ``base_url`` / ``$EPHYS_WEIGHTS_BASE_URL``
@@ -832,6 +834,86 @@ register(
         True,
     )
 )
+
+
+# --------------------------------------------------------------------------------------------
+# 1-D models for extracellular spike waveforms (modality "waveform")
+# --------------------------------------------------------------------------------------------
+
+WAVEFORM = "waveform"
+
+
+def _waveform_hparams(name: str, input_shape, n_classes, hparams: dict) -> tuple[tuple[int, int], float]:
+    unknown = sorted(set(hparams) - {"dropout", "width"})
+    if unknown:
+        raise EphysError(f"model {name} does not take {', '.join(unknown)} (it takes dropout, width)")
+    shape = tuple(int(v) for v in input_shape)
+    if len(shape) != 2 or shape[0] < 4 or shape[1] < 1:
+        raise EphysError(f"model {name} needs waveforms of shape (n_samples >= 4, n_channels), got {shape}")
+    if int(n_classes) < 2:
+        raise EphysError(f"model {name} needs at least 2 classes, got {n_classes}")
+    dropout = float(hparams.get("dropout", 0.3) if hparams.get("dropout") is not None else 0.3)
+    if not 0.0 <= dropout < 1.0:
+        raise EphysError(f"model {name}: dropout must be in [0, 1), got {dropout}")
+    return shape, dropout
+
+
+def build_cnn1d(input_shape, n_classes: int, **hparams) -> keras.Model:
+    """1-D CNN spike-vs-background classifier (after the spike seed's CNN).
+
+    Input ``(batch, n_samples, n_channels)`` float32 (seed: (42, 1) µV at 30 kHz, or noise
+    units); three Conv1D-BatchNorm-ReLU blocks (``width``, 2x, 2x filters; kernels 5, 5, 3;
+    max-pool 2 after the first two; the leading BatchNorm makes the model indifferent to the
+    µV scale), ``Flatten`` (keeps where in the snippet a feature sits) -> Dense(64) ->
+    ``Dropout(dropout)`` -> ``Dense(n_classes, softmax, float32)``. Hyper-parameters: ``dropout``
+    (0.3), ``width`` (32). The feature extractor is the layer ``"backbone"``.
+    """
+    shape, dropout = _waveform_hparams("cnn1d", input_shape, n_classes, hparams)
+    width = int(hparams.get("width") or 32)
+    inp = keras.Input(shape, name="waveform")
+    x = layers.BatchNormalization(name="input_norm")(inp)
+    for k, (f, ks) in enumerate(((width, 5), (2 * width, 5), (2 * width, 3))):
+        x = layers.Conv1D(f, ks, padding="same", use_bias=False, name=f"conv{k + 1}")(x)
+        x = layers.BatchNormalization(name=f"bn{k + 1}")(x)
+        x = layers.Activation("relu", name=f"relu{k + 1}")(x)
+        if k < 2 and x.shape[1] >= 8:
+            x = layers.MaxPooling1D(2, name=f"pool{k + 1}")(x)
+    feats = layers.Flatten(name="flatten")(x)
+    backbone = keras.Model(inp, feats, name="backbone")
+    inp2 = keras.Input(shape, name="input")
+    h = layers.Dense(64, activation="relu", name="fc")(backbone(inp2))
+    h = layers.Dropout(dropout, name="dropout")(h)
+    out = layers.Dense(int(n_classes), activation="softmax", dtype="float32", name="predictions")(h)
+    return keras.Model(inp2, out, name="cnn1d")
+
+
+def build_gru(input_shape, n_classes: int, **hparams) -> keras.Model:
+    """Recurrent (GRU) spike-vs-background classifier (after the spike seed's GRU).
+
+    Input ``(batch, n_samples, n_channels)`` float32, read as a sequence over time;
+    BatchNorm over the input -> ``GRU(width, return_sequences)`` -> ``GRU(width)`` ->
+    ``Dropout(dropout)`` -> ``Dense(n_classes, softmax, float32)``. Hyper-parameters:
+    ``dropout`` (0.3), ``width`` (64). Keras 3 GRU (cuDNN kernel on a GPU with the TensorFlow
+    backend). The feature extractor is the layer ``"backbone"``.
+    """
+    shape, dropout = _waveform_hparams("gru", input_shape, n_classes, hparams)
+    width = int(hparams.get("width") or 64)
+    inp = keras.Input(shape, name="waveform")
+    x = layers.BatchNormalization(name="input_norm")(inp)
+    x = layers.GRU(width, return_sequences=True, name="gru1")(x)
+    x = layers.GRU(width, name="gru2")(x)
+    backbone = keras.Model(inp, x, name="backbone")
+    inp2 = keras.Input(shape, name="input")
+    h = layers.Dropout(dropout, name="dropout")(backbone(inp2))
+    out = layers.Dense(int(n_classes), activation="softmax", dtype="float32", name="predictions")(h)
+    return keras.Model(inp2, out, name="gru")
+
+
+register(ModelSpec("cnn1d", build_cnn1d, (WAVEFORM,), None, ("cnn",),
+                   "1-D CNN for spike waveforms (after the spike seed, henryxcham/spike_detection_classification)",
+                   False))
+register(ModelSpec("gru", build_gru, (WAVEFORM,), None, (),
+                   "two-layer GRU for spike waveforms (Cho et al. 2014; after the spike seed)", False))
 
 
 # --------------------------------------------------------------------------------------------

@@ -377,6 +377,44 @@ def _fig_examples(data_dir: Path, manifest: dict, examples: list[tuple[str, list
     return _png(fig, dpi)
 
 
+def _fig_waveforms(data_dir: Path, manifest: dict, label_names: list[str], split: dict | None,
+                   n_max: int = 40) -> bytes | None:
+    """Example snippets per class for a waveform dataset (test samples first), with class means."""
+    from .datasets import load_dataset
+
+    try:
+        ds = load_dataset(data_dir)
+    except EphysError:
+        return None
+    test = set(split["test"]) if split else set()
+    fs = float(manifest.get("fs_hz") or 1000.0)
+    t0 = float((manifest.get("time_ms") or [0.0])[0])
+    present = [n for n in label_names if any(lab == n for lab in ds.labels)]
+    if not present:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(present), figsize=(3.6 * len(present) + 0.6, 3.0), squeeze=False,
+                             layout="constrained", sharey=True)
+    for c, name in enumerate(present):
+        members = [i for i, lab in enumerate(ds.labels) if lab == name]
+        members.sort(key=lambda i: (ds.ids[i] not in test, i))
+        rng = np.random.default_rng(0)
+        pool = [i for i in members if ds.ids[i] in test] or members
+        pick = np.sort(rng.choice(pool, size=min(n_max, len(pool)), replace=False))
+        x = ds.load(pick)[:, :, 0]
+        t = t0 + 1000.0 * np.arange(x.shape[1]) / fs
+        ax = axes[0, c]
+        ax.plot(t, x.T, color="0.55", lw=0.5, alpha=0.6)
+        ax.plot(t, x.mean(axis=0), color="#0072B2", lw=2)
+        where = "test" if ds.ids[pool[0]] in test else "all"
+        ax.set_title(f"{name} ({len(pick)} of {len(pool)} {where})", fontsize=10)
+        ax.set_xlabel("time from crossing (ms)")
+        if c == 0:
+            ax.set_ylabel(str(manifest.get("units") or ""))
+        _style(ax)
+    return _png(fig)
+
+
 # --------------------------------------------------------------------------------------
 # Templates
 # --------------------------------------------------------------------------------------
@@ -770,7 +808,16 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
                 roc_note = "ROC curves need test cells of at least two classes."
 
     examples_note, examples_caption = "Dataset unavailable: no example scalograms.", ""
-    if manifest is not None:
+    if manifest is not None and manifest.get("modality") == "waveform":
+        png = _fig_waveforms(data_dir, manifest, label_names, split)
+        if png:
+            figs["examples"] = png
+            examples_caption = (
+                "Example waveforms per class (up to 40 test samples each, thin lines) and the class "
+                "mean (thick), time from the threshold crossing.")
+        else:
+            examples_note = "No labelled waveforms in the dataset: no examples."
+    elif manifest is not None:
         shape = manifest.get("sample_shape")
         if shape is not None and len(shape) != 3:
             examples_note = f"Example scalograms are drawn for scalogram datasets only (sample shape {shape})."
@@ -805,6 +852,10 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
                     f"{how} saliency of the {target}-class probability "
                     f"with respect to the input scalogram, |gradient| maximised over sweeps and scaled to "
                     f"[0, 1] per cell; {s.get('n_cells', '?')} cells ({s.get('cells', '?')})."
+                ) if s.get("axes") != ["time"] else (
+                    f"{how} saliency of the {target}-class probability with respect to the input "
+                    f"waveform, |gradient| per time sample scaled to [0, 1] per snippet; "
+                    f"{s.get('n_cells', '?')} snippets ({s.get('cells', '?')})."
                 )
             except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
                 pass

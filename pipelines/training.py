@@ -29,7 +29,7 @@ import yaml
 
 from . import __version__
 from .atomic import atomic_path, write_json, write_text
-from .datasets import Dataset, grouped_split, load_dataset
+from .datasets import Dataset, grouped_split, load_dataset, named_split
 from .errors import EphysError
 
 #: config keys that do not change what is trained (a resumed run may differ in these)
@@ -52,6 +52,7 @@ class TrainConfig:
     patience: int = 5
     test_fraction: float = 0.2
     val_fraction: float = 0.2
+    split: str = "grouped"
     dropout: float = 0.3
     input_size: int | None = None
     out: str | None = None
@@ -213,7 +214,10 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
     else:
         labs = [ds.labels[i] for i in labelled]
         grps = [ds.groups[i] for i in labelled]
-        rel = grouped_split(labs, grps, cfg.test_fraction, cfg.val_fraction, cfg.seed)
+        if cfg.split == "grouped":
+            rel = grouped_split(labs, grps, cfg.test_fraction, cfg.val_fraction, cfg.seed)
+        else:  # a published split the manifest offers by name (e.g. the spike seed's channels)
+            rel = named_split(grps, ds.manifest.get("splits") or {}, cfg.split, ds.root / "manifest.json")
         split = {k: [int(labelled[j]) for j in v] for k, v in rel.items()}
 
     gpu = runtime.configure_for_device(cfg.seed)
