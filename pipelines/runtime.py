@@ -18,6 +18,7 @@ def backend_name() -> str:
 
 
 def backend_version() -> str:
+    """Version string of the backend library (imports it); ``"unknown"`` if it cannot be read."""
     name = backend_name()
     module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(name, name)
     try:

@@ -154,7 +154,11 @@ def process_cell(cell, out_dir: str, params: ScalogramParams) -> dict:
 
 @dataclass
 class PrepareResult:
-    manifest_path: Path | None  # None for a shard run
+    """What :func:`prepare_scalograms` did: the manifest written (None for a ``--shard`` run),
+    cells prepared (``n_ok``, of which ``n_resumed`` were already done) and skipped files with
+    their reasons (``[{"path", "reason"}]``)."""
+
+    manifest_path: Path | None
     n_ok: int
     n_resumed: int
     skipped: list[dict] = field(default_factory=list)
