@@ -57,10 +57,10 @@ bench: install
 	$(BIN)/python benchmarks/bench_cwt.py
 
 sif:
-	$(APPTAINER) build $(SIF) containers/ephys.def
+	$(APPTAINER) build --force $(SIF) containers/ephys.def
 
 sif-gpu:
-	$(APPTAINER) build $(SIF_GPU) containers/ephys-gpu.def
+	$(APPTAINER) build --force $(SIF_GPU) containers/ephys-gpu.def
 
 # build the CPU image, then run its %test (ephys --version + a tiny chain) and the chain via exec
 sif-test: sif
