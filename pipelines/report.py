@@ -135,14 +135,19 @@ def _read_json(path: Path):
         raise EphysError(f"unreadable JSON: {exc}", path) from exc
 
 
+def _read_csv_rows(path: Path) -> list[dict]:
+    """Rows of a CSV file as dicts; EphysError naming the file when it cannot be read."""
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            return list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise EphysError(f"unreadable CSV: {exc}", path) from exc
+
+
 def _read_history(path: Path) -> dict[str, list[float]] | None:
     if not path.is_file():
         return None
-    try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise EphysError(f"unreadable CSV: {exc}", path) from exc
+    rows = _read_csv_rows(path)
     if not rows:
         return None
     cols: dict[str, list[float]] = {}
@@ -165,11 +170,7 @@ def _read_predictions(path: Path, label_names: list[str]):
     """-> (true labels list, probs (n, n_labels) array, labels with p_ columns) or None."""
     if not path.is_file():
         return None
-    try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise EphysError(f"unreadable CSV: {exc}", path) from exc
+    rows = _read_csv_rows(path)
     if not rows or "true" not in rows[0]:
         return None
     cols = [c for c in rows[0] if c and c.startswith("p_")]
