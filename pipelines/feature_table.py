@@ -47,6 +47,7 @@ def write_feature_table(
     splits: dict | None = None,
     provenance: dict | None = None,
     extra_columns: dict[str, Sequence] | None = None,
+    extra_manifest: dict | None = None,
 ) -> Path:
     """Write a feature-table dataset folder; returns the path of its ``manifest.json``.
 
@@ -64,6 +65,8 @@ def write_feature_table(
         listing *groups*
     provenance : free-form dict stored in the manifest (source files, preset, versions)
     extra_columns : more per-cell columns for ``features.csv`` only (e.g. ``source``)
+    extra_manifest : more manifest keys, e.g. ``feature_sets`` (``{name: [feature names]}``,
+        selectable with ``ephys train --hparam feature_set=NAME``) or ``default_split``
 
     Raises
     ------
@@ -121,4 +124,10 @@ def write_feature_table(
         manifest["splits"] = splits
     if provenance:
         manifest["provenance"] = provenance
+    for key, value in (extra_manifest or {}).items():
+        manifest.setdefault(key, value)
+    for name, cols in (manifest.get("feature_sets") or {}).items():
+        unknown = [c for c in cols if c not in feature_names]
+        if unknown:
+            raise EphysError(f"feature set {name!r} names unknown features {unknown[:3]}", out)
     return write_json(out / MANIFEST, manifest)
