@@ -255,6 +255,19 @@ def dandi_client(api_url: str | None = None):
         raise EphysError(f"cannot reach the DANDI API: {_short(e)}", url) from None
 
 
+def _net_reason(e: BaseException) -> str:
+    """A short reason for a failed transfer (requests' own text nests urllib3 reprs)."""
+    import requests
+
+    if isinstance(e, requests.exceptions.ChunkedEncodingError) or "IncompleteRead" in str(e):
+        return "connection dropped"
+    if isinstance(e, requests.exceptions.Timeout):
+        return "timed out"
+    if isinstance(e, requests.exceptions.ConnectionError):
+        return "connection failed"
+    return _short(e)
+
+
 def _short(e: BaseException) -> str:
     text = " ".join(str(e).split()) or type(e).__name__
     return text if len(text) <= 300 else text[:300] + "..."
@@ -461,13 +474,13 @@ def _fetch_one(asset, out: Path, previous: dict | None) -> AssetRecord:
             status = getattr(getattr(e, "response", None), "status_code", None)
             if status is not None and 400 <= status < 500 and status not in (408, 429):
                 part.unlink(missing_ok=True)
-                raise EphysError(f"HTTP {status} downloading {asset.path} from {url}", asset.path) from None
+                raise EphysError(f"HTTP {status} from {url}", asset.path) from None
             if attempt < DOWNLOAD_ATTEMPTS and not _STOP.is_set():
                 time.sleep(RETRY_SLEEP_S * attempt)
                 continue
             got = part.stat().st_size if part.exists() else 0
-            raise EphysError(f"download of {asset.path} from {url} failed after {got} of {rec.size} bytes "
-                             f"({_short(e)}); run the command again to resume", asset.path) from None
+            raise EphysError(f"download from {url} failed after {got} of {rec.size} bytes "
+                             f"({_net_reason(e)}); run the command again to resume", asset.path) from None
         got = part.stat().st_size
         if got != rec.size or (rec.checksum and file_digest(part, rec.checksum_type) != rec.checksum):
             part.unlink(missing_ok=True)
@@ -475,7 +488,7 @@ def _fetch_one(asset, out: Path, previous: dict | None) -> AssetRecord:
                 restarted = True  # a resumed file may hold stale bytes: one clean try
                 continue
             what = f"{got} bytes instead of {rec.size}" if got != rec.size else f"{rec.checksum_type} mismatch"
-            raise EphysError(f"downloaded {asset.path} from {url} but got {what}", asset.path)
+            raise EphysError(f"downloaded from {url} but got {what}", asset.path)
         break
     os.chmod(part, 0o644)
     os.replace(part, final)

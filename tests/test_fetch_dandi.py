@@ -410,7 +410,7 @@ def test_cli_dropped_connection_is_one_line(dandi_double, tmp_path):
     dd.drop_after[a["blob"]] = (100_000, -1)  # always drops
     out = tmp_path / "cli"
     proc = ephys("fetch", "dandi", DANDISET, out, "--limit", "1")
-    _one_line_error(proc, a["path"], "failed after", "resume", f"/api/assets/{a['asset_id']}/download/")
+    _one_line_error(proc, a["path"], "failed after", "connection dropped", "resume", f"/api/assets/{a['asset_id']}/download/")
     assert not (out / a["path"]).exists() and not (out / D.MANIFEST_NAME).exists()
     assert _visible_files(out) == []  # only the hidden .part remains, for resuming
 
