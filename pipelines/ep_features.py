@@ -514,9 +514,12 @@ def _exp_curve(x, a, inv_tau, y0):
 
 def input_resistance_mohm(sweeps: list[Sweep]) -> float:
     """IPFX ``input_resistance``: least-squares slope of the minimum V in the step against the
-    injected current at that sample, over hyperpolarising subthreshold sweeps, in MOhm
-    (mV / pA x 1000). With one sweep its pre-step baseline (at 0 pA) is the second point.
-    NaN without sweeps.
+    step current, over hyperpolarising subthreshold sweeps, in MOhm (mV / pA x 1000). With one
+    sweep its pre-step baseline (at 0 pA step current) is the second point. NaN without sweeps.
+
+    IPFX takes the current at the sample of the minimum; we take the sweep's step amplitude
+    (``stim_amp_pA``, the median step current minus the holding current), which is the same on
+    a clean command waveform and not thrown off by one noisy sample of a recorded current.
     """
     vs, cs = [], []
     for sw in sweeps:
@@ -526,7 +529,7 @@ def input_resistance_mohm(sweeps: list[Sweep]) -> float:
             continue
         k = i0 + int(np.argmin(v[i0:i1]))
         vs.append(v[k])
-        cs.append(float(np.asarray(sw.i_pA)[k]))
+        cs.append(float(sw.stim_amp_pA))
     if not vs:
         return float("nan")
     if len(vs) == 1:
