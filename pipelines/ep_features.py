@@ -115,7 +115,7 @@ FEATURES: tuple[tuple[str, str, str], ...] = (
     ("has_burst", "", "hero sweep: 1 if IPFX detect_bursts finds a burst, else 0"),
     ("has_pause", "", "hero sweep: 1 if IPFX detect_pauses finds a pause, else 0"),
     ("has_delay", "", "hero sweep: 1 if latency / pre-spike rise tau (IPFX delay) > 3, else 0"),
-    ("ri", "MOhm", "input resistance: slope of peak V vs current over hyperpolarising subthreshold steps (IPFX input_resistance)"),
+    ("ri", "MOhm", "input resistance: slope of peak V vs step current over hyperpolarising subthreshold steps (IPFX input_resistance; the Allen column ri, not its input_resistance_mohm, which is measured otherwise)"),
     ("tau", "ms", "membrane time constant: mean single-exponential fit of hyperpolarising steps (IPFX time_constant)"),
     ("sag", "", "(V_peak - V_steady) / (V_peak - V_baseline) on the sweep nearest -100 mV (IPFX sag)"),
     ("vm_for_sag", "mV", "peak V of the sweep sag was read on"),
