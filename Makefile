@@ -22,12 +22,13 @@ SIF_GPU ?= /tmp/ephys-gpu.sif
 # apptainer on a cluster; ../shared/tools/apptainer on this project's own machines
 APPTAINER ?= $(shell command -v apptainer || realpath ../shared/tools/apptainer)
 
-.PHONY: install demo test test-fast bench clean help sif sif-gpu sif-test slurm-all slurm-status
+.PHONY: install demo test test-fast bench clean help sif sif-gpu sif-test slurm-all slurm-status ipfx-check
 
 help:
 	@echo "make demo   set up .venv, then fetch synthetic -> prepare -> train -> evaluate -> explain -> report"
 	@echo "make test   set up .venv and run the test suite"
 	@echo "make bench  speed benchmarks (JSON in benchmarks/results/)"
+	@echo "make ipfx-check  EP features vs the ipfx package on ../shared/data/patchclamp (own venv, $(IPFX_VENV))"
 	@echo "make sif | sif-test | sif-gpu   Apptainer images (containers/)"
 	@echo "make slurm-all | slurm-status   the STS DAG on SLURM (slurm/submit.sh lists the settings)"
 
@@ -55,6 +56,16 @@ test-fast: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_cwt.py
+
+# ipfx pins its own pynwb / pandas: it gets a venv of its own, outside the repository
+IPFX_VENV ?= ../ipfx-venv
+$(IPFX_VENV)/.installed:
+	$(PYTHON) -m venv $(IPFX_VENV)
+	$(IPFX_VENV)/bin/python -m pip install --quiet ipfx
+	@touch $@
+
+ipfx-check: install $(IPFX_VENV)/.installed
+	$(IPFX_VENV)/bin/python benchmarks/compare_ipfx.py
 
 sif:
 	$(APPTAINER) build --force $(SIF) containers/ephys.def

@@ -69,6 +69,46 @@ def prepare_scalograms(
         common.out.print(str(res.manifest_path), highlight=False, markup=False, soft_wrap=True)
 
 
+@prepare_app.command("features")
+def prepare_features(
+    input: Path = typer.Argument(None, help="A recording (.nwb, .abf) or a folder of them [default: DATA/raw/synthetic]."),
+    out: Path = typer.Argument(None, help="Dataset folder to write [default: DATA/processed/features]."),
+    labels: Path = typer.Option(None, "--labels", help="CSV with columns path,label (as for `prepare scalograms`) [default: INPUT/labels.csv if present]."),
+    preset: str = typer.Option(None, "--preset", help="'sts': import the published STS/Allen EP feature tables from INPUT instead of computing features."),
+):
+    """Per cell: electrophysiological features from its long-square sweeps, as IPFX defines them
+    (Gouwens et al. 2019): rheobase, f-I slope, first-spike shape at rheobase, latency / ISI /
+    adaptation on the hero sweep, input resistance, tau, sag, Vrest -> a "features" dataset
+    (features.npy, features.csv, manifest.json)."""
+    if preset is not None:
+        if preset != "sts":
+            from ephys.pipelines.errors import EphysError
+
+            raise EphysError(f"--preset must be 'sts', not {preset!r}")
+        from ephys.pipelines.sts_tables import prepare_sts_features
+
+        input = input or common.data_root() / "raw" / "sts"
+        out = out or common.data_root() / "processed" / "features"
+        path = prepare_sts_features(input, out, log=common.info)
+        common.out.print(str(path), highlight=False, markup=False, soft_wrap=True)
+        return
+    from ephys.pipelines.ep_features import prepare_features as run
+
+    input = input or common.data_root() / "raw" / "synthetic"
+    out = out or common.data_root() / "processed" / "features"
+    if labels is None and input.is_dir() and (input / "labels.csv").is_file():
+        labels = input / "labels.csv"
+    with common.progress_bar("features", None) as advance:
+        def progress(done, total, rec):
+            advance(1, rec.get("id", "") + (" (skipped)" if rec.get("status") != "ok" else ""), total=total)
+
+        res = run(input, out, labels_csv=labels, progress=progress)
+    for s in res.skipped:
+        common.err.print(f"skipped {s['path']}: {s['reason']}", highlight=False, markup=False, soft_wrap=True)
+    common.info(f"{res.n_ok} cells with features, {len(res.skipped)} skipped")
+    common.out.print(str(res.manifest_path), highlight=False, markup=False, soft_wrap=True)
+
+
 @prepare_app.command("tasks")
 def prepare_tasks(
     input: Path = typer.Argument(None, help="Recordings as for `prepare scalograms` [default: DATA/raw/synthetic]."),
