@@ -64,16 +64,19 @@ class Dataset:
             self._rows = np.array([s["row"] for s in self.manifest["samples"]], dtype=np.int64)
         return self._array
 
-    def load(self, indices) -> np.ndarray:
-        """Stack samples ``indices`` into one float32 array, shape (len(indices), *sample_shape).
+    def load(self, indices, dtype=np.float32) -> np.ndarray:
+        """Stack samples ``indices`` into one array of ``dtype`` (default float32), shape
+        (len(indices), *sample_shape).
 
         Works for both layouts: one ``.npy`` file per sample (``samples[i]["file"]``, e.g.
-        scalograms) or one array file for all samples (``manifest["array"]``, e.g. waveforms).
+        scalograms) or one array file for all samples (``manifest["array"]``, e.g. waveforms,
+        feature tables — these are read as float64 by LightGBM, whose histogram bins shift
+        with float32 rounding).
         """
         arr = self.array
         if arr is not None:
-            return np.asarray(arr[self._rows[np.asarray(indices, dtype=np.int64)]], dtype=np.float32)
-        return np.stack([np.load(self.path_of(i)).astype(np.float32, copy=False) for i in indices])
+            return np.asarray(arr[self._rows[np.asarray(indices, dtype=np.int64)]], dtype=dtype)
+        return np.stack([np.load(self.path_of(i)).astype(dtype, copy=False) for i in indices])
 
     def labelled_indices(self) -> np.ndarray:
         return np.array([i for i, lab in enumerate(self.labels) if lab], dtype=np.int64)

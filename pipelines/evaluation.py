@@ -67,19 +67,24 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, label_names: l
 
 
 def evaluate_run(run_dir: str | Path, batch_size: int = 8) -> dict:
-    """Evaluate ``RUN/model.keras`` on the run's test cells; write metrics.json, predictions.csv.
+    """Evaluate the run's model (``model.keras``, or ``model.lgb.txt`` for LightGBM) on the run's
+    test cells; write metrics.json, predictions.csv.
+
+    A run that holds a comparison run in ``RUN/reference/`` (already evaluated) gets that run's
+    metrics under ``reference`` in its metrics.json (the report shows both side by side).
 
     Raises
     ------
     EphysError
-        Run folder without config.yaml / model.keras / split.json, or an empty test split.
+        Run folder without config.yaml / model / split.json, an empty test split, or an
+        unreadable ``reference/metrics.json``.
     """
-    import keras
-
-    from . import models  # noqa: F401  (registers the custom layers for load_model)
+    from .tabular import MODEL_FILE as LGB_FILE, is_tabular_run
 
     run = Path(run_dir)
-    for name, hint in (("config.yaml", "run `ephys train` first"), ("model.keras", "training has not finished; re-run `ephys train` to resume"),
+    tabular = is_tabular_run(run)
+    model_file = LGB_FILE if tabular else "model.keras"
+    for name, hint in (("config.yaml", "run `ephys train` first"), (model_file, "training has not finished; re-run `ephys train` to resume"),
                        ("split.json", "run `ephys train` first")):
         if not (run / name).is_file():
             raise EphysError(f"no {name} — {hint}", run)
@@ -96,14 +101,29 @@ def evaluate_run(run_dir: str | Path, batch_size: int = 8) -> dict:
     label_names = list(cfg.get("label_names") or ds.label_names)
     if ds.modality == "waveform":  # thousands of tiny snippets: predict in large batches
         batch_size = max(batch_size, 1024)
-    model = keras.models.load_model(run / "model.keras")
-    proba = np.concatenate([np.asarray(model.predict(ds.load(test[i:i + batch_size]), verbose=0))
-                            for i in range(0, test.size, batch_size)]).astype(np.float64)
+    if tabular:
+        from .tabular import TabularModel
+
+        proba = TabularModel(run).predict_proba(ds.load(test, dtype=np.float64), list(ds.manifest["feature_names"]))
+    else:
+        import keras
+
+        from . import models  # noqa: F401  (registers the custom layers for load_model)
+
+        model = keras.models.load_model(run / "model.keras")
+        proba = np.concatenate([np.asarray(model.predict(ds.load(test[i:i + batch_size]), verbose=0))
+                                for i in range(0, test.size, batch_size)]).astype(np.float64)
     y_true = ds.y(test)
     metrics = classification_metrics(y_true, proba, label_names)
     metrics["split"] = "test"
     metrics["model"] = cfg.get("model")
     metrics["run_id"] = cfg.get("run_id", run.name)
+    ref = run / "reference" / "metrics.json"
+    if ref.is_file():  # a comparison run kept inside this one (e.g. `ephys reproduce sts-baseline`)
+        try:
+            metrics["reference"] = json.loads(ref.read_text())
+        except (OSError, ValueError) as exc:
+            raise EphysError(f"unreadable reference metrics ({exc})", ref) from None
     write_json(run / "metrics.json", metrics)
 
     buf = io.StringIO()

@@ -574,6 +574,12 @@ def explain_run(
         raise EphysError("n_examples_per_class must be at least 1")
     if not run_dir.is_dir():
         raise EphysError("not a run folder (no such directory) — run `ephys train` first", run_dir)
+    from .tabular import is_tabular_run
+
+    if is_tabular_run(run_dir):  # LightGBM on a feature table: TreeSHAP instead of gradients
+        from .shap_explain import explain_tabular_run
+
+        return explain_tabular_run(run_dir, data_dir=data_dir, figures=figures)
     model_path = run_dir / "model.keras"
     if not model_path.is_file():
         raise EphysError("no model.keras — run `ephys train` first", run_dir)

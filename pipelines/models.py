@@ -108,6 +108,10 @@ class ModelSpec:
         One line for ``--help`` and docs, with the source paper.
     imagenet : bool
         Whether Keras publishes ImageNet weights for it (``--weights imagenet``).
+    kind : str
+        ``"keras"`` (trained by gradient descent in :func:`ephys.pipelines.training.train`) or
+        ``"lightgbm"`` (gradient-boosted trees on feature tables, :mod:`ephys.pipelines.tabular`;
+        its builder returns an unfitted ``LGBMClassifier``).
     """
 
     name: str
@@ -117,6 +121,7 @@ class ModelSpec:
     aliases: tuple[str, ...]
     description: str
     imagenet: bool
+    kind: str = "keras"
 
 
 #: Canonical name -> spec. Add entries with :func:`register`, not by assignment.
@@ -230,7 +235,8 @@ def describe_models() -> list[dict]:
     -------
     list[dict]
         Keys: ``name`` (str), ``aliases`` (list[str]), ``modalities`` (list[str]),
-        ``input_size`` (int | None), ``imagenet`` (bool), ``description`` (str).
+        ``input_size`` (int | None), ``imagenet`` (bool), ``description`` (str), ``kind``
+        (``"keras"`` | ``"lightgbm"``).
     """
     return [
         {
@@ -240,6 +246,7 @@ def describe_models() -> list[dict]:
             "input_size": s.input_size,
             "imagenet": s.imagenet,
             "description": s.description,
+            "kind": s.kind,
         }
         for s in REGISTRY.values()
     ]
@@ -914,6 +921,24 @@ register(ModelSpec("cnn1d", build_cnn1d, (WAVEFORM,), None, ("cnn",),
                    False))
 register(ModelSpec("gru", build_gru, (WAVEFORM,), None, (),
                    "two-layer GRU for spike waveforms (Cho et al. 2014; after the spike seed)", False))
+
+
+# --------------------------------------------------------------------------------------------
+# Gradient-boosted trees for feature tables (modality "features")
+# --------------------------------------------------------------------------------------------
+
+FEATURES = "features"
+
+
+def _build_lightgbm(input_shape, n_classes: int, **hparams):
+    from .tabular import build_lightgbm
+
+    return build_lightgbm(input_shape, n_classes, **hparams)
+
+
+register(ModelSpec("lightgbm", _build_lightgbm, (FEATURES,), None, ("lgbm", "lgb"),
+                   "LightGBM gradient-boosted trees on EP feature tables (Ke et al. 2017; the STS paper's baseline)",
+                   False, kind="lightgbm"))
 
 
 # --------------------------------------------------------------------------------------------

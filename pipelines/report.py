@@ -478,7 +478,7 @@ _HTML = """<!DOCTYPE html>
 </div></div></header>
 <nav><div class="wrap">
 <a href="#summary">Summary</a><a href="#data">Data</a><a href="#training">Training</a>
-<a href="#metrics">Test metrics</a><a href="#examples">Examples</a><a href="#saliency">Saliency</a><a href="#config">Configuration</a>
+<a href="#metrics">Test metrics</a><a href="#examples">Examples</a><a href="#saliency">{{ 'Explanations' if shap else 'Saliency' }}</a><a href="#config">Configuration</a>
 </div></nav>
 <main class="wrap">
 
@@ -491,6 +491,11 @@ _HTML = """<!DOCTYPE html>
 {% else %}
 <div class="notice">Test metrics: not evaluated yet — run <code>ephys evaluate {{ run_arg }}</code></div>
 {% endif %}
+{% if comparison %}<div class="card"><h3 style="margin-top:0">This model vs {{ comparison.name }}</h3>
+{% if comparison.description %}<p class="muted">{{ comparison.description }}</p>{% endif %}
+<table><thead><tr><th>test metric</th><th class="num">this model</th><th class="num">{{ comparison.name }}</th><th class="num">difference</th></tr></thead><tbody>
+{% for name, a, b, d in comparison.rows %}<tr><td>{{ name }}</td><td class="num">{{ a }}</td><td class="num">{{ b }}</td><td class="num">{{ d }}</td></tr>{% endfor %}
+</tbody></table></div>{% endif %}
 {% if training_facts %}<div class="cards">
 {% for name, value in training_facts %}<div class="card metric"><div class="name">{{ name }}</div><div class="value" style="font-size:22px">{{ value }}</div></div>
 {% endfor %}</div>{% endif %}
@@ -519,7 +524,12 @@ _HTML = """<!DOCTYPE html>
 <section id="training"><h2>Training</h2>
 {% if figs.learning_curves %}<div class="card"><figure><img alt="learning curves" src="{{ figs.learning_curves }}">
 <figcaption>Loss and accuracy per epoch on the training and validation cells (history.csv). Dotted line: epoch with the lowest validation loss.</figcaption></figure></div>
-{% else %}<div class="notice">No history.csv in the run folder.</div>{% endif %}
+{% elif not cv_rows %}<div class="notice">No history.csv in the run folder.</div>{% endif %}
+{% if cv_rows %}<div class="card"><h3 style="margin-top:0">Model selection: cross-validation inside the training split</h3>
+<p class="muted">Balanced accuracy over stratified, grouped folds of the training cells only; the test cells were not used. Stage 1: feature set × imputation; stage 2: settings × class weighting.</p>
+<div class="scroll"><table><thead><tr><th>stage</th><th>feature set</th><th class="num">features</th><th>imputation</th><th>settings</th><th>class weight</th><th class="num">CV bal. acc.</th><th class="num">± sd</th><th>chosen</th></tr></thead><tbody>
+{% for r in cv_rows %}<tr{% if r[8] %} class="total"{% endif %}>{% for v in r[:2] %}<td>{{ v }}</td>{% endfor %}<td class="num">{{ r[2] }}</td>{% for v in r[3:6] %}<td>{{ v }}</td>{% endfor %}<td class="num">{{ r[6] }}</td><td class="num">{{ r[7] }}</td><td>{{ r[8] }}</td></tr>{% endfor %}
+</tbody></table></div></div>{% endif %}
 </section>
 
 <section id="metrics"><h2>Test metrics</h2>
@@ -540,14 +550,20 @@ _HTML = """<!DOCTYPE html>
 {% endif %}
 </section>
 
-<section id="examples"><h2>Example scalograms</h2>
+<section id="examples"><h2>{{ examples_title }}</h2>
 {% if figs.examples %}<div class="card"><figure><img alt="example scalograms" src="{{ figs.examples }}">
 <figcaption>{{ examples_caption }}</figcaption></figure></div>
 {% else %}<div class="notice">{{ examples_note }}</div>{% endif %}
 </section>
 
-<section id="saliency"><h2>Saliency</h2>
-{% if saliency %}
+<section id="saliency"><h2>{{ explain_title }}</h2>
+{% if shap %}
+{% if shap.text %}<p>{{ shap.text }}</p>{% endif %}
+<div class="card"><figure><img alt="top features per class (SHAP)" src="{{ figs.shap_top }}">
+<figcaption>Top features per class by mean |SHAP| of the class's output; red: higher values favour the class, blue: lower values do (↑/↓ in the table). Full ranking: explain/shap_top_features.csv.</figcaption></figure></div>
+{% if shap.rows %}<div class="card"><table><thead><tr><th>class</th><th>top 5 features</th></tr></thead><tbody>
+{% for c, f in shap.rows %}<tr><td>{{ c }}</td><td>{{ f }}</td></tr>{% endfor %}</tbody></table></div>{% endif %}
+{% elif saliency %}
 {% if saliency.text %}<p>{{ saliency.text }}</p>{% endif %}
 {% if figs.saliency_class_means %}<div class="card"><figure><img alt="mean saliency per class" src="{{ figs.saliency_class_means }}">
 <figcaption>Mean saliency per class: which frequencies and times most change the model's output.</figcaption></figure></div>{% endif %}
@@ -607,11 +623,31 @@ Test metrics: not evaluated yet — run `ephys evaluate {{ run_arg }}`
 {% endfor %}{% if data.n_skipped > data.skipped|length %}
 … and {{ data.n_skipped - data.skipped|length }} more (see manifest.json).
 {% endif %}{% endif %}{% endif %}
+{% if comparison %}
+### This model vs {{ comparison.name|md }}
+{% if comparison.description %}
+{{ comparison.description|md }}
+{% endif %}
+| test metric | this model | {{ comparison.name|md }} | difference |
+|---|---:|---:|---:|
+{% for name, a, b, d in comparison.rows -%}
+| {{ name }} | {{ a }} | {{ b }} | {{ d }} |
+{% endfor %}
+{% endif %}
 ## Training
 {% if files.learning_curves %}
 ![learning curves]({{ files.learning_curves }})
-{% else %}
+{% elif not cv_rows %}
 No history.csv in the run folder.
+{% endif %}
+{% if cv_rows %}
+Model selection: cross-validation inside the training split (balanced accuracy; test cells unused).
+
+| stage | feature set | features | imputation | settings | class weight | CV bal. acc. | ± sd | chosen |
+|---|---|---:|---|---|---|---:|---:|---|
+{% for r in cv_rows -%}
+| {{ r|join(' | ') }} |
+{% endfor %}
 {% endif %}
 ## Test metrics
 {% if not evaluated %}
@@ -627,7 +663,7 @@ Not evaluated yet — run `ephys evaluate {{ run_arg }}`
 {% if files.roc %}![ROC curves]({{ files.roc }})
 {% elif roc_note %}{{ roc_note }}
 {% endif %}{% endif %}
-## Example scalograms
+## {{ examples_title }}
 {% if files.examples %}
 ![example scalograms]({{ files.examples }})
 
@@ -635,8 +671,18 @@ Not evaluated yet — run `ephys evaluate {{ run_arg }}`
 {% else %}
 {{ examples_note }}
 {% endif %}
-## Saliency
-{% if saliency %}
+## {{ explain_title }}
+{% if shap %}
+{% if shap.text %}{{ shap.text }}
+{% endif %}
+![top features per class (SHAP)]({{ files.shap_top }})
+
+| class | top 5 features |
+|---|---|
+{% for c, f in shap.rows -%}
+| {{ c|md }} | {{ f|md }} |
+{% endfor %}
+{% elif saliency %}
 {% if saliency.text %}{{ saliency.text }}
 {% endif %}
 {% if files.saliency_class_means %}![mean saliency per class]({{ files.saliency_class_means }})
@@ -738,6 +784,48 @@ def _pick_examples(manifest: dict, label_names: list[str], split: dict | None, n
         members.sort(key=lambda s: (str(s.get("id")) not in test, str(s.get("id"))))
         if members:
             out.append((name, members[:n]))
+    return out
+
+
+def _comparison(metrics: dict | None) -> dict | None:
+    """Side-by-side rows for a run whose metrics.json holds a ``reference`` (another model's
+    test metrics on the same cells, e.g. the plain STS recipe): metric, this run, reference,
+    difference."""
+    ref = (metrics or {}).get("reference")
+    if not isinstance(ref, dict) or not isinstance(ref.get("balanced_accuracy", ref.get("macro_f1")), (int, float)):
+        return None
+    rows = []
+    for key, name in (("balanced_accuracy", "Balanced accuracy"), ("accuracy", "Accuracy"),
+                      ("macro_f1", "Macro-F1"), ("roc_auc_ovr", "ROC-AUC (one-vs-rest)"), ("n_test", "Test cells")):
+        a, b = metrics.get(key), ref.get(key)
+        if a is None and b is None:
+            continue
+        diff = (format_number(a - b) if isinstance(a, (int, float)) and isinstance(b, (int, float))
+                and key != "n_test" else "")
+        if diff and not diff.startswith("-") and diff != "—":
+            diff = "+" + diff
+        rows.append((name, format_number(a), format_number(b), diff))
+    pa, pb = metrics.get("per_class") or {}, ref.get("per_class") or {}
+    for cls in pa:
+        ra, rb = (pa.get(cls) or {}).get("recall"), (pb.get(cls) or {}).get("recall")
+        diff = format_number(ra - rb) if isinstance(ra, (int, float)) and isinstance(rb, (int, float)) else ""
+        if diff and not diff.startswith("-") and diff != "—":
+            diff = "+" + diff
+        rows.append((f"Recall {cls}", format_number(ra), format_number(rb), diff))
+    return {"name": str(ref.get("name") or ref.get("model") or "reference"),
+            "description": str(ref.get("description") or ""), "rows": rows,
+            "confusion": ref.get("confusion_matrix"), "labels": ref.get("labels")}
+
+
+def _cv_rows(path: Path) -> list[tuple[str, ...]]:
+    """Rows of ``cv_results.csv`` (LightGBM model selection inside the training split)."""
+    if not path.is_file():
+        return []
+    out = []
+    for r in _read_csv_rows(path):
+        out.append((r.get("stage", ""), r.get("feature_set", ""), r.get("n_features", ""), r.get("imputation", ""),
+                    r.get("settings", ""), r.get("class_weight", ""), r.get("cv_balanced_accuracy", ""),
+                    r.get("cv_std", ""), "yes" if str(r.get("chosen")) == "True" else ""))
     return out
 
 
@@ -861,10 +949,31 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
             except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
                 pass
 
+    modality = (manifest or {}).get("modality") or config.get("modality")
+    if modality == "features":
+        examples_note = ("Feature tables have no example images; the Explanations section shows which "
+                         "features drive each class.")
+    shap = None
+    if (explain_dir / "shap_top.png").is_file():
+        figs["shap_top"] = (explain_dir / "shap_top.png").read_bytes()
+        shap = {"text": "", "rows": []}
+        summ = explain_dir / "summary.json"
+        if summ.is_file():
+            try:
+                s = json.loads(summ.read_text(encoding="utf-8"))
+                shap["text"] = (f"TreeSHAP (shap package) on {s.get('n_cells', '?')} cells ({s.get('cells', '?')}): "
+                                "mean |SHAP| of each class's output, in log-odds.")
+                shap["rows"] = [(cls, ", ".join(feats)) for cls, feats in (s.get("top_features") or {}).items()]
+            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+                pass
+    comparison = _comparison(metrics)
+    cv_rows = _cv_rows(run_dir / "cv_results.csv")
+
     # write figures (md) and data URIs (html)
     files_dir = run_dir / "report_files"
     files_dir.mkdir(parents=True, exist_ok=True)
-    known = ["learning_curves", "confusion", "roc", "examples", "saliency_class_means", "saliency_examples"]
+    known = ["learning_curves", "confusion", "roc", "examples", "saliency_class_means", "saliency_examples",
+             "shap_top"]
     files, uris = {}, {}
     for key in known:
         target_path = files_dir / f"{key}.png"
@@ -887,7 +996,10 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
             headline.append((name, format_number(v), None if frac is None else min(max(frac, 0.0), 1.0)))
 
     pills = []
-    for key, name in (("backend", "backend"), ("keras_version", "keras"), ("epochs", "epochs"), ("weights", "weights")):
+    pill_keys = (("backend", "backend"), ("keras_version", "keras"), ("epochs", "epochs"), ("weights", "weights"))
+    if str(config.get("backend")) == "lightgbm":  # trees: no epochs, no pretrained weights
+        pill_keys = (("backend", "backend"), ("backend_version", "lightgbm"))
+    for key, name in pill_keys:
         if config.get(key) not in (None, ""):
             pills.append(f"{name}: {config[key]}")
     from . import __version__
@@ -911,6 +1023,12 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
         "examples_note": examples_note,
         "examples_caption": examples_caption,
         "saliency": saliency,
+        "shap": shap,
+        "comparison": comparison,
+        "cv_rows": cv_rows,
+        "examples_title": "Examples" if modality == "features" else (
+            "Example waveforms" if modality == "waveform" else "Example scalograms"),
+        "explain_title": "Explanations (SHAP)" if shap else "Saliency",
         "config_rows": _flatten(config),
         "ephys_version": str(config.get("ephys_version") or __version__),
         "generated": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"),

@@ -52,7 +52,7 @@ class TrainConfig:
     patience: int = 5
     test_fraction: float = 0.2
     val_fraction: float = 0.2
-    split: str = "grouped"
+    split: str = "auto"  # auto: the manifest's default_split if it offers one, else grouped
     dropout: float = 0.3
     input_size: int | None = None
     out: str | None = None
@@ -168,6 +168,12 @@ def _append_history(path: Path, epoch: int, logs: dict) -> None:
     write_text(path, buf.getvalue())
 
 
+def _lightgbm_version() -> str:
+    import lightgbm
+
+    return lightgbm.__version__
+
+
 def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
           log: Callable[[str], None] = print) -> Path:
     """Train ``cfg.model`` on ``cfg.data``; returns the run folder.
@@ -186,6 +192,10 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
     cfg.model = models.resolve_model_name(cfg.model)
     ds = load_dataset(cfg.data)
     models.check_modality(cfg.model, ds.modality)
+    if cfg.split in (None, "", "auto"):
+        cfg.split = str(ds.manifest.get("default_split") or "grouped")
+    kind = models.REGISTRY[cfg.model].kind
+    model_file = "model.lgb.txt" if kind == "lightgbm" else "model.keras"
     run = Path(cfg.out) if cfg.out else default_run_dir(cfg)
     cfg.out = str(run)
     cfg.data = str(Path(cfg.data).resolve())
@@ -198,8 +208,8 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
             diff = sorted(k for k, v in cfg.fingerprint().items() if old.fingerprint().get(k) != v)
             raise EphysError(f"run folder holds a different configuration ({', '.join(diff)} differ); "
                              "pass --out NEW_RUN or delete the folder", run)
-        if (run / "model.keras").exists():
-            log(f"{run}: already trained (model.keras exists); nothing to do")
+        if (run / model_file).exists():
+            log(f"{run}: already trained ({model_file} exists); nothing to do")
             return run
 
     labelled = ds.labelled_indices()
@@ -219,6 +229,16 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
         else:  # a published split the manifest offers by name (e.g. the spike seed's channels)
             rel = named_split(grps, ds.manifest.get("splits") or {}, cfg.split, ds.root / "manifest.json")
         split = {k: [int(labelled[j]) for j in v] for k, v in rel.items()}
+
+    if kind == "lightgbm":
+        from .tabular import train_tabular
+
+        meta = {"run_id": run.name, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "ephys_version": __version__, "backend": "lightgbm", "backend_version": _lightgbm_version(),
+                "gpu": False, "label_names": ds.label_names, "modality": ds.modality,
+                "sample_shape": list(ds.sample_shape),
+                "n_train": len(split["train"]), "n_val": len(split["val"]), "n_test": len(split["test"])}
+        return train_tabular(cfg, ds, split, run, meta, log)
 
     gpu = runtime.configure_for_device(cfg.seed)
     meta = {"run_id": run.name, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
