@@ -268,3 +268,22 @@ def test_real_seed_sets_match_the_published_split_sizes(tmp_path):
     assert counts == {"train": (12962, 2491), "val": (6835, 819), "test": (4073, 108)}
     x = ds.load(np.arange(0, len(ds.ids), 997))
     assert x.shape[1:] == (42, 1) and np.isfinite(x).all()
+
+
+def test_apply_refractory_matches_the_greedy_loop():
+    def greedy(onsets, refr):
+        keep, last = [], -np.inf
+        for t in onsets:
+            if t - last >= refr:
+                keep.append(t)
+                last = t
+        return np.asarray(keep, dtype=np.int64)
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        onsets = np.unique(rng.integers(0, 400, rng.integers(0, 60)))
+        refr = int(rng.integers(0, 40))
+        np.testing.assert_array_equal(S.apply_refractory(onsets, refr), greedy(onsets, refr))
+    # a burst of crossings 18 samples (0.6 ms) apart keeps every other one at a 30-sample refractory
+    np.testing.assert_array_equal(S.apply_refractory(np.arange(0, 180, 18), 30), [0, 36, 72, 108, 144])
+
