@@ -855,11 +855,13 @@ def _waveform_width(name: str, hparams: dict, default: int) -> int:
     return int(w)
 
 
-def _waveform_hparams(name: str, input_shape, n_classes, hparams: dict) -> tuple[tuple[int, int], float]:
-    unknown = sorted(set(hparams) - set(_WAVEFORM_HPARAMS))
+def _waveform_hparams(name: str, input_shape, n_classes, hparams: dict,
+                      extra: tuple[str, ...] = ()) -> tuple[tuple[int, int], float]:
+    accepted = _WAVEFORM_HPARAMS + extra
+    unknown = sorted(set(hparams) - set(accepted))
     if unknown:
         raise EphysError(f"model {name} has no hyper-parameter {', '.join(unknown)}; "
-                         f"it accepts: {', '.join(_WAVEFORM_HPARAMS)}")
+                         f"it accepts: {', '.join(accepted)}")
     shape = tuple(int(v) for v in input_shape)
     if len(shape) != 2 or shape[0] < 4 or shape[1] < 1:
         raise EphysError(f"model {name} needs waveforms of shape (n_samples >= 4, n_channels), got {shape}")
@@ -904,21 +906,43 @@ def build_cnn1d(input_shape, n_classes: int, **hparams) -> keras.Model:
     return keras.Model(inp2, out, name="cnn1d")
 
 
+_GRU_HPARAMS = ("bidirectional", "input_norm", "pool")
+
+
+def _choice(name: str, key: str, value, options: tuple, default):
+    v = default if value is None else value
+    if v not in options:
+        raise EphysError(f"model {name}: {key} must be one of {', '.join(map(str, options))}, got {value!r}")
+    return v
+
+
 def build_gru(input_shape, n_classes: int, **hparams) -> keras.Model:
     """Recurrent (GRU) spike-vs-background classifier (after the spike seed's GRU).
 
     Input ``(batch, n_samples, n_channels)`` float32, read as a sequence over time;
     BatchNorm over the input -> ``GRU(width, return_sequences)`` -> ``GRU(width)`` ->
     ``Dropout(dropout)`` -> ``Dense(n_classes, softmax, float32)``. Hyper-parameters:
-    ``dropout`` (0.3), ``width`` (64). Keras 3 GRU (cuDNN kernel on a GPU with the TensorFlow
-    backend). The feature extractor is the layer ``"backbone"``.
+    ``dropout`` (0.3), ``width`` (64), ``bidirectional`` (False: both GRU layers read the
+    snippet both ways, ``keras.layers.Bidirectional``, concatenated), ``input_norm``
+    (``"batch"``: BatchNormalization of the input; ``"none"``), ``pool`` (``"last"``: the second
+    GRU's final state; ``"mean"``: the mean of its states over time). Keras 3 GRU (cuDNN kernel
+    on a GPU with the TensorFlow backend). The feature extractor is the layer ``"backbone"``.
     """
-    shape, dropout = _waveform_hparams("gru", input_shape, n_classes, hparams)
+    shape, dropout = _waveform_hparams("gru", input_shape, n_classes, hparams, _GRU_HPARAMS)
     width = _waveform_width("gru", hparams, 64)
+    bidir = _choice("gru", "bidirectional", hparams.get("bidirectional"), (False, True), False)
+    norm = _choice("gru", "input_norm", hparams.get("input_norm"), ("batch", "none"), "batch")
+    pool = _choice("gru", "pool", hparams.get("pool"), ("last", "mean"), "last")
+
+    def rnn(layer, name):
+        return layers.Bidirectional(layer, name=name) if bidir else layer
+
     inp = keras.Input(shape, name="waveform")
-    x = layers.BatchNormalization(name="input_norm")(inp)
-    x = layers.GRU(width, return_sequences=True, name="gru1")(x)
-    x = layers.GRU(width, name="gru2")(x)
+    x = layers.BatchNormalization(name="input_norm")(inp) if norm == "batch" else inp
+    x = rnn(layers.GRU(width, return_sequences=True, name="gru1"), "bigru1")(x)
+    x = rnn(layers.GRU(width, return_sequences=pool == "mean", name="gru2"), "bigru2")(x)
+    if pool == "mean":
+        x = layers.GlobalAveragePooling1D(name="mean_over_time")(x)
     backbone = keras.Model(inp, x, name="backbone")
     inp2 = keras.Input(shape, name="input")
     h = layers.Dropout(dropout, name="dropout")(backbone(inp2))
@@ -1217,7 +1241,8 @@ def build_model(
         BatchNorm layers then run in inference mode); only the head trains.
     **hparams
         Builder hyper-parameters (image backbones: ``dropout``, ``input_size``,
-        ``bn_momentum``; ``cnn1d`` / ``gru``: ``dropout``, ``width``); an unknown key raises
+        ``bn_momentum``; ``cnn1d``: ``dropout``, ``width``; ``gru``: also ``bidirectional``,
+        ``input_norm``, ``pool``); an unknown key raises
         EphysError naming the keys the model accepts.
 
     Returns
