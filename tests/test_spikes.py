@@ -303,6 +303,10 @@ def test_train_hparam_cli_stored_applied_and_validated(tmp_path):
         build_model("gru", (42, 1), 2, width="abc")
     with pytest.raises(EphysError, match="dropout must be"):
         build_model("cnn1d", (42, 1), 2, dropout=1.5)
+    m = build_model("gru", (42, 1), 2, bidirectional=True, pool="mean", input_norm="none", width=4)
+    assert m.output_shape == (None, 2) and m.get_layer("backbone").get_layer("bigru1") is not None
+    with pytest.raises(EphysError, match="pool must be one of last, mean"):
+        build_model("gru", (42, 1), 2, pool="max")
 
     src = _write_sets(tmp_path / "sets", n_spk=8, n_bg=16)
     S.prepare_waveform_sets(src, tmp_path / "ds")
