@@ -54,8 +54,13 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
-bench: install
+# the benchmarks' reference libraries (SpikeInterface) come from the extra "bench"
+BENCH_EXTRAS ?= $(EXTRAS),bench
+
+bench:
+	$(MAKE) install EXTRAS=$(BENCH_EXTRAS)
 	$(BIN)/python benchmarks/bench_cwt.py
+	$(BIN)/python benchmarks/bench_spike_detection.py
 
 # ipfx pins its own pynwb / pandas: it gets a venv of its own, outside the repository
 IPFX_VENV ?= ../ipfx-venv

@@ -24,12 +24,14 @@ def train(
     input_size: int = typer.Option(None, "--input-size", min=32, help="Override the backbone input size (default 224, InceptionV3 299); smaller is faster on CPU."),
     eager: bool = typer.Option(False, "--eager", envvar="EPHYS_EAGER", help="Run training steps eagerly: no graph-build wait (about a minute for DenseNet on a CPU) but slower steps; for tiny runs and debugging."),
     out: Path = typer.Option(None, "--out", help="Run folder [default: runs/<model>-<dataset>]. Re-running the same command resumes it."),
+    hparam: list[str] = typer.Option(None, "--hparam", help="Model hyper-parameter KEY=VALUE, repeatable (e.g. --hparam width=128 --hparam dropout=0.2); int/float/bool/str; stored in config.yaml `hparams`; `ephys models` builders list what they accept."),
     config: Path = typer.Option(None, "--config", help="A run's config.yaml to reproduce; other options override it."),
 ):
     """Train a classifier: grouped train/val/test split by cell, class weights, early stopping on
     the validation cells, a checkpoint every epoch and automatic resume after a kill."""
     common.import_backend()
     from ephys.pipelines.errors import EphysError
+    from ephys.pipelines.models import parse_hparams
     from ephys.pipelines.training import TrainConfig, train as run
 
     if config is not None:
@@ -46,6 +48,8 @@ def train(
     for k, v in given.items():
         if v is not None:
             setattr(cfg, k, v)
+    if hparam:
+        cfg.hparams = {**(cfg.hparams or {}), **parse_hparams(hparam)}
     if config is None and model is None:
         raise EphysError("--model is required (e.g. --model densenet); see `ephys models`")
     if cfg.freeze not in ("none", "full"):

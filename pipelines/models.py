@@ -850,18 +850,37 @@ register(
 WAVEFORM = "waveform"
 
 
-def _waveform_hparams(name: str, input_shape, n_classes, hparams: dict) -> tuple[tuple[int, int], float]:
-    unknown = sorted(set(hparams) - {"dropout", "width"})
+_WAVEFORM_HPARAMS = ("dropout", "width")
+
+
+def _waveform_width(name: str, hparams: dict, default: int) -> int:
+    w = hparams.get("width")
+    if w is None:
+        return default
+    if isinstance(w, bool) or not (isinstance(w, int) or isinstance(w, float) and w.is_integer()) or w < 1:
+        raise EphysError(f"model {name}: width must be a positive integer, got {w!r}")
+    return int(w)
+
+
+def _waveform_hparams(name: str, input_shape, n_classes, hparams: dict,
+                      extra: tuple[str, ...] = ()) -> tuple[tuple[int, int], float]:
+    accepted = _WAVEFORM_HPARAMS + extra
+    unknown = sorted(set(hparams) - set(accepted))
     if unknown:
-        raise EphysError(f"model {name} does not take {', '.join(unknown)} (it takes dropout, width)")
+        raise EphysError(f"model {name} has no hyper-parameter {', '.join(unknown)}; "
+                         f"it accepts: {', '.join(accepted)}")
     shape = tuple(int(v) for v in input_shape)
     if len(shape) != 2 or shape[0] < 4 or shape[1] < 1:
         raise EphysError(f"model {name} needs waveforms of shape (n_samples >= 4, n_channels), got {shape}")
     if int(n_classes) < 2:
         raise EphysError(f"model {name} needs at least 2 classes, got {n_classes}")
-    dropout = float(hparams.get("dropout", 0.3) if hparams.get("dropout") is not None else 0.3)
-    if not 0.0 <= dropout < 1.0:
-        raise EphysError(f"model {name}: dropout must be in [0, 1), got {dropout}")
+    dropout = hparams.get("dropout")
+    try:
+        dropout = float(0.3 if dropout is None else dropout)
+    except (TypeError, ValueError):
+        raise EphysError(f"model {name}: dropout must be a number in [0, 1), got {dropout!r}") from None
+    if isinstance(hparams.get("dropout"), bool) or not 0.0 <= dropout < 1.0:
+        raise EphysError(f"model {name}: dropout must be in [0, 1), got {hparams.get('dropout')!r}")
     return shape, dropout
 
 
@@ -876,7 +895,7 @@ def build_cnn1d(input_shape, n_classes: int, **hparams) -> keras.Model:
     (0.3), ``width`` (32). The feature extractor is the layer ``"backbone"``.
     """
     shape, dropout = _waveform_hparams("cnn1d", input_shape, n_classes, hparams)
-    width = int(hparams.get("width") or 32)
+    width = _waveform_width("cnn1d", hparams, 32)
     inp = keras.Input(shape, name="waveform")
     x = layers.BatchNormalization(name="input_norm")(inp)
     for k, (f, ks) in enumerate(((width, 5), (2 * width, 5), (2 * width, 3))):
@@ -894,21 +913,43 @@ def build_cnn1d(input_shape, n_classes: int, **hparams) -> keras.Model:
     return keras.Model(inp2, out, name="cnn1d")
 
 
+_GRU_HPARAMS = ("bidirectional", "input_norm", "pool")
+
+
+def _choice(name: str, key: str, value, options: tuple, default):
+    v = default if value is None else value
+    if v not in options:
+        raise EphysError(f"model {name}: {key} must be one of {', '.join(map(str, options))}, got {value!r}")
+    return v
+
+
 def build_gru(input_shape, n_classes: int, **hparams) -> keras.Model:
     """Recurrent (GRU) spike-vs-background classifier (after the spike seed's GRU).
 
     Input ``(batch, n_samples, n_channels)`` float32, read as a sequence over time;
     BatchNorm over the input -> ``GRU(width, return_sequences)`` -> ``GRU(width)`` ->
     ``Dropout(dropout)`` -> ``Dense(n_classes, softmax, float32)``. Hyper-parameters:
-    ``dropout`` (0.3), ``width`` (64). Keras 3 GRU (cuDNN kernel on a GPU with the TensorFlow
-    backend). The feature extractor is the layer ``"backbone"``.
+    ``dropout`` (0.3), ``width`` (64), ``bidirectional`` (False: both GRU layers read the
+    snippet both ways, ``keras.layers.Bidirectional``, concatenated), ``input_norm``
+    (``"batch"``: BatchNormalization of the input; ``"none"``), ``pool`` (``"last"``: the second
+    GRU's final state; ``"mean"``: the mean of its states over time). Keras 3 GRU (cuDNN kernel
+    on a GPU with the TensorFlow backend). The feature extractor is the layer ``"backbone"``.
     """
-    shape, dropout = _waveform_hparams("gru", input_shape, n_classes, hparams)
-    width = int(hparams.get("width") or 64)
+    shape, dropout = _waveform_hparams("gru", input_shape, n_classes, hparams, _GRU_HPARAMS)
+    width = _waveform_width("gru", hparams, 64)
+    bidir = _choice("gru", "bidirectional", hparams.get("bidirectional"), (False, True), False)
+    norm = _choice("gru", "input_norm", hparams.get("input_norm"), ("batch", "none"), "batch")
+    pool = _choice("gru", "pool", hparams.get("pool"), ("last", "mean"), "last")
+
+    def rnn(layer, name):
+        return layers.Bidirectional(layer, name=name) if bidir else layer
+
     inp = keras.Input(shape, name="waveform")
-    x = layers.BatchNormalization(name="input_norm")(inp)
-    x = layers.GRU(width, return_sequences=True, name="gru1")(x)
-    x = layers.GRU(width, name="gru2")(x)
+    x = layers.BatchNormalization(name="input_norm")(inp) if norm == "batch" else inp
+    x = rnn(layers.GRU(width, return_sequences=True, name="gru1"), "bigru1")(x)
+    x = rnn(layers.GRU(width, return_sequences=pool == "mean", name="gru2"), "bigru2")(x)
+    if pool == "mean":
+        x = layers.GlobalAveragePooling1D(name="mean_over_time")(x)
     backbone = keras.Model(inp, x, name="backbone")
     inp2 = keras.Input(shape, name="input")
     h = layers.Dropout(dropout, name="dropout")(backbone(inp2))
@@ -1164,6 +1205,36 @@ def _load_backbone_weights(backbone: keras.Model, path: Path, canonical: str) ->
 _FREEZE = ("none", "full")
 
 
+def parse_hparams(items) -> dict:
+    """``["KEY=VALUE", ...]`` (``ephys train --hparam``) -> ``{KEY: value}``.
+
+    A value is read as an int (``128``), else a float (``0.25``, ``1e-3``), else a bool
+    (``true`` / ``false``, any case), else kept as a string. A key given twice keeps the last
+    value. Which keys a model accepts is checked by its builder (see :func:`build_model`).
+
+    Raises
+    ------
+    EphysError
+        An item without ``=`` or with an empty key.
+    """
+    out: dict = {}
+    for item in items or ():
+        key, sep, raw = str(item).partition("=")
+        key, raw = key.strip(), raw.strip()
+        if not sep or not key:
+            raise EphysError(f"--hparam must be KEY=VALUE (e.g. width=128), got {item!r}")
+        value: object
+        try:
+            value = int(raw)
+        except ValueError:
+            try:
+                value = float(raw)
+            except ValueError:
+                value = {"true": True, "false": False}.get(raw.lower(), raw)
+        out[key] = value
+    return out
+
+
 def build_model(
     name: str,
     input_shape,
@@ -1194,7 +1265,10 @@ def build_model(
         ``"none"``: everything trainable. ``"full"``: ``backbone.trainable = False`` (its
         BatchNorm layers then run in inference mode); only the head trains.
     **hparams
-        Builder hyper-parameters (image backbones: ``dropout``, ``input_size``).
+        Builder hyper-parameters (image backbones: ``dropout``, ``input_size``,
+        ``bn_momentum``; ``cnn1d``: ``dropout``, ``width``; ``gru``: also ``bidirectional``,
+        ``input_norm``, ``pool``); an unknown key raises
+        EphysError naming the keys the model accepts.
 
     Returns
     -------

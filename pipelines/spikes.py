@@ -128,6 +128,43 @@ def noise_level(x_uV: np.ndarray, method: str = "sd") -> float:
     raise EphysError(f"unknown noise estimate {method!r}; use 'sd' or 'mad'")
 
 
+def apply_refractory(onsets: np.ndarray, refractory: int) -> np.ndarray:
+    """Greedy refractory selection: keep an event unless it is within ``refractory`` samples of
+    the previous *kept* one (so a train of crossings 0.6 ms apart keeps every other one at 1 ms).
+
+    Vectorised: an event at least ``refractory`` after its predecessor is always kept (the
+    previous kept event is no later than that predecessor); only events in bursts closer than
+    that are walked one by one, over the burst members only.
+
+    Parameters
+    ----------
+    onsets : np.ndarray of int, shape (m,), sorted ascending, sample indices
+    refractory : int, samples (>= 0)
+
+    Returns
+    -------
+    np.ndarray of int64, the kept onsets (ascending)
+    """
+    t = np.asarray(onsets, dtype=np.int64)
+    if t.size < 2 or refractory <= 0:
+        return t
+    close = np.diff(t) < refractory  # close[i]: t[i + 1] within refractory of t[i]
+    if not close.any():
+        return t
+    keep = np.ones(t.size, bool)
+    keep[1:] = ~close
+    # walk the bursts (runs of close successors) only; a burst's first event is always kept
+    last = 0
+    for j in np.flatnonzero(np.concatenate([[False], close]) | np.concatenate([close, [False]])):
+        if not (j > 0 and close[j - 1]):  # burst head: kept
+            last = t[j]
+            continue
+        if t[j] - last >= refractory:
+            keep[j] = True
+            last = t[j]
+    return t[keep]
+
+
 def detect_spikes(x_uV: np.ndarray, fs_hz: float, params: DetectionParams | None = None,
                   filtered: bool = False) -> tuple[np.ndarray, np.ndarray, float]:
     """Detect negative threshold crossings and cut snippets around them.
@@ -165,14 +202,8 @@ def detect_spikes(x_uV: np.ndarray, fs_hz: float, params: DetectionParams | None
     n_pre = int(round(p.pre_ms * fs_hz / 1000.0))
     n_post = int(round(p.post_ms * fs_hz / 1000.0))
     refr = int(round(p.refractory_ms * fs_hz / 1000.0))
-    keep, last = [], -np.inf
-    for t in onsets:
-        if t - last < refr:
-            continue
-        last = t
-        if t - n_pre >= 0 and t + n_post <= y.size:
-            keep.append(int(t))
-    idx = np.asarray(keep, dtype=np.int64)
+    idx = apply_refractory(onsets, refr)
+    idx = idx[(idx - n_pre >= 0) & (idx + n_post <= y.size)]
     if idx.size:
         win = idx[:, None] + np.arange(-n_pre, n_post)[None, :]
         snippets = y[win].astype(np.float32)

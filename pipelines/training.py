@@ -264,11 +264,11 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
         log(f"resuming {run} from epoch {initial_epoch} (checkpoint {last})")
     else:
         state = {}
-        hp = dict(cfg.hparams)
+        hp = {"dropout": cfg.dropout, **(cfg.hparams or {})}  # hparams (e.g. --hparam dropout=...) win
         if cfg.input_size:
             hp["input_size"] = cfg.input_size
         model = models.build_model(cfg.model, ds.sample_shape, len(ds.label_names), weights=cfg.weights,
-                                   freeze=cfg.freeze, dropout=cfg.dropout, **hp)
+                                   freeze=cfg.freeze, **hp)
         model.compile(optimizer=keras.optimizers.Adam(cfg.lr),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                       jit_compile=bool(gpu) and not cfg.eager, run_eagerly=bool(cfg.eager))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -268,3 +269,58 @@ def test_real_seed_sets_match_the_published_split_sizes(tmp_path):
     assert counts == {"train": (12962, 2491), "val": (6835, 819), "test": (4073, 108)}
     x = ds.load(np.arange(0, len(ds.ids), 997))
     assert x.shape[1:] == (42, 1) and np.isfinite(x).all()
+
+
+def test_apply_refractory_matches_the_greedy_loop():
+    def greedy(onsets, refr):
+        keep, last = [], -np.inf
+        for t in onsets:
+            if t - last >= refr:
+                keep.append(t)
+                last = t
+        return np.asarray(keep, dtype=np.int64)
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        onsets = np.unique(rng.integers(0, 400, rng.integers(0, 60)))
+        refr = int(rng.integers(0, 40))
+        np.testing.assert_array_equal(S.apply_refractory(onsets, refr), greedy(onsets, refr))
+    # a burst of crossings 18 samples (0.6 ms) apart keeps every other one at a 30-sample refractory
+    np.testing.assert_array_equal(S.apply_refractory(np.arange(0, 180, 18), 30), [0, 36, 72, 108, 144])
+
+
+def test_train_hparam_cli_stored_applied_and_validated(tmp_path):
+    import yaml
+    import zipfile
+
+    from ephys.pipelines.models import build_model, parse_hparams
+
+    assert parse_hparams(["width=8", "dropout=0.25", "x=1e-3", "flag=True", "name=abc", "width=16"]) == {
+        "width": 16, "dropout": 0.25, "x": 1e-3, "flag": True, "name": "abc"}
+    with pytest.raises(EphysError, match="KEY=VALUE"):
+        parse_hparams(["width"])
+    with pytest.raises(EphysError, match="width must be a positive integer"):
+        build_model("gru", (42, 1), 2, width="abc")
+    with pytest.raises(EphysError, match="dropout must be"):
+        build_model("cnn1d", (42, 1), 2, dropout=1.5)
+    m = build_model("gru", (42, 1), 2, bidirectional=True, pool="mean", input_norm="none", width=4)
+    assert m.output_shape == (None, 2) and m.get_layer("backbone").get_layer("bigru1") is not None
+    with pytest.raises(EphysError, match="pool must be one of last, mean"):
+        build_model("gru", (42, 1), 2, pool="max")
+
+    src = _write_sets(tmp_path / "sets", n_spk=8, n_bg=16)
+    S.prepare_waveform_sets(src, tmp_path / "ds")
+    run = tmp_path / "gru"
+    ephys("--quiet", "train", "--model", "gru", "--data", tmp_path / "ds", "--split", "seed", "--epochs", 1,
+          "--batch-size", 64, "--hparam", "width=8", "--hparam", "dropout=0.1", "--out", run, check=0)
+    assert yaml.safe_load((run / "config.yaml").read_text())["hparams"] == {"width": 8, "dropout": 0.1}
+    with zipfile.ZipFile(run / "model.keras") as z:
+        cfg = json.loads(z.read("config.json"))
+    units = re.findall(r'"class_name": "GRU".*?"units": (\d+)', json.dumps(cfg))
+    assert units == ["8", "8"]  # the hparam reached the builder
+
+    proc = ephys("train", "--model", "gru", "--data", tmp_path / "ds", "--split", "seed", "--hparam", "depth=3",
+                 "--out", tmp_path / "bad")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "no hyper-parameter depth" in proc.stderr and "accepts: dropout, width" in proc.stderr
+    assert not (tmp_path / "bad").exists()

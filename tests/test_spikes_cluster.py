@@ -69,6 +69,41 @@ def test_clustering_recovers_separated_units(tmp_path, method, features):
         cluster.cluster_embedding(np.zeros((20, 2)), "kmeans")
 
 
+def test_autoencoder_embedding_unsupervised_deterministic_and_reported(tmp_path):
+    w, ids = _units(n_per=80)
+    _write_axona(tmp_path / "t.1", w, np.arange(len(ids)) * 0.01)
+    (tmp_path / "t_1.cut").write_text("Exact_cut_for: t spikes: 240\n" + " ".join(map(str, ids)) + "\n")
+    kw = dict(method="hdbscan", features="autoencoder", n_dims=3, seed=3, ae_epochs=40, ae_batch_size=32,
+              min_cluster_size=20)
+    res = cluster.cluster_tetrode(tmp_path / "t.1", tmp_path / "a", tmp_path / "t_1.cut", **kw)
+    # the cut is only compared with: without it, the same embedding and clusters
+    res2 = cluster.cluster_tetrode(tmp_path / "t.1", tmp_path / "b", None, report=False, **kw)
+    ea, eb = np.load(tmp_path / "a" / "embedding.npy"), np.load(tmp_path / "b" / "embedding.npy")
+    assert ea.shape == (240, 3)
+    np.testing.assert_allclose(ea, eb, rtol=1e-5, atol=1e-5)  # same seed -> same embedding
+    assert (tmp_path / "a" / "clusters.csv").read_text() == (tmp_path / "b" / "clusters.csv").read_text()
+    assert res["n_clusters"] == res2["n_clusters"] == 3 and res["ari"] > 0.9
+    assert res["autoencoder"]["hidden"] == 100 and res["autoencoder"]["explained_variance"] > 0.5
+    assert 0.5 < res["silhouette"] <= 1 and res["silhouette"] == res2["silhouette"]
+    assert res["reference"]["silhouette"] > 0.5 and "ari" not in res2
+    html = (tmp_path / "a" / "report.html").read_text()
+    assert "Silhouette" in html and "ARI vs manual" in html and html.count("data:image/png;base64,") == 3
+    assert {p.name for p in (tmp_path / "a" / "report_files").iterdir()} == {
+        "embedding.png", "cluster_waveforms.png", "unit_waveforms.png"}
+    with pytest.raises(EphysError, match="unknown embedding"):
+        cluster.cluster_tetrode(tmp_path / "t.1", tmp_path / "c", features="tsne")
+
+
+def test_silhouette_excludes_noise_and_needs_two_clusters():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 0.1, (50, 2)), rng.normal(5, 0.1, (50, 2)), rng.uniform(-20, 20, (30, 2))])
+    lab = np.array([0] * 50 + [1] * 50 + [-1] * 30)
+    s = cluster.silhouette(x, lab)
+    assert s > 0.9  # the scattered noise points would pull it down if they were counted
+    assert cluster.silhouette(x, np.where(lab == 1, 0, lab)) is None  # one cluster left
+    assert cluster.silhouette(x, lab + 1, noise=0) == s  # Tint convention: 0 = noise
+
+
 def test_kdistance_eps_between_within_and_between_cluster_distances():
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.normal(0, 0.1, (200, 2)), rng.normal(10, 0.1, (200, 2))])
@@ -87,5 +122,7 @@ def test_real_ratgps_tetrodes_and_cli(tmp_path):
     ephys("--quiet", "cluster", root / "83812141.5", tmp_path / "c5", "--cut", root / "83812141_5.cut", check=0)
     m = json.loads((tmp_path / "c5" / "cluster_metrics.json").read_text())
     assert m["n_spikes"] == 5656 and -1 <= m["ari"] <= 1 and m["reference"]["n_units"] == 5
+    assert m["silhouette"] is None or -1 <= m["silhouette"] <= 1
+    assert (tmp_path / "c5" / "report.html").is_file()
     proc = ephys("cluster", root / "83812141.pos", tmp_path / "x", "--cut", root / "83812141_5.cut")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1

@@ -1,0 +1,174 @@
+"""Report of one ``ephys cluster`` run: ``OUT/report.html`` (self-contained) and ``OUT/report.md``.
+
+Shows the numbers of ``cluster_metrics.json`` (clusters, noise, silhouette; with a Tint cut:
+ARI / NMI against it, all spikes and units only, and the silhouette of the manual units in the
+same embedding), the embedding coloured by cluster and by manual unit, and the mean waveform
+(± 1 SD) of every cluster and every manual unit on each tetrode channel. Figures are PNG:
+base64 data URIs in the HTML, ``report_files/*.png`` beside the Markdown.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import atomic_path, write_text
+from .report import _CSS, OKABE_ITO, _png, _pyplot, _style
+
+#: at most this many points are drawn per scatter (a seeded subset; all are clustered)
+MAX_POINTS = 6000
+
+
+def _colours(ids: list[int], noise: int) -> dict[int, str]:
+    plt = _pyplot()
+    units = [i for i in ids if i != noise]
+    pal = OKABE_ITO[:-1] if len(units) <= 7 else [plt.get_cmap("tab20")(k % 20) for k in range(len(units))]
+    out = {u: pal[k % len(pal)] for k, u in enumerate(units)}
+    out[noise] = "#b0b0b0"
+    return out
+
+
+def _project_2d(emb: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    if emb.shape[1] <= 2:
+        e = emb if emb.shape[1] == 2 else np.column_stack([emb[:, 0], np.zeros(len(emb))])
+        return e, ["dim 1", "dim 2"]
+    c = emb - emb.mean(axis=0)
+    _, _, vt = np.linalg.svd(c, full_matrices=False)
+    return c @ vt[:2].T, ["PC 1 of the embedding", "PC 2 of the embedding"]
+
+
+def _fig_embedding(xy, axes_names, labels, ref, seed: int = 0) -> bytes:
+    plt = _pyplot()
+    rng = np.random.default_rng(seed)
+    sel = np.sort(rng.choice(len(xy), MAX_POINTS, replace=False)) if len(xy) > MAX_POINTS else np.arange(len(xy))
+    panels = [("clusters (noise grey)", labels, -1, "cluster")]
+    if ref is not None:
+        panels.append(("manual units (Tint; cluster 0 grey)", ref, 0, "unit"))
+    fig, axs = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 4.6), squeeze=False)
+    for ax, (title, lab, noise, word) in zip(axs[0], panels):
+        ids = sorted(set(lab.tolist()))
+        col = _colours(ids, noise)
+        for i in ([noise] if noise in ids else []) + [i for i in ids if i != noise]:
+            m = lab[sel] == i
+            name = ("noise" if noise == -1 else "0 (noise)") if i == noise else f"{word} {i}"
+            ax.scatter(xy[sel][m, 0], xy[sel][m, 1], s=3, alpha=0.5, color=col[i], label=f"{name} ({int((lab == i).sum())})",
+                       rasterized=True, linewidths=0)
+        ax.set_title(title, fontsize=11)
+        ax.set_xlabel(axes_names[0], fontsize=10)
+        ax.set_ylabel(axes_names[1], fontsize=10)
+        _style(ax)
+        if len(ids) <= 12:
+            ax.legend(fontsize=8, markerscale=4, frameon=False, loc="best")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _fig_waveforms(waveforms, lab, noise: int, word: str, fs_hz: float) -> bytes:
+    plt = _pyplot()
+    n, n_ch, n_s = waveforms.shape
+    t_ms = np.arange(n_s) / fs_hz * 1e3
+    ids = [i for i in sorted(set(lab.tolist())) if i != noise]
+    col = _colours(ids + [noise], noise)
+    fig, axs = plt.subplots(1, n_ch, figsize=(3.0 * n_ch, 3.0), sharey=True, squeeze=False)
+    for c, ax in enumerate(axs[0]):
+        for i in ids:
+            w = waveforms[lab == i, c, :]
+            mu, sd = w.mean(axis=0), w.std(axis=0)
+            ax.plot(t_ms, mu, color=col[i], lw=1.6, label=f"{word} {i} ({len(w)})")
+            ax.fill_between(t_ms, mu - sd, mu + sd, color=col[i], alpha=0.15, linewidth=0)
+        ax.set_title(f"channel {c + 1}", fontsize=10)
+        ax.set_xlabel("time (ms)", fontsize=9)
+        _style(ax)
+    axs[0][0].set_ylabel("ADC units (mean ± SD)", fontsize=9)
+    if ids and len(ids) <= 12:
+        axs[0][-1].legend(fontsize=7, frameon=False, loc="best")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _fmt(v, d=3) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{d}f}"
+    return str(v)
+
+
+def build_cluster_report(out_dir: str | Path, res: dict, emb: np.ndarray, labels: np.ndarray,
+                         waveforms: np.ndarray, ref: np.ndarray | None, fs_hz: float) -> tuple[Path, Path]:
+    """Write ``OUT/report.html`` and ``OUT/report.md`` (+ ``OUT/report_files/*.png``).
+
+    Parameters
+    ----------
+    out_dir : the cluster run's folder
+    res : the metrics dict of :func:`ephys.pipelines.cluster.cluster_tetrode`
+    emb : float (n_spikes, d), the clustered embedding (projected to its 2 main axes when d > 2)
+    labels : int (n_spikes,), cluster per spike (-1 = noise)
+    waveforms : float (n_spikes, n_channels, n_samples), ADC units
+    ref : int (n_spikes,) Tint unit per spike (0 = noise) or None
+    fs_hz : waveform sampling rate, Hz
+
+    Returns
+    -------
+    (html path, markdown path); every file is written via a temporary name and renamed.
+    """
+    out = Path(out_dir)
+    xy, names = _project_2d(np.asarray(emb, dtype=np.float64))
+    figs = {"embedding": _fig_embedding(xy, names, labels, ref, res.get("seed", 0)),
+            "cluster_waveforms": _fig_waveforms(waveforms, labels, -1, "cluster", fs_hz)}
+    if ref is not None:
+        figs["unit_waveforms"] = _fig_waveforms(waveforms, ref, 0, "unit", fs_hz)
+    for key, png in figs.items():
+        with atomic_path(out / "report_files" / f"{key}.png", suffix=".png") as tmp:
+            tmp.write_bytes(png)
+
+    tet = Path(res["input"]).name
+    rows = [("Tetrode file", tet), ("Spikes", res["n_spikes"]),
+            ("Embedding", f"{res['embed']} ({res['n_dims']} dims)"), ("Clustering", res["method"]),
+            ("Clusters", res["n_clusters"]), ("Noise spikes (-1)", res["n_noise"]),
+            ("Silhouette (clusters, noise excluded)", _fmt(res.get("silhouette")))]
+    if "ari" in res:
+        r = res["reference"]
+        rows += [("Manual units (Tint)", f"{r['n_units']} (+ {r['n_noise']} in cluster 0)"),
+                 ("ARI vs manual, all spikes", _fmt(res["ari"])), ("NMI vs manual, all spikes", _fmt(res["nmi"]))]
+        if "units_only" in res:
+            u = res["units_only"]
+            rows += [("ARI vs manual, units only", _fmt(u["ari"])), ("NMI vs manual, units only", _fmt(u["nmi"]))]
+        rows.append(("Silhouette of the manual units in this embedding", _fmt(r.get("silhouette"))))
+    if "autoencoder" in res:
+        a = res["autoencoder"]
+        rows.append(("Autoencoder", f"hidden {a['hidden']}, {a['epochs']} epochs, batch {a['batch_size']}, "
+                                    f"lr {a['lr']:g}, explained variance {a['explained_variance']:.3f}"))
+    params = {k: res[k] for k in ("eps", "min_samples", "min_cluster_size", "seed") if k in res}
+    captions = {
+        "embedding": f"The embedding ({names[0]} vs {names[1]}), coloured by cluster"
+                     + (" and by manual unit." if ref is not None else "."),
+        "cluster_waveforms": "Mean waveform ± 1 SD of each cluster on each channel.",
+        "unit_waveforms": "Mean waveform ± 1 SD of each manual (Tint) unit on each channel.",
+    }
+    note = ("ARI / NMI compare with the manual sorting; the silhouette (Rousseeuw 1987) is internal: "
+            "mean over the clustered spikes of (b - a) / max(a, b) in the embedding, Euclidean, noise left out. "
+            "The manual labels were not used to fit or choose anything.")
+
+    md = [f"# ephys cluster — {tet}", "", "| | |", "|---|---|"]
+    md += [f"| {k} | {v} |" for k, v in rows]
+    md += ["", f"Parameters: `{params}`", "", note, ""]
+    for key in figs:
+        md += [f"![{key}](report_files/{key}.png)", "", captions[key], ""]
+    md_path = write_text(out / "report.md", "\n".join(md))
+
+    trs = "".join(f"<tr><td>{html.escape(str(k))}</td><td class='num'>{html.escape(str(v))}</td></tr>" for k, v in rows)
+    imgs = "".join(
+        f"<figure class='card'><img alt='{key}' src='data:image/png;base64,{base64.b64encode(png).decode('ascii')}'>"
+        f"<figcaption>{html.escape(captions[key])}</figcaption></figure>" for key, png in figs.items())
+    page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>ephys cluster — {html.escape(tet)}</title>"
+            f"<style>{_CSS}</style></head><body><header><div class='wrap'><div class='kicker'>ephys cluster</div>"
+            f"<h1>{html.escape(tet)}</h1></div></header><main class='wrap'><section><h2>Numbers</h2>"
+            f"<div class='card'><table class='kv'>{trs}</table><p class='muted'>{html.escape(note)}</p>"
+            f"<p class='muted'>Parameters: <code>{html.escape(str(params))}</code></p></div></section>"
+            f"<section><h2>Figures</h2>{imgs}</section></main></body></html>\n")
+    html_path = write_text(out / "report.html", page)
+    return html_path, md_path
