@@ -20,7 +20,7 @@ def train(
     lr: float = typer.Option(None, "--lr", help="Adam learning rate [default: 1e-4]."),
     seed: int = typer.Option(None, "--seed", help="Seed for the split, initialisation and shuffling [default: 0]."),
     patience: int = typer.Option(None, "--patience", min=1, help="Early stopping: epochs without validation-loss improvement [default: 5]."),
-    split: str = typer.Option(None, "--split", help="'grouped' (random split by group, stratified; seeded) or a published split the dataset's manifest offers by name, e.g. 'seed' for the spike seed's channels [default: grouped]."),
+    split: str = typer.Option(None, "--split", help="'grouped' (random split by group, stratified; seeded) or a published split the dataset's manifest offers by name, e.g. 'seed' for the spike seed's channels, 'sts' for the STS paper's [default: the manifest's default_split if it names one, else grouped]."),
     input_size: int = typer.Option(None, "--input-size", min=32, help="Override the backbone input size (default 224, InceptionV3 299); smaller is faster on CPU."),
     eager: bool = typer.Option(False, "--eager", envvar="EPHYS_EAGER", help="Run training steps eagerly: no graph-build wait (about a minute for DenseNet on a CPU) but slower steps; for tiny runs and debugging."),
     out: Path = typer.Option(None, "--out", help="Run folder [default: runs/<model>-<dataset>]. Re-running the same command resumes it."),
@@ -28,7 +28,9 @@ def train(
     config: Path = typer.Option(None, "--config", help="A run's config.yaml to reproduce; other options override it."),
 ):
     """Train a classifier: grouped train/val/test split by cell, class weights, early stopping on
-    the validation cells, a checkpoint every epoch and automatic resume after a kill."""
+    the validation cells, a checkpoint every epoch and automatic resume after a kill.
+    `--model lightgbm` on a feature table: gradient-boosted trees; `--hparam tune=true` picks
+    features, imputation and settings by cross-validation inside the training split."""
     common.import_backend()
     from ephys.pipelines.errors import EphysError
     from ephys.pipelines.models import parse_hparams
@@ -57,6 +59,11 @@ def train(
     allowed = {f.name for f in fields(TrainConfig)}
     assert set(given) <= allowed
 
+    from ephys.pipelines.models import REGISTRY, resolve_model_name
+
+    if REGISTRY[resolve_model_name(cfg.model)].kind == "lightgbm":  # no epochs: CV lines are the progress
+        common.out.print(str(run(cfg, log=common.notice)), highlight=False, markup=False, soft_wrap=True)
+        return
     with common.progress_bar(f"training {cfg.model}", cfg.epochs) as advance:
         def on_epoch(epoch, logs):
             note = "  ".join(f"{k} {v:.3f}" for k, v in logs.items() if k in ("loss", "accuracy", "val_loss", "val_accuracy"))
