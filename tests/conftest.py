@@ -29,6 +29,16 @@ def ephys(*args, cwd=None, env=None, timeout=600, check=None):
     return proc
 
 
+def one_line_error(proc, *needles):
+    """Assert the CLI failed the documented way: exit 2, one stderr line naming ``needles``."""
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+
+
 @pytest.fixture(scope="session")
 def tiny_synthetic(tmp_path_factory) -> Path:
     """3 simulated cells per class (12 NWB files + labels.csv), made once per test session."""

@@ -14,16 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import ephys
-
-
-def _one_line_error(proc, *needles):
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
+from conftest import ephys, one_line_error
 
 
 def test_help_for_every_verb():
@@ -44,7 +35,7 @@ def test_version_names_keras_backend_and_gpu():
 
 
 def test_missing_path(tmp_path):
-    _one_line_error(ephys("prepare", "scalograms", tmp_path / "nope", tmp_path / "out"), "nope", "no such")
+    one_line_error(ephys("prepare", "scalograms", tmp_path / "nope", tmp_path / "out"), "nope", "no such")
     assert not (tmp_path / "out" / "manifest.json").exists()
 
 
@@ -52,26 +43,26 @@ def test_non_nwb_file(tmp_path):
     bad = tmp_path / "fake.nwb"
     bad.write_text("this is not HDF5")
     proc = ephys("prepare", "scalograms", bad, tmp_path / "out", "--scheduler", "synchronous")
-    _one_line_error(proc, "fake.nwb")
+    one_line_error(proc, "fake.nwb")
     assert not (tmp_path / "out" / "manifest.json").exists()
 
 
 def test_empty_folder(tmp_path):
     (tmp_path / "empty").mkdir()
-    _one_line_error(ephys("prepare", "scalograms", tmp_path / "empty", tmp_path / "out"), "empty", "no recordings")
+    one_line_error(ephys("prepare", "scalograms", tmp_path / "empty", tmp_path / "out"), "empty", "no recordings")
 
 
 def test_labels_csv_naming_a_missing_cell(tiny_synthetic, tmp_path):
     labels = tmp_path / "labels.csv"
     labels.write_text("path,label\n" + f"{tiny_synthetic}/does_not_exist.nwb,Pvalb\n")
-    _one_line_error(ephys("prepare", "scalograms", tiny_synthetic, tmp_path / "out", "--labels", labels),
+    one_line_error(ephys("prepare", "scalograms", tiny_synthetic, tmp_path / "out", "--labels", labels),
                     "does_not_exist.nwb")
 
 
 def test_train_without_dataset_and_unknown_model(tmp_path):
-    _one_line_error(ephys("train", "--model", "densenet", "--data", tmp_path / "nothing"), "nothing")
-    _one_line_error(ephys("train", "--model", "vgg99", "--data", tmp_path), "vgg99")
-    _one_line_error(ephys("evaluate", tmp_path), "config.yaml")
+    one_line_error(ephys("train", "--model", "densenet", "--data", tmp_path / "nothing"), "nothing")
+    one_line_error(ephys("train", "--model", "vgg99", "--data", tmp_path), "vgg99")
+    one_line_error(ephys("evaluate", tmp_path), "config.yaml")
 
 
 def test_whole_chain_on_tiny_synthetic(tiny_synthetic, tmp_path):
@@ -89,7 +80,7 @@ def test_whole_chain_on_tiny_synthetic(tiny_synthetic, tmp_path):
     offline = {"KERAS_HOME": str(tmp_path / "keras_home"), "EPHYS_WEIGHTS_BASE_URL": "http://127.0.0.1:9/"}
     proc = ephys("train", "--data", data, "--model", "mobilenetv2", "--weights", "imagenet",
                  "--out", tmp_path / "imagenet_run", env=offline)
-    _one_line_error(proc, "ephys fetch weights mobilenetv2", "--weights none")
+    one_line_error(proc, "ephys fetch weights mobilenetv2", "--weights none")
     assert not (tmp_path / "imagenet_run").exists()
 
     run = tmp_path / "run"
@@ -121,7 +112,7 @@ def test_whole_chain_on_tiny_synthetic(tiny_synthetic, tmp_path):
                   "--input-size", "64", "--out", run, check=0)
     assert "nothing to do" in again.stderr
     # a different configuration in the same folder is refused
-    _one_line_error(ephys("train", "--data", data, "--model", "mobilenetv2", "--epochs", "3",
+    one_line_error(ephys("train", "--data", data, "--model", "mobilenetv2", "--epochs", "3",
                           "--input-size", "64", "--out", run), "different configuration")
     # config.yaml reproduces the run
     rerun = tmp_path / "rerun"

@@ -12,7 +12,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import SHARED_DATA, ephys, needs_shared
+from conftest import SHARED_DATA, ephys, needs_shared, one_line_error
 from ephys.pipelines import allen as A
 from ephys.pipelines.errors import EphysError
 
@@ -175,15 +175,6 @@ def test_erwkf_as_file_id_fallback(allen_double, tmp_path):
     assert any("well_known_file_download/9003" in p for p in ad.log)
 
 
-def _one_line_error(proc, *needles):
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
-
-
 def test_cli_fetch_allen(allen_double, tmp_path):
     out = tmp_path / "cli"
     proc = ephys("--quiet", "fetch", "allen", out, "--features", "--nwb", "111", check=0)
@@ -195,7 +186,7 @@ def test_cli_nwb_404_is_one_line(allen_double, tmp_path):
     ad = allen_double
     ad.missing.add(70002)
     out = tmp_path / "cli"
-    _one_line_error(ephys("fetch", "allen", out, "--nwb", "222"), "HTTP 404",
+    one_line_error(ephys("fetch", "allen", out, "--nwb", "222"), "HTTP 404",
                     f"{ad.base}/api/v2/well_known_file_download/70002")
     assert not (out / "nwb").exists() or list((out / "nwb").iterdir()) == []
 
@@ -204,17 +195,17 @@ def test_cli_nwb_dropped_connection_is_one_line(allen_double, tmp_path):
     ad = allen_double
     ad.drop.add(70001)
     out = tmp_path / "cli"
-    _one_line_error(ephys("fetch", "allen", out, "--nwb", "111"), "well_known_file_download/70001", "dropped")
+    one_line_error(ephys("fetch", "allen", out, "--nwb", "111"), "well_known_file_download/70001", "dropped")
     assert not (out / "nwb").exists() or list((out / "nwb").iterdir()) == []
 
 
 def test_cli_unknown_specimen_and_api_failure(allen_double, tmp_path):
     ad = allen_double
-    _one_line_error(ephys("fetch", "allen", tmp_path / "a", "--nwb", "111,999"), "unknown cell specimen id 999")
+    one_line_error(ephys("fetch", "allen", tmp_path / "a", "--nwb", "111,999"), "unknown cell specimen id 999")
     assert not (tmp_path / "a" / "nwb").exists()
-    _one_line_error(ephys("fetch", "allen", tmp_path / "a", "--nwb", "444"), "444", "no electrophysiology NWB")
+    one_line_error(ephys("fetch", "allen", tmp_path / "a", "--nwb", "444"), "444", "no electrophysiology NWB")
     ad.table_fails = True
-    _one_line_error(ephys("fetch", "allen", tmp_path / "b"), "Data Access error", "ApiCellTypesSpecimenDetail")
+    one_line_error(ephys("fetch", "allen", tmp_path / "b"), "Data Access error", "ApiCellTypesSpecimenDetail")
     assert not (tmp_path / "b" / A.TABLE_NAME).exists()
 
 

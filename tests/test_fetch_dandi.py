@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ephys
+from conftest import ephys, one_line_error
 from ephys.pipelines import dandi_fetch as D
 from ephys.pipelines.errors import EphysError
 
@@ -371,15 +371,6 @@ def test_file_manifest_from_url_is_downloaded_and_kept(dandi_double, tmp_path):
 # ------------------------------------------------------------------ the CLI: one-line errors
 
 
-def _one_line_error(proc, *needles):
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
-
-
 def test_cli_fetch_and_rerun(dandi_double, tmp_path):
     out = tmp_path / "cli"
     proc = ephys("--quiet", "fetch", "dandi", DANDISET, out, "--jobs", "2", check=0)
@@ -395,7 +386,7 @@ def test_cli_404_is_one_line(dandi_double, tmp_path):
     dd.missing.add(a["blob"])
     out = tmp_path / "cli"
     proc = ephys("fetch", "dandi", DANDISET, out, "--jobs", "1")
-    _one_line_error(proc, "404", a["path"], f"/api/assets/{a['asset_id']}/download/")
+    one_line_error(proc, "404", a["path"], f"/api/assets/{a['asset_id']}/download/")
     assert not (out / a["path"]).exists()
     assert not (out / D.MANIFEST_NAME).exists()
     assert not D._part_path(out / a["path"]).exists()  # nothing to resume from a 404
@@ -410,19 +401,19 @@ def test_cli_dropped_connection_is_one_line(dandi_double, tmp_path):
     dd.drop_after[a["blob"]] = (100_000, -1)  # always drops
     out = tmp_path / "cli"
     proc = ephys("fetch", "dandi", DANDISET, out, "--limit", "1")
-    _one_line_error(proc, a["path"], "failed after", "connection dropped", "resume", f"/api/assets/{a['asset_id']}/download/")
+    one_line_error(proc, a["path"], "failed after", "connection dropped", "resume", f"/api/assets/{a['asset_id']}/download/")
     assert not (out / a["path"]).exists() and not (out / D.MANIFEST_NAME).exists()
     assert _visible_files(out) == []  # only the hidden .part remains, for resuming
 
 
 def test_cli_unknown_dandiset_and_specimen(dandi_double, tmp_path):
-    _one_line_error(ephys("fetch", "dandi", "999999", tmp_path / "x"), "999999")
+    one_line_error(ephys("fetch", "dandi", "999999", tmp_path / "x"), "999999")
     fm = tmp_path / "fm.csv"
     fm.write_text("file_id,file_name,file_size,sha256_checksum,file_type,archive,cell_specimen_id\n"
                   "1,sub-1_ses-2_icephys.nwb,10,,nwb,DANDI,42\n")
-    _one_line_error(ephys("fetch", "dandi", DANDISET, tmp_path / "y", "--specimens", "42,77",
+    one_line_error(ephys("fetch", "dandi", DANDISET, tmp_path / "y", "--specimens", "42,77",
                           "--file-manifest", fm), "unknown cell specimen id 77")
-    _one_line_error(ephys("fetch", "dandi", DANDISET, tmp_path / "y", "--specimens", "42",
+    one_line_error(ephys("fetch", "dandi", DANDISET, tmp_path / "y", "--specimens", "42",
                           "--file-manifest", tmp_path / "missing.csv"), "missing.csv")
     assert not (tmp_path / "y" / D.MANIFEST_NAME).exists()
 
@@ -436,4 +427,4 @@ def test_cli_unreachable_api_is_one_line(tmp_path, monkeypatch):
     s.close()  # nothing listens there now
     monkeypatch.setenv("DANDI_NO_ET", "1")
     proc = ephys("fetch", "dandi", DANDISET, tmp_path / "z", "--api-url", f"http://127.0.0.1:{port}/api")
-    _one_line_error(proc, f"127.0.0.1:{port}")
+    one_line_error(proc, f"127.0.0.1:{port}")
