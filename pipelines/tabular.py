@@ -73,6 +73,7 @@ EXTRA_HPARAMS = {
 
 
 def accepted_hparams() -> list[str]:
+    """Sorted names of every hyper-parameter ``--hparam`` accepts for lightgbm."""
     return sorted([*LIGHTGBM_DEFAULTS, *EXTRA_HPARAMS])
 
 
@@ -279,8 +280,6 @@ def train_tabular(cfg, ds, split: dict, run: Path, meta: dict, log: Callable[[st
     """
     import yaml
 
-    from .training import TrainConfig  # noqa: F401  (type of cfg)
-
     if ds.modality != "features":
         raise EphysError(f"lightgbm needs a feature-table dataset (modality features), not {ds.modality}", ds.root)
     hp = resolve_hparams(dict(cfg.hparams))
@@ -355,6 +354,7 @@ class TabularModel:
         self.n_labels = len(self.meta["label_names"])
 
     def columns(self, dataset_feature_names: list[str]) -> list[int]:
+        """Positions of the model's features among the dataset's; EphysError if one is missing."""
         missing = [f for f in self.feature_names if f not in dataset_feature_names]
         if missing:
             raise EphysError(f"the dataset lacks the model's features {missing[:3]}")
@@ -378,4 +378,5 @@ class TabularModel:
 
 
 def is_tabular_run(run: str | Path) -> bool:
+    """True when ``run`` holds a LightGBM model (``model.lgb.txt`` or ``model_meta.json``)."""
     return (Path(run) / MODEL_FILE).is_file() or (Path(run) / META_FILE).is_file()
