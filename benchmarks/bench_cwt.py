@@ -25,7 +25,7 @@ if hasattr(os, "sched_setaffinity"):
 import numpy as np  # noqa: E402
 import pywt  # noqa: E402
 
-from ephys.pipelines.cwt import DEFAULT_WAVELET, cwt, cwt_reference, log_scales  # noqa: E402
+from ephys.pipelines.blocks.signal.cwt import DEFAULT_WAVELET, cwt, cwt_reference, log_scales  # noqa: E402
 
 
 def _time_ms(fn, repeats: int) -> tuple[float, list[float]]:

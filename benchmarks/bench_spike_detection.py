@@ -7,7 +7,7 @@ filtering and threshold, finding the same spikes.
 What is compared (one synthetic channel, 30 kHz, float64, µV; default 60 s = 1.8 M samples):
 
 * ``full`` -- raw trace to spike times, the headline number:
-    ephys: :func:`ephys.pipelines.spikes.detect_spikes` (zero-phase Butterworth band-pass
+    ephys: :func:`ephys.pipelines.spikes.waveforms.detect_spikes` (zero-phase Butterworth band-pass
     300-8000 Hz order 4 + 50 Hz notch Q 30, noise = MAD of the whole filtered trace,
     threshold -5 x noise, 1 ms refractory period, snippets cut);
     SpikeInterface: ``bandpass_filter(freq_min=300, freq_max=8000, filter_order=4)`` (SOS,
@@ -47,7 +47,7 @@ if hasattr(os, "sched_setaffinity"):
 
 import numpy as np  # noqa: E402
 
-from ephys.pipelines.spikes import DetectionParams, bandpass_notch, detect_spikes, noise_level  # noqa: E402
+from ephys.pipelines.spikes.waveforms import DetectionParams, bandpass_notch, detect_spikes, noise_level  # noqa: E402
 
 FS = 30000.0
 

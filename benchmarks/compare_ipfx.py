@@ -1,4 +1,4 @@
-"""Agreement of ``ephys.pipelines.ep_features`` with the Allen Institute's ``ipfx`` package.
+"""Agreement of ``ephys.pipelines.sts.ep_features`` with the Allen Institute's ``ipfx`` package.
 
 ``make ipfx-check`` creates a separate virtual environment outside the repository
 (``$(IPFX_VENV)``, default ``../ipfx-venv``: ipfx pins its own pynwb/pandas versions) with
@@ -67,8 +67,8 @@ TOLERANCES = {
 
 
 def dump(data: Path, out: Path) -> None:
-    from ephys.pipelines.ep_features import cell_features, long_square_sweeps
-    from ephys.pipelines.readers import discover_cells, read_cell
+    from ephys.pipelines.sts.ep_features import cell_features, long_square_sweeps
+    from ephys.pipelines.blocks.readers.patchclamp import discover_cells, read_cell
 
     labels = data / "cells.csv"
     cells, _ = discover_cells(data, labels if labels.is_file() else None)

@@ -28,7 +28,7 @@ def cluster(
     manual sorting) and OUT/report.html / report.md."""
     if embed == "autoencoder":
         common.import_backend()
-    from ephys.pipelines.cluster import cluster_tetrode
+    from ephys.pipelines.spikes.cluster import cluster_tetrode
 
     out = out or common.runs_root() / f"cluster-{tetrode.name}"
     res = cluster_tetrode(tetrode, out, cut, method=method, features=embed, n_dims=dims,

@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ephys.pipelines.errors import EphysError
+from ephys.pipelines.core.errors import EphysError
 
 #: stdout for results (paths, tables); stderr for progress and messages
 out = Console()
@@ -57,7 +57,7 @@ def import_backend() -> None:
         os.dup2(null, 2)
         import keras  # noqa: F401
 
-        from ephys.pipelines import runtime
+        from ephys.pipelines.core import runtime
 
         runtime.backend_version()  # imports the backend module itself
     finally:

@@ -13,7 +13,7 @@ def evaluate(run: Path = typer.Argument(None, help="Run folder [default: the lat
     """Predict the run's held-out test cells; write metrics.json (accuracy, balanced_accuracy,
     macro_f1, roc_auc_ovr, confusion matrix, per class) and predictions.csv."""
     common.import_backend()
-    from ephys.pipelines.evaluation import evaluate_run
+    from ephys.pipelines.core.evaluation import evaluate_run
 
     run = common.resolve_run(run)
     m = evaluate_run(run)

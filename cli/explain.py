@@ -16,7 +16,7 @@ def explain(
     """Gradient saliency maps of the test cells: examples per class and the class means,
     axes in Hz and seconds, written to RUN/explain/."""
     common.import_backend()
-    from ephys.pipelines.explain import explain_run
+    from ephys.pipelines.core.explain import explain_run
 
     run = common.resolve_run(run)
     path = explain_run(run, n_examples_per_class=examples)

@@ -14,15 +14,36 @@ fetch_app = typer.Typer(help="Get data or model weights into place (run this on 
 
 @fetch_app.command("synthetic")
 def fetch_synthetic(
-    out: Path = typer.Argument(None, help="Output folder [default: DATA/raw/synthetic]."),
-    n_per_class: int = typer.Option(20, "--n-per-class", min=1, help="Cells per class."),
+    out: Path = typer.Argument(None, help="Output folder [default: DATA/raw/synthetic, or DATA/raw/synthetic-PIPELINE]."),
+    pipeline: str = typer.Option("sts", "--pipeline", help="Whose simulated default: sts (patch-clamp cells) or another registered pipeline."),
+    n_per_class: int = typer.Option(None, "--n-per-class", min=1, help="sts: cells per class [20]."),
+    size: int = typer.Option(None, "--size", min=1, help="How much to simulate, in the pipeline's unit (sts: cells per class; others: see README)."),
     seed: int = typer.Option(0, help="Random seed (same seed, same files)."),
-    fs_hz: float = typer.Option(10_000.0, "--fs-hz", help="Sampling rate of the simulated sweeps (Hz)."),
+    fs_hz: float = typer.Option(10_000.0, "--fs-hz", help="sts: sampling rate of the simulated sweeps (Hz)."),
 ):
-    """Simulate the embedded default dataset: AdEx current-clamp cells of the four STS classes
-    (Excitatory, Pvalb, Sst, Vip/Lamp5), long-square protocol, as NWB files plus labels.csv."""
-    from ephys.pipelines.synthetic import CELL_CLASSES, fetch_synthetic as run
+    """Simulate a pipeline's embedded default dataset. sts (default): AdEx current-clamp cells of
+    the four STS classes (Excitatory, Pvalb, Sst, Vip/Lamp5), long-square protocol, as NWB files
+    plus labels.csv."""
+    if pipeline != "sts":
+        from ephys.pipelines.core.registry import pipeline as find
 
+        p = find(pipeline)
+        if p.synthetic is None:
+            raise common.EphysError(f"pipeline {pipeline} has no simulated default", "--pipeline")
+        out = out or common.data_root() / "raw" / f"synthetic-{pipeline}"
+        with common.progress_bar(f"simulating ({p.synthetic_size or 'items'})") as advance:
+            last = [0]
+
+            def progress(done, n):
+                advance(done - last[0], total=n)
+                last[0] = done
+
+            path = p.synthetic(out, seed=seed, size=size or n_per_class, progress=progress)
+        common.out.print(str(path), highlight=False, markup=False, soft_wrap=True)
+        return
+    from ephys.pipelines.sts.synthetic import CELL_CLASSES, fetch_synthetic as run
+
+    n_per_class = n_per_class or size or 20
     out = out or common.data_root() / "raw" / "synthetic"
     total = n_per_class * len(CELL_CLASSES)
     with common.progress_bar("simulating cells", total) as advance:
@@ -45,7 +66,7 @@ def fetch_weights(
     """Download a backbone's ImageNet weights into Keras' cache, so `--weights imagenet` works
     later on compute nodes without internet (copy ~/.keras/models or set KERAS_HOME)."""
     common.import_backend()
-    from ephys.pipelines.models import fetch_weights as run
+    from ephys.pipelines.blocks.models.backbones import fetch_weights as run
 
     path = run(model, base_url=base_url)
     common.out.print(str(path), highlight=False, markup=False, soft_wrap=True)
@@ -66,7 +87,7 @@ def fetch_dandi(
     """Download NWB files of a DANDI dandiset with the dandi client: resumable (verified files
     are skipped, partial ones continued), parallel, checked against DANDI's sha256 / dandi-etag,
     listed in OUT/fetch_manifest.csv."""
-    from ephys.pipelines.dandi_fetch import fetch_dandi as run
+    from ephys.pipelines.sts.dandi import fetch_dandi as run
 
     out = out or common.data_root() / "raw" / "dandi" / dandiset
     with common.progress_bar("fetching DANDI assets") as advance:
@@ -90,8 +111,8 @@ def fetch_allen(
 ):
     """Allen Cell Types Database: the specimen table (cell_types_specimen_details.csv), per-cell
     NWB files, and labels.csv / specimen_labels.csv with the Cre line -> STS class mapping
-    (Excitatory, Pvalb, Sst, Vip/Lamp5; see ephys.pipelines.allen.sts_class_from_cre)."""
-    from ephys.pipelines.allen import fetch_allen as run
+    (Excitatory, Pvalb, Sst, Vip/Lamp5; see ephys.pipelines.sts.allen.sts_class_from_cre)."""
+    from ephys.pipelines.sts.allen import fetch_allen as run
 
     out = out or common.data_root() / "raw" / "allen"
     with common.progress_bar("fetching Allen NWB files") as advance:

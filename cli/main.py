@@ -7,7 +7,7 @@ import traceback
 
 import typer
 
-from ephys.pipelines.errors import EphysError
+from ephys.pipelines.core.errors import EphysError
 
 from . import common
 from .cluster import cluster
@@ -55,7 +55,8 @@ app.command()(cluster)
 
 
 def _version_text() -> str:
-    from ephys.pipelines import __version__, runtime
+    from ephys.pipelines import __version__
+    from ephys.pipelines.core import runtime
 
     try:
         common.import_backend()

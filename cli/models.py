@@ -11,7 +11,7 @@ from . import common
 def models():
     """List the models: name, aliases, the data modality they fit, input size."""
     common.import_backend()
-    from ephys.pipelines.models import describe_models
+    from ephys.pipelines.core.models import describe_models
 
     t = Table("model", "aliases", "modalities", "input", "ImageNet")
     for d in describe_models():

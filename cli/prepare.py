@@ -33,7 +33,7 @@ def prepare_scalograms(
     """Per cell: choose the rheobase, ~1.5x and ~2x rheobase long-square sweeps, detect spikes
     (dV/dt threshold, IPFX rule), bin the spike trains (1 ms), complex-Morlet CWT, log-magnitude,
     normalise -> float32 (scales x time x sweeps). Parallel on dask; a re-run skips finished cells."""
-    from ephys.pipelines.sts import ScalogramParams, SlurmWorkers, prepare_scalograms as run
+    from ephys.pipelines.sts.scalograms import ScalogramParams, SlurmWorkers, prepare_scalograms as run
 
     input = input or common.data_root() / "raw" / "synthetic"
     out = out or common.data_root() / "processed" / "scalograms"
@@ -46,7 +46,7 @@ def prepare_scalograms(
         try:
             k, n = (int(v) for v in shard.split("/"))
         except ValueError:
-            from ephys.pipelines.errors import EphysError
+            from ephys.pipelines.core.errors import EphysError
 
             raise EphysError(f"--shard must look like K/N (e.g. 3/10), not {shard!r}") from None
         shard_kn = (k, n)
@@ -82,17 +82,17 @@ def prepare_features(
     (features.npy, features.csv, manifest.json)."""
     if preset is not None:
         if preset != "sts":
-            from ephys.pipelines.errors import EphysError
+            from ephys.pipelines.core.errors import EphysError
 
             raise EphysError(f"--preset must be 'sts', not {preset!r}")
-        from ephys.pipelines.sts_tables import prepare_sts_features
+        from ephys.pipelines.sts.tables import prepare_sts_features
 
         input = input or common.data_root() / "raw" / "sts"
         out = out or common.data_root() / "processed" / "features"
         path = prepare_sts_features(input, out, log=common.info)
         common.out.print(str(path), highlight=False, markup=False, soft_wrap=True)
         return
-    from ephys.pipelines.ep_features import prepare_features as run
+    from ephys.pipelines.sts.ep_features import prepare_features as run
 
     input = input or common.data_root() / "raw" / "synthetic"
     out = out or common.data_root() / "processed" / "features"
@@ -117,7 +117,7 @@ def prepare_tasks(
 ):
     """Print how many SLURM array tasks `prepare scalograms --shard K/N` needs for INPUT
     (for `sbatch --array=0-$((N-1))`)."""
-    from ephys.pipelines.sts import count_array_tasks
+    from ephys.pipelines.sts.scalograms import count_array_tasks
 
     input = input or common.data_root() / "raw" / "synthetic"
     if labels is None and input.is_dir() and (input / "labels.csv").is_file():
@@ -146,8 +146,8 @@ def prepare_spikes(
     split (`ephys train --split seed`: train 9, 16, 33 / validation 11 / test 40). A raw trace
     is band-passed (zero-phase, 300-8000 Hz), notched, thresholded at -3 SD with a 1 ms
     refractory period, and cut into 0.4 ms + 1.0 ms snippets (unlabelled)."""
-    from ephys.pipelines.errors import EphysError
-    from ephys.pipelines.spikes import DetectionParams, prepare_raw_trace, prepare_waveform_sets
+    from ephys.pipelines.core.errors import EphysError
+    from ephys.pipelines.spikes.waveforms import DetectionParams, prepare_raw_trace, prepare_waveform_sets
 
     out = out or common.data_root() / "processed" / "spikes"
     if input.is_dir():

@@ -13,7 +13,7 @@ def report(run: Path = typer.Argument(None, help="Run folder [default: the lates
     """Write RUN/report.html (self-contained, images embedded) and RUN/report.md: data summary,
     config, learning curves, metrics, confusion matrix, ROC, example scalograms, saliency."""
     common.import_backend()
-    from ephys.pipelines.report import build_report
+    from ephys.pipelines.core.report import build_report
 
     run = common.resolve_run(run)
     html, md = build_report(run)

@@ -32,9 +32,9 @@ def train(
     `--model lightgbm` on a feature table: gradient-boosted trees; `--hparam tune=true` picks
     features, imputation and settings by cross-validation inside the training split."""
     common.import_backend()
-    from ephys.pipelines.errors import EphysError
-    from ephys.pipelines.models import parse_hparams
-    from ephys.pipelines.training import TrainConfig, train as run
+    from ephys.pipelines.core.errors import EphysError
+    from ephys.pipelines.core.models import parse_hparams
+    from ephys.pipelines.core.training import TrainConfig, train as run
 
     if config is not None:
         if not config.is_file():
@@ -59,7 +59,7 @@ def train(
     allowed = {f.name for f in fields(TrainConfig)}
     assert set(given) <= allowed
 
-    from ephys.pipelines.models import REGISTRY, resolve_model_name
+    from ephys.pipelines.core.models import REGISTRY, resolve_model_name
 
     if REGISTRY[resolve_model_name(cfg.model)].kind == "lightgbm":  # no epochs: CV lines are the progress
         common.out.print(str(run(cfg, log=common.notice)), highlight=False, markup=False, soft_wrap=True)

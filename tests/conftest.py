@@ -42,7 +42,7 @@ def one_line_error(proc, *needles):
 @pytest.fixture(scope="session")
 def tiny_synthetic(tmp_path_factory) -> Path:
     """3 simulated cells per class (12 NWB files + labels.csv), made once per test session."""
-    from ephys.pipelines.synthetic import fetch_synthetic
+    from ephys.pipelines.sts.synthetic import fetch_synthetic
 
     out = tmp_path_factory.mktemp("synthetic")
     fetch_synthetic(out, n_per_class=3, seed=7)

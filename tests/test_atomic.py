@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from ephys.pipelines.atomic import atomic_path, write_json
+from ephys.pipelines.core.atomic import atomic_path, write_json
 
 
 def test_failed_write_leaves_nothing(tmp_path):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ephys.pipelines.cwt import DEFAULT_WAVELET, cwt, cwt_reference, log_scales
+from ephys.pipelines.blocks.signal.cwt import DEFAULT_WAVELET, cwt, cwt_reference, log_scales
 
 
 def _rel(a, b):

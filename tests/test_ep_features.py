@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_DATA, ephys, needs_shared
-from ephys.pipelines.ep_features import (FEATURE_NAMES, FEATURE_UNITS, adaptation_index, cell_features,
+from ephys.pipelines.sts.ep_features import (FEATURE_NAMES, FEATURE_UNITS, adaptation_index, cell_features,
                                          detect_pauses, find_hero)
-from ephys.pipelines.sweeps import Sweep
+from ephys.pipelines.blocks.readers.sweeps import Sweep
 
 PATCHCLAMP = SHARED_DATA / "patchclamp"
 T_ON, T_OFF, T_END = 0.1, 1.1, 1.4  # step window and sweep length, s
@@ -144,7 +144,7 @@ def test_no_long_square_sweep_raises():
 
 def test_adex_cells_match_simulated_truth():
     """AdEx cells (pipelines/synthetic.py): f-I slope from the true spike counts; Pvalb APs narrower."""
-    from ephys.pipelines.synthetic import simulate_cells
+    from ephys.pipelines.sts.synthetic import simulate_cells
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -181,7 +181,7 @@ def test_adex_cells_match_simulated_truth():
 
 @pytest.fixture(scope="module")
 def real_features():
-    from ephys.pipelines.readers import discover_cells, read_cell
+    from ephys.pipelines.blocks.readers.patchclamp import discover_cells, read_cell
 
     if not PATCHCLAMP.is_dir():
         pytest.skip(f"{PATCHCLAMP} is absent: real recordings not available")
@@ -229,7 +229,7 @@ def test_real_interneurons_have_narrower_aps_than_pyramidal(real_features):
 
 
 def test_cli_prepare_features_end_to_end(tiny_synthetic, tmp_path):
-    from ephys.pipelines.datasets import load_dataset
+    from ephys.pipelines.core.datasets import load_dataset
 
     out = tmp_path / "features"
     proc = ephys("prepare", "features", tiny_synthetic, out, check=0)

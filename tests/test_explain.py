@@ -1,4 +1,4 @@
-"""Tests for ephys.pipelines.explain (saliency maps) on a tiny fake run built in tmp_path.
+"""Tests for ephys.pipelines.core.explain (saliency maps) on a tiny fake run built in tmp_path.
 
 ``make_fake_run`` is also used by tests/test_report.py.
 """
@@ -15,8 +15,8 @@ import pytest
 keras = pytest.importorskip("keras")
 yaml = pytest.importorskip("yaml")
 
-from ephys.pipelines.errors import EphysError  # noqa: E402
-from ephys.pipelines.explain import explain_run, input_gradients, saliency_maps  # noqa: E402
+from ephys.pipelines.core.errors import EphysError  # noqa: E402
+from ephys.pipelines.core.explain import explain_run, input_gradients, saliency_maps  # noqa: E402
 
 LABELS = ["Excitatory", "Pvalb", "Vip/Lamp5"]
 SHAPE = (16, 32, 3)

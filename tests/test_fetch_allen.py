@@ -13,8 +13,8 @@ import urllib.parse
 import pytest
 
 from conftest import SHARED_DATA, ephys, needs_shared, one_line_error
-from ephys.pipelines import allen as A
-from ephys.pipelines.errors import EphysError
+from ephys.pipelines.sts import allen as A
+from ephys.pipelines.core.errors import EphysError
 
 
 def _row(sid, line, species="Mus musculus", erwkf=None, **ef):
@@ -109,7 +109,7 @@ class QuietServer(http.server.ThreadingHTTPServer):
 
 @pytest.fixture(scope="module")
 def nwb_bytes(tmp_path_factory):
-    from ephys.pipelines.synthetic import simulate_cells, write_cell_nwb
+    from ephys.pipelines.sts.synthetic import simulate_cells, write_cell_nwb
 
     tmp = tmp_path_factory.mktemp("allen_nwb")
     return write_cell_nwb(tmp / "c.nwb", simulate_cells(["Pvalb"], seed=3)[0]).read_bytes()
@@ -154,7 +154,7 @@ def test_table_features_one_nwb_labels_and_rerun(allen_double, tmp_path):
     assert _csv(out / A.LABELS_NAME) == [{"path": "nwb/111.nwb", "label": "Pvalb", "specimen_id": "111",
                                           "line_name": "Pvalb-IRES-Cre"}]
     # labels.csv is what `ephys prepare scalograms --labels` reads
-    from ephys.pipelines.readers import discover_cells
+    from ephys.pipelines.blocks.readers.patchclamp import discover_cells
 
     cells, _ = discover_cells(out, out / A.LABELS_NAME)
     assert [(c.label, [p.name for p in c.paths]) for c in cells] == [("Pvalb", ["111.nwb"])]

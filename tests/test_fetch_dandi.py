@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ephys, one_line_error
-from ephys.pipelines import dandi_fetch as D
-from ephys.pipelines.errors import EphysError
+from ephys.pipelines.sts import dandi as D
+from ephys.pipelines.core.errors import EphysError
 
 DANDISET = "000020"
 STAMP = "2024-01-01T00:00:00.000000Z"
@@ -33,7 +33,7 @@ STAMP = "2024-01-01T00:00:00.000000Z"
 
 def _nwb_bytes(tmp: Path, label: str, index: int) -> bytes:
     """A small real NWB file (one simulated cell), as bytes."""
-    from ephys.pipelines.synthetic import simulate_cells, write_cell_nwb
+    from ephys.pipelines.sts.synthetic import simulate_cells, write_cell_nwb
 
     cell = simulate_cells([label], seed=index)[0]
     path = write_cell_nwb(tmp / f"cell{index}.nwb", cell)

@@ -18,7 +18,7 @@ CLASSES = ["A", "B", "C"]
 def _synthetic_table(out: Path, n_per_class: int = 60, seed: int = 0) -> Path:
     """3 classes separated by 2 informative features (+ noise features, some NaNs); a named
     split by group and two feature sets."""
-    from ephys.pipelines.feature_table import write_feature_table
+    from ephys.pipelines.core.layouts import write_feature_table
 
     rng = np.random.default_rng(seed)
     n = n_per_class * len(CLASSES)
@@ -46,7 +46,7 @@ def table(tmp_path_factory) -> Path:
 
 
 def test_registry_has_lightgbm_for_feature_tables():
-    from ephys.pipelines import models
+    from ephys.pipelines.core import models
 
     assert models.resolve_model_name("LightGBM") == "lightgbm"
     assert models.resolve_model_name("lgbm") == "lightgbm"
@@ -57,8 +57,8 @@ def test_registry_has_lightgbm_for_feature_tables():
 
 
 def test_hparams_are_checked():
-    from ephys.pipelines.errors import EphysError
-    from ephys.pipelines.tabular import resolve_hparams
+    from ephys.pipelines.core.errors import EphysError
+    from ephys.pipelines.blocks.models.lightgbm import resolve_hparams
 
     with pytest.raises(EphysError, match="accepted: .*num_leaves"):
         resolve_hparams({"num_leafs": 3})
@@ -69,11 +69,11 @@ def test_hparams_are_checked():
 
 
 def test_train_tune_evaluate_explain_report(table, tmp_path):
-    from ephys.pipelines.evaluation import evaluate_run
-    from ephys.pipelines.explain import explain_run
-    from ephys.pipelines.report import build_report
-    from ephys.pipelines.tabular import TabularModel
-    from ephys.pipelines.training import TrainConfig, train
+    from ephys.pipelines.core.evaluation import evaluate_run
+    from ephys.pipelines.core.explain import explain_run
+    from ephys.pipelines.core.report import build_report
+    from ephys.pipelines.blocks.models.lightgbm import TabularModel
+    from ephys.pipelines.core.training import TrainConfig, train
 
     run = train(TrainConfig(model="lightgbm", data=str(table), out=str(tmp_path / "run"),
                             hparams={"tune": True, "cv_folds": 3}), log=lambda s: None)
@@ -128,7 +128,7 @@ def _config(tmp_path: Path, data: Path, hparams: dict) -> Path:
 
 def _write_sts(d: Path, clamp_rows, seq_rows, labels, train, test) -> Path:
     """A tiny STS folder with the real files' column layout (values are placeholders)."""
-    from ephys.pipelines.sts_tables import CELL_FEATURES, PROTOCOL_FEATURES, PROTOCOLS
+    from ephys.pipelines.sts.tables import CELL_FEATURES, PROTOCOL_FEATURES, PROTOCOLS
 
     d.mkdir(parents=True, exist_ok=True)
     cols = list(CELL_FEATURES) + [f"{f}_{p}" for p in PROTOCOLS for f in PROTOCOL_FEATURES] + \
@@ -146,8 +146,8 @@ def _write_sts(d: Path, clamp_rows, seq_rows, labels, train, test) -> Path:
 
 
 def test_sts_importer_checks_its_files(tmp_path):
-    from ephys.pipelines.errors import EphysError
-    from ephys.pipelines.sts_tables import prepare_sts_features
+    from ephys.pipelines.core.errors import EphysError
+    from ephys.pipelines.sts.tables import prepare_sts_features
 
     labels = {"1": "Pvalb", "2": "Sst", "3": "Unsure", "4": "Excitatory"}
     good = _write_sts(tmp_path / "good", ["1", "4"], ["2", "3"], labels, [("1", "Clamp"), ("2", "Seq")],
@@ -174,8 +174,8 @@ def test_sts_importer_checks_its_files(tmp_path):
 
 @needs_shared
 def test_sts_tables_real(tmp_path):
-    from ephys.pipelines.datasets import load_dataset, named_split
-    from ephys.pipelines.sts_tables import prepare_sts_features
+    from ephys.pipelines.core.datasets import load_dataset, named_split
+    from ephys.pipelines.sts.tables import prepare_sts_features
 
     prepare_sts_features(STS, tmp_path / "sts", log=lambda s: None)
     ds = load_dataset(tmp_path / "sts")

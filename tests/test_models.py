@@ -1,4 +1,4 @@
-"""Tests for ephys.pipelines.models: registry, backbones, custom layers, weights, fetch."""
+"""Tests for ephys.pipelines.core.models: registry, backbones, custom layers, weights, fetch."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from ephys.pipelines import models as M  # noqa: E402
-from ephys.pipelines.errors import EphysError  # noqa: E402
+from ephys.pipelines.blocks.models import backbones as B  # noqa: E402
+from ephys.pipelines.core import models as M  # noqa: E402
+from ephys.pipelines.core.errors import EphysError  # noqa: E402
 
 # smallest sizes each keras.applications backbone accepts, to keep the tests fast
 SMALL = {"resnet18": 32, "densenet121": 32, "resnet50": 32, "inceptionv3": 75, "mobilenetv2": 32}
@@ -51,7 +52,7 @@ def offline_cache(tmp_path, monkeypatch):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    monkeypatch.setenv(M.WEIGHTS_BASE_URL_ENV, f"http://127.0.0.1:{port}/")
+    monkeypatch.setenv(B.WEIGHTS_BASE_URL_ENV, f"http://127.0.0.1:{port}/")
     return home
 
 
@@ -172,7 +173,7 @@ def test_resnet18_parameter_count(rn18):
 @pytest.mark.parametrize("n_sweeps", [1, 2, 3, 5])
 def test_channel_adapter_values(n_sweeps):
     x = _x((4, 5, n_sweeps), batch=2)
-    y = keras.ops.convert_to_numpy(M.ChannelAdapter()(x))
+    y = keras.ops.convert_to_numpy(B.ChannelAdapter()(x))
     assert y.shape == (2, 4, 5, 3)
     if n_sweeps == 1:
         expected = np.repeat(x, 3, axis=-1)
@@ -193,7 +194,7 @@ def test_model_accepts_1_sweep():  # 2 sweeps: test_save_load_round_trip; 3: the
 @pytest.mark.parametrize("src, dst", [((180, 1200), (224, 224)), ((20, 60), (32, 32)), ((50, 40), (75, 75))])
 def test_antialias_resize_matches_keras_resizing(src, dst):
     x = _x((*src, 2), batch=2)
-    ours = _np(M.AntialiasResize(*dst)(x))
+    ours = _np(B.AntialiasResize(*dst)(x))
     theirs = _np(keras.layers.Resizing(*dst, interpolation="bilinear", antialias=True)(x))
     assert ours.shape == (2, *dst, 2)
     np.testing.assert_allclose(ours, theirs, atol=5e-5)
@@ -203,9 +204,9 @@ def test_antialias_resize_matches_keras_resizing(src, dst):
 def test_input_layers_train_under_xla():
     # keras.layers.Resizing(antialias=True) fails here on TensorFlow (ScaleAndTranslate has no XLA kernel)
     inputs = keras.Input((20, 60, 2))
-    x = M.AntialiasResize(32, 32)(inputs)
-    x = M.ChannelAdapter()(x)
-    x = M.ImageNetPreprocess("caffe")(x)
+    x = B.AntialiasResize(32, 32)(inputs)
+    x = B.ChannelAdapter()(x)
+    x = B.ImageNetPreprocess("caffe")(x)
     x = keras.layers.Conv2D(4, 3)(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
@@ -220,7 +221,7 @@ def test_input_layers_train_under_xla():
 )
 def test_preprocess_matches_keras_applications(mode, app):
     x = _x((6, 7, 3), batch=2)
-    ours = keras.ops.convert_to_numpy(M.ImageNetPreprocess(mode)(x))
+    ours = keras.ops.convert_to_numpy(B.ImageNetPreprocess(mode)(x))
     theirs = getattr(keras.applications, app).preprocess_input(255.0 * x.copy())
     np.testing.assert_allclose(ours, np.asarray(theirs), rtol=1e-5, atol=1e-4)
 
@@ -233,7 +234,7 @@ def test_save_load_round_trip(tmp_path):
     model.save(path)
     loaded = keras.models.load_model(path)  # safe_mode=True: no Lambda layers to refuse
     np.testing.assert_array_equal(_predict(loaded, x), before)
-    assert loaded.get_layer("to_rgb").__class__ is M.ChannelAdapter
+    assert loaded.get_layer("to_rgb").__class__ is B.ChannelAdapter
     assert loaded.get_layer("imagenet_preprocess").mode == "torch"
     assert loaded.get_layer("dropout").rate == 0.5
 
@@ -304,7 +305,7 @@ def test_resnet18_has_no_imagenet(offline_cache):
     with pytest.raises(EphysError, match="no Keras ImageNet weights.*--weights PATH"):
         M.build_model("resnet18", SHAPE, 3, weights="imagenet")
     with pytest.raises(EphysError, match="no Keras ImageNet weights"):
-        M.fetch_weights("resnet18")
+        B.fetch_weights("resnet18")
 
 
 def _save_notop_h5(model, path: Path) -> None:
@@ -321,55 +322,56 @@ def _save_notop_h5(model, path: Path) -> None:
 
 def test_fetch_weights_from_local_server_then_build_offline(http_root, offline_cache, monkeypatch):
     root, url = http_root
-    rel, md5 = M._IMAGENET_NOTOP["mobilenetv2"]
+    rel, md5 = B._IMAGENET_NOTOP["mobilenetv2"]
     assert md5 is None  # keras.applications.MobileNetV2 checks no hash, so any file is accepted
     served = root / rel
     served.parent.mkdir(parents=True)
     source = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(224, 224, 3))
     _save_notop_h5(source, served)
 
-    got = M.fetch_weights("mobilenet", base_url=url)
+    got = B.fetch_weights("mobilenet", base_url=url)
     assert got == offline_cache / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
     assert got.read_bytes() == served.read_bytes()
-    assert M.imagenet_weights_file("mobilenetv2") == got.name
+    assert B.imagenet_weights_file("mobilenetv2") == got.name
     assert [p.name for p in (offline_cache / "models").iterdir()] == [got.name]  # staging folder removed
 
     served.unlink()  # cached now: neither the server nor the network is needed any more
     model = M.build_model("mobilenetv2", SHAPE, 3, weights="imagenet", input_size=32)
     for a, b in zip(model.get_layer("backbone").weights, source.weights):
         np.testing.assert_array_equal(_np(a), _np(b))
-    assert M.fetch_weights("mobilenetv2") == got  # cache hit, no download
+    assert B.fetch_weights("mobilenetv2") == got  # cache hit, no download
 
 
 def test_fetch_weights_env_base_url(http_root, offline_cache, monkeypatch):
     root, url = http_root
-    rel, _ = M._IMAGENET_NOTOP["mobilenetv2"]
+    rel, _ = B._IMAGENET_NOTOP["mobilenetv2"]
     (root / rel).parent.mkdir(parents=True)
     (root / rel).write_bytes(b"x" * 100)
-    monkeypatch.setenv(M.WEIGHTS_BASE_URL_ENV, url)
-    got = M.fetch_weights("mobilenetv2")
+    monkeypatch.setenv(B.WEIGHTS_BASE_URL_ENV, url)
+    got = B.fetch_weights("mobilenetv2")
     assert got.read_bytes() == b"x" * 100
 
 
 def test_fetch_weights_404_and_bad_hash(http_root, offline_cache):
     root, url = http_root
     with pytest.raises(EphysError) as e:
-        M.fetch_weights("densenet121", base_url=url)
+        B.fetch_weights("densenet121", base_url=url)
     msg = str(e.value)
     assert "404" in msg and "densenet121" in msg and "\n" not in msg
 
-    rel, _ = M._IMAGENET_NOTOP["densenet121"]
+    rel, _ = B._IMAGENET_NOTOP["densenet121"]
     (root / rel).parent.mkdir(parents=True)
     (root / rel).write_bytes(b"not the real densenet weights")
     with pytest.raises(EphysError) as e:
-        M.fetch_weights("densenet121", base_url=url)
+        B.fetch_weights("densenet121", base_url=url)
     assert "hash" in str(e.value) and "\n" not in str(e.value)
     assert list((offline_cache / "models").iterdir()) == []  # the bad file never entered the cache
 
 
 def test_bn_momentum_defaults_to_seed_value_and_is_validated():
-    from ephys.pipelines.errors import EphysError
-    from ephys.pipelines.models import DEFAULT_BN_MOMENTUM, build_model
+    from ephys.pipelines.core.errors import EphysError
+    from ephys.pipelines.blocks.models.backbones import DEFAULT_BN_MOMENTUM
+    from ephys.pipelines.core.models import build_model
 
     m = build_model("resnet18", (16, 32, 3), 2, input_size=32)
     bns = [l for l in m.get_layer("backbone").layers if l.__class__.__name__ == "BatchNormalization"]

@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from conftest import ephys
-from ephys.pipelines.sts import ScalogramParams, prepare_scalograms
+from ephys.pipelines.sts.scalograms import ScalogramParams, prepare_scalograms
 
 SMALL = ScalogramParams(n_scales=32)
 
@@ -83,7 +83,7 @@ def test_scheduler_address_is_used(tiny_synthetic, tmp_path):
         for s in man["samples"]:
             np.testing.assert_array_equal(np.load(tmp_path / "c" / s["file"]), np.load(tmp_path / "d" / s["file"]))
     assert ref.n_ok == 12
-    from ephys.pipelines.errors import EphysError
+    from ephys.pipelines.core.errors import EphysError
     import pytest
 
     with pytest.raises(EphysError, match="cannot connect"):
@@ -91,7 +91,7 @@ def test_scheduler_address_is_used(tiny_synthetic, tmp_path):
 
 
 def test_shards_cover_every_cell_once_then_full_run_writes_manifest(tiny_synthetic, tmp_path):
-    from ephys.pipelines.sts import count_array_tasks
+    from ephys.pipelines.sts.scalograms import count_array_tasks
 
     out = tmp_path / "ds"
     n = count_array_tasks(tiny_synthetic, None, cells_per_task=5)

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ephys.pipelines.errors import EphysError, UnreadableRecording
-from ephys.pipelines.readers import (
+from ephys.pipelines.core.errors import EphysError, UnreadableRecording
+from ephys.pipelines.blocks.readers.patchclamp import (
     CellSource,
     discover_cells,
     find_main_step,
@@ -18,7 +18,7 @@ from ephys.pipelines.readers import (
     read_nwb,
     read_recording,
 )
-from ephys.pipelines.synthetic import simulate_cells, write_cell_nwb
+from ephys.pipelines.sts.synthetic import simulate_cells, write_cell_nwb
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 PATCH = SHARED / "patchclamp"

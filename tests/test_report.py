@@ -1,4 +1,4 @@
-"""Tests for ephys.pipelines.report on a tiny fake run (built by tests/test_explain.make_fake_run)."""
+"""Tests for ephys.pipelines.core.report on a tiny fake run (built by tests/test_explain.make_fake_run)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 pytest.importorskip("keras")
 pytest.importorskip("jinja2")
 
-from ephys.pipelines.errors import EphysError  # noqa: E402
-from ephys.pipelines.report import build_report, format_number, metrics_table_rows, per_class_rows  # noqa: E402
+from ephys.pipelines.core.errors import EphysError  # noqa: E402
+from ephys.pipelines.core.report import build_report, format_number, metrics_table_rows, per_class_rows  # noqa: E402
 
 from test_explain import LABELS, make_fake_run  # noqa: E402
 
@@ -114,7 +114,7 @@ def test_report_without_metrics_still_renders(run):
 
 
 def test_report_includes_saliency_when_explained(run):
-    from ephys.pipelines.explain import explain_run
+    from ephys.pipelines.core.explain import explain_run
 
     explain_run(run, n_examples_per_class=1)
     html_path, md_path = build_report(run)

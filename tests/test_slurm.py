@@ -95,7 +95,7 @@ def test_dask_on_slurm_gives_the_same_scalograms(tiny_synthetic, tmp_path):
 
     import numpy as np
 
-    from ephys.pipelines.sts import ScalogramParams, SlurmWorkers, prepare_scalograms
+    from ephys.pipelines.sts.scalograms import ScalogramParams, SlurmWorkers, prepare_scalograms
 
     small = ScalogramParams(n_scales=16)
     a = prepare_scalograms(tiny_synthetic, tmp_path / "slurm", None, small, scheduler="slurm", workers=2,

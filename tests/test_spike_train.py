@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from ephys.pipelines.spike_train import bin_spike_train, choose_sweeps, detect_spikes
-from ephys.pipelines.sweeps import Sweep
+from ephys.pipelines.blocks.signal.spike_train import bin_spike_train, choose_sweeps, detect_spikes
+from ephys.pipelines.blocks.readers.sweeps import Sweep
 
 
 def _ap_trace(spike_times_s, fs_hz=20_000.0, dur_s=1.5, noise_mV=0.3, seed=0, width_ms=0.8,

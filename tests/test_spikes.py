@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_DATA, ephys, needs_shared
-from ephys.pipelines import spikes as S
-from ephys.pipelines.datasets import grouped_split, load_dataset, named_split
-from ephys.pipelines.errors import EphysError
+from ephys.pipelines.spikes import waveforms as S
+from ephys.pipelines.core.datasets import grouped_split, load_dataset, named_split
+from ephys.pipelines.core.errors import EphysError
 
 FS = 30000.0
 
@@ -217,9 +217,9 @@ def test_cnn1d_cli_chain_on_the_seed_split(tmp_path):
 
 
 def test_gru_in_process_and_split_errors(tmp_path):
-    from ephys.pipelines.evaluation import evaluate_run
-    from ephys.pipelines.explain import explain_run
-    from ephys.pipelines.training import TrainConfig, train
+    from ephys.pipelines.core.evaluation import evaluate_run
+    from ephys.pipelines.core.explain import explain_run
+    from ephys.pipelines.core.training import TrainConfig, train
 
     src = _write_sets(tmp_path / "sets", n_spk=8, n_bg=16)
     S.prepare_waveform_sets(src, tmp_path / "ds")
@@ -293,7 +293,7 @@ def test_train_hparam_cli_stored_applied_and_validated(tmp_path):
     import yaml
     import zipfile
 
-    from ephys.pipelines.models import build_model, parse_hparams
+    from ephys.pipelines.core.models import build_model, parse_hparams
 
     assert parse_hparams(["width=8", "dropout=0.25", "x=1e-3", "flag=True", "name=abc", "width=16"]) == {
         "width": 16, "dropout": 0.25, "x": 1e-3, "flag": True, "name": "abc"}

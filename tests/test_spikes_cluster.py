@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_DATA, ephys, needs_shared
-from ephys.pipelines import axona, cluster
-from ephys.pipelines.errors import EphysError
+from ephys.pipelines.blocks.readers import axona
+from ephys.pipelines.spikes import cluster
+from ephys.pipelines.core.errors import EphysError
 
 
 def _write_axona(path, waveforms, times_s, timebase=96000):

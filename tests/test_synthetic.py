@@ -8,9 +8,9 @@ import hashlib
 import numpy as np
 import pytest
 
-from ephys.pipelines.errors import EphysError
-from ephys.pipelines.readers import discover_cells, read_cell, read_nwb
-from ephys.pipelines.synthetic import (
+from ephys.pipelines.core.errors import EphysError
+from ephys.pipelines.blocks.readers.patchclamp import discover_cells, read_cell, read_nwb
+from ephys.pipelines.sts.synthetic import (
     CELL_CLASSES,
     N_SWEEPS,
     SimulatedCell,

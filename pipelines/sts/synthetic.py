@@ -65,9 +65,9 @@ from typing import Callable
 
 import numpy as np
 
-from .atomic import atomic_path, write_text
-from .errors import EphysError
-from .sweeps import Sweep
+from ..core.atomic import atomic_path, write_text
+from ..core.errors import EphysError
+from ..blocks.readers.sweeps import Sweep
 
 CELL_CLASSES: tuple[str, ...] = ("Excitatory", "Pvalb", "Sst", "Vip/Lamp5")
 

@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .atomic import atomic_path
-from .errors import EphysError
+from ..core.atomic import atomic_path
+from ..core.errors import EphysError
 
 #: Allen Brain Map API root; ``$EPHYS_ALLEN_API_URL`` overrides it (a mirror, a test double)
 ALLEN_API_URL = "http://api.brain-map.org"

@@ -27,7 +27,7 @@ from typing import Callable
 import numpy as np
 import yaml
 
-from . import __version__
+from .. import __version__
 from .atomic import atomic_path, write_json, write_text
 from .datasets import Dataset, grouped_split, load_dataset, named_split
 from .errors import EphysError
@@ -187,7 +187,9 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
     import keras
     from sklearn.utils.class_weight import compute_class_weight
 
-    from . import models, runtime
+    from . import models
+
+    from . import runtime
 
     cfg.model = models.resolve_model_name(cfg.model)
     ds = load_dataset(cfg.data)
@@ -231,7 +233,7 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
         split = {k: [int(labelled[j]) for j in v] for k, v in rel.items()}
 
     if kind == "lightgbm":
-        from .tabular import train_tabular
+        from ..blocks.models.lightgbm import train_tabular
 
         meta = {"run_id": run.name, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "ephys_version": __version__, "backend": "lightgbm", "backend_version": _lightgbm_version(),
@@ -257,7 +259,7 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
     last = run / "checkpoints" / "last.keras"
     initial_epoch = 0
     if state and last.exists():
-        model = keras.models.load_model(last)
+        model = models.load_keras_model(last)
         if cfg.eager:
             model.run_eagerly = True
         initial_epoch = int(state["epoch"]) + 1

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import EphysError, UnreadableRecording
+from ...core.errors import EphysError, UnreadableRecording
 from .sweeps import Sweep
 
 log = logging.getLogger(__name__)

@@ -34,8 +34,8 @@ from typing import Callable
 
 import numpy as np
 
-from .atomic import atomic_path, write_json, write_text
-from .errors import EphysError
+from ...core.atomic import atomic_path, write_json, write_text
+from ...core.errors import EphysError
 
 MODEL_FILE = "model.lgb.txt"
 META_FILE = "model_meta.json"
@@ -380,3 +380,29 @@ class TabularModel:
 def is_tabular_run(run: str | Path) -> bool:
     """True when ``run`` holds a LightGBM model (``model.lgb.txt`` or ``model_meta.json``)."""
     return (Path(run) / MODEL_FILE).is_file() or (Path(run) / META_FILE).is_file()
+
+
+# --------------------------------------------------------------------------------------------
+# Declarations shared by every pipeline whose prepared data is a feature table
+# --------------------------------------------------------------------------------------------
+
+def _declare():
+    from ...core.models import ModelSpec
+    from ...core.registry import Modality
+
+    spec = ModelSpec("lightgbm", f"{__name__}:build_lightgbm", ("features",), None, ("lgbm", "lgb"),
+                     "LightGBM gradient-boosted trees on feature tables (Ke et al. 2017; the STS paper's baseline)",
+                     False, kind="lightgbm")
+    modality = Modality(
+        "features", "a table of named numeric features per sample (features.npy + features.csv)",
+        sample_noun="cell", examples_title="Examples",
+        examples=lambda ctx: ("Feature tables have no example images; the Explanations section shows which "
+                              "features drive each class."),
+        explain="ephys.pipelines.blocks.explain.shap:explain_features_run",
+        explanation="ephys.pipelines.blocks.explain.shap:explanation_section",
+        predict_batch_size=4096)
+    return spec, modality
+
+
+#: The ``lightgbm`` model and the ``features`` modality (feature tables), as pipelines declare them.
+LIGHTGBM_SPEC, FEATURE_TABLE = _declare()

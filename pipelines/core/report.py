@@ -1002,7 +1002,7 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
     for key, name in pill_keys:
         if config.get(key) not in (None, ""):
             pills.append(f"{name}: {config[key]}")
-    from . import __version__
+    from .. import __version__
 
     ctx = {
         "css": _CSS,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import EphysError
+from ...core.errors import EphysError
 
 
 @dataclass

@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path, write_json, write_text
-from .errors import EphysError
+from ...core.atomic import atomic_path, write_json, write_text
+from ...core.errors import EphysError
 
 TOP_N = 10
 
@@ -112,9 +112,9 @@ def explain_tabular_run(run_dir: str | Path, data_dir: str | Path | None = None,
     EphysError
         No model / config / dataset, split ids missing from the dataset, no cells to explain.
     """
-    from .datasets import load_dataset
-    from .explain import find_dataset, load_run_config, read_split
-    from .tabular import TabularModel
+    from ...core.datasets import load_dataset
+    from ...core.explain import find_dataset, load_run_config, read_split
+    from ..models.lightgbm import TabularModel
 
     run = Path(run_dir)
     model = TabularModel(run)

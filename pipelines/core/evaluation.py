@@ -79,7 +79,7 @@ def evaluate_run(run_dir: str | Path, batch_size: int = 8) -> dict:
         Run folder without config.yaml / model / split.json, an empty test split, or an
         unreadable ``reference/metrics.json``.
     """
-    from .tabular import MODEL_FILE as LGB_FILE, is_tabular_run
+    from ..blocks.models.lightgbm import MODEL_FILE as LGB_FILE, is_tabular_run
 
     run = Path(run_dir)
     tabular = is_tabular_run(run)
@@ -102,15 +102,15 @@ def evaluate_run(run_dir: str | Path, batch_size: int = 8) -> dict:
     if ds.modality == "waveform":  # thousands of tiny snippets: predict in large batches
         batch_size = max(batch_size, 1024)
     if tabular:
-        from .tabular import TabularModel
+        from ..blocks.models.lightgbm import TabularModel
 
         proba = TabularModel(run).predict_proba(ds.load(test, dtype=np.float64), list(ds.manifest["feature_names"]))
     else:
         import keras
 
-        from . import models  # noqa: F401  (registers the custom layers for load_model)
+        from .models import load_keras_model
 
-        model = keras.models.load_model(run / "model.keras")
+        model = load_keras_model(run / "model.keras")
         proba = np.concatenate([np.asarray(model.predict(ds.load(test[i:i + batch_size]), verbose=0))
                                 for i in range(0, test.size, batch_size)]).astype(np.float64)
     y_true = ds.y(test)

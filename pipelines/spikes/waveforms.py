@@ -33,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .atomic import sha256_file, write_json, write_npy
-from .errors import EphysError
+from .. import __version__
+from ..core.atomic import sha256_file, write_json, write_npy
+from ..core.errors import EphysError
 
 MANIFEST = "manifest.json"
 ARRAY = "waveforms.npy"
@@ -504,10 +504,11 @@ def reproduce_seed(data_dir: str | Path, out_dir: str | Path, models=("cnn1d", "
     """
     import time
 
-    from .datasets import load_dataset
-    from .evaluation import classification_metrics, evaluate_run
-    from .report import build_report
-    from .training import TrainConfig, train
+    from ..core.datasets import load_dataset
+    from ..core.evaluation import classification_metrics, evaluate_run
+    from ..core.report import build_report
+    from ..core.models import load_keras_model
+    from ..core.training import TrainConfig, train
 
     out = Path(out_dir)
     manifest_path = prepare_waveform_sets(data_dir, out / "data", normalise=normalise)
@@ -528,7 +529,7 @@ def reproduce_seed(data_dir: str | Path, out_dir: str | Path, models=("cnn1d", "
         pos = {sid: i for i, sid in enumerate(ds.ids)}
         val = np.array([pos[s] for s in split["val"]], dtype=np.int64)
         test = np.array([pos[s] for s in split["test"]], dtype=np.int64)
-        model = keras.models.load_model(run / "model.keras")
+        model = load_keras_model(run / "model.keras")
         val_metrics = classification_metrics(ds.y(val), _predict(model, ds, val), ds.label_names)
         x_test = ds.load(test)
         model.predict(x_test[:1024], batch_size=1024, verbose=0)  # warm-up (graph build)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path, write_text
-from .report import _CSS, OKABE_ITO, _png, _pyplot, _style
+from ..core.atomic import atomic_path, write_text
+from ..core.report import _CSS, OKABE_ITO, _png, _pyplot, _style
 
 #: at most this many points are drawn per scatter (a seeded subset; all are clustered)
 MAX_POINTS = 6000

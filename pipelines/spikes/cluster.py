@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import write_json, write_npy, write_text
-from .errors import EphysError
+from ..core.atomic import write_json, write_npy, write_text
+from ..core.errors import EphysError
 
 METHODS = ("dbscan", "hdbscan")
 EMBEDDINGS = ("peaks", "pca", "autoencoder")
@@ -285,7 +285,7 @@ def cluster_tetrode(tetrode: str | Path, out_dir: str | Path, cut: str | Path | 
         Unreadable tetrode or cut file, a cut file of another length, unknown method or
         embedding, bad autoencoder settings.
     """
-    from .axona import read_cut, read_tetrode
+    from ..blocks.readers.axona import read_cut, read_tetrode
 
     if method not in METHODS:
         raise EphysError(f"unknown clustering method {method!r}; choose one of {', '.join(METHODS)}")

@@ -25,7 +25,7 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from .atomic import write_json
+from ..core.atomic import write_json
 
 REFERENCE_NAME = "STS recipe"
 REFERENCE_DESCRIPTION = ("LightGBM, default settings, on the 16 long-square features common to the PatchClamp "
@@ -52,11 +52,11 @@ def reproduce_sts_baseline(data: str | Path, out: str | Path, seed: int = 0, cv_
     EphysError
         Bad or missing STS files (see :func:`ephys.pipelines.sts_tables.load_sts_tables`).
     """
-    from .evaluation import evaluate_run
-    from .explain import explain_run
-    from .report import build_report
-    from .sts_tables import prepare_sts_features
-    from .training import TrainConfig, train
+    from ..core.evaluation import evaluate_run
+    from ..core.explain import explain_run
+    from ..core.report import build_report
+    from .tables import prepare_sts_features
+    from ..core.training import TrainConfig, train
 
     out = Path(out)
     ds_dir = out / "data"

@@ -174,17 +174,9 @@ def load_sample(data_dir: Path, entry: dict) -> np.ndarray:
 
 
 def _load_model(path: Path):
-    import keras
+    from .models import load_keras_model
 
-    try:  # registers the project's custom layers; absent in early checkouts
-        import ephys.pipelines.models  # noqa: F401
-    except ImportError:
-        pass
-    try:
-        return keras.models.load_model(path, compile=False)
-    except Exception as exc:  # keras raises many types (ValueError, TypeError, OSError, ...)
-        msg = " ".join(str(exc).split())[:300]
-        raise EphysError(f"cannot load model: {type(exc).__name__}: {msg}", path) from exc
+    return load_keras_model(path, compile=False)
 
 
 # --------------------------------------------------------------------------------------
@@ -574,10 +566,10 @@ def explain_run(
         raise EphysError("n_examples_per_class must be at least 1")
     if not run_dir.is_dir():
         raise EphysError("not a run folder (no such directory) — run `ephys train` first", run_dir)
-    from .tabular import is_tabular_run
+    from ..blocks.models.lightgbm import is_tabular_run
 
     if is_tabular_run(run_dir):  # LightGBM on a feature table: TreeSHAP instead of gradients
-        from .shap_explain import explain_tabular_run
+        from ..blocks.explain.shap import explain_tabular_run
 
         return explain_tabular_run(run_dir, data_dir=data_dir, figures=figures)
     model_path = run_dir / "model.keras"

@@ -47,8 +47,8 @@ import numpy as np
 from scipy import signal as sps
 from scipy.optimize import curve_fit
 
-from .spike_train import Spikes, choose_sweeps, detect_spikes
-from .sweeps import Sweep
+from ..blocks.signal.spike_train import Spikes, choose_sweeps, detect_spikes
+from ..blocks.readers.sweeps import Sweep
 
 # ------------------------------------------------------------------------------------------------
 # constants (IPFX defaults; source named on each)
@@ -938,9 +938,9 @@ def process_cell_features(cell) -> dict:
     "path", "reason"}``. Never raises for a bad recording: the reason is reported instead."""
     from pathlib import Path
 
-    from .atomic import sha256_file
-    from .errors import EphysError
-    from .readers import read_cell
+    from ..core.atomic import sha256_file
+    from ..core.errors import EphysError
+    from ..blocks.readers.patchclamp import read_cell
 
     bad_files: list[tuple[str, str]] = []
     try:
@@ -981,10 +981,10 @@ def prepare_features(input_path, out_dir, labels_csv=None, progress=None) -> Fea
     """
     from pathlib import Path
 
-    from . import __version__
-    from .errors import EphysError
-    from .feature_table import write_feature_table
-    from .readers import discover_cells
+    from .. import __version__
+    from ..core.errors import EphysError
+    from ..core.layouts import write_feature_table
+    from ..blocks.readers.patchclamp import discover_cells
 
     cells, skipped_files = discover_cells(input_path, labels_csv)
     skipped = [{"path": str(p), "reason": r} for p, r in skipped_files]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal as sps
 
-from .sweeps import Sweep
+from ..readers.sweeps import Sweep
 
 #: dV/dt threshold for a putative spike, mV/ms (= V/s). IPFX default (Gouwens et al. 2019).
 DVDT_THRESHOLD_MV_PER_MS = 20.0

@@ -29,11 +29,11 @@ from typing import Callable
 
 import numpy as np
 
-from . import __version__
-from .atomic import sha256_file, write_json, write_npy
-from .cwt import DEFAULT_WAVELET, cwt, log_scales
-from .errors import EphysError
-from .spike_train import DEFAULT_RHEOBASE_MULTIPLES, bin_spike_train, choose_sweeps
+from .. import __version__
+from ..core.atomic import sha256_file, write_json, write_npy
+from ..blocks.signal.cwt import DEFAULT_WAVELET, cwt, log_scales
+from ..core.errors import EphysError
+from ..blocks.signal.spike_train import DEFAULT_RHEOBASE_MULTIPLES, bin_spike_train, choose_sweeps
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -103,7 +103,7 @@ def process_cell(cell, out_dir: str, params: ScalogramParams) -> dict:
     Returns a sample record (``{"status": "ok", ...}``) or ``{"status": "skipped", "path":
     ..., "reason": ...}``. Never raises for a bad recording: the reason is reported instead.
     """
-    from .readers import read_cell  # imported here so workers import lazily
+    from ..blocks.readers.patchclamp import read_cell  # imported here so workers import lazily
 
     out = Path(out_dir)
     npy = out / "samples" / f"{cell.cell_id}.npy"
@@ -244,7 +244,7 @@ def prepare_scalograms(input_path: str | Path, out_dir: str | Path, labels_csv: 
     EphysError
         Missing input, no recordings, bad labels CSV, or no cell could be prepared.
     """
-    from .readers import discover_cells
+    from ..blocks.readers.patchclamp import discover_cells
 
     params = params or ScalogramParams()
     if params.f_max_hz > 0.5 / params.bin_s:
@@ -340,7 +340,7 @@ def count_array_tasks(input_path: str | Path, labels_csv: str | Path | None = No
 
     Raises EphysError on the same bad input as :func:`prepare_scalograms`.
     """
-    from .readers import discover_cells
+    from ..blocks.readers.patchclamp import discover_cells
 
     if cells_per_task < 1:
         raise EphysError(f"--cells-per-task must be >= 1, got {cells_per_task}")

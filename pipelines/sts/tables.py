@@ -42,8 +42,8 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import EphysError
-from .feature_table import write_feature_table
+from ..core.errors import EphysError
+from ..core.layouts import write_feature_table
 
 CLAMP_TABLE = "PatchClamp_EP_features.csv"
 SEQ_TABLE = "PatchSeq_EP_features.csv"

@@ -36,8 +36,8 @@ from itertools import islice
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable
 
-from .atomic import atomic_path
-from .errors import EphysError
+from ..core.atomic import atomic_path
+from ..core.errors import EphysError
 
 #: the real archive's API root (dandi's known instance "dandi")
 DANDI_API_URL = "https://api.dandiarchive.org/api"

@@ -1,0 +1,340 @@
+"""The registry: what each pipeline brings to the core, looked up by name.
+
+The core (training, evaluation, prediction, explanation, reports, ``reproduce``) never names a
+pipeline and never tests a modality string. A pipeline is one folder under ``pipelines/`` whose
+``__init__.py`` calls :func:`register_pipeline` once with a :class:`Pipeline`: its modalities
+(each a :class:`Modality`: how a sample is drawn in a report, which explanation applies, which
+extra report sections and metrics it adds, how raw input is prepared for ``ephys predict``), its
+models (:class:`ephys.pipelines.core.models.ModelSpec`, registered into the model registry), its
+``reproduce`` recipes (:class:`Recipe`) and its simulated default (``fetch synthetic``).
+
+Which pipelines exist is the list ``ephys.pipelines.PIPELINES`` (one line per pipeline, like
+SpikeInterface's sorter list); ``$EPHYS_PLUGINS`` (comma-separated module names) adds modules
+from outside the package, e.g. a lab's own pipeline or the toy modality of the tests.
+:func:`load_pipelines` imports them all once; every lookup calls it first.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import EphysError
+
+__all__ = ["resolve", "Figure", "Section", "ReportContext", "Modality", "Recipe", "Pipeline", "register_modality",
+           "register_pipeline", "modality", "modalities", "pipeline", "pipelines", "recipe", "recipes",
+           "load_pipelines", "PLUGINS_ENV"]
+
+#: environment variable naming extra modules that register pipelines or modalities
+PLUGINS_ENV = "EPHYS_PLUGINS"
+
+
+@dataclass
+class Figure:
+    """One figure of a report section: PNG bytes, alt text and a caption (plain text)."""
+
+    png: bytes
+    alt: str
+    caption: str = ""
+
+
+@dataclass
+class Section:
+    """One section of a run report, contributed by a modality or a pipeline.
+
+    Attributes
+    ----------
+    title : str
+    text : str
+        A paragraph of plain text (escaped when rendered).
+    figures : list[Figure]
+    table : list[list[str]] | None
+        First row is the header; cells are plain text.
+    """
+
+    title: str
+    text: str = ""
+    figures: list[Figure] = field(default_factory=list)
+    table: list[list[str]] | None = None
+
+
+@dataclass
+class ReportContext:
+    """What a modality's report hooks get: the run and its dataset, already read and checked.
+
+    Attributes
+    ----------
+    run_dir : Path
+    config : dict          the run's ``config.yaml``
+    data_dir : Path | None the prepared dataset the run was trained on (None if unavailable)
+    manifest : dict | None that dataset's ``manifest.json``
+    split : dict | None    the run's ``split.json`` (sample ids per part)
+    label_names : list[str]
+    metrics : dict | None  the run's ``metrics.json``
+    """
+
+    run_dir: Path
+    config: dict
+    data_dir: Path | None
+    manifest: dict | None
+    split: dict | None
+    label_names: list[str]
+    metrics: dict | None = None
+
+
+@dataclass
+class Modality:
+    """A kind of prepared sample (``manifest["modality"]``) and what the core needs to know of it.
+
+    Every hook may also be given as a ``"package.module:function"`` string, imported when first
+    used (declaring a modality stays cheap); :meth:`hook` returns the callable.
+
+    Attributes
+    ----------
+    name : str
+        The manifest's ``modality`` value (``scalogram``, ``waveform``, ``features``, ...).
+    description : str
+        One line for ``ephys models`` and the docs.
+    sample_noun : str
+        What one sample is called in messages and reports ("cell", "snippet", "segment").
+    examples_title : str
+        Title of the report's examples section.
+    examples : callable or None
+        ``examples(ctx: ReportContext) -> Figure | str | None``: the report's example figure, or a
+        one-line note saying why there is none.
+    explain : callable or None
+        ``explain(run_dir: Path, config: dict, data_dir: Path, manifest: dict, **options) -> Path``
+        writes ``RUN/explain/`` (figures + ``summary.json``) and returns that folder. ``options``
+        are those of ``ephys explain`` (``n_examples``, ``method``, ``target``, ``batch_size``,
+        ``seed``, ``figures``, ``log``); a hook takes the ones it uses and ``**_`` for the rest.
+    explanation : callable or None
+        ``explanation(ctx) -> Section | None``: the report's explanation section, from
+        ``RUN/explain/``.
+    sections : callable or None
+        ``sections(ctx) -> list[Section]``: extra report sections (after the metrics).
+    extra_metrics : callable or None
+        ``extra_metrics(ds, test_indices, proba, y_true) -> dict``: merged into ``metrics.json``.
+    prepare_for_predict : callable or None
+        ``prepare_for_predict(input_path: Path, manifest: dict, out_dir: Path, log) -> Path``:
+        prepare raw recordings for ``ephys predict`` with exactly the parameters recorded in
+        ``manifest`` (the run's training dataset), into ``out_dir``; returns the dataset folder.
+        Raises :class:`EphysError` for input it cannot prepare.
+    predict_batch_size : int
+        Samples per ``model.predict`` call in evaluate / predict (small snippets: large batches).
+    """
+
+    name: str
+    description: str = ""
+    sample_noun: str = "sample"
+    examples_title: str = "Examples"
+    examples: Callable[[ReportContext], Any] | str | None = None
+    explain: Callable[..., Path] | str | None = None
+    explanation: Callable[[ReportContext], Section | None] | str | None = None
+    sections: Callable[[ReportContext], list[Section]] | str | None = None
+    extra_metrics: Callable[..., dict] | str | None = None
+    prepare_for_predict: Callable[..., Path] | str | None = None
+    predict_batch_size: int = 8
+
+    def hook(self, name: str) -> Callable[..., Any] | None:
+        """The hook ``name`` as a callable (a ``"package.module:function"`` string is imported
+        now), or None when the modality does not provide it."""
+        return resolve(getattr(self, name))
+
+
+def resolve(target) -> Callable[..., Any] | None:
+    """``target`` itself when callable or None; a ``"package.module:function"`` string imported."""
+    if target is None or callable(target):
+        return target
+    mod, _, fn = str(target).partition(":")
+    return getattr(importlib.import_module(mod), fn)
+
+
+@dataclass
+class Recipe:
+    """An ``ephys reproduce NAME`` recipe: a published comparison end to end.
+
+    Attributes
+    ----------
+    name : str
+    description : str
+        One paragraph for ``--help``.
+    run : callable
+        ``run(data: Path, out: Path, *, seed: int, log, **options) -> dict`` (the metrics); it
+        receives only the ``ephys reproduce`` options its signature names.
+    default_data : str | None
+        Input used when ``--data`` is not given (relative to the working directory).
+    summary : callable or None
+        ``summary(result: dict) -> list[str]``: lines printed after the run.
+    """
+
+    name: str
+    description: str
+    run: Callable[..., dict]
+    default_data: str | None = None
+    summary: Callable[[dict], list[str]] | None = None
+
+
+@dataclass
+class Pipeline:
+    """One pipeline's declaration (see the module docstring).
+
+    Attributes
+    ----------
+    name : str
+        The name users type (``sts``, ``spikes``, ``mer``, ...).
+    description : str
+    modalities : tuple[Modality, ...]
+        Modalities it introduces (a modality another pipeline already registered may be listed
+        again as the same object; a different object of the same name is an error).
+    models : tuple[ModelSpec, ...]
+        Models it registers (:class:`ephys.pipelines.core.models.ModelSpec`; builders may be
+        ``"module:function"`` strings so that declaring them imports no Keras). The same spec
+        object listed by two pipelines is registered once.
+    recipes : tuple[Recipe, ...]
+    synthetic : callable or None
+        ``synthetic(out: Path, *, seed: int, size: int | None, progress) -> Path``: write the
+        pipeline's simulated default dataset (``ephys fetch synthetic --pipeline NAME``).
+    synthetic_size : str
+        What ``--size`` counts for it ("cells per class", "patients", ...).
+    """
+
+    name: str
+    description: str
+    modalities: tuple[Modality, ...] = ()
+    models: tuple[Any, ...] = ()
+    recipes: tuple[Recipe, ...] = ()
+    synthetic: Callable[..., Path] | None = None
+    synthetic_size: str = ""
+
+
+_MODALITIES: dict[str, Modality] = {}
+_PIPELINES: dict[str, Pipeline] = {}
+_RECIPES: dict[str, tuple[Recipe, str]] = {}
+_LOADED = [False]
+
+
+def register_modality(m: Modality, replace: bool = False) -> Modality:
+    """Add a modality. Registering the same object twice is a no-op.
+
+    Raises
+    ------
+    ValueError
+        Another modality object of the same name is registered (and ``replace`` is false).
+    """
+    old = _MODALITIES.get(m.name)
+    if old is not None and old is not m and not replace:
+        raise ValueError(f"modality {m.name!r} is already registered")
+    _MODALITIES[m.name] = m
+    return m
+
+
+def register_pipeline(p: Pipeline, replace: bool = False) -> Pipeline:
+    """Add a pipeline with its modalities and recipes.
+
+    Raises
+    ------
+    ValueError
+        A pipeline or recipe of the same name exists (and ``replace`` is false).
+    """
+    if p.name in _PIPELINES and _PIPELINES[p.name] is not p and not replace:
+        raise ValueError(f"pipeline {p.name!r} is already registered")
+    from . import models as _models
+
+    for m in p.modalities:
+        register_modality(m, replace=replace)
+    for spec in p.models:
+        if _models.REGISTRY.get(str(spec.name).lower()) is not spec:
+            _models.register(spec, replace=replace)
+    for r in p.recipes:
+        if r.name in _RECIPES and _RECIPES[r.name][1] != p.name and not replace:
+            raise ValueError(f"recipe {r.name!r} is already registered by {_RECIPES[r.name][1]}")
+        _RECIPES[r.name] = (r, p.name)
+    _PIPELINES[p.name] = p
+    return p
+
+
+def load_pipelines() -> None:
+    """Import every pipeline of ``ephys.pipelines.PIPELINES`` and of ``$EPHYS_PLUGINS`` (once).
+
+    Raises
+    ------
+    EphysError
+        A module named in ``$EPHYS_PLUGINS`` cannot be imported.
+    """
+    if _LOADED[0]:
+        return
+    _LOADED[0] = True
+    from .. import PIPELINES
+
+    for name in PIPELINES:
+        importlib.import_module(f"{__package__.rsplit('.', 1)[0]}.{name}")
+    for mod in filter(None, (s.strip() for s in os.environ.get(PLUGINS_ENV, "").split(","))):
+        try:
+            importlib.import_module(mod)
+        except ImportError as exc:
+            raise EphysError(f"cannot import plug-in module {mod!r} ({exc})", PLUGINS_ENV) from None
+
+
+def modality(name: str, where: str | Path | None = None) -> Modality:
+    """The registered modality ``name``.
+
+    Raises
+    ------
+    EphysError
+        No pipeline registers it (the message lists those known).
+    """
+    load_pipelines()
+    m = _MODALITIES.get(str(name))
+    if m is None:
+        known = ", ".join(sorted(_MODALITIES)) or "none"
+        raise EphysError(f"unknown data modality {name!r} (known: {known})", where)
+    return m
+
+
+def modalities() -> dict[str, Modality]:
+    """All registered modalities by name."""
+    load_pipelines()
+    return dict(_MODALITIES)
+
+
+def pipeline(name: str) -> Pipeline:
+    """The registered pipeline ``name``.
+
+    Raises
+    ------
+    EphysError
+        Unknown name (the message lists those known).
+    """
+    load_pipelines()
+    if name not in _PIPELINES:
+        raise EphysError(f"unknown pipeline {name!r}; known: {', '.join(sorted(_PIPELINES))}")
+    return _PIPELINES[name]
+
+
+def pipelines() -> dict[str, Pipeline]:
+    """All registered pipelines by name, in registration order."""
+    load_pipelines()
+    return dict(_PIPELINES)
+
+
+def recipe(name: str) -> Recipe:
+    """The ``reproduce`` recipe ``name``.
+
+    Raises
+    ------
+    EphysError
+        Unknown name (the message lists those known).
+    """
+    load_pipelines()
+    if name not in _RECIPES:
+        raise EphysError(f"unknown comparison {name!r}; known: {', '.join(sorted(_RECIPES))}")
+    return _RECIPES[name][0]
+
+
+def recipes() -> dict[str, Recipe]:
+    """All ``reproduce`` recipes by name."""
+    load_pipelines()
+    return {k: v[0] for k, v in sorted(_RECIPES.items())}

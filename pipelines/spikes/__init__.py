@@ -1,0 +1,51 @@
+"""Pipeline ``spikes``: extracellular spike detection, spike-vs-noise classification, clustering.
+
+Modules: ``waveforms`` (snippet sets and raw traces -> ``waveform`` datasets; ``reproduce
+spikes-seed``), ``cluster`` / ``cluster_report`` (``ephys cluster`` on Axona tetrode files),
+``figures`` (waveform figures in reports and explanations).
+"""
+
+from ..core.models import ModelSpec
+from ..core.registry import Modality, Pipeline, Recipe, register_pipeline
+
+_SEQ = "ephys.pipelines.blocks.models.sequence"
+
+MODELS = (
+    ModelSpec("cnn1d", f"{_SEQ}:build_cnn1d", ("waveform",), None, ("cnn",),
+              "1-D CNN for spike waveforms (after the spike seed, henryxcham/spike_detection_classification)", False),
+    ModelSpec("gru", f"{_SEQ}:build_gru", ("waveform",), None, (),
+              "two-layer GRU for spike waveforms (Cho et al. 2014; after the spike seed)", False),
+)
+
+WAVEFORM = Modality(
+    "waveform", "extracellular spike snippets, (time, channels) float32, one array for all snippets",
+    sample_noun="snippet", examples_title="Example waveforms",
+    examples="ephys.pipelines.spikes.figures:report_examples",
+    explain="ephys.pipelines.spikes.figures:explain_waveform_run",
+    explanation="ephys.pipelines.spikes.figures:explanation_section",
+    prepare_for_predict="ephys.pipelines.spikes.waveforms:prepare_like",
+    predict_batch_size=1024)
+
+
+def _seed(data, out, *, seed=0, epochs=40, normalise="channel", log=print):
+    from .waveforms import reproduce_seed
+
+    return reproduce_seed(data, out, epochs=epochs, seed=seed, normalise=normalise, log=log)
+
+
+def _seed_summary(res: dict) -> list[str]:
+    lines = [f"{m}: test macro-F1 {r['macro_f1']:.3f}  accuracy {r['accuracy']:.4f}  "
+             f"(validation macro-F1 {r['val_macro_f1']:.3f}; inference {r['inference_s_test']:.3f} s)"
+             for m, r in res["models"].items()]
+    lines.append(f"best on validation: {res['best_model']}; test macro-F1 {res['macro_f1']:.3f}")
+    return lines
+
+
+PIPELINE = register_pipeline(Pipeline(
+    "spikes", "extracellular spike detection, spike-vs-noise CNN/GRU, clustering of tetrode spikes",
+    modalities=(WAVEFORM,), models=MODELS,
+    recipes=(Recipe("spikes-seed",
+                    "1-D CNN and GRU spike vs background on the spike seed's channels: train on 9/16/33 "
+                    "(early stopping on 11), evaluate on 40, choose the best model on 11; the seed's "
+                    "published numbers under `reference`",
+                    _seed, default_data="../shared/data/spikes", summary=_seed_summary),)))

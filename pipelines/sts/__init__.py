@@ -1,0 +1,69 @@
+"""Pipeline ``sts``: neuron cell types from whole-cell current-clamp recordings.
+
+Spike Train Scalograms (Amprimo et al. 2025): per cell, the rheobase, ~1.5x and ~2x rheobase
+long-square sweeps -> action potentials -> 1-ms spike trains -> complex-Morlet CWT scalograms ->
+fine-tuned ImageNet CNNs; and LightGBM on IPFX-style EP features (the STS paper's baseline).
+
+Modules: ``synthetic`` (AdEx cells, the embedded default), ``scalograms`` (``prepare
+scalograms``), ``ep_features`` (``prepare features``), ``tables`` (the STS paper's feature
+tables), ``allen`` / ``dandi`` (fetchers), ``baseline`` (``reproduce sts-baseline``),
+``saliency`` (scalogram figures in reports and explanations).
+"""
+
+from ..blocks.models.lightgbm import FEATURE_TABLE, LIGHTGBM_SPEC
+from ..core.models import ModelSpec
+from ..core.registry import Modality, Pipeline, Recipe, register_pipeline
+
+_BB = "ephys.pipelines.blocks.models.backbones"
+_WEIGHTS = f"{_BB}:imagenet_weights_path"
+
+
+def _image(name, builder, size, aliases, description, imagenet=True):
+    return ModelSpec(name, f"{_BB}:{builder}", ("scalogram",), size, aliases, description, imagenet,
+                     imagenet_weights=_WEIGHTS if imagenet else None)
+
+
+MODELS = (
+    _image("densenet121", "build_densenet121", 224, ("densenet",),
+           "DenseNet-121 (Huang et al. 2017, Densely Connected Convolutional Networks)"),
+    _image("resnet18", "build_resnet18", 224, (),
+           "ResNet-18 (He et al. 2016, Deep Residual Learning), built in Keras; no ImageNet weights", imagenet=False),
+    _image("resnet50", "build_resnet50", 224, (), "ResNet-50 (He et al. 2016, Deep Residual Learning)"),
+    _image("inceptionv3", "build_inceptionv3", 299, ("inception",),
+           "Inception-v3 (Szegedy et al. 2016, Rethinking the Inception Architecture)"),
+    _image("mobilenetv2", "build_mobilenetv2", 224, ("mobilenet",),
+           "MobileNetV2 (Sandler et al. 2018, Inverted Residuals and Linear Bottlenecks)"),
+    LIGHTGBM_SPEC,
+)
+
+SCALOGRAM = Modality(
+    "scalogram", "CWT scalograms of spike trains, (scales, time, sweeps) float32 in [0, 1], one file per cell",
+    sample_noun="cell", examples_title="Example scalograms",
+    examples="ephys.pipelines.sts.saliency:report_examples",
+    explain="ephys.pipelines.sts.saliency:explain_scalogram_run",
+    explanation="ephys.pipelines.sts.saliency:explanation_section",
+    prepare_for_predict="ephys.pipelines.sts.scalograms:prepare_like",
+    predict_batch_size=8)
+
+
+def _synthetic(out, *, seed=0, size=None, progress=None):
+    from .synthetic import fetch_synthetic
+
+    return fetch_synthetic(out, n_per_class=size or 20, seed=seed, progress=progress)
+
+
+def _baseline(data, out, *, seed=0, cv_folds=5, log=print):
+    from .baseline import reproduce_sts_baseline
+
+    return reproduce_sts_baseline(data, out, seed=seed, cv_folds=cv_folds, log=log)
+
+
+PIPELINE = register_pipeline(Pipeline(
+    "sts", "neuron cell types from patch-clamp recordings (CWT scalograms -> ImageNet CNNs; LightGBM on EP features)",
+    modalities=(SCALOGRAM, FEATURE_TABLE), models=MODELS,
+    recipes=(Recipe("sts-baseline",
+                    "LightGBM on the STS paper's EP feature tables and split: the STS recipe and ours "
+                    "(features, imputation and settings chosen by cross-validation inside the training split), "
+                    "evaluated once on the STS test split, explained (SHAP) and reported",
+                    _baseline, default_data="../shared/data/sts"),),
+    synthetic=_synthetic, synthetic_size="cells per class"))
