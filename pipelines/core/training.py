@@ -175,8 +175,14 @@ def _lightgbm_version() -> str:
 
 
 def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
-          log: Callable[[str], None] = print) -> Path:
+          log: Callable[[str], None] = print, split_ids: dict[str, list[str]] | None = None) -> Path:
     """Train ``cfg.model`` on ``cfg.data``; returns the run folder.
+
+    ``split_ids`` (optional) is an explicit split, ``{"train": [sample id, ...], "val": [...],
+    "test": [...]}``, e.g. one fold of a cross-validation a pipeline's recipe computed (a
+    validation scheme of :mod:`ephys.pipelines.core.validation`); it is recorded in ``split.json``
+    and ``cfg.split`` should name it (e.g. ``"lopo-P07"``). Without it, ``cfg.split`` selects the
+    grouped random split or a named split the manifest offers.
 
     Raises
     ------
@@ -219,7 +225,13 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
         raise EphysError(f"need at least 4 labelled cells of 2 or more classes to train, found "
                          f"{labelled.size} of {len({ds.labels[i] for i in labelled})}", ds.root)
     split_path = run / "split.json"
-    if split_path.exists():
+    if split_ids is not None and not split_path.exists():
+        pos = {sid: i for i, sid in enumerate(ds.ids)}
+        unknown = [s for part in split_ids.values() for s in part if s not in pos]
+        if unknown:
+            raise EphysError(f"split names samples not in the dataset (e.g. {unknown[0]})", ds.root)
+        split = {k: [pos[s] for s in split_ids.get(k, [])] for k in ("train", "val", "test")}
+    elif split_path.exists():
         split_ids = json.loads(split_path.read_text())
         pos = {sid: i for i, sid in enumerate(ds.ids)}
         split = {k: [pos[s] for s in v] for k, v in split_ids.items() if k in ("train", "val", "test")}
