@@ -20,4 +20,6 @@ def evaluate(run: Path = typer.Argument(None, help="Run folder [default: the lat
     auc = "n/a" if m["roc_auc_ovr"] is None else f"{m['roc_auc_ovr']:.3f}"
     common.info(f"test cells {m['n_test']}: accuracy {m['accuracy']:.3f}  balanced accuracy "
                 f"{m['balanced_accuracy']:.3f}  macro-F1 {m['macro_f1']:.3f}  ROC-AUC {auc}")
+    for w in m.get("warnings") or []:
+        common.notice(f"warning: {w}")
     common.out.print(str(run / "metrics.json"), highlight=False, markup=False, soft_wrap=True)

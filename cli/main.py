@@ -97,8 +97,28 @@ def run() -> None:
             common.STATE[flag[2:]] = True
             args = [a for a in args if a != flag]
     common.route_warnings()
+    from typer._click import exceptions as cx  # typer's own (vendored) click
+
+    from ephys.pipelines.core.atomic import UNWRITABLE_ERRNOS, os_error
+
     try:
-        app(args=args, prog_name="ephys")
+        rc = app(args=args, prog_name="ephys", standalone_mode=False)
+    except cx.NoArgsIsHelpError as exc:  # `ephys prepare` alone: its help, as before
+        exc.show()
+        sys.exit(exc.exit_code)
+    except cx.UsageError as exc:  # bad option / value / missing argument: one line
+        where = exc.ctx.command_path if exc.ctx is not None else "ephys"
+        text = " ".join(exc.format_message().split())
+        print(f"ephys: error: {text} (see `{where} --help`)", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except typer.Abort as exc:
+        if isinstance(exc.__cause__, EOFError):  # an EOFError escaped (e.g. a truncated file): a bug here
+            _internal(exc.__cause__)
+        print("ephys: aborted", file=sys.stderr)
+        sys.exit(1)
+    except cx.ClickException as exc:
+        print(f"ephys: error: {' '.join(exc.format_message().split())}", file=sys.stderr)
+        sys.exit(exc.exit_code)
     except EphysError as exc:
         if common.STATE["debug"]:
             traceback.print_exc()
@@ -107,13 +127,26 @@ def run() -> None:
     except KeyboardInterrupt:
         print("ephys: interrupted", file=sys.stderr)
         sys.exit(130)
-    except Exception as exc:
+    except OSError as exc:  # an output that cannot be written (read-only, permission, not a folder)
+        if exc.errno not in UNWRITABLE_ERRNOS:
+            _internal(exc)
         if common.STATE["debug"]:
             traceback.print_exc()
-        else:
-            print(f"ephys: internal error: {type(exc).__name__}: {exc} (re-run with --debug for the traceback)",
-                  file=sys.stderr)
-        sys.exit(1)
+        print(f"ephys: error: {os_error(exc).one_line()}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as exc:
+        _internal(exc)
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+def _internal(exc: BaseException) -> None:
+    """A genuine bug: exit 1 with one line (or the traceback with --debug)."""
+    if common.STATE["debug"]:
+        traceback.print_exc()
+    else:
+        print(f"ephys: internal error: {type(exc).__name__}: {exc} (re-run with --debug for the traceback)",
+              file=sys.stderr)
+    sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ def prepare_scalograms(
     """Per cell: choose the rheobase, ~1.5x and ~2x rheobase long-square sweeps, detect spikes
     (dV/dt threshold, IPFX rule), bin the spike trains (1 ms), complex-Morlet CWT, log-magnitude,
     normalise -> float32 (scales x time x sweeps). Parallel on dask; a re-run skips finished cells."""
+    from ephys.pipelines.core.atomic import check_writable_dir
     from ephys.pipelines.sts.scalograms import ScalogramParams, SlurmWorkers, prepare_scalograms as run
 
     input = input or common.data_root() / "raw" / "synthetic"
@@ -41,6 +42,8 @@ def prepare_scalograms(
         labels = input / "labels.csv"
     params = ScalogramParams(n_scales=n_scales, f_min_hz=f_min, f_max_hz=f_max, bin_s=bin_ms / 1000.0,
                              window_s=(float(window[0]), float(window[1])))
+    params.check()  # before any folder or dask worker
+    check_writable_dir(out, "dataset folder")
     shard_kn = None
     if shard is not None:
         try:
@@ -80,7 +83,10 @@ def prepare_features(
     (Gouwens et al. 2019): rheobase, f-I slope, first-spike shape at rheobase, latency / ISI /
     adaptation on the hero sweep, input resistance, tau, sag, Vrest -> a "features" dataset
     (features.npy, features.csv, manifest.json)."""
+    from ephys.pipelines.core.atomic import check_writable_dir
+
     if preset is not None:
+        check_writable_dir(out or common.data_root() / "processed" / "features", "dataset folder")
         if preset != "sts":
             from ephys.pipelines.core.errors import EphysError
 
@@ -96,6 +102,7 @@ def prepare_features(
 
     input = input or common.data_root() / "raw" / "synthetic"
     out = out or common.data_root() / "processed" / "features"
+    check_writable_dir(out, "dataset folder")
     if labels is None and input.is_dir() and (input / "labels.csv").is_file():
         labels = input / "labels.csv"
     with common.progress_bar("features", None) as advance:
@@ -149,7 +156,10 @@ def prepare_spikes(
     from ephys.pipelines.core.errors import EphysError
     from ephys.pipelines.spikes.waveforms import DetectionParams, prepare_raw_trace, prepare_waveform_sets
 
+    from ephys.pipelines.core.atomic import check_writable_dir
+
     out = out or common.data_root() / "processed" / "spikes"
+    check_writable_dir(out, "dataset folder")
     if input.is_dir():
         path = prepare_waveform_sets(input, out, fs_hz=fs_hz or 30000.0, pre_ms=pre_ms, normalise=normalise)
     elif input.is_file() and input.suffix in (".npy", ".nwb"):

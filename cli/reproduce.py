@@ -32,6 +32,9 @@ def reproduce(
     common.import_backend()
     data = data if data is not None else Path(rec.default_data or ".")
     out = out or common.runs_root() / name
+    from ephys.pipelines.core.atomic import check_writable_dir
+
+    check_writable_dir(out, "output folder")
     given = {"seed": seed, "epochs": epochs, "normalise": normalise, "cv_folds": cv_folds, "log": common.info}
     params = inspect.signature(rec.run).parameters
     kwargs = {k: v for k, v in given.items() if k in params}

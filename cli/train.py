@@ -31,15 +31,14 @@ def train(
     the validation cells, a checkpoint every epoch and automatic resume after a kill.
     `--model lightgbm` on a feature table: gradient-boosted trees; `--hparam tune=true` picks
     features, imputation and settings by cross-validation inside the training split."""
-    common.import_backend()
     from ephys.pipelines.core.errors import EphysError
     from ephys.pipelines.core.models import parse_hparams
-    from ephys.pipelines.core.training import TrainConfig, train as run
+    from ephys.pipelines.core.training import TrainConfig, check_config, train as run
 
     if config is not None:
         if not config.is_file():
             raise EphysError("no such config file", config)
-        cfg = TrainConfig.from_yaml(config)
+        cfg = TrainConfig.from_yaml(config, check=False)
         cfg.out = None
     else:
         cfg = TrainConfig(data=str(common.data_root() / "processed" / "scalograms"))
@@ -54,10 +53,15 @@ def train(
         cfg.hparams = {**(cfg.hparams or {}), **parse_hparams(hparam)}
     if config is None and model is None:
         raise EphysError("--model is required (e.g. --model densenet); see `ephys models`")
-    if cfg.freeze not in ("none", "full"):
-        raise EphysError(f"--freeze must be none or full, not {cfg.freeze!r}")
     allowed = {f.name for f in fields(TrainConfig)}
     assert set(given) <= allowed
+    # one validation place (core.training.check_config), before Keras is imported or a folder made
+    check_config(cfg, source=config, options={k for k, v in given.items() if v is not None})
+    from ephys.pipelines.core.atomic import check_writable_dir
+    from ephys.pipelines.core.training import default_run_dir
+
+    check_writable_dir(cfg.out or default_run_dir(cfg), "run folder")
+    common.import_backend()
 
     from ephys.pipelines.core.models import REGISTRY, resolve_model_name
 

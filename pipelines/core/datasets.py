@@ -49,6 +49,11 @@ class Dataset:
         """File of sample ``i`` (per-sample layout only)."""
         return self.root / self.manifest["samples"][i]["file"]
 
+    def where(self, i: int) -> Path:
+        """The file that holds sample ``i`` (its own ``.npy``, or the dataset's one array file)."""
+        name = self.manifest.get("array")
+        return self.root / name if name else self.path_of(i)
+
     @property
     def array(self) -> np.ndarray | None:
         """The dataset's one array (memory-mapped), for the single-array layout; else None.
@@ -60,7 +65,7 @@ class Dataset:
         if not name:
             return None
         if getattr(self, "_array", None) is None:
-            self._array = np.load(self.root / name, mmap_mode="r", allow_pickle=False)
+            self._array = load_npy(self.root / name, mmap_mode="r")
             self._rows = np.array([s["row"] for s in self.manifest["samples"]], dtype=np.int64)
         return self._array
 
@@ -76,7 +81,7 @@ class Dataset:
         arr = self.array
         if arr is not None:
             return np.asarray(arr[self._rows[np.asarray(indices, dtype=np.int64)]], dtype=dtype)
-        return np.stack([np.load(self.path_of(i)).astype(dtype, copy=False) for i in indices])
+        return np.stack([load_npy(self.path_of(i)).astype(dtype, copy=False) for i in indices])
 
     def labelled_indices(self) -> np.ndarray:
         return np.array([i for i, lab in enumerate(self.labels) if lab], dtype=np.int64)
@@ -85,6 +90,73 @@ class Dataset:
         """Integer class indices (into ``label_names``) for labelled samples ``indices``."""
         pos = {n: k for k, n in enumerate(self.label_names)}
         return np.array([pos[self.labels[i]] for i in indices], dtype=np.int64)
+
+
+#: manifest keys that do not change what the samples are (a resumed prepare rewrites them)
+_NOT_CONTENT = ("created", "ephys_version", "provenance", "skipped", "fingerprint")
+
+
+def dataset_fingerprint(manifest: dict) -> str:
+    """A short hash of what a prepared dataset holds: every manifest field except the volatile
+    ones (creation time, version, provenance, skipped files): sample ids, files/rows, labels,
+    groups, input checksums, shape and preparation parameters.
+
+    ``ephys train`` records it in ``config.yaml`` (``dataset_fingerprint``); ``evaluate``,
+    ``predict`` and ``report`` refuse a dataset whose fingerprint changed under the run. A
+    re-run of ``prepare`` that changed nothing gives the same fingerprint.
+
+    Returns
+    -------
+    str, 16 hex digits.
+    """
+    import hashlib
+
+    content = {k: v for k, v in manifest.items() if k not in _NOT_CONTENT}
+    blob = json.dumps(content, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def check_same_dataset(recorded: str | None, manifest: dict, where: str | Path, data_dir: str | Path) -> None:
+    """Refuse a dataset that changed since a run was trained on it.
+
+    Parameters
+    ----------
+    recorded : the run's ``config.yaml`` ``dataset_fingerprint`` (None for runs from before it
+        was recorded: nothing is checked).
+    manifest : the dataset's manifest now. where : the run's config.yaml (named in the error).
+
+    Raises
+    ------
+    EphysError
+        The fingerprints differ.
+    """
+    if not recorded:
+        return
+    now = dataset_fingerprint(manifest)
+    if now != str(recorded):
+        raise EphysError(f"the dataset {data_dir} changed since this run was trained on it (fingerprint "
+                         f"{now}, the run recorded {recorded}: re-prepared with other parameters or inputs); "
+                         "re-train the run, or restore the dataset", where)
+
+
+def load_npy(path: str | Path, mmap_mode: str | None = None) -> np.ndarray:
+    """``np.load`` of a dataset array with damage reported as one line naming the file.
+
+    Raises
+    ------
+    EphysError
+        Missing, empty (0 bytes), truncated or not a ``.npy`` file (pickled objects refused).
+    """
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise EphysError("empty file (0 bytes; re-run `ephys prepare`)", path)
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except FileNotFoundError:
+        raise EphysError("array file is missing (re-run `ephys prepare`)", path) from None
+    except (EOFError, ValueError, OSError) as exc:  # truncated, not .npy, pickled
+        raise EphysError(f"damaged array file ({type(exc).__name__}: {' '.join(str(exc).split())[:160]}; "
+                         "re-run `ephys prepare`)", path) from None
 
 
 def load_dataset(root: str | Path) -> Dataset:
@@ -102,27 +174,32 @@ def load_dataset(root: str | Path) -> Dataset:
     if not mpath.is_file():
         raise EphysError("not a prepared dataset (no manifest.json); run `ephys prepare` first", root)
     try:
-        manifest = json.loads(mpath.read_text())
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise EphysError(f"unreadable manifest ({exc})", mpath) from None
+        raise EphysError(f"unreadable manifest ({' '.join(str(exc).split())})", mpath) from None
+    if not isinstance(manifest, dict):
+        raise EphysError("manifest is not a JSON object", mpath)
     for key in ("modality", "samples", "label_names"):
         if key not in manifest:
             raise EphysError(f"manifest has no '{key}' field", mpath)
     samples = manifest["samples"]
+    if not isinstance(samples, list) or not all(isinstance(x, dict) and "id" in x for x in samples):
+        raise EphysError("manifest 'samples' is not a list of records with an 'id'", mpath)
     if manifest.get("array"):
         apath = root / manifest["array"]
         if not apath.is_file():
             raise EphysError(f"array file {manifest['array']} is missing (re-run `ephys prepare`)", root)
-        try:
-            shape = np.load(apath, mmap_mode="r", allow_pickle=False).shape
-        except (OSError, ValueError) as exc:
-            raise EphysError(f"unreadable array file ({exc})", apath) from None
+        shape = load_npy(apath, mmap_mode="r").shape
         rows = [s.get("row") for s in samples]
         if any(not isinstance(r, int) or not 0 <= r < shape[0] for r in rows):
             raise EphysError(f"manifest sample rows do not fit {manifest['array']} ({shape[0]} rows)", mpath)
     for s in samples:
-        if "file" in s and not (root / s["file"]).is_file():
-            raise EphysError(f"sample file {s['file']} is missing (re-run `ephys prepare`)", root)
+        if "file" in s:
+            f = root / s["file"]
+            if not f.is_file():
+                raise EphysError(f"sample file {s['file']} is missing (re-run `ephys prepare`)", root)
+            if f.stat().st_size == 0:
+                raise EphysError("empty sample file (0 bytes; re-run `ephys prepare`)", f)
     return Dataset(root=root, manifest=manifest, ids=[s["id"] for s in samples],
                    groups=[s.get("group", s["id"]) for s in samples],
                    labels=[s.get("label") or None for s in samples],

@@ -12,12 +12,35 @@ import json
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from .atomic import write_json
-from .datasets import load_dataset
+from .atomic import check_writable_dir, write_json
+from .datasets import check_same_dataset, load_dataset
 from .errors import EphysError
-from .runfolder import write_predictions
+from .runfolder import find_dataset, load_run_config, read_split, write_predictions
+
+
+def prediction_warnings(proba: np.ndarray, label_names: list[str]) -> list[str]:
+    """Warnings about predictions that make the metrics misleading.
+
+    ``constant prediction``: every sample is predicted as the same class (a model that learnt
+    nothing but the majority class, or collapsed); its accuracy equals that class's share.
+
+    Parameters
+    ----------
+    proba : np.ndarray, shape (n, n_classes)
+    label_names : list[str]
+
+    Returns
+    -------
+    list[str], empty when nothing is wrong.
+    """
+    out = []
+    if proba.shape[0] >= 2 and len(label_names) >= 2:
+        pred = proba.argmax(axis=1)
+        if np.unique(pred).size == 1:
+            out.append(f"constant prediction: all {proba.shape[0]} test samples are predicted "
+                       f"{label_names[int(pred[0])]!r}; the model separates nothing")
+    return out
 
 
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray, label_names: list[str]) -> dict:
@@ -83,17 +106,17 @@ def evaluate_run(run_dir: str | Path, batch_size: int = 8) -> dict:
     from .registry import modality
 
     run = Path(run_dir)
-    if not (run / "config.yaml").is_file():
-        raise EphysError("no config.yaml — run `ephys train` first", run)
-    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg = load_run_config(run)
     spec = run_model_spec(cfg)
     model_file = spec.model_file if spec is not None else "model.keras"
     for name, hint in ((model_file, "training has not finished; re-run `ephys train` to resume"),
                        ("split.json", "run `ephys train` first")):
         if not (run / name).is_file():
             raise EphysError(f"no {name} — {hint}", run)
-    ds = load_dataset(cfg["data"])
-    split = json.loads((run / "split.json").read_text())
+    check_writable_dir(run, "run folder")
+    ds = load_dataset(find_dataset(run, cfg))
+    check_same_dataset(cfg.get("dataset_fingerprint"), ds.manifest, run / "config.yaml", ds.root)
+    split = read_split(run)
     pos = {sid: i for i, sid in enumerate(ds.ids)}
     missing = [s for s in split["test"] if s not in pos]
     if missing:
@@ -106,7 +129,12 @@ def evaluate_run(run_dir: str | Path, batch_size: int = 8) -> dict:
     batch_size = max(batch_size, mod.predict_batch_size)
     proba = load_predictor(run, cfg, ds, batch_size)(test)
     y_true = ds.y(test)
+    if not np.isfinite(proba).all():
+        raise EphysError("the model predicts NaN or Inf probabilities (its weights are not finite); "
+                         "re-train it", run / model_file)
     metrics = classification_metrics(y_true, proba, label_names)
+    metrics["warnings"] = prediction_warnings(proba, label_names)
+    metrics["constant_prediction"] = any(w.startswith("constant prediction") for w in metrics["warnings"])
     metrics["split"] = "test"
     metrics["model"] = cfg.get("model")
     metrics["run_id"] = cfg.get("run_id", run.name)

@@ -26,8 +26,8 @@ from typing import Callable
 
 import numpy as np
 
-from .atomic import write_json, write_text
-from .datasets import load_dataset
+from .atomic import check_writable_dir, write_json, write_text
+from .datasets import check_same_dataset, load_dataset
 from .errors import EphysError
 from .registry import Figure, ReportContext, modality as find_modality
 from .runfolder import find_dataset, load_run_config, read_manifest, write_predictions
@@ -85,12 +85,15 @@ def predict_run(run_dir: str | Path, input_path: str | Path, out_dir: str | Path
     model_file = spec.model_file if spec is not None else "model.keras"
     if not (run_dir / model_file).is_file():
         raise EphysError(f"no {model_file} — the run has not finished training", run_dir)
-    trained = read_manifest(find_dataset(run_dir, config))
+    trained_dir = find_dataset(run_dir, config)
+    trained = read_manifest(trained_dir)
+    check_same_dataset(config.get("dataset_fingerprint"), trained, run_dir / "config.yaml", trained_dir)
     mod = find_modality(trained.get("modality"), run_dir / "config.yaml")
     if not input_path.exists():
         raise EphysError("no such file or folder", input_path)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise EphysError("output folder exists and is not empty; pass a new OUT", out)
+    check_writable_dir(out, "output folder")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
     try:

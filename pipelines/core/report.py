@@ -39,6 +39,7 @@ import numpy as np
 from .atomic import atomic_path, write_text
 from .errors import EphysError
 from .registry import Figure, ReportContext, Section, modality as find_modality
+from .datasets import check_same_dataset
 from .runfolder import find_dataset, load_run_config, read_manifest, read_split
 
 __all__ = ["build_report", "metrics_table_rows", "per_class_rows", "format_number", "pyplot", "png_bytes",
@@ -471,7 +472,8 @@ _HTML = """<!DOCTYPE html>
 
 <section id="metrics"><h2>Test metrics</h2>
 {% if not evaluated %}<div class="notice">Not evaluated yet — run <code>ephys evaluate {{ run_arg }}</code></div>{% else %}
-<div class="grid2">
+{% for w in metric_warnings %}<div class="notice">Warning: {{ w }}</div>
+{% endfor %}<div class="grid2">
 <div class="card"><h3 style="margin-top:0">Headline</h3><table><tbody>
 {% for name, value in metric_rows %}<tr><td>{{ name }}</td><td class="num">{{ value }}</td></tr>{% endfor %}
 </tbody></table></div>
@@ -592,7 +594,9 @@ Model selection: cross-validation inside the training split (balanced accuracy; 
 {% if not evaluated %}
 Not evaluated yet — run `ephys evaluate {{ run_arg }}`
 {% else %}
-| class | precision | recall | F1 | support |
+{% for w in metric_warnings %}**Warning:** {{ w|md }}
+
+{% endfor %}| class | precision | recall | F1 | support |
 |---|---:|---:|---:|---:|
 {% for lab, p, r, f, s in class_rows -%}
 | {{ lab|md }} | {{ p }} | {{ r }} | {{ f }} | {{ s }} |
@@ -679,6 +683,7 @@ def _data_section(run_dir: Path, config: dict, label_names: list[str], split: di
         manifest = read_manifest(data_dir)
     except EphysError as exc:
         return {"error": f"Dataset unavailable ({exc.one_line()}); data summary and examples omitted."}, None, None
+    check_same_dataset(config.get("dataset_fingerprint"), manifest, run_dir / "config.yaml", data_dir)
     samples = manifest["samples"]
     label_of = {str(s.get("id")): s.get("label") for s in samples}
     totals = Counter(s.get("label") for s in samples)
@@ -924,6 +929,7 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
         "training_facts": training_facts,
         "evaluated": metrics is not None,
         "metric_rows": metrics_table_rows(metrics),
+        "metric_warnings": [str(w) for w in ((metrics or {}).get("warnings") or [])],
         "class_rows": per_class_rows(metrics),
         "data": data,
         "roc_note": roc_note,

@@ -28,8 +28,8 @@ import numpy as np
 import yaml
 
 from .. import __version__
-from .atomic import atomic_path, write_json, write_text
-from .datasets import Dataset, grouped_split, load_dataset, named_split
+from .atomic import atomic_path, check_writable_dir, remove_stale_parts, write_json, write_text
+from .datasets import Dataset, dataset_fingerprint, grouped_split, load_dataset, named_split
 from .errors import EphysError
 
 #: config keys that do not change what is trained (a resumed run may differ in these)
@@ -60,16 +60,91 @@ class TrainConfig:
     hparams: dict = field(default_factory=dict)
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "TrainConfig":
+    def from_yaml(cls, path: str | Path, check: bool = True) -> "TrainConfig":
+        """Read a run's ``config.yaml`` (keys that are not settings, e.g. ``created``, are ignored)
+        and check its values with :func:`check_config` (an ``epochs: 0`` there is refused exactly
+        like ``--epochs 0``); ``check=False`` leaves that to the caller (the CLI checks after
+        applying its options).
+
+        Raises
+        ------
+        EphysError
+            Unreadable YAML, not a mapping, or a value out of range (naming the key and the file).
+        """
         try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise EphysError(f"unreadable config ({exc})", path) from None
+            raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise EphysError(f"unreadable config ({' '.join(str(exc).split())})", path) from None
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise EphysError("config is not a mapping of keys to values", path)
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in names})
+        cfg = cls(**{k: v for k, v in raw.items() if k in names})
+        cfg._source = str(path)
+        return check_config(cfg, source=path) if check else cfg
 
     def fingerprint(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k not in _VOLATILE}
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+
+
+#: the one table of allowed values: field -> (test, what it must be). Used for CLI options and
+#: config.yaml alike, before any folder is created or any Keras import.
+_RULES: dict[str, tuple[Callable[[object], bool], str]] = {
+    "model": (lambda v: isinstance(v, str) and bool(v.strip()), "a model name (see `ephys models`)"),
+    "data": (lambda v: isinstance(v, str) and bool(v.strip()), "a dataset folder"),
+    "weights": (lambda v: isinstance(v, str) and bool(v.strip()), "imagenet, none or a weights file"),
+    "freeze": (lambda v: v in ("none", "full"), "none or full"),
+    "epochs": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "batch_size": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "lr": (lambda v: _is_num(v) and np.isfinite(v) and v > 0, "a finite number > 0"),
+    "seed": (lambda v: _is_int(v) and 0 <= v < 2 ** 32, "an integer in [0, 2**32)"),
+    "patience": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "test_fraction": (lambda v: _is_num(v) and 0 < v < 1, "a number in (0, 1)"),
+    "val_fraction": (lambda v: _is_num(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "split": (lambda v: isinstance(v, str) and bool(v.strip()), "grouped, auto or a split the manifest offers"),
+    "dropout": (lambda v: _is_num(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "input_size": (lambda v: v is None or (_is_int(v) and v >= 32), "an integer >= 32"),
+    "out": (lambda v: v is None or (isinstance(v, str) and bool(v.strip())), "a folder"),
+    "eager": (lambda v: isinstance(v, bool), "true or false"),
+    "hparams": (lambda v: v is None or isinstance(v, dict), "a mapping of KEY: VALUE"),
+}
+
+
+def check_config(cfg: "TrainConfig", source: str | Path | None = None,
+                 options: set[str] | frozenset[str] = frozenset()) -> "TrainConfig":
+    """Check every setting of ``cfg`` against one table of allowed values (``lr`` finite and > 0,
+    ``epochs``, ``patience``, ``batch_size`` >= 1, fractions in range, ...).
+
+    The same checks serve ``ephys train`` options and ``config.yaml`` values: a field named in
+    ``options`` is reported as its CLI option (``--lr``), any other as the key of ``source`` (the
+    config file) when one is given. Called before any folder is created.
+
+    Raises
+    ------
+    EphysError
+        The first value out of range, e.g. ``config.yaml: epochs must be an integer >= 1, not 0``.
+    """
+    for name, (ok, what) in _RULES.items():
+        value = getattr(cfg, name)
+        try:
+            good = bool(ok(value))
+        except Exception:  # e.g. np.isfinite on a string
+            good = False
+        if good:
+            continue
+        if name in options or source is None:
+            raise EphysError(f"--{name.replace('_', '-')} must be {what}, not {value!r}")
+        raise EphysError(f"`{name}` must be {what}, not {value!r}", source)
+    return cfg
 
 
 def default_run_dir(cfg: TrainConfig) -> Path:
@@ -90,6 +165,7 @@ class _Batches:
         class Batches(keras.utils.PyDataset):
             def __init__(self):
                 super().__init__(workers=1, use_multiprocessing=False)
+                self.error = None
                 self.indices = np.asarray(indices)
                 self.y = np.asarray(y)
                 self.w = sample_weight
@@ -105,6 +181,12 @@ class _Batches:
             def __getitem__(self, k):
                 sel = self.order[k * batch_size:(k + 1) * batch_size]
                 x = ds.load(self.indices[sel])
+                if not np.isfinite(x).all():  # refuse NaN / Inf input (keras would train to NaN weights)
+                    bad = int(self.indices[sel][int(np.flatnonzero(~np.isfinite(x).reshape(len(sel), -1).all(axis=1))[0])])
+                    self.error = EphysError(
+                        f"sample {ds.ids[bad]} holds NaN or Inf values; refusing to train on it "
+                        "(re-run `ephys prepare`, or fix the input recording)", ds.where(bad))
+                    raise self.error
                 if self.w is None:
                     return x, self.y[sel]
                 return x, self.y[sel], self.w[sel]
@@ -114,6 +196,10 @@ class _Batches:
                     self.rng.shuffle(self.order)
 
         return Batches()
+
+
+class _NonFiniteLoss(Exception):
+    """Raised inside ``fit`` when the loss is NaN or Inf (turned into an EphysError by train)."""
 
 
 def _state_callback(run: Path, patience: int, monitor: str, start_state: dict,
@@ -126,9 +212,24 @@ def _state_callback(run: Path, patience: int, monitor: str, start_state: dict,
         def __init__(self):
             super().__init__()
             self.state = dict(start_state)
+            self.epoch = 0
+            self.non_finite = None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            loss = (logs or {}).get("loss")
+            if loss is not None and not np.isfinite(float(loss)):
+                self.non_finite = (self.epoch, batch, float(loss))
+                raise _NonFiniteLoss()
 
         def on_epoch_end(self, epoch, logs=None):
             logs = {k: float(v) for k, v in (logs or {}).items()}
+            bad = [k for k, v in logs.items() if k.endswith("loss") and not np.isfinite(v)]
+            if bad:
+                self.non_finite = (epoch, None, logs[bad[0]])
+                raise _NonFiniteLoss()
             ckpt = run / "checkpoints"
             ckpt.mkdir(parents=True, exist_ok=True)
             value = logs.get(monitor, logs.get("loss"))
@@ -168,6 +269,84 @@ def _append_history(path: Path, epoch: int, logs: dict) -> None:
     write_text(path, buf.getvalue())
 
 
+#: a class needs this many labelled groups (cells) for a grouped split with one in train, val, test
+MIN_GROUPS_PER_CLASS = 3
+
+
+def check_class_sizes(ds: Dataset, labelled: np.ndarray) -> None:
+    """Refuse a grouped split when a class has fewer than :data:`MIN_GROUPS_PER_CLASS` labelled
+    groups (cells): it cannot appear in train, validation and test (often a typo'd label).
+
+    Raises
+    ------
+    EphysError
+        Naming each small class with its number of labelled cells, and the dataset.
+    """
+    groups: dict[str, set] = {}
+    for i in labelled:
+        groups.setdefault(ds.labels[i], set()).add(ds.groups[i])
+    small = {c: len(g) for c, g in sorted(groups.items()) if len(g) < MIN_GROUPS_PER_CLASS}
+    if small:
+        listed = ", ".join(f"{c!r} {n}" for c, n in small.items())
+        sizes = ", ".join(f"{c!r} {len(g)}" for c, g in sorted(groups.items()))
+        raise EphysError(f"classes with fewer than {MIN_GROUPS_PER_CLASS} labelled cells cannot be split "
+                         f"into train/val/test: {listed} (all classes: {sizes}); fix or drop those labels",
+                         ds.root / "manifest.json")
+
+
+def check_split_classes(ds: Dataset, split: dict[str, list[int]], log: Callable[[str], None]) -> None:
+    """A split whose training part lacks a class is refused; a validation or test part that
+    lacks a class (or a test part of fewer than 2 cells per class) is reported with the numbers.
+
+    Raises
+    ------
+    EphysError
+        A class with labelled samples that has none in the training part.
+    """
+    present = sorted({ds.labels[i] for part in split.values() for i in part if ds.labels[i]})
+    counts = {part: {c: len({ds.groups[i] for i in split.get(part, []) if ds.labels[i] == c}) for c in present}
+              for part in ("train", "val", "test")}
+    missing_train = [c for c in present if counts["train"][c] == 0]
+    if missing_train:
+        raise EphysError(f"the training part of the split has no cell of class {', '.join(map(repr, missing_train))} "
+                         f"(cells per class: train {counts['train']}, val {counts['val']}, test {counts['test']})",
+                         ds.root / "manifest.json")
+    for part in ("val", "test"):
+        lacking = [c for c in present if counts[part][c] == 0]
+        if lacking and split.get(part):
+            log(f"warning: the {part} part of the split has no cell of class "
+                f"{', '.join(map(repr, lacking))} (cells per class: {counts[part]})")
+    n_test = sum(counts["test"].values())
+    if split.get("test") and n_test < 2 * len(present):
+        log(f"warning: the test part holds only {n_test} cells for {len(present)} classes; "
+            "its metrics will be very uncertain")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise EphysError(f"unreadable JSON ({' '.join(str(exc).split())}); delete it to restart the run",
+                         path) from None
+    if not isinstance(obj, dict):
+        raise EphysError("not a JSON object; delete it to restart the run", path)
+    return obj
+
+
+def _remove_run(run: Path, existed: bool) -> None:
+    """Remove what a failed first session of a run wrote (the folder too if this session made it)."""
+    import shutil
+
+    for name in ("config.yaml", "split.json", "history.csv", "train_summary.json"):
+        (run / name).unlink(missing_ok=True)
+    shutil.rmtree(run / "checkpoints", ignore_errors=True)
+    if not existed:
+        try:
+            run.rmdir()
+        except OSError:
+            pass
+
+
 def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
           log: Callable[[str], None] = print, split_ids: dict[str, list[str]] | None = None) -> Path:
     """Train ``cfg.model`` on ``cfg.data``; returns the run folder.
@@ -189,8 +368,11 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
 
     from . import models
 
+    started = time.time()
+
     from . import runtime
 
+    check_config(cfg, source=getattr(cfg, "_source", None))
     cfg.model = models.resolve_model_name(cfg.model)
     ds = load_dataset(cfg.data)
     models.check_modality(cfg.model, ds.modality)
@@ -202,6 +384,7 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
     cfg.out = str(run)
     cfg.data = str(Path(cfg.data).resolve())
 
+    check_writable_dir(run, "run folder")
     cfg_path = run / "config.yaml"
     state_path = run / "checkpoints" / "state.json"
     if cfg_path.exists():
@@ -218,6 +401,8 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
     if labelled.size < 4 or len({ds.labels[i] for i in labelled}) < 2:
         raise EphysError(f"need at least 4 labelled cells of 2 or more classes to train, found "
                          f"{labelled.size} of {len({ds.labels[i] for i in labelled})}", ds.root)
+    if split_ids is None and cfg.split == "grouped" and not (run / "split.json").exists():
+        check_class_sizes(ds, labelled)
     split_path = run / "split.json"
     if split_ids is not None and not split_path.exists():
         pos = {sid: i for i, sid in enumerate(ds.ids)}
@@ -226,8 +411,12 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
             raise EphysError(f"split names samples not in the dataset (e.g. {unknown[0]})", ds.root)
         split = {k: [pos[s] for s in split_ids.get(k, [])] for k in ("train", "val", "test")}
     elif split_path.exists():
-        split_ids = json.loads(split_path.read_text())
+        split_ids = _read_json(split_path)
         pos = {sid: i for i, sid in enumerate(ds.ids)}
+        gone = [s for k, v in split_ids.items() if k in ("train", "val", "test") for s in v if s not in pos]
+        if gone:
+            raise EphysError(f"{len(gone)} samples of the run's split are not in the dataset {ds.root} "
+                             f"(e.g. {gone[0]}); the dataset changed: train into a new --out", split_path)
         split = {k: [pos[s] for s in v] for k, v in split_ids.items() if k in ("train", "val", "test")}
     else:
         labs = [ds.labels[i] for i in labelled]
@@ -238,9 +427,13 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
             rel = named_split(grps, ds.manifest.get("splits") or {}, cfg.split, ds.root / "manifest.json")
         split = {k: [int(labelled[j]) for j in v] for k, v in rel.items()}
 
+    check_split_classes(ds, split, log)
+    fingerprint = dataset_fingerprint(ds.manifest)
+
     if spec.trainer is not None:  # a model trained by its own code (e.g. LightGBM's cross-validated fit)
         meta = {"run_id": run.name, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "ephys_version": __version__, "backend": spec.kind, "gpu": False, "label_names": ds.label_names, "modality": ds.modality,
+                "dataset_fingerprint": fingerprint,
                 "sample_shape": list(ds.sample_shape),
                 "n_train": len(split["train"]), "n_val": len(split["val"]), "n_test": len(split["test"])}
         return models.resolve_hook(spec.trainer)(cfg, ds, split, run, meta, log)
@@ -249,7 +442,7 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
     meta = {"run_id": run.name, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "ephys_version": __version__, "keras_version": keras.__version__,
             "backend": runtime.backend_name(), "backend_version": runtime.backend_version(), "gpu": gpu,
-            "label_names": ds.label_names, "modality": ds.modality,
+            "label_names": ds.label_names, "modality": ds.modality, "dataset_fingerprint": fingerprint,
             "sample_shape": list(ds.sample_shape),
             "n_train": len(split["train"]), "n_val": len(split["val"]), "n_test": len(split["test"])}
     tr, va = np.array(split["train"]), np.array(split["val"])
@@ -258,9 +451,12 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
     cw = compute_class_weight("balanced", classes=present, y=y_tr)
     class_weight = {int(c): float(w) for c, w in zip(present, cw)}
 
-    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    state = _read_json(state_path) if state_path.exists() else {}
     last = run / "checkpoints" / "last.keras"
     initial_epoch = 0
+    # temp files of a killed session (one .last.*.part.keras per preemption); a live writer's stay
+    for folder in (run, run / "checkpoints"):
+        remove_stale_parts(folder, started)
     if state and last.exists():
         model = models.load_keras_model(last)
         if cfg.eager:
@@ -278,6 +474,8 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                       jit_compile=bool(gpu) and not cfg.eager, run_eagerly=bool(cfg.eager))
     # the run folder is written only once the model exists (bad weights leave nothing behind)
+    fresh = not cfg_path.exists() and not state
+    existed = run.exists()
     run.mkdir(parents=True, exist_ok=True)
     if not split_path.exists():
         write_json(split_path, {k: [ds.ids[i] for i in v] for k, v in split.items()})
@@ -293,14 +491,30 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
                                  sample_weight=np.array([class_weight.get(int(c), 1.0) for c in y_tr],
                                                         dtype=np.float32))
         val_batches = _Batches(ds, va, y_va, cfg.batch_size, False, cfg.seed) if va.size else None
-        model.fit(train_batches, validation_data=val_batches, epochs=cfg.epochs,
-                  initial_epoch=initial_epoch, callbacks=[callback], verbose=0)
+        try:
+            model.fit(train_batches, validation_data=val_batches, epochs=cfg.epochs,
+                      initial_epoch=initial_epoch, callbacks=[callback], verbose=0)
+        except Exception as exc:
+            # a failure this session caused leaves no run that looks resumable (config.yaml,
+            # split.json of a run that never trained); a resumed run keeps its checkpoints
+            if fresh:
+                _remove_run(run, existed)
+            err = train_batches.error or (val_batches.error if val_batches is not None else None)
+            if err is not None:
+                raise err from None
+            if callback.non_finite is not None:
+                ep, batch, value = callback.non_finite
+                at = f"epoch {ep + 1}" + (f", batch {batch + 1}" if batch is not None else "")
+                raise EphysError(f"training loss became {value} at {at}; stopped, no model written"
+                                 + (" and the new run folder removed" if fresh else "")
+                                 + f" (try a smaller --lr than {cfg.lr:g}, or check the samples)", run) from None
+            raise
     best = run / "checkpoints" / "best.weights.h5"
     if best.exists():
         model.load_weights(best)
     with atomic_path(run / "model.keras", suffix=".keras") as tmp:
         model.save(tmp)
-    final_state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    final_state = _read_json(state_path) if state_path.exists() else {}
     write_json(run / "train_summary.json", {
         "epochs_run": int(final_state.get("epoch", -1)) + 1, "best_epoch": final_state.get("best_epoch"),
         "best_" + monitor: final_state.get("best"), "stopped_early": bool(final_state.get("stopped_early")),

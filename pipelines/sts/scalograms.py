@@ -64,6 +64,36 @@ class ScalogramParams:
     log_floor: float = 1e-3
     precision: int = 16
 
+    def check(self) -> "ScalogramParams":
+        """Refuse impossible parameters with the option to change, before any folder or worker.
+
+        Raises
+        ------
+        EphysError
+            ``--n-scales`` < 4; ``--bin-ms`` not > 0; ``--f-min`` not > 0; ``--f-min`` >=
+            ``--f-max``; ``--f-max`` above the Nyquist frequency of the bins; a ``--window``
+            whose end is not after its start, or shorter than 4 bins.
+        """
+        fin = lambda v: isinstance(v, (int, float)) and np.isfinite(v)  # noqa: E731
+        if not (isinstance(self.n_scales, int) and self.n_scales >= 4):
+            raise EphysError(f"--n-scales must be an integer >= 4, not {self.n_scales!r}")
+        if not (fin(self.bin_s) and self.bin_s > 0):
+            raise EphysError(f"--bin-ms must be > 0, not {self.bin_s * 1e3:g}")
+        if not (fin(self.f_min_hz) and self.f_min_hz > 0):
+            raise EphysError(f"--f-min must be > 0 Hz, not {self.f_min_hz:g}")
+        if not (fin(self.f_max_hz) and self.f_max_hz > self.f_min_hz):
+            raise EphysError(f"--f-max ({self.f_max_hz:g} Hz) must be above --f-min ({self.f_min_hz:g} Hz)")
+        if self.f_max_hz > 0.5 / self.bin_s:
+            raise EphysError(f"--f-max {self.f_max_hz:g} Hz is above the Nyquist frequency of "
+                             f"{self.bin_s * 1e3:g} ms bins ({0.5 / self.bin_s:g} Hz)")
+        w0, w1 = self.window_s
+        if not (fin(w0) and fin(w1) and w1 > w0):
+            raise EphysError(f"--window END must be after START (seconds around the step onset), not {w0:g} {w1:g}")
+        if self.n_time < 4:
+            raise EphysError(f"--window {w0:g} {w1:g} holds only {self.n_time} bins of {self.bin_s * 1e3:g} ms; "
+                             "widen it or use smaller --bin-ms")
+        return self
+
     def key(self) -> str:
         """Short hash identifying these parameters (a finished cell is reused only if equal)."""
         blob = json.dumps(asdict(self), sort_keys=True, default=list).encode()
@@ -246,10 +276,7 @@ def prepare_scalograms(input_path: str | Path, out_dir: str | Path, labels_csv: 
     """
     from ..blocks.readers.patchclamp import discover_cells
 
-    params = params or ScalogramParams()
-    if params.f_max_hz > 0.5 / params.bin_s:
-        raise EphysError(f"--f-max {params.f_max_hz} Hz is above the Nyquist frequency of "
-                         f"{params.bin_s * 1e3:g} ms bins ({0.5 / params.bin_s:g} Hz)")
+    params = (params or ScalogramParams()).check()
     out = Path(out_dir)
     cells, skipped = discover_cells(input_path, labels_csv)
     skipped = [{"path": str(p), "reason": r} for p, r in skipped]

@@ -1,0 +1,279 @@
+"""Reliability (issue 14): one error path, nothing left behind, data that cannot change silently.
+
+Each class of failure the issue's sweep found has a case here: bad option / config values (one
+validation place, before any folder exists), NaN / Inf samples and losses, unwritable outputs,
+damaged run and dataset files, a dataset changed under a run, constant predictions, temp files
+of live and dead writers. Tiny toy data (tests/toy_modality.py) keeps Keras runs to seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ephys, one_line_error
+
+sys.path.insert(0, str(Path(__file__).parent))
+import toy_modality  # noqa: E402
+
+PLUGIN_ENV = {"EPHYS_PLUGINS": "toy_modality", "PYTHONPATH": str(Path(__file__).parent)}
+
+
+def _toy(tmp_path: Path, name="toy", n_per_class=12, labels=None, x=None) -> Path:
+    xs, ys = toy_modality.simulate(n_per_class, seed=1)
+    return toy_modality.write_dataset(tmp_path / name, xs if x is None else x, labels or ys)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One finished toy run (model, split, config), trained in-process."""
+    os.environ["EPHYS_PLUGINS"] = "toy_modality"
+    from ephys.pipelines.core.training import TrainConfig, train
+
+    tmp = tmp_path_factory.mktemp("trained")
+    data = _toy(tmp)
+    run = train(TrainConfig(model="toy_dense", data=str(data), epochs=3, batch_size=8, lr=1e-2,
+                            out=str(tmp / "run"), eager=True), log=lambda m: None)
+    return run, data
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. one validation place for options and config.yaml
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("opt, value, needle", [("--lr", "nan", "--lr"), ("--lr", "0", "--lr"),
+                                                ("--lr", "-1", "--lr"), ("--lr", "inf", "--lr"),
+                                                ("--seed", "-3", "--seed")])
+def test_bad_train_option_refused_before_any_folder(tmp_path, opt, value, needle):
+    out = tmp_path / "run"
+    proc = ephys("train", "--model", "toy_dense", "--data", tmp_path / "nodata", "--out", out, opt, value,
+                 env=PLUGIN_ENV)
+    one_line_error(proc, needle, "must be")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("key, value", [("epochs", 0), ("epochs", -1), ("patience", 0), ("batch_size", 0),
+                                        ("lr", ".nan"), ("lr", "'fast'"), ("test_fraction", 1.5)])
+def test_bad_config_yaml_value_refused_like_the_option(tmp_path, key, value):
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"model: toy_dense\ndata: {tmp_path / 'nodata'}\n{key}: {value}\n")
+    out = tmp_path / "run"
+    proc = ephys("train", "--config", cfg, "--out", out, env=PLUGIN_ENV)
+    one_line_error(proc, str(cfg), f"`{key}` must be")
+    assert not out.exists()
+    # an option given on the command line overrides (and so fixes) the file's value
+    if key == "epochs":
+        from ephys.pipelines.core.training import TrainConfig, check_config
+
+        c = TrainConfig.from_yaml(cfg, check=False)
+        c.epochs = 2
+        check_config(c, source=cfg, options={"epochs"})
+
+
+def test_usage_errors_are_one_line():
+    one_line_error(ephys("train", "--epochs", "0"), "--epochs", "ephys train --help")
+    one_line_error(ephys("train", "--no-such-flag"), "--no-such-flag")
+    one_line_error(ephys("evaluate", "a", "b"), "unexpected extra argument")
+
+
+def test_non_finite_samples_and_nan_loss_leave_no_run(tmp_path):
+    os.environ["EPHYS_PLUGINS"] = "toy_modality"
+    from ephys.pipelines.core.errors import EphysError
+    from ephys.pipelines.core.training import TrainConfig, train
+
+    xs, ys = toy_modality.simulate(12, seed=1)
+    bad = xs.copy()
+    bad[5, 3] = np.inf
+    data = _toy(tmp_path, "inf", x=bad, labels=ys)
+    cfg = TrainConfig(model="toy_dense", data=str(data), epochs=2, batch_size=8, lr=1e-2,
+                      out=str(tmp_path / "run_inf"), eager=True)
+    with pytest.raises(EphysError, match="s005 holds NaN or Inf"):
+        train(cfg, log=lambda m: None)
+    assert not (tmp_path / "run_inf").exists()
+    good = _toy(tmp_path, "good")
+    cfg = TrainConfig(model="toy_dense", data=str(good), epochs=2, batch_size=8, lr=1e30,
+                      out=str(tmp_path / "run_nan"), eager=True)
+    with pytest.raises(EphysError, match="training loss became (nan|inf)"):
+        train(cfg, log=lambda m: None)
+    assert not (tmp_path / "run_nan").exists()  # no config.yaml / split.json / model.keras
+
+
+def test_write_npy_refuses_values_that_overflow_the_cast(tmp_path):
+    from ephys.pipelines.core.atomic import write_npy
+    from ephys.pipelines.core.errors import EphysError
+
+    x = np.array([1.0, 1e300]).astype(np.float32)  # the cast makes Inf
+    with pytest.raises(EphysError, match="1 of 2 values are not finite"):
+        write_npy(tmp_path / "x.npy", x, require_finite=True)
+    assert not list(tmp_path.iterdir())
+
+
+def test_small_class_refused_with_numbers(tmp_path):
+    os.environ["EPHYS_PLUGINS"] = "toy_modality"
+    from ephys.pipelines.core.errors import EphysError
+    from ephys.pipelines.core.training import TrainConfig, train
+
+    xs, ys = toy_modality.simulate(12, seed=1)
+    ys = list(ys)
+    ys[0] = "falilng"  # a typo: one cell (group g0 has two samples, s000 and s001)
+    ys[1] = "falilng"
+    data = toy_modality.write_dataset(tmp_path / "typo", xs, ys)
+    m = json.loads((data / "manifest.json").read_text())
+    m["label_names"] = sorted(set(ys))
+    (data / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(EphysError, match=r"'falilng' 1 \(all classes"):
+        train(TrainConfig(model="toy_dense", data=str(data), epochs=1, out=str(tmp_path / "r"), eager=True),
+              log=lambda m: None)
+    assert not (tmp_path / "r").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. unwritable outputs, damaged files
+# ---------------------------------------------------------------------------------------------
+
+
+def test_unwritable_outputs_are_one_line_in_every_writing_verb(tmp_path, tiny_synthetic):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    # output is a file / its parent is a file: refused before any work
+    one_line_error(ephys("train", "--model", "toy_dense", "--data", tmp_path, "--out", afile, env=PLUGIN_ENV),
+                   str(afile), "is a file")
+    one_line_error(ephys("train", "--model", "toy_dense", "--data", tmp_path, "--out", afile / "run",
+                         env=PLUGIN_ENV), str(afile), "is a file")
+    one_line_error(ephys("prepare", "scalograms", tiny_synthetic, afile / "ds", "--scheduler", "synchronous"),
+                   str(afile), "is a file")
+    one_line_error(ephys("prepare", "features", tiny_synthetic, afile), str(afile), "is a file")
+    one_line_error(ephys("fetch", "synthetic", afile / "x"), str(afile))
+
+
+def test_check_writable_names_the_blocking_path(tmp_path, monkeypatch):
+    from ephys.pipelines.core import atomic
+    from ephys.pipelines.core.errors import EphysError
+
+    (tmp_path / "f").write_text("")
+    with pytest.raises(EphysError, match="is a file"):
+        atomic.check_writable_dir(tmp_path / "f" / "a" / "b")
+    monkeypatch.setattr(atomic.os, "access", lambda p, mode: False)  # as a user without permission
+    with pytest.raises(EphysError, match="permission denied|read-only") as e:
+        atomic.check_writable_dir(tmp_path / "new" / "deeper")
+    assert str(tmp_path) in str(e.value) and not (tmp_path / "new").exists()
+
+
+def test_os_errors_while_writing_become_one_line(tmp_path):
+    import errno
+
+    from ephys.pipelines.core.atomic import os_error, write_text
+    from ephys.pipelines.core.errors import EphysError
+
+    e = os_error(OSError(errno.EROFS, "Read-only file system", str(tmp_path / "x")))
+    assert e.one_line() == f"{tmp_path / 'x'}: cannot write: read-only file system"
+    (tmp_path / "f").write_text("")
+    with pytest.raises(EphysError, match="cannot write"):
+        write_text(tmp_path / "f" / "out.txt", "hello")
+
+
+def test_damaged_run_and_dataset_files_name_the_file(trained, tmp_path):
+    import shutil
+
+    run0, data0 = trained
+    run, data = tmp_path / "run", tmp_path / "data"
+    shutil.copytree(run0, run)
+    shutil.copytree(data0, data)
+    cfg = (run / "config.yaml").read_text().replace(str(data0.resolve()), str(data.resolve()))
+    (run / "config.yaml").write_text(cfg)
+    env = PLUGIN_ENV
+    # truncated model
+    model = run / "model.keras"
+    keep = model.read_bytes()
+    model.write_bytes(keep[: len(keep) // 3])
+    one_line_error(ephys("evaluate", run, env=env), str(model), "cannot load model")
+    model.write_bytes(keep)
+    # bad JSON split
+    split = run / "split.json"
+    good_split = split.read_text()
+    split.write_text('{"train": [')
+    one_line_error(ephys("evaluate", run, env=env), str(split), "unreadable JSON")
+    split.write_text(good_split)
+    # 0-byte array
+    arr = data / "sequences.npy"
+    good_arr = arr.read_bytes()
+    arr.write_bytes(b"")
+    one_line_error(ephys("evaluate", run, env=env), str(arr), "empty file")
+    arr.write_bytes(good_arr[:100])
+    one_line_error(ephys("evaluate", run, env=env), str(arr), "damaged array file")
+    arr.write_bytes(good_arr)
+    # bad YAML
+    (run / "config.yaml").write_text("model: [unclosed\n")
+    one_line_error(ephys("evaluate", run, env=env), str(run / "config.yaml"), "unreadable YAML")
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. a dataset that changed under a run; 4. constant predictions
+# ---------------------------------------------------------------------------------------------
+
+
+def test_dataset_changed_under_run_is_refused(trained, tmp_path):
+    import shutil
+
+    from ephys.pipelines.core.datasets import dataset_fingerprint
+    from ephys.pipelines.core.errors import EphysError
+    from ephys.pipelines.core.evaluation import evaluate_run
+    from ephys.pipelines.core.runfolder import load_run_config
+
+    run0, data0 = trained
+    run, data = tmp_path / "run", tmp_path / "data"
+    shutil.copytree(run0, run)
+    shutil.copytree(data0, data)
+    (run / "config.yaml").write_text((run / "config.yaml").read_text().replace(str(data0.resolve()),
+                                                                            str(data.resolve())))
+    m = json.loads((data / "manifest.json").read_text())
+    assert load_run_config(run)["dataset_fingerprint"] == dataset_fingerprint(m)
+    m["created"] = "another day"  # volatile: a resumed prepare rewrites it
+    (data / "manifest.json").write_text(json.dumps(m))
+    metrics = evaluate_run(run)
+    assert "constant_prediction" in metrics and isinstance(metrics["warnings"], list)
+    m["parameters"]["scale"] = 2.0  # re-prepared with other parameters
+    (data / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(EphysError, match="changed since this run was trained"):
+        evaluate_run(run)
+
+
+def test_constant_predictions_flagged():
+    from ephys.pipelines.core.evaluation import prediction_warnings
+
+    same = np.array([[0.6, 0.4], [0.7, 0.3], [0.55, 0.45]])
+    assert prediction_warnings(same, ["a", "b"])[0].startswith("constant prediction: all 3")
+    assert prediction_warnings(np.array([[0.6, 0.4], [0.3, 0.7]]), ["a", "b"]) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. temp files of live writers survive, those of dead ones go
+# ---------------------------------------------------------------------------------------------
+
+
+def test_remove_stale_parts_spares_live_writers(tmp_path):
+    from ephys.pipelines.core.atomic import _host_tag, remove_stale_parts
+
+    host = _host_tag()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    live = tmp_path / f".a.{host}-{os.getpid()}.xyz.part.npy"
+    gone = tmp_path / f".b.{host}-{dead.pid}.xyz.part.npy"
+    other_host_new = tmp_path / ".c.elsewhere-1.xyz.part.npy"
+    old_style = tmp_path / ".d.abc123.part.npy"
+    for p in (live, gone, other_host_new, old_style):
+        p.write_text("")
+    old = time.time() - 3600
+    os.utime(old_style, (old, old))
+    n = remove_stale_parts(tmp_path, started=time.time())
+    assert n == 2
+    assert live.exists() and other_host_new.exists()
+    assert not gone.exists() and not old_style.exists()
