@@ -29,6 +29,7 @@ def prepare_scalograms(
     bin_ms: float = typer.Option(1.0, "--bin-ms", help="Spike-train bin width (ms)."),
     window: tuple[float, float] = typer.Option((-0.1, 1.1), "--window", help="Spike-train window around step onset (s)."),
     shard: str = typer.Option(None, "--shard", help="K/N: prepare only every N-th cell from the K-th (0-based; one SLURM array task, e.g. $SLURM_ARRAY_TASK_ID/N); writes no manifest: run once more without --shard to write it (finished cells are skipped)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing dataset in OUT prepared with other parameters (refused otherwise; runs trained on it will then refuse it)."),
 ):
     """Per cell: choose the rheobase, ~1.5x and ~2x rheobase long-square sweeps, detect spikes
     (dV/dt threshold, IPFX rule), bin the spike trains (1 ms), complex-Morlet CWT, log-magnitude,
@@ -58,8 +59,11 @@ def prepare_scalograms(
             note = rec.get("id", "") + (" (skipped)" if rec.get("status") != "ok" else " (done before)" if rec.get("resumed") else "")
             advance(1, note, total=total)
 
+        from ephys.pipelines.core.runfolder import runs_using
+
         res = run(input, out, labels_csv=labels, params=params, workers=workers, scheduler=scheduler,
-                  progress=progress, shard=shard_kn,
+                  progress=progress, shard=shard_kn, force=force, log=common.notice,
+                  n_runs_using=len(runs_using(out, common.runs_root())),
                   slurm=SlurmWorkers(queue=slurm_queue, cores=slurm_cores, memory=slurm_memory,
                                      walltime=slurm_walltime, extra=tuple(slurm_extra or ()),
                                      log_directory=str(out / "dask-logs")))

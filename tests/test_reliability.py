@@ -189,30 +189,39 @@ def test_damaged_run_and_dataset_files_name_the_file(trained, tmp_path):
     shutil.copytree(data0, data)
     cfg = (run / "config.yaml").read_text().replace(str(data0.resolve()), str(data.resolve()))
     (run / "config.yaml").write_text(cfg)
-    env = PLUGIN_ENV
-    # truncated model
+    from ephys.pipelines.core.errors import EphysError
+    from ephys.pipelines.core.evaluation import evaluate_run
+
+    def fails(path, needle):
+        with pytest.raises(EphysError) as e:
+            evaluate_run(run)
+        line = e.value.one_line()
+        assert line.startswith(f"{path}: ") and needle in line and "\n" not in line, line
+
+    # truncated model: through the CLI once (one line, exit 2), the rest in-process
     model = run / "model.keras"
     keep = model.read_bytes()
     model.write_bytes(keep[: len(keep) // 3])
-    one_line_error(ephys("evaluate", run, env=env), str(model), "cannot load model")
+    one_line_error(ephys("evaluate", run, env=PLUGIN_ENV), str(model), "cannot load model")
+    fails(model, "cannot load model")
     model.write_bytes(keep)
     # bad JSON split
     split = run / "split.json"
     good_split = split.read_text()
     split.write_text('{"train": [')
-    one_line_error(ephys("evaluate", run, env=env), str(split), "unreadable JSON")
+    fails(split, "unreadable JSON")
     split.write_text(good_split)
-    # 0-byte array
+    # 0-byte and truncated arrays
     arr = data / "sequences.npy"
     good_arr = arr.read_bytes()
     arr.write_bytes(b"")
-    one_line_error(ephys("evaluate", run, env=env), str(arr), "empty file")
+    fails(arr, "empty file")
     arr.write_bytes(good_arr[:100])
-    one_line_error(ephys("evaluate", run, env=env), str(arr), "damaged array file")
+    fails(arr, "damaged array file")
     arr.write_bytes(good_arr)
     # bad YAML
     (run / "config.yaml").write_text("model: [unclosed\n")
-    one_line_error(ephys("evaluate", run, env=env), str(run / "config.yaml"), "unreadable YAML")
+    fails(run / "config.yaml", "unreadable YAML")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,3 +286,65 @@ def test_remove_stale_parts_spares_live_writers(tmp_path):
     assert n == 2
     assert live.exists() and other_host_new.exists()
     assert not gone.exists() and not old_style.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. prepare: other parameters refused, changed inputs re-prepared, parameters checked first
+# ---------------------------------------------------------------------------------------------
+
+
+def test_scalogram_parameters_checked_before_any_folder(tiny_synthetic, tmp_path):
+    from ephys.pipelines.core.errors import EphysError
+    from ephys.pipelines.sts.scalograms import ScalogramParams
+
+    out = tmp_path / "ds"
+    one_line_error(ephys("prepare", "scalograms", tiny_synthetic, out, "--window", "1.1", "-0.1"), "--window")
+    assert not out.exists()
+    for kw, needle in [({"f_min_hz": 0.0}, "--f-min"), ({"f_min_hz": 400.0, "f_max_hz": 100.0}, "--f-max"),
+                       ({"window_s": (0.0, 0.0)}, "--window"), ({"bin_s": 0.0}, "--bin-ms"),
+                       ({"bin_s": -0.001}, "--bin-ms"), ({"window_s": (0.0, 0.002)}, "--window")]:
+        with pytest.raises(EphysError, match=needle):
+            ScalogramParams(**kw).check()
+
+
+def test_prepare_refuses_other_parameters_and_reprepares_changed_inputs(tiny_synthetic, tmp_path):
+    import shutil
+
+    from ephys.pipelines.core.datasets import dataset_fingerprint
+    from ephys.pipelines.core.errors import EphysError
+    from ephys.pipelines.sts.scalograms import ScalogramParams, prepare_scalograms
+
+    raw = tmp_path / "raw"
+    shutil.copytree(tiny_synthetic, raw)
+    out = tmp_path / "ds"
+    p16 = ScalogramParams(n_scales=16, window_s=(-0.05, 0.45))
+    res = prepare_scalograms(raw, out, raw / "labels.csv", params=p16, scheduler="synchronous")
+    m1 = json.loads(res.manifest_path.read_text())
+    # other parameters: refused in one line naming what differs; --force replaces
+    proc = ephys("prepare", "scalograms", raw, out, "--scheduler", "synchronous", "--n-scales", "20",
+                 "--window", "-0.05", "0.45")
+    one_line_error(proc, str(out), "n_scales 16 -> 20", "--force")
+    assert json.loads((out / "manifest.json").read_text()) == m1
+    # a replaced recording is prepared again; the manifest records the new file's checksum
+    files = sorted(raw.glob("*.nwb"))
+    victim, donor = files[0], files[-1]
+    shutil.copyfile(donor, victim)
+    res = prepare_scalograms(raw, out, raw / "labels.csv", params=p16, scheduler="synchronous")
+    assert res.n_resumed == res.n_ok - 1
+    m2 = json.loads(res.manifest_path.read_text())
+    from ephys.pipelines.core.atomic import sha256_file
+
+    recorded = {i["path"]: i["sha256"] for s in m2["samples"] for i in s["inputs"]}
+    assert recorded[str(victim)] == sha256_file(victim)
+    assert dataset_fingerprint(m2) != dataset_fingerprint(m1)
+    # touching a file (same bytes, new mtime) reuses the cell
+    os.utime(files[1], None)
+    res = prepare_scalograms(raw, out, raw / "labels.csv", params=p16, scheduler="synchronous")
+    assert res.n_resumed == res.n_ok
+    assert dataset_fingerprint(json.loads(res.manifest_path.read_text())) == dataset_fingerprint(m2)
+    with pytest.raises(EphysError):
+        prepare_scalograms(raw, out, raw / "labels.csv", params=ScalogramParams(n_scales=20, window_s=(-0.05, 0.45)),
+                           scheduler="synchronous")
+    res = prepare_scalograms(raw, out, raw / "labels.csv", params=ScalogramParams(n_scales=20, window_s=(-0.05, 0.45)),
+                             scheduler="synchronous", force=True, log=lambda m: None)
+    assert json.loads(res.manifest_path.read_text())["sample_shape"][0] == 20 and res.n_resumed == 0

@@ -111,7 +111,14 @@ def dataset_fingerprint(manifest: dict) -> str:
     """
     import hashlib
 
-    content = {k: v for k, v in manifest.items() if k not in _NOT_CONTENT}
+    def strip(o):  # file times are bookkeeping for resume, not content (the sha256 is)
+        if isinstance(o, dict):
+            return {k: strip(v) for k, v in o.items() if k not in ("mtime_ns", "resumed")}
+        if isinstance(o, list):
+            return [strip(v) for v in o]
+        return o
+
+    content = strip({k: v for k, v in manifest.items() if k not in _NOT_CONTENT})
     blob = json.dumps(content, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 

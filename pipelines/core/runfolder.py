@@ -21,7 +21,7 @@ from .atomic import write_text
 from .errors import EphysError
 
 __all__ = ["load_run_config", "find_dataset", "read_manifest", "read_split", "load_sample", "read_metrics",
-           "write_predictions"]
+           "write_predictions", "runs_using"]
 
 
 # --------------------------------------------------------------------------------------
@@ -157,6 +157,27 @@ def read_metrics(run_dir: str | Path) -> dict | None:
     if not isinstance(metrics, dict):
         raise EphysError("metrics.json is not a mapping", path)
     return metrics
+
+
+def runs_using(data_dir: str | Path, runs_root: str | Path, max_depth: int = 3) -> list[Path]:
+    """Run folders under ``runs_root`` (up to ``max_depth`` levels down) whose ``config.yaml``
+    names ``data_dir`` as their dataset (compared as resolved paths). Unreadable configs are
+    skipped: this is for messages ("3 trained runs used it"), not a check."""
+    import yaml
+
+    target, root = Path(data_dir).resolve(), Path(runs_root)
+    found: list[Path] = []
+    if not root.is_dir():
+        return found
+    for depth in range(1, max_depth + 1):
+        for cfg in root.glob("/".join(["*"] * depth) + "/config.yaml"):
+            try:
+                data = (yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}).get("data")
+                if data and Path(str(data)).resolve() == target:
+                    found.append(cfg.parent)
+            except Exception:  # noqa: BLE001 - a damaged config is not this message's business
+                continue
+    return found
 
 
 def write_predictions(path: str | Path, ids, proba: np.ndarray, label_names: list[str], *,

@@ -30,7 +30,7 @@ from typing import Callable
 import numpy as np
 
 from .. import __version__
-from ..core.atomic import sha256_file, write_json, write_npy
+from ..core.atomic import check_writable_dir, remove_stale_parts, sha256_file, write_json, write_npy
 from ..blocks.signal.cwt import DEFAULT_WAVELET, cwt, log_scales
 from ..core.errors import EphysError
 from ..blocks.signal.spike_train import DEFAULT_RHEOBASE_MULTIPLES, bin_spike_train, choose_sweeps
@@ -142,9 +142,14 @@ def process_cell(cell, out_dir: str, params: ScalogramParams) -> dict:
         try:
             meta = json.loads(meta_path.read_text())
             if meta.get("params_key") == params.key():
-                meta["label"] = cell.label  # labels may change without recomputing
-                meta["resumed"] = True
-                return meta
+                inputs = same_inputs(meta.get("inputs") or [], cell.paths)
+                if inputs is not None:  # the recording is unchanged: reuse the scalogram
+                    if inputs != meta.get("inputs"):  # same bytes, new mtime: record it
+                        meta["inputs"] = inputs
+                        write_json(meta_path, meta)
+                    meta["label"] = cell.label  # labels may change without recomputing
+                    meta["resumed"] = True
+                    return meta
         except (OSError, ValueError):
             pass
     bad_files: list[tuple[str, str]] = []
@@ -171,15 +176,100 @@ def process_cell(cell, out_dir: str, params: ScalogramParams) -> dict:
                            "step_s": [round(float(sw.stim_start_s), 6), round(float(sw.stim_end_s), 6)],
                            "fs_hz": float(sw.fs_hz)})
     scal = scalogram_from_spike_trains(np.stack(trains), params)
+    if not np.isfinite(scal).all():  # checked on the float32 array as stored
+        return {"status": "skipped", "id": cell.cell_id, "path": cell.source,
+                "reason": f"scalogram holds {int((~np.isfinite(scal)).sum())} NaN/Inf values"}
     write_npy(npy, scal)
     meta = {"status": "ok", "id": cell.cell_id, "file": f"samples/{cell.cell_id}.npy",
             "label": cell.label, "group": cell.cell_id, "source": cell.source,
-            "inputs": [{"path": str(p), "sha256": sha256_file(p)} for p in cell.paths if Path(p).is_file()],
+            "inputs": [input_record(p) for p in cell.paths if Path(p).is_file()],
             "n_sweeps_read": len(sweeps), "rheobase_pA": round(choice.rheobase_pA, 3),
             "sweeps": sweep_info, "params_key": params.key(),
             "skipped_files": [{"path": p, "reason": r} for p, r in bad_files]}
     write_json(meta_path, meta)
     return meta
+
+
+def input_record(path: str | Path) -> dict:
+    """``{"path", "size", "mtime_ns", "sha256"}`` of an input file (what resume compares)."""
+    st = Path(path).stat()
+    return {"path": str(path), "size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns),
+            "sha256": sha256_file(path)}
+
+
+def same_inputs(recorded: list[dict], paths) -> list[dict] | None:
+    """The input records of ``paths`` if every file is the one ``recorded`` (same size and mtime,
+    or, when those differ, the same sha256); None when a file changed, appeared or went.
+
+    A cell whose recording was replaced is therefore prepared again on resume, and the manifest's
+    checksums stay those of the files actually used.
+    """
+    paths = [str(p) for p in paths if Path(p).is_file()]
+    by_path = {str(r.get("path")): r for r in recorded}
+    if sorted(by_path) != sorted(paths):
+        return None
+    now = []
+    for p in paths:
+        r, st = by_path[p], Path(p).stat()
+        if r.get("size") == st.st_size and r.get("mtime_ns") == st.st_mtime_ns and r.get("sha256"):
+            now.append(r)
+            continue
+        if st.st_size != r.get("size", st.st_size):
+            return None
+        digest = sha256_file(p)
+        if digest != r.get("sha256"):
+            return None
+        now.append({"path": p, "size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns), "sha256": digest})
+    return now
+
+
+def check_existing_dataset(out: Path, params: ScalogramParams, force: bool = False, n_runs_using: int = 0,
+                           log: Callable[[str], None] = print) -> None:
+    """Refuse to prepare into a dataset made with other parameters, unless ``force``.
+
+    Compares ``params`` with the existing ``manifest.json``'s ``parameters`` (or, for a dataset
+    whose shards are not yet merged, with the ``params_key`` of the cells in ``samples/``). With
+    ``force`` the old manifest and samples are removed first (``log`` says how many runs used the
+    dataset: their ``evaluate`` / ``predict`` / ``report`` will refuse the new one).
+
+    Raises
+    ------
+    EphysError
+        Other parameters, without ``force``: names each parameter that differs (old -> new) and
+        how many runs used the dataset.
+    """
+    new = {**json.loads(json.dumps(asdict(params), default=list)), "key": params.key()}
+    diffs: list[str] = []
+    mpath = out / MANIFEST
+    if mpath.is_file():
+        try:
+            old = json.loads(mpath.read_text(encoding="utf-8")).get("parameters") or {}
+        except (OSError, ValueError) as exc:
+            raise EphysError(f"unreadable manifest ({' '.join(str(exc).split())}); pass --force to replace "
+                             "the dataset", mpath) from None
+        if old.get("key") != new["key"]:
+            diffs = [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
+                     if k != "key" and old.get(k) != new.get(k)] or ["parameter key"]
+    elif (out / "samples").is_dir():
+        keys = set()
+        for meta in (out / "samples").glob("*.json"):
+            try:
+                keys.add(json.loads(meta.read_text()).get("params_key"))
+            except (OSError, ValueError):
+                continue
+        if keys - {new["key"]}:
+            diffs = [f"cells in samples/ were prepared with other parameters (keys {', '.join(sorted(map(str, keys - {new['key']})))})"]
+    if not diffs:
+        return
+    used = (f"; {n_runs_using} trained run{'s' if n_runs_using != 1 else ''} used it" if n_runs_using else
+            "; no trained run under the runs folder used it")
+    if not force:
+        raise EphysError(f"dataset was prepared with other parameters ({'; '.join(diffs[:6])}){used}; "
+                         "pass --force to replace it, or choose another OUT", out)
+    log(f"replacing {out} (other parameters: {'; '.join(diffs[:6])}){used}")
+    mpath.unlink(missing_ok=True)
+    for f in list((out / "samples").glob("*.npy")) + list((out / "samples").glob("*.json")):
+        f.unlink(missing_ok=True)
 
 
 @dataclass
@@ -251,7 +341,8 @@ def prepare_scalograms(input_path: str | Path, out_dir: str | Path, labels_csv: 
                        scheduler: str = "local",
                        progress: Callable[[int, int, dict], None] | None = None,
                        shard: tuple[int, int] | None = None,
-                       slurm: SlurmWorkers | None = None) -> PrepareResult:
+                       slurm: SlurmWorkers | None = None, force: bool = False, n_runs_using: int = 0,
+                       log: Callable[[str], None] = print) -> PrepareResult:
     """Prepare a scalogram dataset from a recording file or folder.
 
     Parameters
@@ -268,12 +359,20 @@ def prepare_scalograms(input_path: str | Path, out_dir: str | Path, labels_csv: 
     shard : ``(k, n)``: prepare only cells ``k, k+n, k+2n, ...`` of the discovery order (one
         SLURM array task's part) and write no manifest; a later run without ``shard`` finds
         every cell done and writes the manifest.
+    force : replace an existing dataset prepared with other parameters (refused otherwise;
+        :func:`check_existing_dataset`); ``n_runs_using`` (runs trained on it) goes in the message.
+
+    A re-run reuses a finished cell only when its recording is unchanged (size + mtime, or
+    sha256 when those differ; :func:`same_inputs`); a replaced recording is prepared again.
 
     Raises
     ------
     EphysError
-        Missing input, no recordings, bad labels CSV, or no cell could be prepared.
+        Missing input, no recordings, bad labels CSV, impossible parameters, an existing dataset
+        with other parameters (without ``force``), or no cell could be prepared.
     """
+    import time
+
     from ..blocks.readers.patchclamp import discover_cells
 
     params = (params or ScalogramParams()).check()
@@ -285,9 +384,35 @@ def prepare_scalograms(input_path: str | Path, out_dir: str | Path, labels_csv: 
         if not (n >= 1 and 0 <= k < n):
             raise EphysError(f"--shard {k}/{n}: need 0 <= K < N")
         cells = cells[k::n]
+    check_writable_dir(out, "dataset folder")
+    check_existing_dataset(out, params, force, n_runs_using, log)
+    started = time.time()
+    created = not out.exists()
+    try:
+        return _prepare(out, input_path, labels_csv, params, cells, skipped, workers, scheduler, progress,
+                        shard, slurm, started)
+    except BaseException:
+        if created:  # a failed first run leaves no empty OUT/ or OUT/samples/
+            _remove_empty_tree(out)
+        raise
+
+
+def _remove_empty_tree(folder: Path) -> None:
+    for d in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        try:
+            d.rmdir()
+        except OSError:
+            pass
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
+
+
+def _prepare(out, input_path, labels_csv, params, cells, skipped, workers, scheduler, progress, shard, slurm,
+             started) -> PrepareResult:
     (out / "samples").mkdir(parents=True, exist_ok=True)
-    for stale in (out / "samples").glob(".*.part*"):  # leftovers of a killed run
-        stale.unlink(missing_ok=True)
+    remove_stale_parts(out / "samples", started)  # a killed run's leftovers; a live shard's stay
 
     results: list[dict] = []
     client, cluster = _client(scheduler, workers, slurm)
