@@ -348,3 +348,24 @@ def test_prepare_refuses_other_parameters_and_reprepares_changed_inputs(tiny_syn
     res = prepare_scalograms(raw, out, raw / "labels.csv", params=ScalogramParams(n_scales=20, window_s=(-0.05, 0.45)),
                              scheduler="synchronous", force=True, log=lambda m: None)
     assert json.loads(res.manifest_path.read_text())["sample_shape"][0] == 20 and res.n_resumed == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. labels: stripped, case-insensitive (warned), conflicting rows refused, comments allowed
+# ---------------------------------------------------------------------------------------------
+
+
+def test_labels_normalised_and_conflicts_refused(tiny_synthetic, tmp_path):
+    from ephys.pipelines.blocks.readers.patchclamp import _read_labels_csv
+    from ephys.pipelines.core.errors import EphysError
+
+    files = sorted(tiny_synthetic.glob("*.nwb"))[:4]
+    csv = tmp_path / "labels.csv"
+    csv.write_text("path,label\n# a comment line\n"
+                   + "".join(f"{f},{lab}\n" for f, lab in zip(files, ["Excitatory", "excitatory ", "Excitatory", "pv"])))
+    with pytest.warns(UserWarning, match="'excitatory' -> 'Excitatory'"):
+        rows = _read_labels_csv(csv)
+    assert [r[2] for r in rows] == ["Excitatory", "Excitatory", "Excitatory", "pv"]
+    csv.write_text(f"path,label\n{files[0]},pv\n{files[0]},sst\n")
+    with pytest.raises(EphysError, match="rows 2 and 3 give .* different labels"):
+        _read_labels_csv(csv)

@@ -294,9 +294,11 @@ def check_class_sizes(ds: Dataset, labelled: np.ndarray) -> None:
                          ds.root / "manifest.json")
 
 
-def check_split_classes(ds: Dataset, split: dict[str, list[int]], log: Callable[[str], None]) -> None:
+def check_split_classes(ds: Dataset, split: dict[str, list[int]]) -> list[str]:
     """A split whose training part lacks a class is refused; a validation or test part that
-    lacks a class (or a test part of fewer than 2 cells per class) is reported with the numbers.
+    lacks a class (or a test part of fewer than 2 cells per class) is reported with the numbers:
+    the warnings are returned (train logs them once the model is built, so an error raised
+    before that stays the only line).
 
     Raises
     ------
@@ -311,15 +313,17 @@ def check_split_classes(ds: Dataset, split: dict[str, list[int]], log: Callable[
         raise EphysError(f"the training part of the split has no cell of class {', '.join(map(repr, missing_train))} "
                          f"(cells per class: train {counts['train']}, val {counts['val']}, test {counts['test']})",
                          ds.root / "manifest.json")
+    warnings = []
     for part in ("val", "test"):
         lacking = [c for c in present if counts[part][c] == 0]
         if lacking and split.get(part):
-            log(f"warning: the {part} part of the split has no cell of class "
+            warnings.append(f"warning: the {part} part of the split has no cell of class "
                 f"{', '.join(map(repr, lacking))} (cells per class: {counts[part]})")
     n_test = sum(counts["test"].values())
     if split.get("test") and n_test < 2 * len(present):
-        log(f"warning: the test part holds only {n_test} cells for {len(present)} classes; "
-            "its metrics will be very uncertain")
+        warnings.append(f"warning: the test part holds only {n_test} cells for {len(present)} classes; "
+                        "its metrics will be very uncertain")
+    return warnings
 
 
 def _read_json(path: Path) -> dict:
@@ -427,7 +431,7 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
             rel = named_split(grps, ds.manifest.get("splits") or {}, cfg.split, ds.root / "manifest.json")
         split = {k: [int(labelled[j]) for j in v] for k, v in rel.items()}
 
-    check_split_classes(ds, split, log)
+    split_warnings = check_split_classes(ds, split)
     fingerprint = dataset_fingerprint(ds.manifest)
 
     if spec.trainer is not None:  # a model trained by its own code (e.g. LightGBM's cross-validated fit)
@@ -436,6 +440,8 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
                 "dataset_fingerprint": fingerprint,
                 "sample_shape": list(ds.sample_shape),
                 "n_train": len(split["train"]), "n_val": len(split["val"]), "n_test": len(split["test"])}
+        for w in split_warnings:
+            log(w)
         return models.resolve_hook(spec.trainer)(cfg, ds, split, run, meta, log)
 
     gpu = runtime.configure_for_device(cfg.seed)
@@ -476,6 +482,9 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
     # the run folder is written only once the model exists (bad weights leave nothing behind)
     fresh = not cfg_path.exists() and not state
     existed = run.exists()
+    if fresh:
+        for w in split_warnings:
+            log(w)
     run.mkdir(parents=True, exist_ok=True)
     if not split_path.exists():
         write_json(split_path, {k: [ds.ids[i] for i in v] for k, v in split.items()})

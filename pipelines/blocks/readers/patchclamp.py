@@ -714,7 +714,8 @@ def _read_labels_csv(csv_path: Path) -> list[tuple[int, Path, str | None, str]]:
     if not csv_path.is_file():
         raise EphysError("labels CSV not found", csv_path)
     try:
-        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
+        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig",
+                         comment="#", skip_blank_lines=True)
     except Exception as exc:  # noqa: BLE001 - pandas raises many kinds
         raise EphysError(f"labels CSV unreadable ({_short(exc)})", csv_path) from exc
     cols = {str(c).strip().lower(): c for c in df.columns}
@@ -733,7 +734,41 @@ def _read_labels_csv(csv_path: Path) -> list[tuple[int, Path, str | None, str]]:
         lab = str(lab).strip()
         label = None if lab == "" or lab.lower() == "unknown" else lab
         rows.append((line, target, label, f"{csv_path.name} row {line}"))
-    return rows
+    return _normalise_labels(rows, csv_path)
+
+
+def _normalise_labels(rows: list[tuple[int, Path, str | None, str]], csv_path: Path):
+    """Labels compared case-insensitively (whitespace already stripped): every spelling of a class
+    becomes its most frequent one, with a warning naming the variants; two rows giving one path
+    different labels are refused.
+
+    Raises
+    ------
+    EphysError
+        Conflicting duplicate rows (both row numbers and labels named).
+    """
+    import warnings
+    from collections import Counter
+
+    spellings: dict[str, Counter] = {}
+    for _line, _t, lab, _tag in rows:
+        if lab is not None:
+            spellings.setdefault(lab.casefold(), Counter())[lab] += 1
+    canon = {k: c.most_common(1)[0][0] for k, c in spellings.items()}
+    variants = {canon[k]: sorted(set(c) - {canon[k]}) for k, c in spellings.items() if len(c) > 1}
+    if variants:
+        said = "; ".join(f"{', '.join(map(repr, v))} -> {k!r}" for k, v in variants.items())
+        warnings.warn(f"{csv_path}: labels differing only in case merged ({said})", UserWarning, stacklevel=3)
+    out, seen = [], {}
+    for line, target, lab, tag in rows:
+        lab = canon[lab.casefold()] if lab is not None else None
+        key = str(target.resolve())
+        if key in seen and seen[key][1] != lab:
+            raise EphysError(f"labels CSV rows {seen[key][0]} and {line} give {target.name} different labels "
+                             f"({seen[key][1]!r}, {lab!r})", csv_path)
+        seen.setdefault(key, (line, lab))
+        out.append((line, target, lab, tag))
+    return out
 
 
 class _IdMaker:
