@@ -16,6 +16,10 @@
 #   EPHYS_PREPARE_ARGS, EPHYS_TRAIN_ARGS   extra options for those verbs
 #   EPHYS_TIME_{FETCH,PREPARE,TRAIN}, EPHYS_MEM_{FETCH,PREPARE,TRAIN}, EPHYS_CPUS_TRAIN
 #   EPHYS_LOGS        $EPHYS_RUNS/slurm      job logs and jobs.tsv
+# Before anything is submitted each step's request is checked against the partition
+# (slurm/preflight.sh): a request no node can satisfy is refused with one line naming the
+# variable to change (e.g. EPHYS_CPUS_TRAIN=2 on a 2-CPU node), exit 2.
+# EPHYS_PREFLIGHT_ONLY=1 stops after these checks (nothing submitted).
 set -euo pipefail
 SLURM_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export EPHYS_SLURM_DIR=$SLURM_DIR
@@ -63,6 +67,24 @@ submit() {  # submit STEP TEMPLATE [sbatch options...] -> prints the job id
     printf '%s\t%s\n' "$step" "$id" >> "$EPHYS_LOGS/jobs.tsv"
     echo "$id"
 }
+
+# nothing is submitted unless every step's request fits the partition (slurm/preflight.sh)
+source "$SLURM_DIR/preflight.sh"
+[ -e "$EPHYS_INPUT" ] || preflight_step fetch 1 - "$EPHYS_MEM_FETCH" EPHYS_MEM_FETCH "$EPHYS_TIME_FETCH" EPHYS_TIME_FETCH
+preflight_step prepare 1 - "$EPHYS_MEM_PREPARE" EPHYS_MEM_PREPARE "$EPHYS_TIME_PREPARE" EPHYS_TIME_PREPARE
+preflight_step manifest 1 - "$EPHYS_MEM_FETCH" EPHYS_MEM_FETCH "$EPHYS_TIME_FETCH" EPHYS_TIME_FETCH
+preflight_step train "$EPHYS_CPUS_TRAIN" EPHYS_CPUS_TRAIN "$EPHYS_MEM_TRAIN" EPHYS_MEM_TRAIN \
+    "$EPHYS_TIME_TRAIN" EPHYS_TIME_TRAIN "$EPHYS_GPU_GRES" EPHYS_GPU_GRES
+preflight_step report 1 - "$EPHYS_MEM_TRAIN" EPHYS_MEM_TRAIN "$EPHYS_TIME_FETCH" EPHYS_TIME_FETCH
+for t in fetch prepare manifest train report; do
+    render "$SLURM_DIR/$t.sbatch" "$rendered/$t.sbatch"
+    [ "$t" = fetch ] && [ -e "$EPHYS_INPUT" ] && continue
+    preflight_test_only "$t" "$rendered/$t.sbatch"
+done
+if [ -n "${EPHYS_PREFLIGHT_ONLY:-}" ]; then
+    echo "every step fits partition '${EPHYS_PARTITION:-(default)}'; EPHYS_PREFLIGHT_ONLY is set: nothing submitted"
+    exit 0
+fi
 
 read -r -a models <<< "$EPHYS_MODELS"
 : > "$EPHYS_LOGS/jobs.tsv"

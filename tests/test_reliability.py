@@ -369,3 +369,95 @@ def test_labels_normalised_and_conflicts_refused(tiny_synthetic, tmp_path):
     csv.write_text(f"path,label\n{files[0]},pv\n{files[0]},sst\n")
     with pytest.raises(EphysError, match="rows 2 and 3 give .* different labels"):
         _read_labels_csv(csv)
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. SLURM: requests checked against the partition before submitting; status never silent
+# ---------------------------------------------------------------------------------------------
+
+
+def _scheduler_up() -> bool:
+    import shutil
+
+    if not shutil.which("sbatch"):
+        return False
+    try:
+        out = subprocess.run(["sinfo", "-h", "-o", "%a"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0 and "up" in out.stdout
+
+
+needs_slurm = pytest.mark.skipif(not _scheduler_up(), reason="no SLURM scheduler answers")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _slurm_env(tmp: Path, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "EPHYS_"))}
+    env.update({"EPHYS_DATA": str(tmp / "data"), "EPHYS_RUNS": str(tmp / "runs"), "EPHYS_GPU_GRES": "",
+                "EPHYS_SIF": "", "EPHYS_BIN": str(Path(sys.executable).with_name("ephys")),
+                "EPHYS_PREPARE_TASKS": "2"})
+    env.update(extra)
+    return env
+
+
+def _node_cpus() -> int:
+    out = subprocess.run(["sinfo", "-h", "-N", "-o", "%c"], capture_output=True, text=True).stdout.split()
+    return max(int(c) for c in out)
+
+
+@needs_slurm
+def test_slurm_all_refuses_a_request_the_partition_cannot_hold(tmp_path):
+    cpus = _node_cpus()
+    env = _slurm_env(tmp_path, EPHYS_CPUS_TRAIN=str(cpus + 1))  # as a user would: only GRES and SIF set
+    proc = subprocess.run(["bash", str(REPO / "slurm" / "submit.sh")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and f"EPHYS_CPUS_TRAIN={cpus}" in lines[0] and "nothing was submitted" in lines[0]
+    assert not (tmp_path / "runs" / "slurm" / "jobs.tsv").exists()
+    for extra, var in (({"EPHYS_MEM_TRAIN": "100T"}, "EPHYS_MEM_TRAIN="), ({"EPHYS_GPU_GRES": "gpu:1"}, "EPHYS_GPU_GRES="),
+                       ({"EPHYS_PARTITION": "no_such_partition"}, "EPHYS_PARTITION")):
+        proc = subprocess.run(["bash", str(REPO / "slurm" / "submit.sh")], cwd=tmp_path,
+                              env=_slurm_env(tmp_path, **{"EPHYS_CPUS_TRAIN": "1", "EPHYS_MEM_TRAIN": "1G", **extra}),
+                              capture_output=True, text=True, timeout=120)
+        if var == "EPHYS_GPU_GRES=" and proc.returncode == 0:
+            continue  # a cluster with GPUs
+        assert proc.returncode == 2 and var in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    ok = subprocess.run(["bash", str(REPO / "slurm" / "submit.sh")], cwd=tmp_path,
+                        env=_slurm_env(tmp_path, EPHYS_CPUS_TRAIN="1", EPHYS_MEM_TRAIN="1G", EPHYS_MEM_PREPARE="1G",
+                                       EPHYS_MEM_FETCH="1G", EPHYS_PREFLIGHT_ONLY="1"),
+                        capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0 and "every step fits" in ok.stdout, ok.stderr
+
+
+@needs_slurm
+def test_slurm_status_reads_logs_of_forgotten_jobs_and_shows_pending_reasons(tmp_path):
+    logs = tmp_path / "runs" / "slurm"
+    logs.mkdir(parents=True)
+    env = _slurm_env(tmp_path)
+    status = ["bash", str(REPO / "slurm" / "status.sh")]
+    (logs / "jobs.tsv").write_text("")
+    st = subprocess.run(status, env=env, capture_output=True, text=True)
+    assert st.returncode == 2 and "lists no job" in st.stderr
+    # ids the scheduler never knew: read from the logs' exit lines, or said to be unknown
+    (logs / "jobs.tsv").write_text("prepare\t99999901\ntrain\t99999902\nreport\t99999903\n")
+    (logs / "ephys-prepare-99999901_0.out").write_text("[ephys] job 99999901 task 0 exit 0 at now\n")
+    (logs / "ephys-train-99999902_0.out").write_text("...\n[ephys] job 99999902 task 0 exit 1 at now\n")
+    st = subprocess.run(status, env=env, capture_output=True, text=True)
+    rows = {ln.split()[0]: ln for ln in st.stdout.splitlines()}
+    assert st.returncode == 1, st.stdout + st.stderr
+    assert "COMPLETED" in rows["prepare"] and "from its log" in rows["prepare"]
+    assert "FAILED(exit=1" in rows["train"] and "failed" in rows["train"]
+    assert "UNKNOWN" in rows["report"] and "stopped because train failed" in rows["report"]
+    # a pending job shows why it waits
+    script = tmp_path / "hold.sh"
+    script.write_text("#!/bin/bash\nsleep 30\n")
+    jid = subprocess.run(["sbatch", "--parsable", "--hold", "-o", "/dev/null", str(script)],
+                         capture_output=True, text=True, check=True).stdout.strip().split(";")[0]
+    try:
+        (logs / "jobs.tsv").write_text(f"train\t{jid}\n")
+        st = subprocess.run(status, env=env, capture_output=True, text=True)
+        assert st.returncode == 3 and "PENDING(" in st.stdout, st.stdout
+    finally:
+        subprocess.run(["scancel", jid])
