@@ -116,7 +116,11 @@ def prepare_features(
         res = run(input, out, labels_csv=labels, progress=progress)
     for s in res.skipped:
         common.err.print(f"skipped {s['path']}: {s['reason']}", highlight=False, markup=False, soft_wrap=True)
-    common.info(f"{res.n_ok} cells with features, {len(res.skipped)} skipped")
+    for f in res.flagged:
+        common.notice(f"warning: {f['source']}: {'; '.join(f['flags'])}")
+    common.info(f"{res.n_ok} cells with features, {len(res.skipped)} skipped"
+                + (f", {len(res.flagged)} flagged as implausible (column `plausibility` of features.csv)"
+                   if res.flagged else ""))
     common.out.print(str(res.manifest_path), highlight=False, markup=False, soft_wrap=True)
 
 

@@ -461,3 +461,52 @@ def test_slurm_status_reads_logs_of_forgotten_jobs_and_shows_pending_reasons(tmp
         assert st.returncode == 3 and "PENDING(" in st.stdout, st.stdout
     finally:
         subprocess.run(["scancel", jid])
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. EP features: R_in / tau / sag from the test pulse inside F–I sweeps; NaN reasons; flags
+# ---------------------------------------------------------------------------------------------
+
+
+def _fi_cell(r_mohm=200.0, tau_ms=20.0, vrest=-70.0, fs=10_000.0, seed=0):
+    """A passive cell recorded with the pyABF F–I shape: every 2 s sweep holds a -50 pA, 200 ms
+    test pulse at 0.05 s, then a 0.8 s depolarising step (0, 20, ..., 80 pA) at 0.4 s."""
+    from ephys.pipelines.blocks.readers.sweeps import Sweep
+
+    rng = np.random.default_rng(seed)
+    n = int(2.0 * fs)
+    t = np.arange(n) / fs
+    sweeps = []
+    for k, amp in enumerate([0.0, 20.0, 40.0, 60.0, 80.0]):
+        i = np.zeros(n)
+        i[(t >= 0.05) & (t < 0.25)] = -50.0
+        i[(t >= 0.4) & (t < 1.2)] = amp
+        v = np.empty(n)
+        v[0] = vrest
+        dt = 1.0 / fs
+        for j in range(1, n):  # exact step of dV/dt = (-(V - Vrest) + R I) / tau
+            target = vrest + r_mohm * 1e-3 * i[j - 1]
+            v[j] = target + (v[j - 1] - target) * np.exp(-dt / (tau_ms * 1e-3))
+        v += rng.normal(0, 0.03, n)
+        sweeps.append(Sweep(f"s{k}", v, i, fs, stim_amp_pA=amp, stim_start_s=0.4, stim_end_s=1.2))
+    return sweeps
+
+
+def test_ri_tau_sag_from_the_test_pulse_inside_fi_sweeps():
+    from ephys.pipelines.sts.ep_features import cell_features, test_pulse_sweep
+
+    sweeps = _fi_cell()
+    pulse = test_pulse_sweep(sweeps[2])
+    assert pulse is not None and abs(pulse.stim_amp_pA + 50) < 1 and abs(pulse.stim_start_s - 0.05) < 1e-3
+    cf = cell_features(sweeps)
+    assert abs(cf.values["ri"] - 200.0) < 10, cf.values["ri"]
+    assert abs(cf.values["tau"] - 20.0) < 3, cf.values["tau"]
+    assert abs(cf.values["sag"]) < 0.05  # a passive membrane does not sag
+    assert "test pulse inside 5 sweeps" in cf.info["ri_tau_source"]
+    # features that need spikes are NaN, each with its reason
+    assert np.isnan(cf.values["threshold_v_long_square"])
+    assert "rheobase not reached" in cf.info["nan_reasons"]["threshold_v_long_square"]
+    assert "ri" not in cf.info["nan_reasons"] and cf.info["plausibility"] == []
+    # a mis-offset recording (rest near 0 mV) is flagged, not passed silently
+    off = cell_features(_fi_cell(vrest=-0.9))
+    assert any(f.startswith("resting potential -1") and "outside [-100, -40] mV" in f for f in off.info["plausibility"])

@@ -742,6 +742,126 @@ def prespike_time_constant_s(sweep: Sweep, spike_t_s: float) -> float:
     return float(st)
 
 
+#: a hyperpolarising test pulse inside a sweep (before its main step) must last this long, s
+TEST_PULSE_MIN_S = 0.03
+#: ... and step at least this far below the holding current, pA
+TEST_PULSE_MIN_PA = 5.0
+
+
+def test_pulse_sweep(sweep: Sweep) -> Sweep | None:
+    """The hyperpolarising test pulse that sits before the main step inside a sweep, as a sweep
+    of its own (same samples; ``stim_*`` = the pulse), or None when there is none.
+
+    Many F–I protocols (e.g. the pyABF F–I example files) put one short negative current step at
+    the start of every sweep, then the varying depolarising step; no long-square sweep is
+    hyperpolarising, so ``ri``, ``tau`` and ``sag`` would be NaN. The pulse is the longest run of
+    samples at least :data:`TEST_PULSE_MIN_PA` below the holding current (the median current
+    outside the main step, before and after it), ending before the main step, at least :data:`TEST_PULSE_MIN_S` long.
+    """
+    i = np.asarray(sweep.i_pA, dtype=np.float64)
+    fs = float(sweep.fs_hz)
+    if i.size == 0 or not np.isfinite(sweep.stim_start_s):
+        return None
+    s0 = _index(sweep.stim_start_s, fs, i.size)
+    if s0 < 4:
+        return None
+    before = i[:s0]
+    e0 = _index(sweep.stim_end_s, fs, i.size) if np.isfinite(sweep.stim_end_s) else i.size
+    hold = float(np.median(np.concatenate([before, i[e0:]])))  # the holding current, outside the main step
+    low = before < hold - TEST_PULSE_MIN_PA
+    if not low.any():
+        return None
+    edges = np.diff(np.concatenate([[0], low.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    k = int(np.argmax(ends - starts))
+    a, b = int(starts[k]), int(ends[k])
+    if (b - a) / fs < TEST_PULSE_MIN_S or b >= s0:
+        return None
+    amp = float(np.median(i[a:b]) - hold)
+    return Sweep(f"{sweep.sweep_id}:test-pulse", sweep.v_mV, sweep.i_pA, fs, stim_amp_pA=amp,
+                 stim_start_s=a / fs, stim_end_s=b / fs, t0_s=sweep.t0_s,
+                 meta={**sweep.meta, "test_pulse": True})
+
+
+def _from_test_pulses(ls: list[Sweep], feats: list["SweepFeatures"]) -> tuple[dict[str, float], dict]:
+    """ri (MOhm), tau (ms), sag from the hyperpolarising test pulses inside the long-square
+    sweeps: the median over sweeps of each (one amplitude per protocol, so R_in per sweep is
+    the deflection at the pulse's minimum over the pulse amplitude, IPFX's one-sweep rule)."""
+    pulses = [p for p in (test_pulse_sweep(sw) for sw in ls) if p is not None]
+    if not pulses:
+        return {}, {}
+    ri = [input_resistance_mohm([p]) for p in pulses]
+    taus = [time_constant_s(p) for p in pulses]
+    sags = [sag_ratio(p) for p in pulses]
+    med = lambda xs: float(np.nanmedian(xs)) if np.isfinite(xs).any() else float("nan")  # noqa: E731
+    out = {"ri": med(ri), "tau": med(taus) * 1e3, "sag": med(sags)}
+    info = {"ri_tau_source": f"hyperpolarising test pulse inside {len(pulses)} sweeps "
+                             f"({np.median([p.stim_amp_pA for p in pulses]):.0f} pA, "
+                             f"{np.median([p.stim_end_s - p.stim_start_s for p in pulses]) * 1e3:.0f} ms)"}
+    return out, info
+
+
+#: plausibility bounds, deliberately wide: values outside them are almost always a recording
+#: problem (a voltage offset, a bridge or junction-potential error, a mislabelled channel), not
+#: biology. Mammalian cortical neurons rest between about -90 and -55 mV and fire from thresholds
+#: of about -55 to -25 mV with overshooting peaks (NeuroElectro database, Tripathy et al. 2015,
+#: J Neurophysiol 113:3474; Allen Cell Types Database, Gouwens et al. 2019, Nat Neurosci 22:1182).
+PLAUSIBLE = {
+    "vrest": (-100.0, -40.0, "resting potential"),
+    "threshold_v_long_square": (-75.0, -10.0, "AP threshold"),
+    "peak_v_long_square": (-10.0, 75.0, "AP peak"),
+}
+
+
+def plausibility_flags(values: dict[str, float]) -> list[str]:
+    """One message per feature outside its :data:`PLAUSIBLE` range (NaN is not flagged), e.g.
+    ``"resting potential -0.9 mV outside [-100, -40] mV (a voltage offset?)"``."""
+    out = []
+    for name, (lo, hi, what) in PLAUSIBLE.items():
+        v = values.get(name, float("nan"))
+        if np.isfinite(v) and not lo <= v <= hi:
+            out.append(f"{what} {v:.1f} mV outside [{lo:g}, {hi:g}] mV (a voltage offset or mis-scaled recording?)")
+    return out
+
+
+#: why a feature is NaN, by the group it belongs to (the first reason that applies is given)
+_SUPRA = ("threshold_i_long_square", "threshold_v_long_square", "peak_v_long_square", "trough_v_long_square",
+          "fast_trough_v_long_square", "upstroke_downstroke_ratio_long_square", "width_long_square",
+          "latency_rheobase", "f_i_curve_slope")
+_HERO = ("latency", "avg_isi", "adaptation", "has_burst", "has_pause", "has_delay")
+
+
+def nan_reasons(values: dict[str, float], info: dict) -> dict[str, str]:
+    """``{feature: reason}`` for every NaN feature of a cell (shown in the manifest's provenance)."""
+    out = {}
+    for name, v in values.items():
+        if np.isfinite(v):
+            continue
+        if name in _SUPRA or name in _HERO:
+            if not info.get("n_spiking_sweeps"):
+                out[name] = "no long-square sweep evoked a spike (rheobase not reached)"
+            elif name in _HERO and "hero_sweep" not in info:
+                out[name] = "no hero sweep (rheobase + 40-60 pA)"
+            elif name in ("adaptation", "avg_isi", "has_burst", "has_pause"):
+                out[name] = "too few spikes on the hero sweep"
+            else:
+                out[name] = "not measurable on the rheobase / hero sweep (e.g. clipped or truncated spike)"
+        elif name in ("ri", "tau", "sag", "vm_for_sag"):
+            if "ri_tau_sweeps" not in info and "ri_tau_source" not in info and name != "sag" and name != "vm_for_sag":
+                out[name] = "no hyperpolarising subthreshold step (no negative long-square sweep, no test pulse inside the sweeps)"
+            elif name in ("sag", "vm_for_sag") and "sag_sweep" not in info and "ri_tau_source" not in info:
+                out[name] = "no hyperpolarising subthreshold step"
+            elif name == "tau":
+                out[name] = "exponential fit rejected (deflection SNR < 20, RMSE > 1 mV, or no fit)"
+            else:
+                out[name] = "not computable from the hyperpolarising step"
+        elif name == "vrest":
+            out[name] = "no baseline before any step"
+        else:
+            out[name] = "not computable from this cell's sweeps"
+    return out
+
+
 # ------------------------------------------------------------------------------------------------
 # cell level
 # ------------------------------------------------------------------------------------------------
@@ -889,6 +1009,15 @@ def cell_features(sweeps: list[Sweep], subthresh_min_amp_pA: float | None = None
             taus = [time_constant_s(s, peak_t) for s in cs]
             vals["tau"] = float(np.nanmean(taus)) * 1e3 if np.isfinite(taus).any() else float("nan")
             vals["ri"] = input_resistance_mohm(cs)
+    if not np.isfinite(vals["ri"]) and "ri_tau_sweeps" not in info:
+        # no hyperpolarising long-square sweep: the test pulse inside each sweep (F–I protocols)
+        pulse, pinfo = _from_test_pulses(ls, feats)
+        for k, v in pulse.items():
+            if not np.isfinite(vals[k]):
+                vals[k] = v
+        info.update(pinfo)
+    info["plausibility"] = plausibility_flags(vals)
+    info["nan_reasons"] = nan_reasons(vals, info)
     return CellFeatures(vals, info)
 
 
@@ -931,6 +1060,8 @@ class FeaturesResult:
     manifest_path: "Path"
     n_ok: int
     skipped: list[dict] = field(default_factory=list)
+    #: cells outside the plausibility ranges: ``[{"id", "source", "flags": [message, ...]}]``
+    flagged: list[dict] = field(default_factory=list)
 
 
 def process_cell_features(cell) -> dict:
@@ -1014,8 +1145,11 @@ def prepare_features(input_path, out_dir, labels_csv=None, progress=None) -> Fea
     }
     path = write_feature_table(out_dir, [r["id"] for r in ok], X, list(FEATURE_NAMES), labels, label_names,
                                feature_units=dict(FEATURE_UNITS), provenance=provenance,
-                               extra_columns={"source": [r["source"] for r in ok]})
-    return FeaturesResult(path, len(ok), skipped)
+                               extra_columns={"source": [r["source"] for r in ok],
+                                              "plausibility": ["; ".join(r["info"].get("plausibility") or []) for r in ok]})
+    flagged = [{"id": r["id"], "source": r["source"], "flags": r["info"]["plausibility"]}
+               for r in ok if r["info"].get("plausibility")]
+    return FeaturesResult(path, len(ok), skipped, flagged)
 
 
 def _jsonable(d: dict) -> dict:
