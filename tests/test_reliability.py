@@ -129,7 +129,7 @@ def test_small_class_refused_with_numbers(tmp_path):
     m = json.loads((data / "manifest.json").read_text())
     m["label_names"] = sorted(set(ys))
     (data / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(EphysError, match=r"'falilng' 1 \(all classes"):
+    with pytest.raises(EphysError, match=r"fewer than 2 labelled cells.*'falilng' 1 \(all classes"):
         train(TrainConfig(model="toy_dense", data=str(data), epochs=1, out=str(tmp_path / "r"), eager=True),
               log=lambda m: None)
     assert not (tmp_path / "r").exists()

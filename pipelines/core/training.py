@@ -269,29 +269,35 @@ def _append_history(path: Path, epoch: int, logs: dict) -> None:
     write_text(path, buf.getvalue())
 
 
-#: a class needs this many labelled groups (cells) for a grouped split with one in train, val, test
+#: a class needs this many labelled groups (cells) for a grouped split with one in train, val
+#: and test; with fewer it is warned about, and with fewer than 2 (no cell for both train and
+#: test: often a typo'd label) refused
 MIN_GROUPS_PER_CLASS = 3
 
 
-def check_class_sizes(ds: Dataset, labelled: np.ndarray) -> None:
-    """Refuse a grouped split when a class has fewer than :data:`MIN_GROUPS_PER_CLASS` labelled
-    groups (cells): it cannot appear in train, validation and test (often a typo'd label).
+def check_class_sizes(ds: Dataset, labelled: np.ndarray) -> list[str]:
+    """Classes too small for a grouped split: one labelled cell (group) -> refused; fewer than
+    :data:`MIN_GROUPS_PER_CLASS` -> a warning (returned) that validation has no cell of it.
 
     Raises
     ------
     EphysError
-        Naming each small class with its number of labelled cells, and the dataset.
+        Naming each class with a single labelled cell, every class's count, and the dataset.
     """
     groups: dict[str, set] = {}
     for i in labelled:
         groups.setdefault(ds.labels[i], set()).add(ds.groups[i])
-    small = {c: len(g) for c, g in sorted(groups.items()) if len(g) < MIN_GROUPS_PER_CLASS}
+    sizes = ", ".join(f"{c!r} {len(g)}" for c, g in sorted(groups.items()))
+    single = {c: len(g) for c, g in sorted(groups.items()) if len(g) < 2}
+    if single:
+        listed = ", ".join(f"{c!r} {n}" for c, n in single.items())
+        raise EphysError(f"classes with fewer than 2 labelled cells cannot be on both sides of a split: {listed} "
+                         f"(all classes: {sizes}); fix or drop those labels", ds.root / "manifest.json")
+    small = [c for c, g in sorted(groups.items()) if len(g) < MIN_GROUPS_PER_CLASS]
     if small:
-        listed = ", ".join(f"{c!r} {n}" for c, n in small.items())
-        sizes = ", ".join(f"{c!r} {len(g)}" for c, g in sorted(groups.items()))
-        raise EphysError(f"classes with fewer than {MIN_GROUPS_PER_CLASS} labelled cells cannot be split "
-                         f"into train/val/test: {listed} (all classes: {sizes}); fix or drop those labels",
-                         ds.root / "manifest.json")
+        return [f"warning: classes with fewer than {MIN_GROUPS_PER_CLASS} labelled cells get no validation cell: "
+                f"{', '.join(map(repr, small))} (all classes: {sizes})"]
+    return []
 
 
 def check_split_classes(ds: Dataset, split: dict[str, list[int]]) -> list[str]:
@@ -405,8 +411,9 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
     if labelled.size < 4 or len({ds.labels[i] for i in labelled}) < 2:
         raise EphysError(f"need at least 4 labelled cells of 2 or more classes to train, found "
                          f"{labelled.size} of {len({ds.labels[i] for i in labelled})}", ds.root)
+    size_warnings = []
     if split_ids is None and cfg.split == "grouped" and not (run / "split.json").exists():
-        check_class_sizes(ds, labelled)
+        size_warnings = check_class_sizes(ds, labelled)
     split_path = run / "split.json"
     if split_ids is not None and not split_path.exists():
         pos = {sid: i for i, sid in enumerate(ds.ids)}
@@ -431,7 +438,7 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
             rel = named_split(grps, ds.manifest.get("splits") or {}, cfg.split, ds.root / "manifest.json")
         split = {k: [int(labelled[j]) for j in v] for k, v in rel.items()}
 
-    split_warnings = check_split_classes(ds, split)
+    split_warnings = size_warnings + check_split_classes(ds, split)
     fingerprint = dataset_fingerprint(ds.manifest)
 
     if spec.trainer is not None:  # a model trained by its own code (e.g. LightGBM's cross-validated fit)
