@@ -166,6 +166,14 @@ def prepare_spikes(
 
     from ephys.pipelines.core.atomic import check_writable_dir
 
+    import math
+
+    if fs_hz is not None and not (math.isfinite(fs_hz) and fs_hz > 0):
+        raise EphysError(f"--fs-hz must be a sampling rate > 0 Hz, not {fs_hz:g}")
+    if not (math.isfinite(pre_ms) and pre_ms > 0):
+        raise EphysError(f"--pre-ms must be > 0 ms, not {pre_ms:g}")
+    if not (math.isfinite(post_ms) and post_ms > 0):
+        raise EphysError(f"--post-ms must be > 0 ms, not {post_ms:g}")
     out = out or common.data_root() / "processed" / "spikes"
     check_writable_dir(out, "dataset folder")
     if input.is_dir():

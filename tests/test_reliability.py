@@ -510,3 +510,10 @@ def test_ri_tau_sag_from_the_test_pulse_inside_fi_sweeps():
     # a mis-offset recording (rest near 0 mV) is flagged, not passed silently
     off = cell_features(_fi_cell(vrest=-0.9))
     assert any(f.startswith("resting potential -1") and "outside [-100, -40] mV" in f for f in off.info["plausibility"])
+
+
+def test_prepare_spikes_options_checked_first(tmp_path):
+    out = tmp_path / "ds"
+    one_line_error(ephys("prepare", "spikes", tmp_path, out, "--fs-hz", "-30000"), "--fs-hz")
+    one_line_error(ephys("prepare", "spikes", tmp_path, out, "--pre-ms", "-1"), "--pre-ms")
+    assert not out.exists()

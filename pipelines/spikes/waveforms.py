@@ -311,7 +311,7 @@ def prepare_waveform_sets(input_dir: str | Path, out_dir: str | Path, fs_hz: flo
     x = np.concatenate(arrays)[:, :, None]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    write_npy(out / ARRAY, x)
+    write_npy(out / ARRAY, x, require_finite=True)  # after the float32 cast (1e300 µV is Inf)
     splits = {"seed": SEED_SPLIT} if set(sum(SEED_SPLIT.values(), [])) <= set(sets) else {}
     counts = {ch: {lab: sum(1 for s in samples if s["group"] == ch and s["label"] == lab)
                    for lab in LABEL_NAMES} for ch in sets}
@@ -454,7 +454,7 @@ def prepare_raw_trace(trace_path: str | Path, out_dir: str | Path, fs_hz: float 
     xw = (snips / scale).astype(np.float32)[:, :, None]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    write_npy(out / ARRAY, xw)
+    write_npy(out / ARRAY, xw, require_finite=True)
     manifest = _manifest(xw.shape, fs, p.pre_ms, samples, LABEL_NAMES, {}, normalise, {group: scale},
                          {"input": str(path.resolve()), "sha256": sha256_file(path), "channel": channel,
                           "series": series, "n_samples_trace": int(x.size), "threshold_uV": thr,
