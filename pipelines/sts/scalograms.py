@@ -315,7 +315,7 @@ def _client(scheduler: str, workers: int | None, slurm: SlurmWorkers | None = No
         try:
             cluster = SLURMCluster(queue=sw.queue or None, cores=sw.cores, processes=1, memory=sw.memory,
                                    walltime=sw.walltime, job_extra_directives=list(sw.extra),
-                                   log_directory=sw.log_directory, dashboard_address=None,
+                                   log_directory=sw.log_directory, dashboard_address=":0",
                                    job_name="ephys-dask", silence_logs="error")
             cluster.scale(jobs=workers or 2)
             client = Client(cluster)
@@ -326,9 +326,11 @@ def _client(scheduler: str, workers: int | None, slurm: SlurmWorkers | None = No
         return client, cluster
 
     if scheduler in ("local", "", None):
+        # ":0": the scheduler's HTTP server (started even without a dashboard; default :8787)
+        # takes a free port, so two prepare jobs on one node do not collide on 8787
         n = workers or max(1, (os.cpu_count() or 1))
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=40)
+                               dashboard_address=":0", silence_logs=40)
         return Client(cluster), cluster
     try:
         return Client(scheduler, timeout="20s"), None
