@@ -517,3 +517,16 @@ def test_prepare_spikes_options_checked_first(tmp_path):
     one_line_error(ephys("prepare", "spikes", tmp_path, out, "--fs-hz", "-30000"), "--fs-hz")
     one_line_error(ephys("prepare", "spikes", tmp_path, out, "--pre-ms", "-1"), "--pre-ms")
     assert not out.exists()
+
+
+def test_non_numeric_sts_feature_values_are_reported():
+    import pandas as pd
+
+    from ephys.pipelines.sts.tables import _report_non_numeric
+
+    raw = pd.DataFrame({"tau": ["12.5", "fast", "", "9"], "ri": ["n/a"] * 4})
+    num = raw.apply(pd.to_numeric, errors="coerce").astype(float)
+    with pytest.warns(UserWarning) as rec:
+        _report_non_numeric(raw, num, Path("ephys.csv"))
+    text = " | ".join(str(w.message) for w in rec)
+    assert "tau: 1 of 4 (e.g. 'fast')" in text and "ri: 4 of 4" in text and "no numeric value at all (all missing): ri" in text

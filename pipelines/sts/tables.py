@@ -139,6 +139,7 @@ def _table(df, id_col: str, path: Path):
     if ids.duplicated().any():
         raise EphysError(f"specimen ids repeat in {id_col} (e.g. {int(ids[ids.duplicated()].iloc[0])})", path)
     num = df[raw].apply(pd.to_numeric, errors="coerce").astype(float)
+    _report_non_numeric(df[raw], num, path)
     num.index = ids.astype(np.int64).astype(str)
     out = pd.DataFrame(index=num.index)
     names, _ = _column_names()
@@ -152,6 +153,28 @@ def _table(df, id_col: str, path: Path):
         else:
             out[name] = num[name]
     return out
+
+
+def _report_non_numeric(raw, num, path: Path) -> None:
+    """One warning per feature column whose values are text that is not a number (counted, with
+    an example) and one for columns with no value at all: they become NaN, so they should not
+    do so silently."""
+    import warnings
+
+    bad = []
+    for col in raw.columns:
+        given = raw[col].notna() & (raw[col].astype(str).str.strip() != "")
+        text = given & num[col].isna()
+        if int(text.sum()):
+            bad.append(f"{col}: {int(text.sum())} of {len(raw)} (e.g. {str(raw[col][text].iloc[0])!r})")
+    empty = [c for c in raw.columns if num[c].isna().all()]
+    if bad:
+        warnings.warn(f"{path}: non-numeric feature values read as missing: {'; '.join(bad[:6])}"
+                      + (f" and {len(bad) - 6} more columns" if len(bad) > 6 else ""), UserWarning, stacklevel=3)
+    if empty:
+        warnings.warn(f"{path}: feature columns with no numeric value at all (all missing): "
+                      f"{', '.join(empty[:8])}" + (f" and {len(empty) - 8} more" if len(empty) > 8 else ""),
+                      UserWarning, stacklevel=3)
 
 
 def _split_ids(path: Path) -> list[tuple[str, str]]:
