@@ -10,8 +10,10 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from conftest import ephys
+from ephys.pipelines.core.errors import EphysError
 from ephys.pipelines.sts.scalograms import ScalogramParams, prepare_scalograms
 
 SMALL = ScalogramParams(n_scales=32)
@@ -33,9 +35,13 @@ def test_resume_recomputes_only_missing_cells(tiny_synthetic, tmp_path):
     assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items())
     assert all(p.exists() for p in gone)
     assert not list((out / "samples").glob(".*part*"))
-    # other parameters invalidate finished cells
+    # other parameters are refused (issue 14: they silently replaced a dataset runs point to);
+    # with force they replace every cell
+    with pytest.raises(EphysError, match="other parameters"):
+        prepare_scalograms(tiny_synthetic, out, tiny_synthetic / "labels.csv", ScalogramParams(n_scales=24),
+                           scheduler="synchronous")
     third = prepare_scalograms(tiny_synthetic, out, tiny_synthetic / "labels.csv", ScalogramParams(n_scales=24),
-                               scheduler="synchronous")
+                               scheduler="synchronous", force=True, log=lambda m: None)
     assert third.n_resumed == 0
 
 

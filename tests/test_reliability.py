@@ -280,11 +280,14 @@ def test_remove_stale_parts_spares_live_writers(tmp_path):
     old_style = tmp_path / ".d.abc123.part.npy"
     for p in (live, gone, other_host_new, old_style):
         p.write_text("")
+    young_old_style = tmp_path / ".e.abc123.part.npy"
     old = time.time() - 3600
     os.utime(old_style, (old, old))
-    n = remove_stale_parts(tmp_path, started=time.time())
+    started = time.time() - 5
+    young_old_style.write_text("")  # written after our start: someone else's, in flight
+    n = remove_stale_parts(tmp_path, started=started)
     assert n == 2
-    assert live.exists() and other_host_new.exists()
+    assert live.exists() and other_host_new.exists() and young_old_style.exists()
     assert not gone.exists() and not old_style.exists()
 
 

@@ -118,9 +118,9 @@ def remove_stale_parts(folder: str | Path, started: float, pattern: str = ".*.pa
     """Remove temporary files (from :func:`atomic_path`) that no live writer owns; returns how many.
 
     A temp name carries its writer's host and process id. A file is removed when its writer
-    ran on this host and is no longer running, or (a writer elsewhere, or an old-style name)
-    when it was last modified more than ``grace_s`` before ``started`` (the caller's own start,
-    ``time.time()``), i.e. by a run that ended before this one began. The in-flight file of a
+    ran on this host and is no longer running; a writer on another host's file when it was
+    last modified more than ``grace_s`` before ``started`` (the caller's own start,
+    ``time.time()``); a name without an owner when it is older than ``started``. The in-flight file of a
     concurrent shard or a requeued duplicate task is therefore left alone.
     """
     folder = Path(folder)
@@ -132,8 +132,10 @@ def remove_stale_parts(folder: str | Path, started: float, pattern: str = ".*.pa
         try:
             if m and m["host"] == here:
                 stale = not _pid_alive(int(m["pid"]))
-            else:
+            elif m:  # a writer on another node: older than our start by a margin for slow writes
                 stale = p.stat().st_mtime < started - grace_s
+            else:  # no owner in the name (older versions): older than our own start
+                stale = p.stat().st_mtime < started
             if stale:
                 p.unlink()
                 n += 1
