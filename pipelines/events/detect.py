@@ -150,14 +150,15 @@ class DetectionParams:
     threshold : probability above which a sample belongs to a candidate region (miniML: 0.5)
     search_ms : (before, after) widening of each region when looking for onsets (ms)
     min_interval_ms : two onsets closer than this are one event
-    smooth_hz : low-pass of the trace before measuring (Hz)
+    smooth_hz : low-pass of the trace before measuring (Hz); None = 0.2 x fs (2 kHz at 10 kHz),
+        fast enough to keep a 0.3 ms rise within 10 %
     min_region_ms : regions shorter than this are ignored
     """
 
     threshold: float = 0.5
     search_ms: tuple[float, float] = (1.0, 1.0)
     min_interval_ms: float = 1.5
-    smooth_hz: float = 2000.0
+    smooth_hz: float | None = None
     min_region_ms: float = 0.0
     rel_height: float = 0.35
 
@@ -193,7 +194,7 @@ def detect_events(x: np.ndarray, fs_hz: float, prob: np.ndarray, polarity: str =
     ms = fs_hz / 1000.0
     out: list[dict] = []
     for s0, s1 in segments:
-        y = smooth(x[s0:s1], fs_hz, prm.smooth_hz)
+        y = smooth(x[s0:s1], fs_hz, prm.smooth_hz or 0.2 * fs_hz)
         d = sign * np.gradient(y) * fs_hz
         d_sd = noise_sd_mad(d)
         above = prob[s0:s1] > prm.threshold
