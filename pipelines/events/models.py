@@ -49,9 +49,9 @@ def build_cnn_bilstm(input_shape, n_classes: int = 2, **hparams) -> keras.Model:
     inp = keras.Input(shape=tuple(input_shape), name="window")
     x = inp
     for k, (f, ks) in enumerate(((w, 9), (2 * w, 7), (2 * w, 5))):
-        x = layers.Conv1D(f, ks, padding="same", name=f"conv{k}")(x)
-        x = layers.BatchNormalization(name=f"bn{k}")(x)
-        x = layers.Activation("relu")(x)
+        # no BatchNorm: with few steps per epoch its moving statistics lag the weights and the
+        # early-stopped (best-validation) model then misclassifies in inference mode
+        x = layers.Conv1D(f, ks, padding="same", activation="relu", name=f"conv{k}")(x)
         x = layers.MaxPooling1D(3 if k < 2 else 2, name=f"pool{k}")(x)
     x = layers.Bidirectional(layers.LSTM(u), name="bilstm")(x)
     x = layers.Dropout(float(hp["dropout"]))(x)
@@ -99,20 +99,27 @@ def build_unet1d(input_shape, n_classes: int = 1, **hparams) -> keras.Model:
 
 
 def build_autoencoder(input_shape, n_classes: int = 0, **hparams) -> keras.Model:
-    """Convolutional autoencoder of patches ``(L, 1)`` (L divisible by 4).
+    """Convolutional autoencoder of patches ``(L, 1)`` (L divisible by 8) with a dense bottleneck.
 
-    hparams : ``width`` (default 16), ``kernel`` (default 7)
+    hparams : ``width`` (filters, default 16), ``kernel`` (default 7), ``code`` (bottleneck
+    units, default 16: far fewer than L, so noise cannot be copied through)
 
     Returns
     -------
     keras.Model ``(batch, L, 1)`` -> ``(batch, L, 1)`` reconstruction (linear).
     """
-    hp = _take("autoencoder", hparams, {"width": 16, "kernel": 7, "dropout": 0.0})
-    w, ks = int(hp["width"]), int(hp["kernel"])
+    hp = _take("autoencoder", hparams, {"width": 16, "kernel": 7, "code": 16, "dropout": 0.0})
+    w, ks, code = int(hp["width"]), int(hp["kernel"]), int(hp["code"])
+    length = int(input_shape[0])
     inp = keras.Input(shape=tuple(input_shape), name="patch")
     x = layers.Conv1D(w, ks, strides=2, padding="same", activation="relu")(inp)
-    x = layers.Conv1D(w // 2, ks, strides=2, padding="same", activation="relu")(x)
-    x = layers.Conv1DTranspose(w // 2, ks, strides=2, padding="same", activation="relu")(x)
-    x = layers.Conv1DTranspose(w, ks, strides=2, padding="same", activation="relu")(x)
+    x = layers.Conv1D(w, ks, strides=2, padding="same", activation="relu")(x)
+    x = layers.Conv1D(w, ks, strides=2, padding="same", activation="relu")(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(code, activation="relu", name="code")(x)
+    x = layers.Dense((length // 8) * w, activation="relu")(x)
+    x = layers.Reshape((length // 8, w))(x)
+    for _ in range(3):
+        x = layers.Conv1DTranspose(w, ks, strides=2, padding="same", activation="relu")(x)
     out = layers.Conv1D(1, ks, padding="same", name="reconstruction")(x)
     return keras.Model(inp, out, name="autoencoder")

@@ -217,9 +217,10 @@ def cohort(n_recordings: int = 6, seed: int = 0, duration_s: float = 10.0, kinds
 
 
 def synthetic(out: Path, *, seed: int = 0, size: int | None = None, progress=None, duration_s: float = 10.0) -> Path:
-    """The ``fetch synthetic --pipeline events`` hook: ``size`` recordings (default 6: mEPP and
-    mEPSC at SNR 2.5, 5, 10), 10 s each; returns the folder."""
-    n = int(size or 6)
+    """The ``fetch synthetic --pipeline events`` hook: ``size`` recordings (default 12: mEPP and
+    mEPSC at SNR 2.5, 5, 10, two of each, so ``reproduce events-sim --data`` can hold one of each
+    out), 10 s each; returns the folder."""
+    n = int(size or 12)
     recs = []
     combos = [(k, s) for k in KINDS for s in SNR_LEVELS]
     for i in range(n):

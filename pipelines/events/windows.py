@@ -93,7 +93,10 @@ def normalise_trace(x: np.ndarray, fs_hz: float, polarity: str, baseline_ms: flo
 def training_windows(x: np.ndarray, onsets_s: np.ndarray, fs_hz: float, polarity: str, rng: np.random.Generator,
                      per_event: int = 2, neg_ratio: float = 2.0, window: int = WINDOW,
                      exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Labelled windows from one recording with known onsets.
+    """Labelled windows from one recording with known onsets: ``per_event`` event windows per
+    onset (onset at a random position in ``POS_RANGE``), two hard negatives per onset (the event
+    later in the window, or only its decay at the start), and random event-free windows up to
+    ``neg_ratio`` negatives per positive.
 
     Returns
     -------
@@ -108,9 +111,16 @@ def training_windows(x: np.ndarray, onsets_s: np.ndarray, fs_hz: float, polarity
             s = int(o - rng.integers(POS_RANGE[0], POS_RANGE[1] + 1))
             if 0 <= s <= n - window:
                 pos.append(s)
-    n_neg = int(neg_ratio * max(len(pos), 1))
-    neg, tries = [], 0
-    while len(neg) < n_neg and tries < 50 * n_neg:
+    # hard negatives: the event later in the window, or only its decay at the window's start
+    hard = []
+    for o in on:
+        for s in (int(o - rng.integers(NEG_FREE[1] + 20, window - 40)), int(o + rng.integers(20, window // 2))):
+            rel = on - s
+            if 0 <= s <= n - window and not np.any((rel >= NEG_FREE[0]) & (rel <= NEG_FREE[1])):
+                hard.append(s)
+    n_neg = int(neg_ratio * max(len(pos), 1)) - len(hard)
+    neg, tries = list(hard), 0
+    while len(neg) < len(hard) + n_neg and tries < 50 * max(n_neg, 1):
         tries += 1
         s = int(rng.integers(0, n - window + 1))
         rel = on - s
