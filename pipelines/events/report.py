@@ -175,8 +175,9 @@ def write_sim_report(out: Path, metrics: dict, test: list[dict], events: dict) -
     for r in test[:2] + [t for t in test if t["snr"] == min(x["snr"] for x in test)][:1]:
         dets = {m: events.get((m, r["id"]), []) for m in metrics["methods"]}
         fig = _stretch(r["x"], r["fs_hz"], r["truth"]["onset_s"], dets, 0.0, 1.0, r["units"],
-                       f"{r['id']} (first second)", mask=r["mask"])
-        parts.append(_fig(f"Trace {r['id']}", _png(fig), "Black: trace; triangles: true onsets; ticks: detections."))
+                       f"{r['id']} (first second)", mask=r["mask"], pmask=events.get(("unet1d_prob", r["id"])))
+        parts.append(_fig(f"Trace {r['id']}", _png(fig), "Black: trace; triangles: true onsets; ticks: detections; "
+                          "orange band: true mask; green band (below): U-Net mask > 0.5."))
     best = metrics.get("best_on_test", "cnn_bilstm")
     for r in test[:2]:
         sign = 1.0 if r["polarity"] == "positive" else -1.0

@@ -203,6 +203,7 @@ def run_events_sim(data: str | Path | None, out: str | Path, *, seed: int = 0, e
         t = time.perf_counter()
         probs["threshold"] = D.threshold_probability(x, fs, pol)
         secs["threshold"] += time.perf_counter() - t
+        keep[("unet1d_prob", r["id"])] = probs["unet1d"].astype(np.float32)
         for m in METHODS:
             t = time.perf_counter()
             ev = D.detect_events(x, fs, probs[m], pol)
