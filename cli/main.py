@@ -16,13 +16,14 @@ from .events import events_app
 from .explain import explain
 from .fetch import fetch_app
 from .models import models
+from .predict import predict
 from .prepare import prepare_app
 from .report import report
 from .reproduce import reproduce
 from .train import train
 
 #: verbs in data-flow order for --help
-VERB_ORDER = ("fetch", "prepare", "train", "evaluate", "explain", "report", "reproduce", "cluster", "models")
+VERB_ORDER = ("fetch", "prepare", "train", "evaluate", "predict", "explain", "report", "reproduce", "cluster", "models")
 
 
 class _DataFlowOrder(typer.core.TyperGroup):
@@ -49,6 +50,7 @@ app.add_typer(prepare_app, name="prepare")
 app.add_typer(events_app, name="events")
 app.command()(train)
 app.command()(evaluate)
+app.command()(predict)
 app.command()(explain)
 app.command()(report)
 app.command()(models)
@@ -96,6 +98,7 @@ def run() -> None:
         if flag in args[1:] and "--" not in args:
             common.STATE[flag[2:]] = True
             args = [a for a in args if a != flag]
+    common.route_warnings()
     try:
         app(args=args, prog_name="ephys")
     except EphysError as exc:
