@@ -108,7 +108,7 @@ def train_unet(run: str | Path, traces: list[np.ndarray], masks: list[np.ndarray
     return _save_run(Path(run), model, cfg, hist, metrics), model
 
 
-def predict_unet(model, z: np.ndarray, batch_size: int = 64) -> np.ndarray:
+def predict_unet(model, z: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Per-sample event probability (n,) of a normalised trace."""
     px, st = patches(z, PATCH, PATCH // 2)
     pred = model.predict(px, batch_size=batch_size, verbose=0)
