@@ -14,6 +14,7 @@ from .cluster import cluster
 from .evaluate import evaluate
 from .explain import explain
 from .fetch import fetch_app
+from .mer import mer_app, prepare_mer
 from .models import models
 from .prepare import prepare_app
 from .report import report
@@ -45,6 +46,8 @@ app = typer.Typer(
 )
 app.add_typer(fetch_app, name="fetch")
 app.add_typer(prepare_app, name="prepare")
+prepare_app.command("mer")(prepare_mer)
+app.add_typer(mer_app, name="mer")
 app.command()(train)
 app.command()(evaluate)
 app.command()(explain)
