@@ -21,7 +21,6 @@ from typing import Callable
 import numpy as np
 
 from .. import __version__
-from ..core.errors import EphysError
 from ..core.layouts import write_feature_table
 from .dsp import (ARTIFACT_THRESHOLD, ARTIFACT_WINDOW_S, FEATURE_NAMES, FS_HZ, NOTCH_HZ, SEGMENT_S, process_fast,
                   resample_ratio)
@@ -76,8 +75,9 @@ def prepare_mer(input_path: str | Path, out: str | Path, fs_hz: float | None = N
     Raises
     ------
     EphysError
-        Any bad input (see :mod:`ephys.pipelines.mer.readers`), or no recording with at least one
-        second left after artifact removal.
+        Any bad input (see :mod:`ephys.pipelines.mer.readers`). A dataset in which no recording
+        has a full second left after artifact removal is written (with no rows, every recording's
+        reason in the manifest), not refused.
     """
     recs, info = read_input(input_path, fs_hz)
     results = process_recordings(recs, progress)
@@ -109,9 +109,6 @@ def prepare_mer(input_path: str | Path, out: str | Path, fs_hz: float | None = N
             extra["depth_um"].append("" if np.isnan(r.depth_um) else f"{r.depth_um:g}")
             extra["segment_start_s"].append(f"{keep_idx[k * step] / FS_HZ:.4f}")
             extra["artifact_fraction"].append(f"{frac:.4f}")
-    if not ids:
-        raise EphysError(f"no recording has {SEGMENT_S:g} s left after artifact removal "
-                         f"({len(recs)} recordings read)", input_path)
     rates = sorted({r.fs_hz for r in recs})
     resampled = {f"{fs:g}": f"resampled to {FS_HZ} Hz (scipy.signal.resample_poly, up/down "
                  f"{'/'.join(map(str, resample_ratio(fs)))})" for fs in rates if fs != FS_HZ}
@@ -123,7 +120,7 @@ def prepare_mer(input_path: str | Path, out: str | Path, fs_hz: float | None = N
         log(f"{len(recs)} recordings, {len(ids)} segments; {n_skipped} recordings without a full second "
             "after artifact removal")
     return write_feature_table(
-        out, ids, np.asarray(X), FEATURE_NAMES, labels, LABEL_NAMES, groups=groups, feature_units=FEATURE_UNITS,
+        out, ids, np.asarray(X, dtype=np.float64).reshape(len(ids), len(FEATURE_NAMES)), FEATURE_NAMES, labels, LABEL_NAMES, groups=groups, feature_units=FEATURE_UNITS,
         provenance=provenance, extra_columns=extra,
         extra_manifest={"pipeline": "mer", "fs_hz": FS_HZ, "sample_noun": "segment", "group_noun": "patient",
                         "recordings": records, "default_split": "grouped"})
