@@ -8,7 +8,8 @@ per segment in ``features.npy`` / ``features.csv`` (unscaled, in the published o
 ``electrode``, ``depth_um``, ``segment_start_s`` (time of the segment's first sample in the
 original recording) and ``artifact_fraction`` (of its recording). The manifest lists every
 recording (``recordings``) with its artifact fraction, number of segments and, for those with
-less than one second left after artifact removal, the reason they have no rows.
+less than one second left after artifact removal, the reason they have no rows;
+``artifact_masks.npz`` holds each recording's detected artifact samples (key ``r{index}``).
 
 Everything is read and checked before anything is written; the manifest is written last.
 """
@@ -21,12 +22,15 @@ from typing import Callable
 import numpy as np
 
 from .. import __version__
+from ..core.atomic import atomic_path
 from ..core.layouts import write_feature_table
 from .dsp import (ARTIFACT_THRESHOLD, ARTIFACT_WINDOW_S, FEATURE_NAMES, FS_HZ, NOTCH_HZ, SEGMENT_S, process_fast,
                   resample_ratio)
 from .readers import MerRecording, read_input
 
 LABEL_NAMES = ("outside", "inside")
+#: detected artifact masks (bool, at 24 kHz), key ``r{index}`` = the index in ``recordings``
+MASKS = "artifact_masks.npz"
 FEATURE_UNITS = {"mad": "input unit", "zero_crossings": "count per 1-s segment"}
 PARAMETERS = {
     "fs_hz": FS_HZ,
@@ -115,6 +119,10 @@ def prepare_mer(input_path: str | Path, out: str | Path, fs_hz: float | None = N
     provenance = {"input": str(Path(input_path)), "format": info["format"], "files": info["files"],
                   "ephys_version": __version__, "parameters": PARAMETERS, "input_fs_hz": rates,
                   "resampling": resampled or "none (input at 24 kHz)"}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / MASKS, suffix=".npz") as tmp:  # the detected artifacts, per recording
+        np.savez_compressed(tmp, **{f"r{i:05d}": res[2] for i, res in enumerate(results)})
     n_skipped = sum(1 for r in records if r.get("reason"))
     if log:
         log(f"{len(recs)} recordings, {len(ids)} segments; {n_skipped} recordings without a full second "
@@ -123,4 +131,4 @@ def prepare_mer(input_path: str | Path, out: str | Path, fs_hz: float | None = N
         out, ids, np.asarray(X, dtype=np.float64).reshape(len(ids), len(FEATURE_NAMES)), FEATURE_NAMES, labels, LABEL_NAMES, groups=groups, feature_units=FEATURE_UNITS,
         provenance=provenance, extra_columns=extra,
         extra_manifest={"pipeline": "mer", "fs_hz": FS_HZ, "sample_noun": "segment", "group_noun": "patient",
-                        "recordings": records, "default_split": "grouped"})
+                        "recordings": records, "artifact_masks": MASKS, "default_split": "grouped"})
