@@ -130,3 +130,13 @@ def test_prepare_real_siginspect(tmp_path):
         assert (r["n_segments"] == 0) == ("reason" in r)
     assert m["n_samples"] == sum(r["n_segments"] for r in m["recordings"])
     assert "recordings" in proc.stderr or proc.stdout
+
+
+def test_nwb_roundtrip(tmp_path):
+    raw = fetch_synthetic(tmp_path / "raw", n_patients=1, seed=4, duration_s=1.2, max_electrodes=1, nwb=True)
+    a, _ = read_input(raw)
+    b, info = read_input(raw / "nwb")
+    assert info["format"] == "nwb" and len(a) == len(b)
+    for x, y in zip(sorted(a, key=lambda r: r.id), sorted(b, key=lambda r: r.id)):
+        assert (x.id, x.depth_um, x.label, x.side, x.electrode) == (y.id, y.depth_um, y.label, y.side, y.electrode)
+        np.testing.assert_allclose(x.signal, y.signal, rtol=1e-6)

@@ -19,6 +19,9 @@ Formats
   sigInspect demo files (Bakštein et al.; three parallel electrodes). No labels, no depth; the
   patient is the file name. The sampling rate is ``fs_hz`` (default 24 kHz, ML-STIM's and
   sigInspect's default).
+* **NWB**: one ``ElectricalSeries`` per recording (see :data:`NWB_KEYS` for the convention:
+  depth, side, electrode and class as JSON in the series description; the electrode in the
+  electrodes table). :func:`write_nwb` writes it (``fetch_synthetic(..., nwb=True)``).
 """
 
 from __future__ import annotations
@@ -273,6 +276,10 @@ def read_input(path: str | Path, fs_hz: float | None = None) -> tuple[list[MerRe
                 raise EphysError(f"more than one .npz ({', '.join(f.name for f in npz)}); pass one of them", p)
             data = p / "data.npz" if (p / "data.npz").is_file() else npz[0]
             return read_input(data, fs_hz)
+        nwbs = sorted(p.glob("*.nwb"))
+        if nwbs:
+            recs = [r for f in nwbs for r in read_nwb(f, fs_hz)]
+            return _unique_ids(recs), {"format": "nwb", "files": [str(f) for f in nwbs]}
         files = [f for f in sorted(p.iterdir()) if f.suffix.lower() in (".csv", ".npy") and f not in metas]
         if not files:
             raise EphysError("no MER files here (expected data.npz + metadata.csv, or .csv / .npy columns)", p)
@@ -294,4 +301,109 @@ def read_input(path: str | Path, fs_hz: float | None = None) -> tuple[list[MerRe
         return read_mlstim(data, p, fs_hz), {"format": "mlstim", "files": [str(data), str(p)]}
     if suffix in (".csv", ".npy"):
         return read_columns(p, fs_hz), {"format": "columns", "files": [str(p)]}
+    if suffix == ".nwb":
+        return read_nwb(p, fs_hz), {"format": "nwb", "files": [str(p)]}
     raise EphysError(f"unsupported MER file type {p.suffix!r} (expected .npz + metadata .csv, .csv or .npy)", p)
+
+
+# --------------------------------------------------------------------------------------------
+# NWB
+# --------------------------------------------------------------------------------------------
+
+#: NWB convention of this pipeline: one ``ElectricalSeries`` per recording in ``acquisition``,
+#: whose ``description`` is a JSON object with these keys (``class`` may be null = unlabelled);
+#: the series' one electrode (electrodes table row) has ``location`` "STN trajectory", its
+#: electrode group is the side, and extra columns ``side`` and ``electrode_name``.
+NWB_KEYS = ("depth_um", "side", "electrode", "class")
+
+
+def write_nwb(recs: list[MerRecording], path: str | Path, patient: str | None = None) -> Path:
+    """Write recordings of one patient as an NWB file (the convention of :data:`NWB_KEYS`)."""
+    import datetime as dt
+    import json
+
+    from pynwb import NWBHDF5IO, NWBFile
+    from pynwb.ecephys import ElectricalSeries
+    from pynwb.file import Subject
+
+    from ..core.atomic import atomic_path
+
+    path = Path(path)
+    pid = patient or (recs[0].patient if recs else path.stem)
+    nwb = NWBFile(session_description="intraoperative microelectrode recordings (DBS, STN)",
+                  identifier=f"mer-{pid}", session_start_time=dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc),
+                  subject=Subject(subject_id=pid, species="Homo sapiens"))
+    device = nwb.create_device(name="microelectrode")
+    nwb.add_electrode_column("side", "hemisphere: LEFT or RIGHT")
+    nwb.add_electrode_column("electrode_name", "electrode of the array (Central, Anterior, ...)")
+    rows: dict = {}
+    groups: dict = {}
+    for r in recs:
+        key = (r.side, r.electrode)
+        if key not in rows:
+            if r.side not in groups:
+                groups[r.side] = nwb.create_electrode_group(name=r.side or "unknown", description="side",
+                                                            location="STN trajectory", device=device)
+            nwb.add_electrode(location="STN trajectory", group=groups[r.side], side=r.side, electrode_name=r.electrode)
+            rows[key] = len(rows)
+    for r in recs:
+        region = nwb.create_electrode_table_region([rows[(r.side, r.electrode)]], "the recording electrode")
+        desc = json.dumps({"depth_um": r.depth_um, "side": r.side, "electrode": r.electrode, "class": r.label})
+        nwb.add_acquisition(ElectricalSeries(name=r.id, data=np.asarray(r.signal, dtype=np.float32),
+                                             electrodes=region, rate=float(r.fs_hz), description=desc))
+    with atomic_path(path, suffix=".nwb") as tmp:
+        with NWBHDF5IO(str(tmp), "w") as io_:
+            io_.write(nwb)
+    return path
+
+
+def read_nwb(path: str | Path, fs_hz: float | None = None) -> list[MerRecording]:
+    """Recordings of an NWB file written in this pipeline's convention (:data:`NWB_KEYS`).
+
+    Raises
+    ------
+    EphysError
+        Unreadable file, no ElectricalSeries, a series whose description is not the JSON
+        convention or has a non-numeric depth, NaN / Inf or all-zero data, an unusable rate.
+    """
+    import json
+
+    from pynwb import NWBHDF5IO
+    from pynwb.ecephys import ElectricalSeries
+
+    path = Path(path)
+    try:
+        io_ = NWBHDF5IO(str(path), "r")
+        nwb = io_.read()
+    except Exception as exc:
+        raise EphysError(f"unreadable NWB file ({type(exc).__name__}: {exc})", path) from None
+    recs = []
+    try:
+        patient = (nwb.subject.subject_id if nwb.subject is not None else None) or path.stem
+        series = [s for s in nwb.acquisition.values() if isinstance(s, ElectricalSeries)]
+        if not series:
+            raise EphysError("no ElectricalSeries in acquisition", path)
+        for k, s in enumerate(series, start=1):
+            try:
+                meta = json.loads(s.description)
+                depth = float(meta["depth_um"]) if meta.get("depth_um") is not None else float("nan")
+            except (ValueError, TypeError, KeyError):
+                raise EphysError(f"series {s.name}: description must be JSON with a numeric depth_um "
+                                 f"(keys {', '.join(NWB_KEYS)})", path) from None
+            rate = float(fs_hz) if fs_hz is not None else float(s.rate)
+            try:
+                resample_ratio(rate)
+            except EphysError as exc:
+                raise EphysError(f"series {s.name}: {exc.message}", path) from None
+            sig = np.asarray(s.data[:], dtype=np.float64).reshape(-1) * float(s.conversion or 1.0)
+            try:
+                check_recording(sig)
+            except EphysError as exc:
+                raise EphysError(f"series {s.name}: {exc.message}", path) from None
+            side = str(meta.get("side") or "").upper()
+            cls = meta.get("class")
+            recs.append(MerRecording(s.name, str(patient), side, str(meta.get("electrode") or ""), depth,
+                                     None if cls is None else int(cls), sig, rate, str(path), k))
+    finally:
+        io_.close()
+    return _unique_ids(recs)

@@ -16,8 +16,9 @@
    and exit, error in mm against the labels' borders (median, 90th percentile, entry, exit).
 5. Artifact removal against the simulator's masks (sample sensitivity and specificity).
 
-Writes ``OUT/metrics.json``, ``OUT/recordings.csv`` (held-out recording probabilities) and
-``OUT/trajectories.csv`` (true and estimated borders).
+Writes ``OUT/metrics.json``, ``OUT/recordings.csv`` (held-out recording probabilities with
+their artifact fractions), ``OUT/trajectories.csv`` (true and estimated borders) and
+``OUT/trajectories_<model>.png`` (probability vs depth with the true and estimated borders).
 """
 
 from __future__ import annotations
@@ -272,6 +273,8 @@ def reproduce_mer_sim(data: str | Path | None, out: str | Path, *, seed: int = 0
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "recordings.csv", _csv(rec_rows))
     write_text(out / "trajectories.csv", _csv(traj_rows))
+    for m in models:
+        plot_trajectories(rec_rows, traj_rows, m, out / f"trajectories_{m}.png")
     write_json(out / "metrics.json", result)
     return result
 
@@ -302,3 +305,51 @@ def summary_lines(res: dict) -> list[str]:
 
 
 __all__ = ["reproduce_mer_sim", "summary_lines"]
+
+
+def plot_trajectories(rec_rows: list[dict], traj_rows: list[dict], model: str, path: str | Path,
+                      max_trajectories: int = 12) -> Path:
+    """Figure of held-out P(inside) against depth for up to ``max_trajectories`` trajectories of
+    ``model``: the labels' STN (shaded), the HMM's entry / exit (dashed) and each recording's
+    artifact fraction (grey bars); written as PNG to ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..core.atomic import atomic_path
+
+    trajs = [t for t in traj_rows if t["model"] == model][:max_trajectories]
+    n = max(len(trajs), 1)
+    cols = min(4, n)
+    rows_n = -(-n // cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(3.2 * cols, 2.4 * rows_n), squeeze=False, sharey=True)
+    for ax, t in zip(axes.ravel(), trajs):
+        pts = sorted((r["depth_um"] / 1000, r["p_inside"], r["artifact_fraction"]) for r in rec_rows
+                     if r["model"] == model and (r["patient"], r["side"], r["electrode"]) ==
+                     (t["patient"], t["side"], t["electrode"]))
+        if not pts:
+            continue
+        d, p, a = map(np.array, zip(*pts))
+        if t["true_entry_um"] is not None:
+            ax.axvspan(t["true_entry_um"] / 1000, t["true_exit_um"] / 1000, color="tab:green", alpha=0.15,
+                       label="STN (labels)")
+        ax.bar(d, a, width=0.3, color="0.7", label="artifact fraction")
+        ax.plot(d, p, "o-", ms=3, color="tab:blue", label="P(inside)")
+        for b in (t["est_entry_um"], t["est_exit_um"]):
+            if b is not None:
+                ax.axvline(b / 1000, color="tab:red", ls="--", lw=1)
+        ax.set_title(f"{t['patient']} {t['side']} {t['electrode']}", fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.tick_params(labelsize=7)
+    for ax in axes.ravel()[len(trajs):]:
+        ax.axis("off")
+    axes[0, 0].legend(fontsize=6, loc="upper left")
+    fig.supxlabel("EDT (mm)", fontsize=8)
+    fig.suptitle(f"{model}: held-out P(inside STN) along depth; dashed = HMM entry / exit", fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    return path

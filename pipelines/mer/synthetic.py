@@ -265,13 +265,15 @@ def _csv(rows: list[dict], cols, delimiter=";") -> str:
 
 def fetch_synthetic(out: str | Path, n_patients: int = 4, seed: int = 0, duration_s: float = 10.0,
                     max_electrodes: int = 3, progress: Callable[[int, int], None] | None = None,
-                    **overrides) -> Path:
+                    nwb: bool = False, **overrides) -> Path:
     """Write a simulated MER cohort in the ML-STIM format into ``out``; returns ``out``.
 
     Files: ``data.npz`` (``data`` float32 (N, M)), ``metadata.csv`` (``;``-separated, the
     ML-STIM columns), ``artifacts.npz`` (``mask`` bool (N, M), the injected artifacts),
     ``trajectories.csv`` (true STN entry / exit EDT in µm per trajectory). About 1 MB per 10-s
-    recording (float32); ~20 recordings per trajectory.
+    recording (float32); ~20 recordings per trajectory. ``nwb=True`` also writes the same
+    recordings as ``nwb/<patient>.nwb`` (one ElectricalSeries per recording; the convention of
+    :data:`ephys.pipelines.mer.readers.NWB_KEYS`).
     """
     out = Path(out)
     params = SimParams(n_patients=n_patients, duration_s=duration_s, max_electrodes=max_electrodes, **overrides)
@@ -282,5 +284,16 @@ def fetch_synthetic(out: str | Path, n_patients: int = 4, seed: int = 0, duratio
     with atomic_path(out / "artifacts.npz", suffix=".npz") as tmp:
         np.savez_compressed(tmp, mask=mask)
     write_text(out / "trajectories.csv", _csv(trajs, ("patient", "side", "electrode", "entry_um", "exit_um")))
+    if nwb:
+        from .readers import MerRecording, write_nwb
+
+        by_patient: dict = {}
+        for i, r in enumerate(rows):
+            rid = f"{r['patient']}_{r['side']}_{r['electrode']}_{r['depth']}um"
+            by_patient.setdefault(r["patient"], []).append(
+                MerRecording(rid, r["patient"], r["side"], r["electrode"], float(r["depth"]), r["class"],
+                             data[i, :r["length"]], FS_HZ))
+        for pid, recs in by_patient.items():
+            write_nwb(recs, out / "nwb" / f"{pid}.nwb", patient=pid)
     write_text(out / "metadata.csv", _csv(rows, METADATA_COLUMNS))  # last: its presence marks a full dataset
     return out
