@@ -53,7 +53,10 @@ def stream(
     updated whenever a depth is finished."""
     from ephys.pipelines.mer.stream import stream_run
 
-    common.import_backend()  # a Keras run: load it without the backend's start-up chatter
+    from ephys.pipelines.blocks.models.lightgbm import is_tabular_run
+
+    if not is_tabular_run(run):
+        common.import_backend()  # a Keras run: load it without the backend's start-up chatter
 
     def show(ev):
         if ev["event"] == "recording":
