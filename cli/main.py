@@ -16,13 +16,14 @@ from .explain import explain
 from .fetch import fetch_app
 from .mer import mer_app, prepare_mer
 from .models import models
+from .predict import predict
 from .prepare import prepare_app
 from .report import report
 from .reproduce import reproduce
 from .train import train
 
 #: verbs in data-flow order for --help
-VERB_ORDER = ("fetch", "prepare", "train", "evaluate", "explain", "report", "reproduce", "cluster", "models")
+VERB_ORDER = ("fetch", "prepare", "train", "evaluate", "predict", "explain", "report", "reproduce", "cluster", "models")
 
 
 class _DataFlowOrder(typer.core.TyperGroup):
@@ -50,6 +51,7 @@ prepare_app.command("mer")(prepare_mer)
 app.add_typer(mer_app, name="mer")
 app.command()(train)
 app.command()(evaluate)
+app.command()(predict)
 app.command()(explain)
 app.command()(report)
 app.command()(models)
@@ -97,6 +99,7 @@ def run() -> None:
         if flag in args[1:] and "--" not in args:
             common.STATE[flag[2:]] = True
             args = [a for a in args if a != flag]
+    common.route_warnings()
     try:
         app(args=args, prog_name="ephys")
     except EphysError as exc:
