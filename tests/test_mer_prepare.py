@@ -140,3 +140,10 @@ def test_nwb_roundtrip(tmp_path):
     for x, y in zip(sorted(a, key=lambda r: r.id), sorted(b, key=lambda r: r.id)):
         assert (x.id, x.depth_um, x.label, x.side, x.electrode) == (y.id, y.depth_um, y.label, y.side, y.electrode)
         np.testing.assert_allclose(x.signal, y.signal, rtol=1e-6)
+
+
+def test_fetch_synthetic_cli(tmp_path):
+    ephys("fetch", "synthetic", "--pipeline", "mer", "--size", "1", "--seed", "2", tmp_path / "syn", check=0)
+    meta = (tmp_path / "syn" / "metadata.csv").read_text().splitlines()
+    assert meta[0] == "patient;side;electrode;depth;length;class" and {m.split(";")[0] for m in meta[1:]} == {"P01"}
+    assert (tmp_path / "syn" / "artifacts.npz").is_file()

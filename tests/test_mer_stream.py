@@ -63,14 +63,20 @@ def test_stream_file_matches_offline_predictions(trained):
         assert t["depth_um"] == sorted(t["depth_um"])
 
 
-def test_lsl_loopback_trajectory(trained):
+def test_lsl_loopback_trajectory(trained, tmp_path):
     raw, run = trained
     recs, _ = read_input(raw)
     traj = [r for r in recs if r.patient == "P03" and r.side == "LEFT"]
+    # the same trajectory as a file of its own, for the offline comparison
+    rows = [i for i, r in enumerate(recs) if r in traj]
+    with np.load(raw / "data.npz") as fh:
+        np.savez(tmp_path / "p03_left.npz", data=fh["data"][rows])
+    meta = (raw / "metadata.csv").read_text().splitlines()
+    (tmp_path / "p03_left.csv").write_text("\n".join([meta[0]] + [meta[i + 1] for i in rows]) + "\n")
     player = stream.play_lsl(traj, "ephys_mer_test", "ephys_mer_test_depth", speed=40)
     live = stream.stream_lsl(run, "ephys_mer_test", depth_stream="ephys_mer_test_depth", idle_s=1.5, max_s=60)
     player.join(10)
-    offline = stream.stream_file(run, raw)
+    offline = stream.stream_file(run, tmp_path / "p03_left.npz")
     key = "P03/LEFT/Central"
     (lkey, ltraj), = live["trajectories"].items()
     assert ltraj["depth_um"] == offline["trajectories"][key]["depth_um"]

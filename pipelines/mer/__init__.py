@@ -33,7 +33,7 @@ def segment_features(signal, fs_hz=24000):
 def _synthetic(out, *, seed=0, size=None, progress=None):
     from .synthetic import fetch_synthetic
 
-    return fetch_synthetic(out, n_patients=size or 4, seed=seed, progress=progress)
+    return fetch_synthetic(out, n_patients=size or 4, seed=seed, max_electrodes=2, progress=progress)
 
 
 def _mer_sim(data, out, *, seed=0, epochs=40, log=print):

@@ -194,7 +194,7 @@ def simulate_recording(rng: np.random.Generator, region: str, position: float, d
 
 def simulate_cohort(params: SimParams, seed: int = 0,
                     progress: Callable[[int, int], None] | None = None):
-    """Simulate ``params.n_patients`` patients.
+    """Simulate ``params.n_patients`` patients (``progress(patients_done, n_patients)``).
 
     Returns
     -------
@@ -222,11 +222,12 @@ def simulate_cohort(params: SimParams, seed: int = 0,
                 gap = rng.uniform(0.0, 1.0)
                 plans.append((pid, side, ELECTRODES[e], gain, floor, depths, entry, exit_, gap))
     total = sum(len(pl[5]) for pl in plans)
+    last_of_patient = {pl[0]: k for k, pl in enumerate(plans)}
     data = np.zeros((total, m), dtype=np.float32)
     mask = np.zeros((total, m), dtype=bool)
     rows, trajs = [], []
     i = 0
-    for pid, side, el, gain, floor, depths, entry, exit_, gap in plans:
+    for k, (pid, side, el, gain, floor, depths, entry, exit_, gap) in enumerate(plans):
         trajs.append({"patient": pid, "side": side, "electrode": el, "entry_um": int(round(entry * 1000)),
                       "exit_um": int(round(exit_ * 1000))})
         for d in depths:
@@ -250,8 +251,8 @@ def simulate_cohort(params: SimParams, seed: int = 0,
             rows.append({"patient": pid, "side": side, "electrode": el, "depth": d_um, "length": int(x.size),
                          "class": int(region == "stn")})
             i += 1
-            if progress:
-                progress(i, total)
+        if progress and last_of_patient[pid] == k:
+            progress(int(pid[1:]), params.n_patients)
     return data, mask, rows, trajs
 
 
