@@ -175,9 +175,9 @@ def _cv_folds(y: np.ndarray, groups: list[str], n_folds: int, seed: int):
     from sklearn.model_selection import StratifiedGroupKFold
 
     counts = np.bincount(y)
-    k = int(min(n_folds, counts[counts > 0].min()))
+    k = int(min(n_folds, counts[counts > 0].min(), len(set(groups))))
     if k < 2:
-        raise EphysError("too few training cells per class for cross-validation (need 2 or more per class)")
+        raise EphysError("too few training groups or cells per class for cross-validation (need 2 or more)")
     return list(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y, groups))
 
 
