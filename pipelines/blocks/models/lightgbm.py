@@ -411,7 +411,7 @@ def _declare():
                      trainer=f"{__name__}:train_tabular", predictor=f"{__name__}:make_predictor")
     modality = Modality(
         "features", "a table of named numeric features per sample (features.npy + features.csv)",
-        sample_noun="cell", examples_title="Examples",
+        sample_noun="sample", examples_title="Examples",
         examples=lambda ctx: ("Feature tables have no example images; the Explanations section shows which "
                               "features drive each class."),
         explain="ephys.pipelines.blocks.explain.shap:explain_features_run",
