@@ -434,7 +434,7 @@ def cluster_embedding(x: np.ndarray, method: str = "gmm", min_samples: int = 10,
     raise EphysError(f"unknown clustering method {method!r}; choose one of {', '.join(METHODS)}")
 
 
-def silhouette(x: np.ndarray, labels: np.ndarray, noise: int = -1, max_n: int = 20000,
+def silhouette(x: np.ndarray, labels: np.ndarray, noise: int = -1, max_n: int = 5000,
                seed: int = 0) -> float | None:
     """Mean silhouette coefficient (Rousseeuw 1987) of ``labels`` in the embedding ``x``.
 
