@@ -596,7 +596,8 @@ def cluster_tetrode(tetrode: str | Path, out_dir: str | Path, cut: str | Path | 
     res["quality"] = cluster_quality(spk.waveforms, spk.times_s, labels, duration)
     res["quality_rule"] = (f"isolation distance and L-ratio (Schmitzer-Torbert et al. 2005) in energy + PC1 "
                            f"per live channel; ISI violations < {REFRACTORY_S * 1e3:g} ms; SNR = peak of the "
-                           "mean waveform / SD around it, best channel")
+                           "mean waveform / SD around it, best channel; 'single unit' = isolation distance >= 20, "
+                           "L-ratio <= 0.05, ISI violations <= 1 % (a common convention)")
     res["warning"] = outcome_warning(res)
     if ref is not None:
         res["reference"] = {"cut": str(Path(cut).resolve()), "n_units": int(len(set(ref.tolist()) - {0})),

@@ -15,6 +15,10 @@ import numpy as np
 
 #: refractory period for the ISI-violation fraction, s
 REFRACTORY_S = 0.002
+#: a cluster "looks like a single unit" when isolation distance >= 20, L-ratio <= 0.05 and at most
+#: 1 % of its ISIs are < 2 ms -- a common convention in hippocampal tetrode work, not a rule of
+#: Schmitzer-Torbert et al. (2005), who give no fixed threshold
+SINGLE_UNIT_RULE = {"isolation_distance_min": 20.0, "l_ratio_max": 0.05, "isi_violation_max": 0.01}
 
 
 def quality_space(waveforms: np.ndarray) -> np.ndarray:
@@ -131,7 +135,8 @@ def cluster_quality(waveforms: np.ndarray, times_s: np.ndarray, labels: np.ndarr
     -------
     list of dicts, one per cluster in id order: ``cluster``, ``n_spikes``, ``rate_hz``,
     ``isi_violation_fraction`` (< 2 ms), ``snr``, ``best_channel`` (1-based),
-    ``isolation_distance``, ``l_ratio``.
+    ``isolation_distance``, ``l_ratio``, ``looks_like`` (``"single unit"`` by
+    :data:`SINGLE_UNIT_RULE`, else ``"multi-unit"``).
     """
     lab = np.asarray(labels)
     q = quality_space(waveforms)
@@ -146,6 +151,10 @@ def cluster_quality(waveforms: np.ndarray, times_s: np.ndarray, labels: np.ndarr
                      "snr": round(snr, 3), "best_channel": ch + 1,
                      "isolation_distance": None if iso is None else round(iso, 3),
                      "l_ratio": None if lr is None else round(lr, 5)})
+        r, isi = rows[-1], rows[-1]["isi_violation_fraction"]
+        single = (iso is not None and lr is not None and iso >= SINGLE_UNIT_RULE["isolation_distance_min"]
+                  and lr <= SINGLE_UNIT_RULE["l_ratio_max"] and (isi or 0.0) <= SINGLE_UNIT_RULE["isi_violation_max"])
+        r["looks_like"] = "single unit" if single else "multi-unit"
     return rows
 
 

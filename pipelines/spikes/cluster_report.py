@@ -101,13 +101,14 @@ def _fmt(v, d=3) -> str:
 
 
 def _quality_rows(res: dict) -> tuple[list[str], list[list[str]]]:
-    head = ["Cluster", "Spikes", "Rate (Hz)", "ISI < 2 ms", "SNR", "Best channel", "Isolation distance", "L-ratio"]
+    head = ["Cluster", "Spikes", "Rate (Hz)", "ISI < 2 ms", "SNR", "Best channel", "Isolation distance", "L-ratio",
+            "Looks like"]
     rows = []
     for q in res.get("quality", []):
         isi = q["isi_violation_fraction"]
         rows.append([str(q["cluster"]), str(q["n_spikes"]), _fmt(q["rate_hz"], 2),
                      "–" if isi is None else f"{isi:.2%}", _fmt(q["snr"], 2), str(q["best_channel"]),
-                     _fmt(q["isolation_distance"], 1), _fmt(q["l_ratio"], 4)])
+                     _fmt(q["isolation_distance"], 1), _fmt(q["l_ratio"], 4), q.get("looks_like", "–")])
     return head, rows
 
 
