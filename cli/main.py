@@ -15,13 +15,14 @@ from .evaluate import evaluate
 from .explain import explain
 from .fetch import fetch_app
 from .models import models
+from .predict import predict
 from .prepare import prepare_app
 from .report import report
 from .reproduce import reproduce
 from .train import train
 
 #: verbs in data-flow order for --help
-VERB_ORDER = ("fetch", "prepare", "train", "evaluate", "explain", "report", "reproduce", "cluster", "models")
+VERB_ORDER = ("fetch", "prepare", "train", "evaluate", "predict", "explain", "report", "reproduce", "cluster", "models")
 
 
 class _DataFlowOrder(typer.core.TyperGroup):
@@ -47,6 +48,7 @@ app.add_typer(fetch_app, name="fetch")
 app.add_typer(prepare_app, name="prepare")
 app.command()(train)
 app.command()(evaluate)
+app.command()(predict)
 app.command()(explain)
 app.command()(report)
 app.command()(models)
@@ -94,6 +96,7 @@ def run() -> None:
         if flag in args[1:] and "--" not in args:
             common.STATE[flag[2:]] = True
             args = [a for a in args if a != flag]
+    common.route_warnings()
     try:
         app(args=args, prog_name="ephys")
     except EphysError as exc:
