@@ -12,6 +12,7 @@ from ephys.pipelines.core.errors import EphysError
 from . import common
 from .cluster import cluster
 from .evaluate import evaluate
+from .events import events_app
 from .explain import explain
 from .fetch import fetch_app
 from .models import models
@@ -46,6 +47,7 @@ app = typer.Typer(
 )
 app.add_typer(fetch_app, name="fetch")
 app.add_typer(prepare_app, name="prepare")
+app.add_typer(events_app, name="events")
 app.command()(train)
 app.command()(evaluate)
 app.command()(predict)
