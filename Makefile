@@ -63,6 +63,7 @@ bench:
 	$(BIN)/python benchmarks/bench_cwt.py
 	$(BIN)/python benchmarks/bench_spike_detection.py
 	$(BIN)/python benchmarks/bench_mer.py
+	$(BIN)/python benchmarks/bench_cluster.py
 
 # ipfx pins its own pynwb / pandas: it gets a venv of its own, outside the repository
 IPFX_VENV ?= ../ipfx-venv
