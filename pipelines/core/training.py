@@ -57,6 +57,7 @@ class TrainConfig:
     input_size: int | None = None
     out: str | None = None
     eager: bool = False
+    decision: str = "argmax"  # or "val_macro_f1": a binary threshold chosen on the validation part
     hparams: dict = field(default_factory=dict)
 
     @classmethod
@@ -306,4 +307,8 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
         "best_" + monitor: final_state.get("best"), "stopped_early": bool(final_state.get("stopped_early")),
         "class_weight": {ds.label_names[k]: v for k, v in class_weight.items()},
         "seconds_this_session": round(time.perf_counter() - t0, 2)})
+    if cfg.decision == "val_macro_f1":
+        from .evaluation import choose_threshold
+
+        choose_threshold(run, ds, va, y_va, cfg.batch_size, log)
     return run
