@@ -17,7 +17,7 @@ def prepare_scalograms(
     out: Path = typer.Argument(None, help="Dataset folder to write [default: DATA/processed/scalograms]."),
     labels: Path = typer.Option(None, "--labels", help="CSV with columns path,label (path relative to the CSV; 'unknown' = unlabelled) [default: INPUT/labels.csv if present]."),
     workers: int = typer.Option(None, "--workers", min=1, help="dask worker processes for the local cluster [default: all cores]."),
-    scheduler: str = typer.Option("local", "--scheduler", help="'local' (dask LocalCluster), 'synchronous' (no dask, one process), 'slurm' (dask-jobqueue: --workers sbatch jobs), or a scheduler address tcp://HOST:PORT."),
+    scheduler: str = typer.Option("auto", "--scheduler", help="'auto' (in-process unless a dask LocalCluster saves more time than its ~8 s start-up: remaining cells x seconds per cell x (1 - 1/workers) > 8), 'local' (always a dask LocalCluster), 'synchronous' (no dask, one process), 'slurm' (dask-jobqueue: --workers sbatch jobs), or a scheduler address tcp://HOST:PORT."),
     slurm_queue: str = typer.Option("", "--slurm-queue", envvar="EPHYS_PARTITION", help="--scheduler slurm: partition of the worker jobs [default: the cluster's]."),
     slurm_cores: int = typer.Option(1, "--slurm-cores", min=1, help="--scheduler slurm: cores per worker job."),
     slurm_memory: str = typer.Option("4GB", "--slurm-memory", help="--scheduler slurm: memory per worker job."),

@@ -147,22 +147,31 @@ def _refusal(tmp_path, name, series):
     return _write(nwb, tmp_path / name)
 
 
-@pytest.mark.parametrize("case", ["vclamp", "izero", "unit", "empty"])
+def test_schema_fixed_units_win_over_the_attribute(tmp_path):
+    """pynwb reports CurrentClampSeries in volts whatever the file's unit attribute says (the
+    NWB >= 2.1 schema fixes it); the fast reader does the same."""
+    import h5py
+    from pynwb.icephys import CurrentClampSeries
+
+    path = _refusal(tmp_path, "unit.nwb", lambda el: [CurrentClampSeries(
+        name="cc", data=np.full(100, -0.07), electrode=el, gain=1.0, rate=1e4)])
+    with h5py.File(path, "a") as f:
+        f["acquisition/cc/data"].attrs["unit"] = "furlongs"
+    ref = read_nwb_pynwb(path)
+    np.testing.assert_allclose(ref[0].v_mV, -70.0)
+    assert_same_sweeps(_fast(path), ref)
+
+
+@pytest.mark.parametrize("case", ["vclamp", "izero", "empty"])
 def test_same_refusals(tmp_path, case):
     from pynwb.icephys import CurrentClampSeries, IZeroClampSeries, VoltageClampSeries
 
     make = {
         "vclamp": lambda el: [VoltageClampSeries(name="vc", data=np.zeros(100), electrode=el, gain=1.0, rate=1e4)],
         "izero": lambda el: [IZeroClampSeries(name="iz", data=np.zeros(100), electrode=el, gain=1.0, rate=1e4)],
-        "unit": lambda el: [CurrentClampSeries(name="cc", data=np.zeros(100), electrode=el, gain=1.0, rate=1e4)],
         "empty": lambda el: [CurrentClampSeries(name="cc", data=np.zeros(0), electrode=el, gain=1.0, rate=1e4)],
     }[case]
     path = _refusal(tmp_path, f"{case}.nwb", make)
-    if case == "unit":  # pynwb writes CurrentClampSeries in volts whatever it is told: edit the file
-        import h5py
-
-        with h5py.File(path, "a") as f:
-            f["acquisition/cc/data"].attrs["unit"] = "furlongs"
     with pytest.raises(UnreadableRecording) as ref:
         read_nwb_pynwb(path)
     with pytest.raises(UnreadableRecording) as fast:

@@ -12,7 +12,8 @@ Seed: Spike Train Scalograms (Amprimo et al. 2025, ``spike-trains-scalograms``).
    so nothing leaks between training and test cells);
 5. write ``samples/<cell>.npy`` (float32, scales x time x sweeps) and ``samples/<cell>.json``.
 
-Cells run in parallel on dask (LocalCluster by default, or a scheduler address). A cell whose
+Cells run in-process, or in parallel on dask when that pays (``--scheduler auto``, the rule in
+:mod:`.runner`; or always a LocalCluster, SLURM workers, a scheduler address). A cell whose
 files are already written with the same parameters is not recomputed, so a killed run resumes;
 every file is written under a temporary name and renamed. ``manifest.json`` is written last.
 """
@@ -218,7 +219,7 @@ def _client(scheduler: str, workers: int | None, slurm: SlurmWorkers | None = No
 
 def prepare_scalograms(input_path: str | Path, out_dir: str | Path, labels_csv: str | Path | None = None,
                        params: ScalogramParams | None = None, workers: int | None = None,
-                       scheduler: str = "local",
+                       scheduler: str = "auto",
                        progress: Callable[[int, int, dict], None] | None = None,
                        shard: tuple[int, int] | None = None,
                        slurm: SlurmWorkers | None = None) -> PrepareResult:
@@ -231,7 +232,9 @@ def prepare_scalograms(input_path: str | Path, out_dir: str | Path, labels_csv: 
     labels_csv : optional CSV with ``path,label`` (``unknown`` = unlabelled).
     params : ScalogramParams (defaults as in STS).
     workers : dask worker processes for the local cluster (default: all cores).
-    scheduler : ``local`` (LocalCluster), ``synchronous`` (in-process, for debugging/tests),
+    scheduler : ``auto`` (in-process unless a LocalCluster would save more than it costs to
+        start: the rule in :mod:`.runner`), ``local`` (always a LocalCluster), ``synchronous``
+        (in-process),
         ``slurm`` (dask-jobqueue SLURMCluster: ``workers`` sbatch jobs, settings in ``slurm``),
         or a dask scheduler address such as ``tcp://host:8786``.
     progress : called as ``progress(done, total, record)`` after each cell.
@@ -262,30 +265,10 @@ def prepare_scalograms(input_path: str | Path, out_dir: str | Path, labels_csv: 
     for stale in (out / "samples").glob(".*.part*"):  # leftovers of a killed run
         stale.unlink(missing_ok=True)
 
-    results: list[dict] = []
-    client, cluster = _client(scheduler, workers, slurm)
-    try:
-        if client is None:
-            for cell in cells:
-                rec = process_cell(cell, str(out), params)
-                results.append(rec)
-                if progress:
-                    progress(len(results), len(cells), rec)
-        else:
-            from dask.distributed import as_completed
+    from .runner import run_cells
 
-            futures = [client.submit(process_cell, cell, str(out), params, key=f"cell-{cell.cell_id}",
-                                     pure=False) for cell in cells]
-            for fut in as_completed(futures):
-                rec = fut.result()
-                results.append(rec)
-                if progress:
-                    progress(len(results), len(cells), rec)
-    finally:
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
+    results = run_cells(process_cell, cells, (str(out), params), scheduler, workers,
+                        lambda sch, w: _client(sch, w, slurm), progress, key=lambda c: c.cell_id)
 
     order = {c.cell_id: i for i, c in enumerate(cells)}
     results.sort(key=lambda r: order.get(r.get("id"), 0))

@@ -18,7 +18,9 @@ HTTP only those bytes travel (plus the HDF5 metadata that leads to them).
 The NWB semantics reproduced (NWB 2 schema, ``nwb.icephys`` / ``nwb.base``):
 
 * a response is a ``CurrentClampSeries`` (not ``IZeroClampSeries``) in ``acquisition``;
-* values are ``data * conversion + offset`` in the data's ``unit`` (defaults 1.0 / 0.0);
+* values are ``data * conversion + offset`` (defaults 1.0 / 0.0) in volts for a
+  ``CurrentClampSeries`` and amperes for a ``CurrentClampStimulusSeries``: the schema fixes
+  these units and pynwb reports them whatever the file's ``unit`` attribute says, so we do too;
 * the rate is ``starting_time@rate``, else from the median step of ``timestamps``;
 * ``stimulus_description`` defaults to ``"N/A"`` (pynwb's default) when absent.
 
@@ -44,6 +46,8 @@ _RESPONSE = "CurrentClampSeries"
 _IZERO = "IZeroClampSeries"
 _VCLAMP = "VoltageClampSeries"
 _STIM = "CurrentClampStimulusSeries"
+#: the NWB >= 2.1 schema fixes these units; pynwb reports them whatever the file's attribute says
+_FIXED_UNIT = {_RESPONSE: "volts", _STIM: "amperes"}
 _TABLE = "general/intracellular_ephys/intracellular_recordings"
 
 
@@ -93,7 +97,10 @@ def read_nwb_h5(source, path: str | Path) -> list[Sweep]:
 
 
 def _attr(obj, name, default=None):
-    v = obj.attrs.get(name, default)
+    try:
+        v = obj.attrs[name]  # one HDF5 call (attrs.get costs two)
+    except KeyError:
+        return default
     if isinstance(v, bytes):
         v = v.decode()
     if isinstance(v, np.ndarray) and v.shape == ():
@@ -115,8 +122,26 @@ def _children(f, where: str) -> list:
         ns = _attr(obj, "namespace")
         if kind is None or ns != "core":
             raise NeedPynwb(f"{where}/{name}: type {kind!r} of namespace {ns!r}")
-        out.append((name, obj, str(kind)))
+        out.append(_Series(name, obj, str(kind)))
     return out
+
+
+class _Series:
+    """One series group with the attributes the reader needs, each read once."""
+
+    __slots__ = ("name", "group", "kind", "number", "_start")
+
+    def __init__(self, name, group, kind):
+        self.name, self.group, self.kind = name, group, kind
+        n = _attr(group, "sweep_number")
+        self.number = None if n is None else int(n)
+        self._start = None
+
+    @property
+    def start_time(self) -> float:
+        if self._start is None:
+            self._start = _start_time(self.group)
+        return self._start
 
 
 def _sweeps(f, path: Path) -> list[Sweep]:
@@ -126,9 +151,9 @@ def _sweeps(f, path: Path) -> list[Sweep]:
         raise NeedPynwb("not an NWB 2 file (no nwb_version / acquisition)")
     acquisition = _children(f, "acquisition")
     stimuli = _children(f, "stimulus/presentation")
-    responses = [(n, g) for n, g, k in acquisition if k == _RESPONSE]
+    responses = [ser for ser in acquisition if ser.kind == _RESPONSE]
     if not responses:
-        kinds = [k for _, _, k in acquisition]
+        kinds = [ser.kind for ser in acquisition]
         if _VCLAMP in kinds:
             raise UnreadableRecording("voltage-clamp only: no current-clamp sweeps", path)
         if _IZERO in kinds:
@@ -139,41 +164,48 @@ def _sweeps(f, path: Path) -> list[Sweep]:
         raise UnreadableRecording(f"no current-clamp sweeps (acquisition holds {held})", path)
 
     # pairing 1: the intracellular recordings table (NWB >= 2.4), keyed by the response's path
-    by_table: dict[str, tuple] = {}
+    # (object identity through ObjectID hashes: cheaper than asking HDF5 for each path)
+    by_table: dict = {}
     try:
         if _TABLE in f:
             table = f[_TABLE]
             resp = table["responses/response"][()]
             stim = table["stimuli/stimulus"][()]
+            stim_of = {ser.group.id: ser for ser in stimuli}
             for r, s in zip(resp, stim):
-                r_name = f[r["timeseries"]].name
                 s_entry = None
                 if int(s["idx_start"]) >= 0:
-                    s_entry = (f[s["timeseries"]], int(s["idx_start"]), int(s["count"]))
-                by_table[r_name] = ((int(r["idx_start"]), int(r["count"])), s_entry)
+                    target = f[s["timeseries"]]
+                    ser = stim_of.get(target.id) or _Series(target.name.rsplit("/", 1)[-1], target,
+                                                            str(_attr(target, "neurodata_type")))
+                    s_entry = (ser, int(s["idx_start"]), int(s["count"]))
+                by_table[f[r["timeseries"]].id] = ((int(r["idx_start"]), int(r["count"])), s_entry)
     except Exception:  # noqa: BLE001 - a malformed table just means "use sweep numbers"
         by_table = {}
     # pairing 2: sweep_number
     by_number: dict[int, list] = {}
-    for name, g, kind in stimuli:
-        n = _attr(g, "sweep_number")
-        if kind == _STIM and n is not None:
-            by_number.setdefault(int(n), []).append(g)
+    for ser in stimuli:
+        if ser.kind == _STIM and ser.number is not None:
+            by_number.setdefault(ser.number, []).append(ser)
 
-    def order(item):
-        name, g = item
-        n = _attr(g, "sweep_number")
-        return (float(n) if n is not None else float("inf"), _start_time(g), _natural_key(name))
+    def order(ser):
+        return (float(ser.number) if ser.number is not None else float("inf"), ser.start_time,
+                _natural_key(ser.name))
 
+    numbers = [ser.number for ser in responses]
+    if None not in numbers and len(set(numbers)) == len(numbers):  # start times never decide
+        responses = sorted(responses, key=lambda ser: ser.number)
+    else:
+        responses = sorted(responses, key=order)
     sweeps = []
-    for name, g in sorted(responses, key=order):
-        number = _attr(g, "sweep_number")
-        resp_slice, stim = by_table.get(g.name, (None, None))
+    for resp in responses:
+        name, g, number = resp.name, resp.group, resp.number
+        resp_slice, stim = by_table.get(g.id, (None, None))
         if stim is None and number is not None:
             candidates = by_number.get(int(number), [])
             if len(candidates) == 1:
                 stim = (candidates[0], 0, -1)
-        v_mV, fs, t0 = _values(g, name, _VOLT, 1e-3, path, resp_slice)
+        v_mV, fs, t0 = _values(resp, _VOLT, 1e-3, path, resp_slice)
         if v_mV.size == 0:
             continue
         desc = _attr(g, "stimulus_description", "N/A")
@@ -185,9 +217,9 @@ def _sweeps(f, path: Path) -> list[Sweep]:
             nan = float("nan")
             sweeps.append(Sweep(name, v_mV, np.zeros_like(v_mV), fs, nan, nan, nan, t0, meta))
             continue
-        s_group, s_start, s_count = stim
-        s_name = s_group.name.rsplit("/", 1)[-1]
-        i_pA, s_fs, s_t0 = _values(s_group, s_name, _AMPERE, 1e-12, path, (s_start, s_count))
+        s_ser, s_start, s_count = stim
+        s_name = s_ser.name
+        i_pA, s_fs, s_t0 = _values(s_ser, _AMPERE, 1e-12, path, (s_start, s_count))
         i_pA = _align(i_pA, s_fs, s_t0, v_mV.size, fs, t0)
         meta.update(stimulus="file", stimulus_series=s_name)
         amp, start, end = find_main_step(i_pA, fs)
@@ -197,11 +229,12 @@ def _sweeps(f, path: Path) -> list[Sweep]:
     return sweeps
 
 
-def _values(g, name: str, units: dict, target: float, path: Path, sl=None) -> tuple[np.ndarray, float, float]:
-    """(values in target units, float64), rate Hz, start time s of the series group ``g``
+def _values(ser: "_Series", units: dict, target: float, path: Path, sl=None) -> tuple[np.ndarray, float, float]:
+    """(values in target units, float64), rate Hz, start time s of a series
     (same rules as the pynwb reader's ``_series_values``)."""
+    g, name = ser.group, ser.name
     data_ds = g["data"]
-    unit = str(_attr(data_ds, "unit", "") or "").strip()
+    unit = _FIXED_UNIT.get(ser.kind) or str(_attr(data_ds, "unit", "") or "").strip()
     scale = units.get(unit.lower())
     if scale is None:
         from .patchclamp import _VOLT
@@ -210,7 +243,8 @@ def _values(g, name: str, units: dict, target: float, path: Path, sl=None) -> tu
         raise UnreadableRecording(f"unknown {kind} unit {unit!r} in series {name}", path)
     start, count = (0, -1) if sl is None else sl
     stop = None if count is None or count < 0 else start + count
-    data = np.asarray(data_ds[start:stop], dtype=np.float64)
+    whole = start == 0 and stop is None
+    data = np.asarray(data_ds[()] if whole else data_ds[start:stop], dtype=np.float64)
     if data.ndim != 1:
         data = data.reshape(data.shape[0], -1)[:, 0]
     conversion = float(_attr(data_ds, "conversion", 1.0) or 1.0)
@@ -219,9 +253,11 @@ def _values(g, name: str, units: dict, target: float, path: Path, sl=None) -> tu
     values = data * factor
     if offset:
         values += offset * scale / target
-    if "starting_time" in g and _attr(g["starting_time"], "rate") is not None:
-        fs = float(_attr(g["starting_time"], "rate"))
-        t0 = float(g["starting_time"][()] or 0.0) + start / fs
+    st = g.get("starting_time")
+    rate = None if st is None else _attr(st, "rate")
+    if rate is not None:
+        fs = float(rate)
+        t0 = float(st[()] or 0.0) + start / fs
     else:
         if "timestamps" not in g:
             raise UnreadableRecording(f"series {name} has no sampling rate", path)
