@@ -28,6 +28,7 @@ def prepare_scalograms(
     f_max: float = typer.Option(500.0, "--f-max", help="Highest scale pseudo-frequency (Hz), at most 0.5/bin."),
     bin_ms: float = typer.Option(1.0, "--bin-ms", help="Spike-train bin width (ms)."),
     window: tuple[float, float] = typer.Option((-0.1, 1.1), "--window", help="Spike-train window around step onset (s)."),
+    consolidated: str = typer.Option("float32", "--consolidated", help="Also write all samples as one memory-mappable samples.npy that training slices: float32 (values unchanged), float16 (half the bytes, |error| <= 2.4e-4), or none."),
     shard: str = typer.Option(None, "--shard", help="K/N: prepare only every N-th cell from the K-th (0-based; one SLURM array task, e.g. $SLURM_ARRAY_TASK_ID/N); writes no manifest: run once more without --shard to write it (finished cells are skipped)."),
 ):
     """Per cell: choose the rheobase, ~1.5x and ~2x rheobase long-square sweeps, detect spikes
@@ -57,6 +58,7 @@ def prepare_scalograms(
 
         res = run(input, out, labels_csv=labels, params=params, workers=workers, scheduler=scheduler,
                   progress=progress, shard=shard_kn,
+                  consolidated=None if consolidated == "none" else consolidated,
                   slurm=SlurmWorkers(queue=slurm_queue, cores=slurm_cores, memory=slurm_memory,
                                      walltime=slurm_walltime, extra=tuple(slurm_extra or ()),
                                      log_directory=str(out / "dask-logs")))

@@ -81,7 +81,8 @@ def default_run_dir(cfg: TrainConfig) -> Path:
 
 
 class _Batches:
-    """Keras ``PyDataset`` over dataset samples (loads batches from the .npy files)."""
+    """Keras ``PyDataset`` over dataset samples (slices the consolidated array when the dataset
+    has one, else loads the per-sample .npy files), in the storage dtype."""
 
     def __new__(cls, ds: Dataset, indices, y, batch_size: int, shuffle: bool, seed: int,
                 sample_weight=None):
@@ -104,7 +105,7 @@ class _Batches:
 
             def __getitem__(self, k):
                 sel = self.order[k * batch_size:(k + 1) * batch_size]
-                x = ds.load(self.indices[sel])
+                x = ds.load(self.indices[sel], dtype=None)  # storage dtype: float16 stays float16
                 if self.w is None:
                     return x, self.y[sel]
                 return x, self.y[sel], self.w[sel]
