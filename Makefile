@@ -62,6 +62,7 @@ bench:
 	$(BIN)/python benchmarks/bench_cwt.py
 	$(BIN)/python benchmarks/bench_spike_detection.py
 	$(BIN)/python benchmarks/bench_prepare.py
+	$(BIN)/python benchmarks/bench_input.py
 
 # ipfx pins its own pynwb / pandas: it gets a venv of its own, outside the repository
 IPFX_VENV ?= ../ipfx-venv
