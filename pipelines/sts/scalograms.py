@@ -31,7 +31,7 @@ from typing import Callable
 import numpy as np
 
 from .. import __version__
-from ..core.atomic import sha256_file, write_json, write_npy
+from ..core.atomic import write_json, write_npy
 from ..blocks.signal.cwt import DEFAULT_WAVELET, cwt, log_scales
 from ..core.errors import EphysError
 from ..blocks.signal.spike_train import DEFAULT_RHEOBASE_MULTIPLES, bin_spike_train, choose_sweeps
@@ -105,6 +105,7 @@ def process_cell(cell, out_dir: str, params: ScalogramParams) -> dict:
     ..., "reason": ...}``. Never raises for a bad recording: the reason is reported instead.
     """
     from ..blocks.readers.patchclamp import read_cell  # imported here so workers import lazily
+    from ..blocks.readers.remote import input_records
 
     out = Path(out_dir)
     npy = out / "samples" / f"{cell.cell_id}.npy"
@@ -145,7 +146,7 @@ def process_cell(cell, out_dir: str, params: ScalogramParams) -> dict:
     write_npy(npy, scal)
     meta = {"status": "ok", "id": cell.cell_id, "file": f"samples/{cell.cell_id}.npy",
             "label": cell.label, "group": cell.cell_id, "source": cell.source,
-            "inputs": [{"path": str(p), "sha256": sha256_file(p)} for p in cell.paths if Path(p).is_file()],
+            "inputs": input_records(cell.paths),
             "n_sweeps_read": len(sweeps), "rheobase_pA": round(choice.rheobase_pA, 3),
             "sweeps": sweep_info, "params_key": params.key(),
             "skipped_files": [{"path": p, "reason": r} for p, r in bad_files]}
@@ -223,7 +224,8 @@ def prepare_scalograms(input_path: str | Path, out_dir: str | Path, labels_csv: 
                        progress: Callable[[int, int, dict], None] | None = None,
                        shard: tuple[int, int] | None = None,
                        slurm: SlurmWorkers | None = None,
-                       consolidated: str | None = "float32") -> PrepareResult:
+                       consolidated: str | None = "float32", stream: bool = False,
+                       include: str | None = None, limit: int | None = None) -> PrepareResult:
     """Prepare a scalogram dataset from a recording file or folder.
 
     Parameters
@@ -245,6 +247,9 @@ def prepare_scalograms(input_path: str | Path, out_dir: str | Path, labels_csv: 
     consolidated : besides ``samples/<cell>.npy``, write all samples as one memory-mappable
         ``samples.npy`` (``"float32"``: values unchanged; ``"float16"``: half the bytes, values
         rounded to 11 significant bits, |error| <= 2.4e-4) that training slices; ``None``: not.
+    stream, include, limit : read remote NWB files instead (``input_path`` a URL, a file of
+        URLs or a dandiset id; :mod:`.stream`): only the bytes of the sweeps used travel, each
+        sample's ``inputs`` records ``bytes_read``.
 
     Raises
     ------
@@ -260,7 +265,12 @@ def prepare_scalograms(input_path: str | Path, out_dir: str | Path, labels_csv: 
     if consolidated not in (None, "float32", "float16"):
         raise EphysError(f"--consolidated must be float32, float16 or none, not {consolidated!r}")
     out = Path(out_dir)
-    cells, skipped = discover_cells(input_path, labels_csv)
+    if stream:
+        from .stream import stream_cells
+
+        cells, skipped = stream_cells(str(input_path), labels_csv, include, limit)
+    else:
+        cells, skipped = discover_cells(input_path, labels_csv)
     skipped = [{"path": str(p), "reason": r} for p, r in skipped]
     if shard is not None:
         k, n = shard
@@ -315,7 +325,7 @@ def prepare_scalograms(input_path: str | Path, out_dir: str | Path, labels_csv: 
         "samples": samples,
         "skipped": skipped,
         "parameters": {**asdict(params), "key": params.key()},
-        "provenance": {"input": str(Path(input_path).resolve()),
+        "provenance": {"input": str(input_path) if stream else str(Path(input_path).resolve()),
                        "labels_csv": str(Path(labels_csv).resolve()) if labels_csv else None,
                        "scheduler": scheduler, "source": "STS, Amprimo et al. 2025"},
     }

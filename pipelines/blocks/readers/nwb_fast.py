@@ -87,7 +87,7 @@ def read_nwb_h5(source, path: str | Path) -> list[Sweep]:
     except Exception as exc:  # noqa: BLE001 - let pynwb give its own reason
         raise NeedPynwb(str(exc)) from exc
     try:
-        return _sweeps(f, Path(str(path)) if not isinstance(path, Path) else path)
+        return _sweeps(f, path)
     except (UnreadableRecording, NeedPynwb):
         raise
     except Exception as exc:  # noqa: BLE001 - anything unexpected: the reference reader decides
@@ -144,7 +144,7 @@ class _Series:
         return self._start
 
 
-def _sweeps(f, path: Path) -> list[Sweep]:
+def _sweeps(f, path) -> list[Sweep]:
     from .patchclamp import _AMPERE, _VOLT, _align, _natural_key, find_main_step
 
     if _attr(f, "nwb_version") is None or "acquisition" not in f:

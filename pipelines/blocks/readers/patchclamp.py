@@ -76,7 +76,8 @@ MIN_STEP_S = 0.05  # shortest current step that counts as "the step" (excludes t
 def read_recording(path: str | Path) -> list[Sweep]:
     """Read one recording file into current-clamp sweeps, choosing the reader by suffix.
 
-    ``.nwb`` -> :func:`read_nwb`, ``.abf`` -> :func:`read_abf` (case-insensitive). Returns
+    ``.nwb`` -> :func:`read_nwb`, ``.abf`` -> :func:`read_abf` (case-insensitive); an
+    ``http(s)://`` string -> :func:`.remote.read_nwb_url` (NWB streamed). Returns
     ``list[Sweep]`` (v_mV / i_pA float64, mV / pA).
 
     Raises
@@ -85,6 +86,12 @@ def read_recording(path: str | Path) -> list[Sweep]:
         Missing file; any other suffix, e.g. ``"unsupported format .ibw (Igor binary wave);
         convert to NWB or ABF"``; or whatever the reader refuses.
     """
+    from .remote import is_url
+
+    if is_url(path):  # --stream: an NWB file over HTTP(S)
+        from .remote import read_nwb_url
+
+        return read_nwb_url(path)
     path = Path(path)
     if not path.is_file():
         raise UnreadableRecording("no such file", path)
@@ -681,7 +688,7 @@ def read_cell(cell: CellSource, skipped: list[tuple[str, str]] | None = None) ->
     """
     sweeps: list[Sweep] = []
     errors: list[UnreadableRecording] = []
-    stems = Counter(p.stem for p in cell.paths)
+    stems = Counter(Path(str(p)).stem for p in cell.paths)
     for n, path in enumerate(cell.paths):
         try:
             got = read_recording(path)
@@ -692,7 +699,8 @@ def read_cell(cell: CellSource, skipped: list[tuple[str, str]] | None = None) ->
                 skipped.append((str(path), exc.message))
             continue
         if len(cell.paths) > 1:
-            prefix = path.stem if stems[path.stem] == 1 else f"{path.stem}_{n}"
+            stem = Path(str(path)).stem
+            prefix = stem if stems[stem] == 1 else f"{stem}_{n}"
             for s in got:
                 s.sweep_id = f"{prefix}__{s.sweep_id}"
         for s in got:
