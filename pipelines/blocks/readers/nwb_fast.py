@@ -145,7 +145,7 @@ class _Series:
 
 
 def _sweeps(f, path) -> list[Sweep]:
-    from .patchclamp import _AMPERE, _VOLT, _align, _natural_key, find_main_step
+    from .stepcommon import _AMPERE, _VOLT, _align, _natural_key, find_main_step
 
     if _attr(f, "nwb_version") is None or "acquisition" not in f:
         raise NeedPynwb("not an NWB 2 file (no nwb_version / acquisition)")
@@ -237,7 +237,7 @@ def _values(ser: "_Series", units: dict, target: float, path: Path, sl=None) -> 
     unit = _FIXED_UNIT.get(ser.kind) or str(_attr(data_ds, "unit", "") or "").strip()
     scale = units.get(unit.lower())
     if scale is None:
-        from .patchclamp import _VOLT
+        from .stepcommon import _VOLT
 
         kind = "voltage" if units is _VOLT else "current"
         raise UnreadableRecording(f"unknown {kind} unit {unit!r} in series {name}", path)

@@ -31,12 +31,14 @@ def is_url(path) -> bool:
     return isinstance(path, str) and path.startswith(("http://", "https://"))
 
 
-def read_nwb_url(url: str) -> list[Sweep]:
+def read_nwb_url(url: str, pynwb_sweeps=None) -> list[Sweep]:
     """The current-clamp sweeps of a remote NWB file, read through remfile + h5py.
 
     Returns the same sweeps as :func:`~.patchclamp.read_nwb` on the downloaded file
     (``meta["file"]`` is the URL). Files the fast reader cannot handle are read by pynwb over
-    the same remote file object (slower, more bytes).
+    the same remote file object (slower, more bytes), turned into sweeps by ``pynwb_sweeps(
+    nwbfile, url)`` (the pynwb reader's tree walk, passed in by :func:`.patchclamp.read_recording`);
+    without it such a file is refused.
 
     Raises
     ------
@@ -47,7 +49,7 @@ def read_nwb_url(url: str) -> list[Sweep]:
     import remfile
 
     from .nwb_fast import NeedPynwb, read_nwb_h5
-    from .patchclamp import _fill_windows_from_siblings, _short
+    from .stepcommon import _fill_windows_from_siblings, _short
 
     count = {"bytes_read": 0, "size": None}
     BYTES_READ[url] = count
@@ -66,8 +68,10 @@ def read_nwb_url(url: str) -> list[Sweep]:
     try:
         try:
             sweeps = read_nwb_h5(rf, url)
-        except NeedPynwb:
-            sweeps = _read_pynwb_remote(rf, url)
+        except NeedPynwb as why:
+            if pynwb_sweeps is None:
+                raise UnreadableRecording(f"cannot stream this NWB layout ({why})", url) from None
+            sweeps = _read_pynwb_remote(rf, url, pynwb_sweeps)
         _fill_windows_from_siblings(sweeps)
         return sweeps
     except UnreadableRecording:
@@ -78,13 +82,13 @@ def read_nwb_url(url: str) -> list[Sweep]:
         rf.close()
 
 
-def _read_pynwb_remote(rf, url: str) -> list[Sweep]:
+def _read_pynwb_remote(rf, url: str, pynwb_sweeps) -> list[Sweep]:
     import warnings
 
     import h5py
     from pynwb import NWBHDF5IO
 
-    from .patchclamp import _nwb_sweeps, _short
+    from .stepcommon import _short
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -95,7 +99,7 @@ def _read_pynwb_remote(rf, url: str) -> list[Sweep]:
         except Exception as exc:  # noqa: BLE001
             raise UnreadableRecording(f"not a readable NWB file ({_short(exc)})", url) from exc
         try:
-            return _nwb_sweeps(nwbfile, url)
+            return pynwb_sweeps(nwbfile, url)
         finally:
             io.close()
 
