@@ -64,7 +64,7 @@ def train(
     if REGISTRY[resolve_model_name(cfg.model)].trainer is not None:  # no epochs (e.g. trees): its log lines are the progress
         common.out.print(str(run(cfg, log=common.notice)), highlight=False, markup=False, soft_wrap=True)
         return
-    with common.progress_bar(f"training {cfg.model} epoch", cfg.epochs, every=1) as advance:
+    with common.progress_bar(f"training {cfg.model} epoch", cfg.epochs, every=1, defer=False) as advance:
         def on_epoch(epoch, logs):
             note = "  ".join(f"{k} {v:.3f}" for k, v in logs.items() if k in ("loss", "accuracy", "val_loss", "val_accuracy"))
             advance(1, note)
