@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_DATA, ephys
+from test_fetch_dandi import dandi_double, nwb_blobs  # noqa: F401 - the local DANDI API double
 from ephys.pipelines.blocks.readers import remote
 from ephys.pipelines.blocks.readers.patchclamp import read_nwb
 from ephys.pipelines.core.errors import UnreadableRecording
@@ -159,3 +160,23 @@ def test_cli_stream_features_equal_local(served, tmp_path):
     ephys("--quiet", "prepare", "features", p, tmp_path / "local", check=0)
     np.testing.assert_array_equal(np.load(tmp_path / "remote" / "features.npy"),
                                   np.load(tmp_path / "local" / "features.npy"))
+
+
+def test_stream_a_dandiset_through_the_dandi_api_double(dandi_double, tmp_path):
+    """`--stream 000020`: assets listed by the (local) DANDI API, read through its download
+    redirect with Range requests; the same features as from the downloaded files."""
+    from ephys.pipelines.sts.ep_features import prepare_features
+
+    res = prepare_features("000020", tmp_path / "remote", stream=True, include="sub-5*/*.nwb")
+    man = json.loads(res.manifest_path.read_text())
+    cells = man["provenance"]["cells"]
+    assert len(cells) == 2 and "601506492" in cells[0]["id"] and "601506493" in cells[1]["id"]
+    assert all(c["inputs"][0]["bytes_read"] > 0 for c in cells)
+    assert any(r for p, r in dandi_double.log if p.startswith("/blobs/") and r and "-" in r[6:] and r[-1] != "-")
+    local = tmp_path / "local"
+    for a in dandi_double.assets[:2]:
+        dest = local / a["path"]
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(dandi_double.blobs[a["blob"]])
+    ref = prepare_features(local, tmp_path / "ref")
+    np.testing.assert_array_equal(np.load(tmp_path / "remote" / "features.npy"), np.load(tmp_path / "ref" / "features.npy"))
