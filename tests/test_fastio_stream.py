@@ -178,5 +178,5 @@ def test_stream_a_dandiset_through_the_dandi_api_double(dandi_double, tmp_path):
         dest = local / a["path"]
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(dandi_double.blobs[a["blob"]])
-    ref = prepare_features(local, tmp_path / "ref")
+    prepare_features(local, tmp_path / "ref")
     np.testing.assert_array_equal(np.load(tmp_path / "remote" / "features.npy"), np.load(tmp_path / "ref" / "features.npy"))
