@@ -82,7 +82,8 @@ def default_run_dir(cfg: TrainConfig) -> Path:
 
 
 class _Batches:
-    """Keras ``PyDataset`` over dataset samples (loads batches from the .npy files)."""
+    """Keras ``PyDataset`` over dataset samples (slices the consolidated array when the dataset
+    has one, else loads the per-sample .npy files): float32, or float16 when that array is."""
 
     def __new__(cls, ds: Dataset, indices, y, batch_size: int, shuffle: bool, seed: int,
                 sample_weight=None):
@@ -99,13 +100,15 @@ class _Batches:
                 if shuffle:
                     self.rng.shuffle(self.order)
                 self.shuffle = shuffle
+                # a float16 consolidated array stays float16 (the model casts); all else float32
+                self.dtype = np.float16 if ds.storage_dtype == np.float16 else np.float32
 
             def __len__(self):
                 return int(np.ceil(self.indices.size / batch_size))
 
             def __getitem__(self, k):
                 sel = self.order[k * batch_size:(k + 1) * batch_size]
-                x = ds.load(self.indices[sel])
+                x = ds.load(self.indices[sel], dtype=self.dtype)
                 if self.w is None:
                     return x, self.y[sel]
                 return x, self.y[sel], self.w[sel]
