@@ -12,7 +12,8 @@ Seed: Spike Train Scalograms (Amprimo et al. 2025, ``spike-trains-scalograms``).
    so nothing leaks between training and test cells);
 5. write ``samples/<cell>.npy`` (float32, scales x time x sweeps) and ``samples/<cell>.json``.
 
-Cells run in parallel on dask (LocalCluster by default, or a scheduler address). A cell whose
+Cells run in-process, or in parallel on dask when that pays (``--scheduler auto``, the rule in
+:mod:`.runner`; or always a LocalCluster, SLURM workers, a scheduler address). A cell whose
 files are already written with the same parameters is not recomputed, so a killed run resumes;
 every file is written under a temporary name and renamed. ``manifest.json`` is written last.
 """
@@ -134,6 +135,7 @@ def process_cell(cell, out_dir: str, params: ScalogramParams) -> dict:
     ..., "reason": ...}``. Never raises for a bad recording: the reason is reported instead.
     """
     from ..blocks.readers.patchclamp import read_cell  # imported here so workers import lazily
+    from ..blocks.readers.remote import input_records
 
     out = Path(out_dir)
     npy = out / "samples" / f"{cell.cell_id}.npy"
@@ -182,7 +184,8 @@ def process_cell(cell, out_dir: str, params: ScalogramParams) -> dict:
     write_npy(npy, scal)
     meta = {"status": "ok", "id": cell.cell_id, "file": f"samples/{cell.cell_id}.npy",
             "label": cell.label, "group": cell.cell_id, "source": cell.source,
-            "inputs": [input_record(p) for p in cell.paths if Path(p).is_file()],
+            "inputs": [input_record(p) for p in cell.paths if Path(str(p)).is_file()]
+                      + input_records([p for p in cell.paths if not Path(str(p)).is_file()]),
             "n_sweeps_read": len(sweeps), "rheobase_pA": round(choice.rheobase_pA, 3),
             "sweeps": sweep_info, "params_key": params.key(),
             "skipped_files": [{"path": p, "reason": r} for p, r in bad_files]}
@@ -204,6 +207,8 @@ def same_inputs(recorded: list[dict], paths) -> list[dict] | None:
     A cell whose recording was replaced is therefore prepared again on resume, and the manifest's
     checksums stay those of the files actually used.
     """
+    if any("://" in str(p) for p in paths):  # streamed input: nothing local to compare
+        return recorded
     paths = [str(p) for p in paths if Path(p).is_file()]
     by_path = {str(r.get("path")): r for r in recorded}
     if sorted(by_path) != sorted(paths):
@@ -326,8 +331,6 @@ def _client(scheduler: str, workers: int | None, slurm: SlurmWorkers | None = No
         return client, cluster
 
     if scheduler in ("local", "", None):
-        # ":0": the scheduler's HTTP server (started even without a dashboard; default :8787)
-        # takes a free port, so two prepare jobs on one node do not collide on 8787
         n = workers or max(1, (os.cpu_count() or 1))
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                dashboard_address=":0", silence_logs=40)
@@ -340,11 +343,13 @@ def _client(scheduler: str, workers: int | None, slurm: SlurmWorkers | None = No
 
 def prepare_scalograms(input_path: str | Path, out_dir: str | Path, labels_csv: str | Path | None = None,
                        params: ScalogramParams | None = None, workers: int | None = None,
-                       scheduler: str = "local",
+                       scheduler: str = "auto",
                        progress: Callable[[int, int, dict], None] | None = None,
                        shard: tuple[int, int] | None = None,
-                       slurm: SlurmWorkers | None = None, force: bool = False, n_runs_using: int = 0,
-                       log: Callable[[str], None] = print) -> PrepareResult:
+                       slurm: SlurmWorkers | None = None,
+                       consolidated: str | None = "float32", stream: bool = False,
+                       include: str | None = None, limit: int | None = None, force: bool = False,
+                       n_runs_using: int = 0, log: Callable[[str], None] = print) -> PrepareResult:
     """Prepare a scalogram dataset from a recording file or folder.
 
     Parameters
@@ -354,13 +359,22 @@ def prepare_scalograms(input_path: str | Path, out_dir: str | Path, labels_csv: 
     labels_csv : optional CSV with ``path,label`` (``unknown`` = unlabelled).
     params : ScalogramParams (defaults as in STS).
     workers : dask worker processes for the local cluster (default: all cores).
-    scheduler : ``local`` (LocalCluster), ``synchronous`` (in-process, for debugging/tests),
+    scheduler : ``auto`` (in-process unless a LocalCluster would save more than it costs to
+        start: the rule in :mod:`.runner`), ``local`` (always a LocalCluster), ``synchronous``
+        (in-process),
         ``slurm`` (dask-jobqueue SLURMCluster: ``workers`` sbatch jobs, settings in ``slurm``),
         or a dask scheduler address such as ``tcp://host:8786``.
     progress : called as ``progress(done, total, record)`` after each cell.
     shard : ``(k, n)``: prepare only cells ``k, k+n, k+2n, ...`` of the discovery order (one
         SLURM array task's part) and write no manifest; a later run without ``shard`` finds
         every cell done and writes the manifest.
+    consolidated : besides ``samples/<cell>.npy``, write all samples as one memory-mappable
+        ``samples.npy`` (``"float32"``: values unchanged; ``"float16"``: half the bytes, values
+        rounded to 11 significant bits, |error| <= 2.4e-4) that training slices; ``None``: not.
+    stream, include, limit : read remote NWB files instead (``input_path`` a URL, a file of
+        URLs or a dandiset id; :mod:`.stream`): only the bytes of the sweeps used travel, each
+        sample's ``inputs`` records ``bytes_read``.
+
     force : replace an existing dataset prepared with other parameters (refused otherwise;
         :func:`check_existing_dataset`); ``n_runs_using`` (runs trained on it) goes in the message.
 
@@ -373,26 +387,88 @@ def prepare_scalograms(input_path: str | Path, out_dir: str | Path, labels_csv: 
         Missing input, no recordings, bad labels CSV, impossible parameters, an existing dataset
         with other parameters (without ``force``), or no cell could be prepared.
     """
-    import time
-
     from ..blocks.readers.patchclamp import discover_cells
 
     params = (params or ScalogramParams()).check()
+    if consolidated not in (None, "float32", "float16"):
+        raise EphysError(f"--consolidated must be float32, float16 or none, not {consolidated!r}")
     out = Path(out_dir)
-    cells, skipped = discover_cells(input_path, labels_csv)
+    if stream:
+        from .stream import stream_cells
+
+        cells, skipped = stream_cells(str(input_path), labels_csv, include, limit)
+    else:
+        cells, skipped = discover_cells(input_path, labels_csv)
     skipped = [{"path": str(p), "reason": r} for p, r in skipped]
     if shard is not None:
         k, n = shard
         if not (n >= 1 and 0 <= k < n):
             raise EphysError(f"--shard {k}/{n}: need 0 <= K < N")
         cells = cells[k::n]
+    import time
+
     check_writable_dir(out, "dataset folder")
     check_existing_dataset(out, params, force, n_runs_using, log)
     started = time.time()
     created = not out.exists()
     try:
-        return _prepare(out, input_path, labels_csv, params, cells, skipped, workers, scheduler, progress,
-                        shard, slurm, started)
+        (out / "samples").mkdir(parents=True, exist_ok=True)
+        remove_stale_parts(out / "samples", started)  # a killed run's leftovers; a live shard's stay
+
+        from .runner import run_cells
+
+        results = run_cells(process_cell, cells, (str(out), params), scheduler, workers,
+                            lambda sch, w: _client(sch, w, slurm), progress, key=lambda c: c.cell_id)
+
+        order = {c.cell_id: i for i, c in enumerate(cells)}
+        results.sort(key=lambda r: order.get(r.get("id"), 0))
+        ok = [r for r in results if r["status"] == "ok"]
+        skipped += [{"path": r["path"], "reason": r["reason"]} for r in results if r["status"] != "ok"]
+        skipped += [f for r in ok for f in r.get("skipped_files", [])]
+        if shard is not None:  # one array task's part: the manifest is written by the full run
+            return PrepareResult(None, len(ok), sum(1 for r in ok if r.get("resumed")), skipped)
+        if not ok:
+            reasons = "; ".join(f"{Path(s['path']).name}: {s['reason']}" for s in skipped[:3])
+            raise EphysError(f"no cell could be prepared ({reasons})", input_path)
+
+        label_names = sorted({r["label"] for r in ok if r.get("label")})
+        _, freqs = log_scales(params.n_scales, params.f_min_hz, params.f_max_hz, 1.0 / params.bin_s,
+                              params.wavelet)
+        n_sweeps = len(params.rheobase_multiples)
+        samples = []
+        for r in ok:
+            rec = {k: r[k] for k in ("id", "file", "label", "group", "source", "rheobase_pA", "sweeps",
+                                     "inputs", "n_sweeps_read")}
+            samples.append(rec)
+        manifest = {
+            "modality": "scalogram",
+            "format_version": FORMAT_VERSION,
+            "ephys_version": __version__,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "sample_shape": [params.n_scales, params.n_time, n_sweeps],
+            "dtype": "float32",
+            "axes": ["frequency", "time", "sweep"],
+            "frequencies_hz": [round(float(f), 6) for f in freqs],
+            "time_s": [float(params.window_s[0]), float(params.window_s[1])],
+            "time_bin_s": params.bin_s,
+            "sweep_channels": [f"{m:g}x rheobase" for m in params.rheobase_multiples],
+            "value": "log10 |CWT| of the binned spike train (complex Morlet), min-max normalised to [0,1] per cell",
+            "label_names": label_names,
+            "n_labelled": sum(1 for r in ok if r.get("label")),
+            "n_unlabelled": sum(1 for r in ok if not r.get("label")),
+            "samples": samples,
+            "skipped": skipped,
+            "parameters": {**asdict(params), "key": params.key()},
+            "provenance": {"input": str(input_path) if stream else str(Path(input_path).resolve()),
+                           "labels_csv": str(Path(labels_csv).resolve()) if labels_csv else None,
+                           "scheduler": scheduler, "source": "STS, Amprimo et al. 2025"},
+        }
+        if consolidated:
+            from ..core.datasets import write_consolidated
+
+            manifest.update(write_consolidated(out, samples, manifest["sample_shape"], consolidated))
+        path = write_json(out / MANIFEST, manifest)
+        return PrepareResult(path, len(ok), sum(1 for r in ok if r.get("resumed")), skipped)
     except BaseException:
         if created:  # a failed first run leaves no empty OUT/ or OUT/samples/
             _remove_empty_tree(out)
@@ -409,83 +485,6 @@ def _remove_empty_tree(folder: Path) -> None:
         folder.rmdir()
     except OSError:
         pass
-
-
-def _prepare(out, input_path, labels_csv, params, cells, skipped, workers, scheduler, progress, shard, slurm,
-             started) -> PrepareResult:
-    (out / "samples").mkdir(parents=True, exist_ok=True)
-    remove_stale_parts(out / "samples", started)  # a killed run's leftovers; a live shard's stay
-
-    results: list[dict] = []
-    client, cluster = _client(scheduler, workers, slurm)
-    try:
-        if client is None:
-            for cell in cells:
-                rec = process_cell(cell, str(out), params)
-                results.append(rec)
-                if progress:
-                    progress(len(results), len(cells), rec)
-        else:
-            from dask.distributed import as_completed
-
-            futures = [client.submit(process_cell, cell, str(out), params, key=f"cell-{cell.cell_id}",
-                                     pure=False) for cell in cells]
-            for fut in as_completed(futures):
-                rec = fut.result()
-                results.append(rec)
-                if progress:
-                    progress(len(results), len(cells), rec)
-    finally:
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
-
-    order = {c.cell_id: i for i, c in enumerate(cells)}
-    results.sort(key=lambda r: order.get(r.get("id"), 0))
-    ok = [r for r in results if r["status"] == "ok"]
-    skipped += [{"path": r["path"], "reason": r["reason"]} for r in results if r["status"] != "ok"]
-    skipped += [f for r in ok for f in r.get("skipped_files", [])]
-    if shard is not None:  # one array task's part: the manifest is written by the full run
-        return PrepareResult(None, len(ok), sum(1 for r in ok if r.get("resumed")), skipped)
-    if not ok:
-        reasons = "; ".join(f"{Path(s['path']).name}: {s['reason']}" for s in skipped[:3])
-        raise EphysError(f"no cell could be prepared ({reasons})", input_path)
-
-    label_names = sorted({r["label"] for r in ok if r.get("label")})
-    _, freqs = log_scales(params.n_scales, params.f_min_hz, params.f_max_hz, 1.0 / params.bin_s,
-                          params.wavelet)
-    n_sweeps = len(params.rheobase_multiples)
-    samples = []
-    for r in ok:
-        rec = {k: r[k] for k in ("id", "file", "label", "group", "source", "rheobase_pA", "sweeps",
-                                 "inputs", "n_sweeps_read")}
-        samples.append(rec)
-    manifest = {
-        "modality": "scalogram",
-        "format_version": FORMAT_VERSION,
-        "ephys_version": __version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "sample_shape": [params.n_scales, params.n_time, n_sweeps],
-        "dtype": "float32",
-        "axes": ["frequency", "time", "sweep"],
-        "frequencies_hz": [round(float(f), 6) for f in freqs],
-        "time_s": [float(params.window_s[0]), float(params.window_s[1])],
-        "time_bin_s": params.bin_s,
-        "sweep_channels": [f"{m:g}x rheobase" for m in params.rheobase_multiples],
-        "value": "log10 |CWT| of the binned spike train (complex Morlet), min-max normalised to [0,1] per cell",
-        "label_names": label_names,
-        "n_labelled": sum(1 for r in ok if r.get("label")),
-        "n_unlabelled": sum(1 for r in ok if not r.get("label")),
-        "samples": samples,
-        "skipped": skipped,
-        "parameters": {**asdict(params), "key": params.key()},
-        "provenance": {"input": str(Path(input_path).resolve()),
-                       "labels_csv": str(Path(labels_csv).resolve()) if labels_csv else None,
-                       "scheduler": scheduler, "source": "STS, Amprimo et al. 2025"},
-    }
-    path = write_json(out / MANIFEST, manifest)
-    return PrepareResult(path, len(ok), sum(1 for r in ok if r.get("resumed")), skipped)
 
 
 def count_array_tasks(input_path: str | Path, labels_csv: str | Path | None = None,
