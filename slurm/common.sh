@@ -17,5 +17,7 @@ ephys_cmd() {
 
 echo "[ephys] job ${SLURM_JOB_ID:-?} task ${SLURM_ARRAY_TASK_ID:-none} on $(hostname) at $(date -Is)"
 # the last line of every job log: its exit status (make slurm-status reads it once the scheduler
-# has forgotten the job)
-trap 'echo "[ephys] job ${SLURM_JOB_ID:-?} task ${SLURM_ARRAY_TASK_ID:-none} exit $? at $(date -Is)"' EXIT
+# has forgotten the job); only inside a job, not when submit.sh sources this file
+if [ -n "${SLURM_JOB_ID:-}" ]; then
+    trap 'echo "[ephys] job ${SLURM_JOB_ID:-?} task ${SLURM_ARRAY_TASK_ID:-none} exit $? at $(date -Is)"' EXIT
+fi

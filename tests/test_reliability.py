@@ -418,6 +418,7 @@ def test_slurm_all_refuses_a_request_the_partition_cannot_hold(tmp_path):
     assert proc.returncode == 2, proc.stdout + proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and f"EPHYS_CPUS_TRAIN={cpus}" in lines[0] and "nothing was submitted" in lines[0]
+    assert proc.stdout.strip() == "", proc.stdout
     assert not (tmp_path / "runs" / "slurm" / "jobs.tsv").exists()
     for extra, var in (({"EPHYS_MEM_TRAIN": "100T"}, "EPHYS_MEM_TRAIN="), ({"EPHYS_GPU_GRES": "gpu:1"}, "EPHYS_GPU_GRES="),
                        ({"EPHYS_PARTITION": "no_such_partition"}, "EPHYS_PARTITION")):
