@@ -152,7 +152,8 @@ class _Fitter:
 def cross_validate(prepared: str | Path, out: str | Path, *, scheme: str = "auto", n_folds: int = 5,
                    models=MODELS, epochs: int = 10, seed: int = 0, bilstm_hparams: dict | None = None,
                    batch_size: int = 128, lr: float = 1e-3, patience: int = 3, max_train: int | None = 8000,
-                   lobo: bool = True, lobo_model: str = "glm", eager: bool = False, log=print) -> dict:
+                   lobo: bool = True, lobo_model: str = "glm", eager: bool = False, units=None,
+                   log=print) -> dict:
     """Cross-validate ``models`` on every unit dataset of a prepared LFP folder; LOBO; metrics.
 
     Returns the metrics dict (also written to ``OUT/metrics.json``): the first model's pooled
@@ -183,7 +184,10 @@ def cross_validate(prepared: str | Path, out: str | Path, *, scheme: str = "auto
     lobo_oof = {b: [] for b in bands}
     lobo_folds = {}  # unit -> band -> [delta per fold]
     schemes = {}
-    for unit, uinfo in index["units"].items():
+    plan = []
+    for unit, uinfo in index["units"].items():  # every fold of every unit is checked before any training
+        if units is not None and unit not in units:
+            continue
         ds = load_dataset(prepared / uinfo["dataset"])
         smp = ds.manifest["samples"]
         rows = np.array([s["row"] for s in smp], dtype=np.int64)
@@ -191,9 +195,14 @@ def cross_validate(prepared: str | Path, out: str | Path, *, scheme: str = "auto
         t = np.array([s["t_s"] for s in smp], dtype=np.float64)
         groups = [s["group"] for s in smp]
         keys = np.array([f"{g}/{unit}" for g in groups])
-        used, folds = make_folds(y, groups, t, scheme, n_folds, float(index["window_s"]), seed, ds.root)
+        used, folds = make_folds(y, groups, t, scheme, n_folds, float(index["window_s"]), seed,
+                                 f"{ds.root} (unit {unit})")
+        plan.append((unit, uinfo, ds, rows, y, t, groups, keys, folds))
         schemes[unit] = used
-        log(f"{unit}: {used} {len(folds)}-fold cross-validation over {len(set(groups))} recording(s), "
+    if not plan:
+        raise EphysError(f"no unit to cross-validate (asked for {', '.join(units or [])})", prepared)
+    for unit, uinfo, ds, rows, y, t, groups, keys, folds in plan:
+        log(f"{unit}: {schemes[unit]} {len(folds)}-fold cross-validation over {len(set(groups))} recording(s), "
             f"{y.size} windows, {int(y.sum())} with a spike")
         lobo_folds[unit] = {b: [] for b in bands}
         for fold in folds:

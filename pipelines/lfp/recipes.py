@@ -15,19 +15,20 @@ leave-one-band-out, and write ``OUT/metrics.json`` (BiLSTM at the top, the GLM u
 Options beyond ``--seed/--epochs/--cv-folds`` come as ``--hparam KEY=VALUE``: recipe keys
 (``participants``, ``duration_s`` for the simulation; ``max_train``, ``lobo`` (true/false),
 ``lobo_model`` (glm | bilstm), ``batch_size``, ``lr``, ``patience``, ``window_s``, ``bin_s``,
-``target``, ``inputs`` (comma list)); every other key goes to the BiLSTM builder (``units1``,
+``target``, ``inputs`` (comma list), ``units`` (comma list of unit ids; default all)); every other key goes to the BiLSTM builder (``units1``,
 ``units2``, ``dropout``).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..core.atomic import write_text
 from ..core.errors import EphysError
 
 _RECIPE_KEYS = ("participants", "duration_s", "max_train", "lobo", "lobo_model", "batch_size", "lr", "patience",
-                "window_s", "bin_s", "target", "inputs")
+                "window_s", "bin_s", "target", "inputs", "units")
 
 
 def _split_hparams(hparams: dict | None):
@@ -57,7 +58,9 @@ def _run(recordings, out: Path, scheme: str, *, seed, epochs, cv_folds, rec, hp,
                              bilstm_hparams=hp, batch_size=int(rec.get("batch_size", 128)),
                              lr=float(rec.get("lr", 1e-3)), patience=int(rec.get("patience", 3)),
                              max_train=int(rec.get("max_train", 8000)) or None,
-                             lobo=bool(rec.get("lobo", True)), lobo_model=str(rec.get("lobo_model", "glm")), log=log)
+                             lobo=bool(rec.get("lobo", True)), lobo_model=str(rec.get("lobo_model", "glm")),
+                             units=[u.strip() for u in str(rec["units"]).split(",")] if "units" in rec else None,
+                             eager=bool(rec.get("eager", os.environ.get("EPHYS_EAGER", "") in ("1", "true"))), log=log)
     metrics["recipe"] = name
     from ..core.atomic import write_json
 

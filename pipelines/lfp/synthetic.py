@@ -80,7 +80,7 @@ def simulate_participant(rng: np.random.Generator, duration_s: float, fs_hz: flo
     spikes, truth = {}, {}
     for unit, (kind, band) in UNITS.items():
         r0 = float(rng.uniform(4.0, 10.0))
-        k = float(rng.uniform(0.8, 1.4)) if band else 0.0
+        k = float(rng.uniform(1.5, 2.5)) if band else 0.0
         drive = drives[band] if band else np.zeros(n)
         lam = np.exp(k * drive)
         lam *= r0 / lam.mean()
