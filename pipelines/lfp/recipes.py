@@ -21,14 +21,13 @@ Options beyond ``--seed/--epochs/--cv-folds`` come as ``--hparam KEY=VALUE``: re
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ..core.atomic import write_text
 from ..core.errors import EphysError
 
 _RECIPE_KEYS = ("participants", "duration_s", "max_train", "lobo", "lobo_model", "batch_size", "lr", "patience",
-                "window_s", "bin_s", "target", "inputs", "units")
+                "window_s", "bin_s", "target", "inputs", "units", "eager")
 
 
 def _split_hparams(hparams: dict | None):
@@ -60,7 +59,7 @@ def _run(recordings, out: Path, scheme: str, *, seed, epochs, cv_folds, rec, hp,
                              max_train=int(rec.get("max_train", 8000)) or None,
                              lobo=bool(rec.get("lobo", True)), lobo_model=str(rec.get("lobo_model", "glm")),
                              units=[u.strip() for u in str(rec["units"]).split(",")] if "units" in rec else None,
-                             eager=bool(rec.get("eager", os.environ.get("EPHYS_EAGER", "") in ("1", "true"))), log=log)
+                             eager=bool(rec.get("eager", False)), log=log)
     metrics["recipe"] = name
     from ..core.atomic import write_json
 
