@@ -225,19 +225,24 @@ def cross_validate(prepared: str | Path, out: str | Path, *, scheme: str = "auto
                     a_full, a_b = _auc(y[fold.test], full[lobo_model]), _auc(y[fold.test], p_b)
                     lobo_folds[unit][b].append(None if a_full is None or a_b is None else a_full - a_b)
                     lobo_oof[b] += [(keys[i], y[i], pf, pb) for i, pf, pb in zip(fold.test, full[lobo_model], p_b)]
+    coupled = {f"{rec}/{u}" for u, ui in index["units"].items() for rec, info in (ui.get("info") or {}).items()
+               if "band" in info and info["band"]}
     results = {}
     for m in models:
-        results[m] = _summarise(oof[m])
+        results[m] = _summarise(oof[m], coupled)
         _write_predictions(out / f"predictions_{m}.csv", oof[m])
     primary = models[0]
     metrics = {"model": primary, "scheme": schemes, "n_folds": n_folds, **_flat(results[primary]),
                "pooled": results[primary]["pooled"], "per_unit": results[primary]["per_unit"],
+               **({"pooled_coupled": results[primary]["pooled_coupled"]} if "pooled_coupled" in results[primary] else {}),
                "label_names": ["no_spike", "spike"], "prediction_bin_s": index["bin_s"],
                "window_s": index["window_s"], "target": index["target"]}
     if len(models) > 1:
         ref = models[1]
         metrics["reference"] = {"model": ref, **_flat(results[ref]), "pooled": results[ref]["pooled"],
-                                "per_unit": results[ref]["per_unit"]}
+                                "per_unit": results[ref]["per_unit"],
+                                **({"pooled_coupled": results[ref]["pooled_coupled"]}
+                                   if "pooled_coupled" in results[ref] else {})}
     if lobo:
         metrics["lobo"] = _lobo_summary(lobo_oof, lobo_folds, bands, index, lobo_model)
         metrics["lobo_hit_rate"] = metrics["lobo"]["hit_rate"]
@@ -254,11 +259,15 @@ def _flat(res: dict) -> dict:
     return {k: res["pooled"][k] for k in _FLAT}
 
 
-def _summarise(rows) -> dict:
+def _summarise(rows, coupled=()) -> dict:
     ids, keys, t, y, p, thr, _ = (np.array(c) for c in zip(*rows))
     per_unit = {k: spike_metrics(y[keys == k], p[keys == k], thr[keys == k], t[keys == k], keys[keys == k])
                 for k in sorted(set(keys.tolist()))}
-    return {"pooled": spike_metrics(y, p, thr, t, keys), "per_unit": per_unit}
+    out = {"pooled": spike_metrics(y, p, thr, t, keys), "per_unit": per_unit}
+    sel = np.isin(keys, sorted(coupled))
+    if sel.any():  # simulated ground truth: pooled over the units a band drives
+        out["pooled_coupled"] = spike_metrics(y[sel], p[sel], thr[sel], t[sel], keys[sel])
+    return out
 
 
 def _write_predictions(path: Path, rows) -> None:

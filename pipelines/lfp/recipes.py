@@ -62,6 +62,14 @@ def _run(recordings, out: Path, scheme: str, *, seed, epochs, cv_folds, rec, hp,
                              eager=bool(rec.get("eager", False)), log=log)
     metrics["recipe"] = name
     from ..core.atomic import write_json
+    from .descriptive import spike_lfp_summary, sta_figure
+
+    desc = spike_lfp_summary(recordings)
+    write_json(out / "spike_lfp.json", desc)
+    sta_figure(desc, out / "spike_triggered_lfp.png")
+    metrics["descriptive"] = {"file": "spike_lfp.json", "figure": "spike_triggered_lfp.png", "max_ppc": {
+        k: max(((b, v) for b, v in d["ppc"].items() if v is not None), key=lambda bv: bv[1], default=(None, None))
+        for k, d in desc.items()}}
 
     write_json(out / "metrics.json", metrics)
     write_text(out / "report.md", report_md(metrics))
@@ -115,6 +123,9 @@ def summary_lines(m: dict) -> list[str]:
     if ref:
         lines.append(f"{ref['model']} (reference): pooled ROC-AUC {_f(ref['roc_auc'])}  PR-AUC {_f(ref['pr_auc'])}  "
                      f"rate r {_f(ref['rate_correlation'])}")
+    if m.get("pooled_coupled"):
+        lines.append(f"{m['model']} pooled over the coupled (simulated) units: ROC-AUC {_f(m['pooled_coupled']['roc_auc'])}"
+                     + (f"; {ref['model']} {_f(ref['pooled_coupled']['roc_auc'])}" if ref and ref.get("pooled_coupled") else ""))
     lobo = m.get("lobo")
     if lobo and lobo.get("hit_rate") is not None:
         lines.append(f"LOBO ({lobo['model']}): generating band named for {lobo['n_hits']}/{lobo['n_coupled']} "
@@ -149,4 +160,10 @@ def report_md(m: dict) -> str:
                                          [str(lobo["named_band"].get(k)), str(lobo["ground_truth_band"].get(k, "?"))]) + " |")
         out.append("| pooled (95% CI over folds) | " + " | ".join(
             f"{_f(v['delta_roc_auc'])} [{_f(v['ci95'][0])}, {_f(v['ci95'][1])}]" for v in lobo["pooled"].values()) + " | | |")
+    desc = m.get("descriptive")
+    if desc:
+        out += ["", "## Spike-LFP context (whole recordings, descriptive)", "",
+                "Highest pairwise phase consistency (PPC, Vinck et al. 2010) per unit, channel:band:", ""]
+        out += [f"- {k}: {bv[0]} PPC {_f(bv[1], 4)}" for k, bv in desc["max_ppc"].items()]
+        out += ["", f"![spike-triggered LFP averages]({desc['figure']})"]
     return "\n".join(out) + "\n"
