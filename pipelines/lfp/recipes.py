@@ -48,15 +48,16 @@ def _params(rec: dict):
     return p
 
 
-def _run(recordings, out: Path, scheme: str, *, seed, epochs, cv_folds, rec, hp, log, name) -> dict:
+def _run(recordings, out: Path, scheme: str, *, seed, epochs, cv_folds, rec, hp, log, name,
+         max_train: int = 8000, patience: int = 3) -> dict:
     from .cv import cross_validate
     from .sequence import prepare_lfp
 
     prepared = prepare_lfp(recordings, out / "prepared", _params(rec), log=log)
     metrics = cross_validate(prepared, out, scheme=scheme, n_folds=cv_folds, epochs=epochs, seed=seed,
                              bilstm_hparams=hp, batch_size=int(rec.get("batch_size", 128)),
-                             lr=float(rec.get("lr", 1e-3)), patience=int(rec.get("patience", 3)),
-                             max_train=int(rec.get("max_train", 8000)) or None,
+                             lr=float(rec.get("lr", 1e-3)), patience=int(rec.get("patience", patience)),
+                             max_train=int(rec.get("max_train", max_train)) or None,
                              lobo=bool(rec.get("lobo", True)), lobo_model=str(rec.get("lobo_model", "glm")),
                              units=[u.strip() for u in str(rec["units"]).split(",")] if "units" in rec else None,
                              eager=bool(rec.get("eager", False)), log=log)
@@ -107,8 +108,10 @@ def reproduce_ratgps(data, out, *, seed: int = 0, epochs: int = 40, cv_folds: in
     recordings = read_lfp_recordings(data)
     if len(recordings) != 1:
         raise EphysError(f"expected one recording (one animal), found {len(recordings)}", data)
+    # one animal, ~300-850 spikes per unit: every spike window of a fold's training side and no_spike
+    # windows up to 1500 in all, early stopping after 2 epochs without a better validation loss
     return _run(recordings, Path(out), "blocked", seed=seed, epochs=epochs, cv_folds=cv_folds, rec=rec, hp=hp,
-                log=log, name="lfp-ratgps")
+                log=log, name="lfp-ratgps", max_train=1500, patience=2)
 
 
 def _f(v, nd=3):
