@@ -61,6 +61,7 @@ bench:
 	$(MAKE) install EXTRAS=$(BENCH_EXTRAS)
 	$(BIN)/python benchmarks/bench_cwt.py
 	$(BIN)/python benchmarks/bench_spike_detection.py
+	$(BIN)/python benchmarks/bench_lfp_ratgps.py
 
 # ipfx pins its own pynwb / pandas: it gets a venv of its own, outside the repository
 IPFX_VENV ?= ../ipfx-venv
