@@ -16,6 +16,7 @@ from .explain import explain
 from .fetch import fetch_app
 from .models import models
 from .prepare import prepare_app
+from . import prepare_lfp  # noqa: F401  (registers `ephys prepare lfp`)
 from .report import report
 from .reproduce import reproduce
 from .train import train

@@ -105,3 +105,14 @@ def test_ratgps_reader_units():
     assert sorted(rec.units) == ["t5c1", "t5c2", "t5c3", "t5c4", "t5c5", "t7c2", "t7c4", "t7c5"]
     assert rec.units["t5c1"].size == 338 and rec.units["t7c4"].size == 717
     assert all(0 <= t.min() and t.max() < rec.duration_s for t in rec.units.values())
+
+
+def test_prepare_lfp_cli(tmp_path):
+    fetch_synthetic(tmp_path / "c", n_participants=2, seed=2, duration_s=5.0)
+    proc = ephys("prepare", "lfp", tmp_path / "c", tmp_path / "p", "--inputs", "amplitude", "--window-s", "0.2", check=0)
+    assert str(tmp_path / "p") in proc.stdout
+    index = json.loads((tmp_path / "p" / "index.json").read_text())
+    assert index["sample_shape"] == [50, 2 * 6] and set(index["units"]) == {"inh1", "exc1", "unc1"}
+    bad = ephys("prepare", "lfp", tmp_path / "c", tmp_path / "q", "--inputs", "wavelet")
+    one_line_error(bad, "inputs must be among")
+    assert not (tmp_path / "q" / "index.json").exists()

@@ -122,6 +122,7 @@ def test_glm_cv_and_lobo_name_the_generating_band(prepared, tmp_path):
     lobo = m["lobo"]
     assert lobo["n_coupled"] == 6 and lobo["hit_rate"] >= 5 / 6
     assert lobo["named_band"]["P01/inh1"] == "high_gamma"
+    assert set(m["pooled_coupled"]) >= {"roc_auc", "pr_auc"} and m["pooled_coupled"]["roc_auc"] > m["roc_auc"]
     assert (tmp_path / "metrics.json").is_file() and (tmp_path / "predictions_glm.csv").is_file()
 
 
@@ -159,3 +160,16 @@ def test_next_sample_target_of_the_seed(tmp_path):
         n = int(((spikes >= s["t_s"] - 1e-9) & (spikes < s["t_s"] + 0.001 - 1e-9)).sum())
         assert s["count"] == n
     assert ds.sample_shape == (100, 1)
+
+
+def test_ppc_unbiased_and_spike_triggered_average(cohort):
+    from ephys.pipelines.lfp.descriptive import ppc, spike_lfp_summary
+
+    rng = np.random.default_rng(0)
+    assert abs(ppc(rng.uniform(-np.pi, np.pi, 3000))) < 0.01  # no locking -> ~0 (a PLV would be ~1/sqrt(N))
+    locked = ppc(rng.vonmises(0.0, 2.0, 3000))
+    assert 0.4 < locked < 0.55  # (I1(2)/I0(2))^2 = 0.49
+    summary = spike_lfp_summary(read_lfp_recordings(cohort)[:1])
+    theta = summary["P01/exc1"]["ppc"]
+    assert max(theta, key=theta.get).endswith(":theta")
+    assert len(summary["P01/exc1"]["sta"]) == 2 and len(summary["P01/exc1"]["sta"][0]) == 2 * 62 + 1

@@ -146,7 +146,15 @@ class _Fitter:
         run = train(cfg, log=self.log, split_ids=fold_split_ids(ds.ids, fit, val, fold.test))
         net = load_keras_model(run / "model.keras")
         thr = youden_threshold(y[train_side], _predict_keras(net, self.windows, rows[train_side]))
-        return _predict_keras(net, self.windows, rows[fold.test]), thr
+        p_test = _predict_keras(net, self.windows, rows[fold.test])
+        import gc
+
+        import keras
+
+        del net
+        keras.backend.clear_session()  # one model per unit and fold: free the previous graphs
+        gc.collect()
+        return p_test, thr
 
 
 def cross_validate(prepared: str | Path, out: str | Path, *, scheme: str = "auto", n_folds: int = 5,
