@@ -15,6 +15,7 @@ from .evaluate import evaluate
 from .explain import explain
 from .fetch import fetch_app
 from .models import models
+from .predict import predict
 from .prepare import prepare_app
 from . import prepare_lfp  # noqa: F401  (registers `ephys prepare lfp`)
 from .report import report
@@ -22,7 +23,7 @@ from .reproduce import reproduce
 from .train import train
 
 #: verbs in data-flow order for --help
-VERB_ORDER = ("fetch", "prepare", "train", "evaluate", "explain", "report", "reproduce", "cluster", "models")
+VERB_ORDER = ("fetch", "prepare", "train", "evaluate", "predict", "explain", "report", "reproduce", "cluster", "models")
 
 
 class _DataFlowOrder(typer.core.TyperGroup):
@@ -48,6 +49,7 @@ app.add_typer(fetch_app, name="fetch")
 app.add_typer(prepare_app, name="prepare")
 app.command()(train)
 app.command()(evaluate)
+app.command()(predict)
 app.command()(explain)
 app.command()(report)
 app.command()(models)
@@ -95,6 +97,7 @@ def run() -> None:
         if flag in args[1:] and "--" not in args:
             common.STATE[flag[2:]] = True
             args = [a for a in args if a != flag]
+    common.route_warnings()
     try:
         app(args=args, prog_name="ephys")
     except EphysError as exc:

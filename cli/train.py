@@ -61,10 +61,10 @@ def train(
 
     from ephys.pipelines.core.models import REGISTRY, resolve_model_name
 
-    if REGISTRY[resolve_model_name(cfg.model)].kind == "lightgbm":  # no epochs: CV lines are the progress
+    if REGISTRY[resolve_model_name(cfg.model)].trainer is not None:  # no epochs (e.g. trees): its log lines are the progress
         common.out.print(str(run(cfg, log=common.notice)), highlight=False, markup=False, soft_wrap=True)
         return
-    with common.progress_bar(f"training {cfg.model}", cfg.epochs) as advance:
+    with common.progress_bar(f"training {cfg.model} epoch", cfg.epochs, every=1, defer=False) as advance:
         def on_epoch(epoch, logs):
             note = "  ".join(f"{k} {v:.3f}" for k, v in logs.items() if k in ("loss", "accuracy", "val_loss", "val_accuracy"))
             advance(1, note)

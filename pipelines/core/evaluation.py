@@ -8,16 +8,16 @@ with rows = true class, and ``per_class``) and ``predictions.csv`` (id, true, pr
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from .atomic import write_json, write_text
+from .atomic import write_json
 from .datasets import load_dataset
 from .errors import EphysError
+from .runfolder import write_predictions
 
 
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray, label_names: list[str]) -> dict:
@@ -79,16 +79,19 @@ def evaluate_run(run_dir: str | Path, batch_size: int = 8) -> dict:
         Run folder without config.yaml / model / split.json, an empty test split, or an
         unreadable ``reference/metrics.json``.
     """
-    from ..blocks.models.lightgbm import MODEL_FILE as LGB_FILE, is_tabular_run
+    from .models import load_predictor, run_model_spec
+    from .registry import modality
 
     run = Path(run_dir)
-    tabular = is_tabular_run(run)
-    model_file = LGB_FILE if tabular else "model.keras"
-    for name, hint in (("config.yaml", "run `ephys train` first"), (model_file, "training has not finished; re-run `ephys train` to resume"),
+    if not (run / "config.yaml").is_file():
+        raise EphysError("no config.yaml — run `ephys train` first", run)
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    spec = run_model_spec(cfg)
+    model_file = spec.model_file if spec is not None else "model.keras"
+    for name, hint in ((model_file, "training has not finished; re-run `ephys train` to resume"),
                        ("split.json", "run `ephys train` first")):
         if not (run / name).is_file():
             raise EphysError(f"no {name} — {hint}", run)
-    cfg = yaml.safe_load((run / "config.yaml").read_text())
     ds = load_dataset(cfg["data"])
     split = json.loads((run / "split.json").read_text())
     pos = {sid: i for i, sid in enumerate(ds.ids)}
@@ -99,25 +102,17 @@ def evaluate_run(run_dir: str | Path, batch_size: int = 8) -> dict:
     if test.size == 0:
         raise EphysError("the run's test split is empty (too few labelled cells)", run / "split.json")
     label_names = list(cfg.get("label_names") or ds.label_names)
-    if ds.modality == "waveform":  # thousands of tiny snippets: predict in large batches
-        batch_size = max(batch_size, 1024)
-    if tabular:
-        from ..blocks.models.lightgbm import TabularModel
-
-        proba = TabularModel(run).predict_proba(ds.load(test, dtype=np.float64), list(ds.manifest["feature_names"]))
-    else:
-        import keras
-
-        from .models import load_keras_model
-
-        model = load_keras_model(run / "model.keras")
-        proba = np.concatenate([np.asarray(model.predict(ds.load(test[i:i + batch_size]), verbose=0))
-                                for i in range(0, test.size, batch_size)]).astype(np.float64)
+    mod = modality(ds.modality, ds.root / "manifest.json")
+    batch_size = max(batch_size, mod.predict_batch_size)
+    proba = load_predictor(run, cfg, ds, batch_size)(test)
     y_true = ds.y(test)
     metrics = classification_metrics(y_true, proba, label_names)
     metrics["split"] = "test"
     metrics["model"] = cfg.get("model")
     metrics["run_id"] = cfg.get("run_id", run.name)
+    extra = mod.hook("extra_metrics")
+    if extra is not None:
+        metrics.update(extra(ds, test, proba, y_true) or {})
     ref = run / "reference" / "metrics.json"
     if ref.is_file():  # a comparison run kept inside this one (e.g. `ephys reproduce sts-baseline`)
         try:
@@ -126,12 +121,6 @@ def evaluate_run(run_dir: str | Path, batch_size: int = 8) -> dict:
             raise EphysError(f"unreadable reference metrics ({exc})", ref) from None
     write_json(run / "metrics.json", metrics)
 
-    buf = io.StringIO()
-    import csv
-
-    w = csv.writer(buf)
-    w.writerow(["id", "true", "predicted"] + [f"p_{n}" for n in label_names])
-    for i, yi, pr in zip(test, y_true, proba):
-        w.writerow([ds.ids[i], label_names[yi], label_names[int(pr.argmax())]] + [f"{v:.6f}" for v in pr])
-    write_text(run / "predictions.csv", buf.getvalue())
+    write_predictions(run / "predictions.csv", [ds.ids[i] for i in test], proba, label_names,
+                      true=[label_names[yi] for yi in y_true])
     return metrics

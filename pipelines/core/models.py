@@ -23,7 +23,8 @@ from typing import Any, Callable
 from .errors import EphysError
 
 __all__ = ["ModelSpec", "REGISTRY", "register", "resolve_model_name", "resolve_builder", "models_for_modality",
-           "check_modality", "build_model", "describe_models", "parse_hparams", "load_keras_model"]
+           "check_modality", "build_model", "describe_models", "parse_hparams", "load_keras_model", "run_model_spec",
+           "load_predictor"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -54,6 +55,15 @@ class ModelSpec:
         One line for ``--help`` and docs, with the source paper.
     imagenet : bool
         Whether ImageNet weights exist for it (``--weights imagenet``).
+    trainer : callable, str or None
+        For models not trained by gradient descent in Keras: ``trainer(cfg, ds, split, run, meta,
+        log) -> run`` (e.g. LightGBM's cross-validated fit). None: the core's Keras training.
+    predictor : callable, str or None
+        ``predictor(run_dir, ds) -> predict(indices) -> proba (n, n_classes) float64`` for such
+        models. None: the run's ``model.keras`` applied in batches.
+    model_file : str
+        The trained model's file name in the run folder (``model.keras``; LightGBM:
+        ``model.lgb.txt``).
     imagenet_weights : callable, str or None
         ``imagenet_weights(canonical_name) -> Path`` of the backbone's ImageNet weights file
         (from a cache, downloading when it can; EphysError otherwise), or ``"module:function"``.
@@ -71,6 +81,9 @@ class ModelSpec:
     description: str
     imagenet: bool
     kind: str = "keras"
+    model_file: str = "model.keras"
+    trainer: Callable[..., Path] | str | None = None
+    predictor: Callable[..., Callable] | str | None = None
     imagenet_weights: Callable[[str], Path] | str | None = None
 
 
@@ -78,9 +91,13 @@ class _Registry(dict):
     """A dict that imports the pipelines (which declare the models) the first time it is read."""
 
     def _load(self):
-        from .registry import load_pipelines
+        from .registry import load_pipelines, pipelines
 
         load_pipelines()
+        for p in pipelines().values():  # cheap: a few specs, skipped when already registered
+            for spec in p.models:
+                if dict.get(self, str(spec.name).strip().lower()) is not spec:
+                    register(spec)
 
     def __getitem__(self, k):
         self._load()
@@ -153,10 +170,10 @@ def register(spec: ModelSpec, replace: bool = False) -> ModelSpec:
     spec.name = name
     spec.aliases = tuple(str(a).strip().lower() for a in spec.aliases)
     spec.modalities = tuple(str(m).strip().lower() for m in spec.modalities)
-    if name in REGISTRY and not replace:
+    if dict.__contains__(REGISTRY, name) and not replace:  # dict methods: no pipeline loading here
         raise ValueError(f"model {name!r} is already registered")
     taken = {}
-    for other in REGISTRY.values():
+    for other in dict.values(REGISTRY):
         if other.name == name:
             continue
         for k in (other.name, *other.aliases):
@@ -176,6 +193,11 @@ def _resolve(target):
 
     mod, _, fn = str(target).partition(":")
     return getattr(importlib.import_module(mod), fn)
+
+
+def resolve_hook(target) -> Callable[..., Any]:
+    """A ModelSpec hook (``trainer``, ``predictor``, ...) as a callable."""
+    return _resolve(target)
 
 
 def resolve_builder(spec: ModelSpec) -> Callable[..., Any]:
@@ -439,3 +461,40 @@ def build_model(
         backbone.trainable = False
     return model
 
+
+
+def run_model_spec(config: dict) -> ModelSpec | None:
+    """The registered spec of a run's ``config["model"]``, or None if no pipeline registers it."""
+    try:
+        return REGISTRY[resolve_model_name(str(config.get("model")))]
+    except EphysError:
+        return None
+
+
+def load_predictor(run_dir: str | os.PathLike, config: dict, ds, batch_size: int = 8):
+    """A function ``predict(indices) -> proba`` (n, n_classes) float64 applying the run's trained
+    model to samples ``indices`` of dataset ``ds`` (:class:`ephys.pipelines.core.datasets.Dataset`).
+
+    Keras runs load ``RUN/model.keras`` and predict in batches of ``batch_size``; models with a
+    ``predictor`` hook (e.g. LightGBM) use it.
+
+    Raises
+    ------
+    EphysError
+        The model file is missing or unreadable.
+    """
+    import numpy as np
+
+    run_dir = Path(run_dir)
+    spec = run_model_spec(config)
+    if spec is not None and spec.predictor is not None:
+        return _resolve(spec.predictor)(run_dir, ds)
+    model = load_keras_model(run_dir / "model.keras")
+
+    def predict(indices):
+        idx = np.asarray(indices, dtype=np.int64)
+        parts = [np.asarray(model.predict(ds.load(idx[i:i + batch_size]), verbose=0))
+                 for i in range(0, idx.size, batch_size)]
+        return np.concatenate(parts).astype(np.float64) if parts else np.zeros((0, 0))
+
+    return predict

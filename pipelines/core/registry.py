@@ -34,11 +34,14 @@ PLUGINS_ENV = "EPHYS_PLUGINS"
 
 @dataclass
 class Figure:
-    """One figure of a report section: PNG bytes, alt text and a caption (plain text)."""
+    """One figure of a report section: PNG bytes, alt text, a caption (plain text) and ``key``, the
+    file stem under ``RUN/report_files/`` (unique within a report; derived from the section when
+    empty)."""
 
     png: bytes
     alt: str
     caption: str = ""
+    key: str = ""
 
 
 @dataclass
@@ -124,6 +127,9 @@ class Modality:
         Raises :class:`EphysError` for input it cannot prepare.
     predict_batch_size : int
         Samples per ``model.predict`` call in evaluate / predict (small snippets: large batches).
+    match_keys : tuple[str, ...]
+        Top-level manifest keys that must be equal for ``ephys predict`` to accept a prepared
+        dataset (besides ``modality``, ``sample_shape`` and the shared ``parameters``).
     """
 
     name: str
@@ -137,6 +143,7 @@ class Modality:
     extra_metrics: Callable[..., dict] | str | None = None
     prepare_for_predict: Callable[..., Path] | str | None = None
     predict_batch_size: int = 8
+    match_keys: tuple[str, ...] = ()
 
     def hook(self, name: str) -> Callable[..., Any] | None:
         """The hook ``name`` as a callable (a ``"package.module:function"`` string is imported
@@ -190,9 +197,10 @@ class Pipeline:
         Modalities it introduces (a modality another pipeline already registered may be listed
         again as the same object; a different object of the same name is an error).
     models : tuple[ModelSpec, ...]
-        Models it registers (:class:`ephys.pipelines.core.models.ModelSpec`; builders may be
-        ``"module:function"`` strings so that declaring them imports no Keras). The same spec
-        object listed by two pipelines is registered once.
+        Models it declares (:class:`ephys.pipelines.core.models.ModelSpec`; builders may be
+        ``"module:function"`` strings so that declaring them imports no Keras). The model
+        registry picks them up when it is first read; the same spec object listed by two
+        pipelines is registered once.
     recipes : tuple[Recipe, ...]
     synthetic : callable or None
         ``synthetic(out: Path, *, seed: int, size: int | None, progress) -> Path``: write the
@@ -241,13 +249,8 @@ def register_pipeline(p: Pipeline, replace: bool = False) -> Pipeline:
     """
     if p.name in _PIPELINES and _PIPELINES[p.name] is not p and not replace:
         raise ValueError(f"pipeline {p.name!r} is already registered")
-    from . import models as _models
-
     for m in p.modalities:
         register_modality(m, replace=replace)
-    for spec in p.models:
-        if _models.REGISTRY.get(str(spec.name).lower()) is not spec:
-            _models.register(spec, replace=replace)
     for r in p.recipes:
         if r.name in _RECIPES and _RECIPES[r.name][1] != p.name and not replace:
             raise ValueError(f"recipe {r.name!r} is already registered by {_RECIPES[r.name][1]}")

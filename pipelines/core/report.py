@@ -17,7 +17,8 @@ same strings.
 Sections: title (run id, model, date); headline metrics; data (dataset, cells per class and
 per split, skipped files); learning curves (``history.csv``); test metrics (per-class table,
 confusion matrix counts + row-normalised, one-vs-rest ROC curves from ``predictions.csv``);
-example scalograms per class; saliency (``RUN/explain`` if present); configuration table.
+examples and explanations drawn by the dataset's modality (its report hooks, see
+:class:`ephys.pipelines.core.registry.Modality`), extra sections it adds; configuration table.
 Missing optional inputs (metrics.json, predictions.csv, history.csv, explain/, the dataset)
 produce a one-line note in their section instead of an error.
 """
@@ -37,18 +38,11 @@ import numpy as np
 
 from .atomic import atomic_path, write_text
 from .errors import EphysError
-from .explain import (
-    SCALOGRAM_CMAP,
-    _pyplot,
-    find_dataset,
-    load_run_config,
-    load_sample,
-    plot_map,
-    read_manifest,
-    read_split,
-)
+from .registry import Figure, ReportContext, Section, modality as find_modality
+from .runfolder import find_dataset, load_run_config, read_manifest, read_split
 
-__all__ = ["build_report", "metrics_table_rows", "per_class_rows", "format_number"]
+__all__ = ["build_report", "metrics_table_rows", "per_class_rows", "format_number", "pyplot", "png_bytes",
+           "style_axes", "OKABE_ITO"]
 
 # Okabe–Ito colour-blind-safe palette (black last; it doubles as the chance line colour).
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
@@ -60,7 +54,7 @@ HEADLINE = [
     ("n_test", "Test cells"),
 ]
 NOT_EVALUATED = "not evaluated yet — run `ephys evaluate RUN`"
-NOT_EXPLAINED = "no saliency maps yet — run `ephys explain RUN`"
+NOT_EXPLAINED = "not explained yet — run `ephys explain RUN`"
 FIG_DPI = 100
 MAX_SKIPPED_SHOWN = 50
 
@@ -231,6 +225,15 @@ def _when(run_dir: Path, config: dict) -> str:
 # --------------------------------------------------------------------------------------
 
 
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _png(fig, dpi: int = FIG_DPI) -> bytes:
     plt = _pyplot()
     buf = io.BytesIO()
@@ -245,6 +248,10 @@ def _style(ax):
     ax.grid(True, color="0.9", linewidth=0.8)
     ax.set_axisbelow(True)
     ax.tick_params(labelsize=9)
+
+
+#: figure helpers shared with the pipelines' report hooks
+pyplot, png_bytes, style_axes = _pyplot, _png, _style
 
 
 def _fig_learning_curves(hist: dict[str, list[float]]) -> bytes | None:
@@ -346,76 +353,6 @@ def _fig_roc(true: list[str], probs: np.ndarray, labels: list[str]):
     return _png(fig), aucs
 
 
-def _fig_examples(data_dir: Path, manifest: dict, examples: list[tuple[str, list[dict]]]) -> bytes | None:
-    plt = _pyplot()
-    if not examples:
-        return None
-    n_rows = len(examples)
-    n_cols = max(len(e[1]) for e in examples)
-    fig, axes = plt.subplots(
-        n_rows, n_cols, figsize=(3.3 * n_cols + 1.0, 2.3 * n_rows + 0.5), squeeze=False, layout="constrained"
-    )
-    dpi = FIG_DPI if n_rows <= 6 else 80
-    mesh = None
-    freqs, time_s = manifest.get("frequencies_hz"), manifest.get("time_s")
-    for r, (label, entries) in enumerate(examples):
-        for c in range(n_cols):
-            ax = axes[r, c]
-            if c >= len(entries):
-                ax.set_axis_off()
-                continue
-            e = entries[c]
-            x = load_sample(data_dir, e)
-            img = x.mean(axis=-1) if x.ndim == 3 else np.atleast_2d(x)
-            n_sw = x.shape[-1] if x.ndim == 3 else 1
-            extra = f", rheobase {e['rheobase_pA']:g} pA" if isinstance(e.get("rheobase_pA"), (int, float)) else ""
-            mesh = plot_map(
-                ax, img, freqs, time_s, cmap=SCALOGRAM_CMAP, ylabel=(c == 0), xlabel=(r == n_rows - 1),
-                title=f"{label} — {str(e.get('id'))[:28]}\nmean of {n_sw} sweeps{extra}",
-            )
-    if mesh is not None:
-        fig.colorbar(mesh, ax=axes, shrink=min(0.8, 0.2 + 1.6 / n_rows), label="normalised log |CWT|")
-    return _png(fig, dpi)
-
-
-def _fig_waveforms(data_dir: Path, manifest: dict, label_names: list[str], split: dict | None,
-                   n_max: int = 40) -> bytes | None:
-    """Example snippets per class for a waveform dataset (test samples first), with class means."""
-    from .datasets import load_dataset
-
-    try:
-        ds = load_dataset(data_dir)
-    except EphysError:
-        return None
-    test = set(split["test"]) if split else set()
-    fs = float(manifest.get("fs_hz") or 1000.0)
-    t0 = float((manifest.get("time_ms") or [0.0])[0])
-    present = [n for n in label_names if any(lab == n for lab in ds.labels)]
-    if not present:
-        return None
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(present), figsize=(3.6 * len(present) + 0.6, 3.0), squeeze=False,
-                             layout="constrained", sharey=True)
-    for c, name in enumerate(present):
-        members = [i for i, lab in enumerate(ds.labels) if lab == name]
-        members.sort(key=lambda i: (ds.ids[i] not in test, i))
-        rng = np.random.default_rng(0)
-        pool = [i for i in members if ds.ids[i] in test] or members
-        pick = np.sort(rng.choice(pool, size=min(n_max, len(pool)), replace=False))
-        x = ds.load(pick)[:, :, 0]
-        t = t0 + 1000.0 * np.arange(x.shape[1]) / fs
-        ax = axes[0, c]
-        ax.plot(t, x.T, color="0.55", lw=0.5, alpha=0.6)
-        ax.plot(t, x.mean(axis=0), color="#0072B2", lw=2)
-        where = "test" if ds.ids[pool[0]] in test else "all"
-        ax.set_title(f"{name} ({len(pick)} of {len(pool)} {where})", fontsize=10)
-        ax.set_xlabel("time from crossing (ms)")
-        if c == 0:
-            ax.set_ylabel(str(manifest.get("units") or ""))
-        _style(ax)
-    return _png(fig)
-
-
 # --------------------------------------------------------------------------------------
 # Templates
 # --------------------------------------------------------------------------------------
@@ -478,7 +415,7 @@ _HTML = """<!DOCTYPE html>
 </div></div></header>
 <nav><div class="wrap">
 <a href="#summary">Summary</a><a href="#data">Data</a><a href="#training">Training</a>
-<a href="#metrics">Test metrics</a><a href="#examples">Examples</a><a href="#saliency">{{ 'Explanations' if shap else 'Saliency' }}</a><a href="#config">Configuration</a>
+<a href="#metrics">Test metrics</a><a href="#examples">Examples</a>{% for sec in extra_sections %}<a href="#{{ sec.id }}">{{ sec.title }}</a>{% endfor %}<a href="#explanations">{{ explain_title }}</a><a href="#config">Configuration</a>
 </div></nav>
 <main class="wrap">
 
@@ -551,25 +488,27 @@ _HTML = """<!DOCTYPE html>
 </section>
 
 <section id="examples"><h2>{{ examples_title }}</h2>
-{% if figs.examples %}<div class="card"><figure><img alt="example scalograms" src="{{ figs.examples }}">
+{% if figs.examples %}<div class="card"><figure><img alt="{{ examples_alt }}" src="{{ figs.examples }}">
 <figcaption>{{ examples_caption }}</figcaption></figure></div>
 {% else %}<div class="notice">{{ examples_note }}</div>{% endif %}
 </section>
 
-<section id="saliency"><h2>{{ explain_title }}</h2>
-{% if shap %}
-{% if shap.text %}<p>{{ shap.text }}</p>{% endif %}
-<div class="card"><figure><img alt="top features per class (SHAP)" src="{{ figs.shap_top }}">
-<figcaption>Top features per class by mean |SHAP| of the class's output; red: higher values favour the class, blue: lower values do (↑/↓ in the table). Full ranking: explain/shap_top_features.csv.</figcaption></figure></div>
-{% if shap.rows %}<div class="card"><table><thead><tr><th>class</th><th>top 5 features</th></tr></thead><tbody>
-{% for c, f in shap.rows %}<tr><td>{{ c }}</td><td>{{ f }}</td></tr>{% endfor %}</tbody></table></div>{% endif %}
-{% elif saliency %}
-{% if saliency.text %}<p>{{ saliency.text }}</p>{% endif %}
-{% if figs.saliency_class_means %}<div class="card"><figure><img alt="mean saliency per class" src="{{ figs.saliency_class_means }}">
-<figcaption>Mean saliency per class: which frequencies and times most change the model's output.</figcaption></figure></div>{% endif %}
-{% if figs.saliency_examples %}<div class="card"><figure><img alt="saliency examples" src="{{ figs.saliency_examples }}">
-<figcaption>Example cells: scalogram (left) and saliency map (right).</figcaption></figure></div>{% endif %}
-{% else %}<div class="notice">No saliency maps yet — run <code>ephys explain {{ run_arg }}</code></div>{% endif %}
+{% for sec in extra_sections %}<section id="{{ sec.id }}"><h2>{{ sec.title }}</h2>
+{% if sec.text %}<p>{{ sec.text }}</p>{% endif %}
+{% for f in sec.figures %}<div class="card"><figure><img alt="{{ f.alt }}" src="{{ figs[f.key] }}">
+{% if f.caption %}<figcaption>{{ f.caption }}</figcaption>{% endif %}</figure></div>{% endfor %}
+{% if sec.table %}<div class="card scroll"><table><thead><tr>{% for h in sec.table[0] %}<th>{{ h }}</th>{% endfor %}</tr></thead><tbody>
+{% for row in sec.table[1:] %}<tr>{% for c in row %}<td>{{ c }}</td>{% endfor %}</tr>{% endfor %}</tbody></table></div>{% endif %}
+</section>
+{% endfor %}
+<section id="explanations"><h2>{{ explain_title }}</h2>
+{% if explanation %}
+{% if explanation.text %}<p>{{ explanation.text }}</p>{% endif %}
+{% for f in explanation.figures %}<div class="card"><figure><img alt="{{ f.alt }}" src="{{ figs[f.key] }}">
+{% if f.caption %}<figcaption>{{ f.caption }}</figcaption>{% endif %}</figure></div>{% endfor %}
+{% if explanation.table %}<div class="card"><table><thead><tr>{% for h in explanation.table[0] %}<th>{{ h }}</th>{% endfor %}</tr></thead><tbody>
+{% for row in explanation.table[1:] %}<tr>{% for c in row %}<td>{{ c }}</td>{% endfor %}</tr>{% endfor %}</tbody></table></div>{% endif %}
+{% else %}<div class="notice">Not explained yet — run <code>ephys explain {{ run_arg }}</code></div>{% endif %}
 </section>
 
 <section id="config"><h2>Configuration</h2>
@@ -665,32 +604,43 @@ Not evaluated yet — run `ephys evaluate {{ run_arg }}`
 {% endif %}{% endif %}
 ## {{ examples_title }}
 {% if files.examples %}
-![example scalograms]({{ files.examples }})
+![{{ examples_alt }}]({{ files.examples }})
 
 {{ examples_caption }}
 {% else %}
 {{ examples_note }}
 {% endif %}
-## {{ explain_title }}
-{% if shap %}
-{% if shap.text %}{{ shap.text }}
+{% for sec in extra_sections %}## {{ sec.title }}
+{% if sec.text %}
+{{ sec.text }}
 {% endif %}
-![top features per class (SHAP)]({{ files.shap_top }})
-
-| class | top 5 features |
-|---|---|
-{% for c, f in shap.rows -%}
-| {{ c|md }} | {{ f|md }} |
+{% for f in sec.figures %}
+![{{ f.alt }}]({{ files[f.key] }})
+{% if f.caption %}
+{{ f.caption }}
+{% endif %}{% endfor %}
+{% if sec.table %}
+| {{ sec.table[0]|join(' | ') }} |
+|{% for h in sec.table[0] %}---|{% endfor %}
+{% for row in sec.table[1:] -%}
+| {% for c in row %}{{ c|md }} | {% endfor %}
+{% endfor %}{% endif %}
 {% endfor %}
-{% elif saliency %}
-{% if saliency.text %}{{ saliency.text }}
+## {{ explain_title }}
+{% if explanation %}
+{% if explanation.text %}{{ explanation.text }}
 {% endif %}
-{% if files.saliency_class_means %}![mean saliency per class]({{ files.saliency_class_means }})
-{% endif %}
-{% if files.saliency_examples %}![saliency examples]({{ files.saliency_examples }})
-{% endif %}
+{% for f in explanation.figures %}
+![{{ f.alt }}]({{ files[f.key] }})
+{% endfor %}
+{% if explanation.table %}
+| {{ explanation.table[0]|join(' | ') }} |
+|{% for h in explanation.table[0] %}---|{% endfor %}
+{% for row in explanation.table[1:] -%}
+| {% for c in row %}{{ c|md }} | {% endfor %}
+{% endfor %}{% endif %}
 {% else %}
-No saliency maps yet — run `ephys explain {{ run_arg }}`
+Not explained yet — run `ephys explain {{ run_arg }}`
 {% endif %}
 ## Configuration
 
@@ -774,17 +724,6 @@ def _data_section(run_dir: Path, config: dict, label_names: list[str], split: di
         ],
     }
     return section, data_dir, manifest
-
-
-def _pick_examples(manifest: dict, label_names: list[str], split: dict | None, n: int = 2):
-    test = set(split["test"]) if split else set()
-    out = []
-    for name in label_names:
-        members = [s for s in manifest["samples"] if s.get("label") == name]
-        members.sort(key=lambda s: (str(s.get("id")) not in test, str(s.get("id"))))
-        if members:
-            out.append((name, members[:n]))
-    return out
 
 
 def _comparison(metrics: dict | None) -> dict | None:
@@ -896,84 +835,53 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
             else:
                 roc_note = "ROC curves need test cells of at least two classes."
 
-    examples_note, examples_caption = "Dataset unavailable: no example scalograms.", ""
-    if manifest is not None and manifest.get("modality") == "waveform":
-        png = _fig_waveforms(data_dir, manifest, label_names, split)
-        if png:
-            figs["examples"] = png
-            examples_caption = (
-                "Example waveforms per class (up to 40 test samples each, thin lines) and the class "
-                "mean (thick), time from the threshold crossing.")
-        else:
-            examples_note = "No labelled waveforms in the dataset: no examples."
-    elif manifest is not None:
-        shape = manifest.get("sample_shape")
-        if shape is not None and len(shape) != 3:
-            examples_note = f"Example scalograms are drawn for scalogram datasets only (sample shape {shape})."
-        else:
-            ex = _pick_examples(manifest, label_names, split, n=2 if len(label_names) <= 8 else 1)
-            png = _fig_examples(data_dir, manifest, ex) if ex else None
-            if png:
-                figs["examples"] = png
-                examples_caption = (
-                    "One or two cells per class (test cells first): the scalogram averaged over the "
-                    "cell's sweeps, log frequency axis. Colour map: cividis (colour-blind safe)."
-                )
-            else:
-                examples_note = "No labelled cells in the dataset: no example scalograms."
+    ctx = ReportContext(run_dir=run_dir, config=config, data_dir=data_dir, manifest=manifest, split=split,
+                        label_names=label_names, metrics=metrics)
+    mod = None
+    if manifest is not None:
+        try:
+            mod = find_modality(manifest.get("modality"), data_dir / "manifest.json")
+        except EphysError as exc:
+            data["facts"] = list(data.get("facts") or []) + [("note", exc.one_line())]
+    examples_note, examples_caption, examples_alt = "Dataset unavailable: no examples.", "", "examples"
+    examples_title = mod.examples_title if mod is not None else "Examples"
+    hook = mod.hook("examples") if mod is not None else None
+    if mod is not None:
+        examples_note = f"No example figure is drawn for {mod.name} datasets."
+    if hook is not None:
+        got = hook(ctx)
+        if isinstance(got, Figure):
+            figs["examples"] = got.png
+            examples_caption, examples_alt = got.caption, got.alt
+        elif got:
+            examples_note = str(got)
 
-    saliency = None
-    explain_dir = run_dir / "explain"
-    if explain_dir.is_dir() and (
-        (explain_dir / "class_means.png").is_file() or (explain_dir / "examples.png").is_file()
-    ):
-        saliency = {"text": ""}
-        for src, key in (("class_means.png", "saliency_class_means"), ("examples.png", "saliency_examples")):
-            if (explain_dir / src).is_file():
-                figs[key] = (explain_dir / src).read_bytes()
-        summ = explain_dir / "summary.json"
-        if summ.is_file():
-            try:
-                s = json.loads(summ.read_text(encoding="utf-8"))
-                target = "predicted" if s.get("target", "predicted") == "predicted" else "true"
-                how = "SmoothGrad" if s.get("method") == "smoothgrad" else "Input-gradient"
-                saliency["text"] = (
-                    f"{how} saliency of the {target}-class probability "
-                    f"with respect to the input scalogram, |gradient| maximised over sweeps and scaled to "
-                    f"[0, 1] per cell; {s.get('n_cells', '?')} cells ({s.get('cells', '?')})."
-                ) if s.get("axes") != ["time"] else (
-                    f"{how} saliency of the {target}-class probability with respect to the input "
-                    f"waveform, |gradient| per time sample scaled to [0, 1] per snippet; "
-                    f"{s.get('n_cells', '?')} snippets ({s.get('cells', '?')})."
-                )
-            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-                pass
-
-    modality = (manifest or {}).get("modality") or config.get("modality")
-    if modality == "features":
-        examples_note = ("Feature tables have no example images; the Explanations section shows which "
-                         "features drive each class.")
-    shap = None
-    if (explain_dir / "shap_top.png").is_file():
-        figs["shap_top"] = (explain_dir / "shap_top.png").read_bytes()
-        shap = {"text": "", "rows": []}
-        summ = explain_dir / "summary.json"
-        if summ.is_file():
-            try:
-                s = json.loads(summ.read_text(encoding="utf-8"))
-                shap["text"] = (f"TreeSHAP (shap package) on {s.get('n_cells', '?')} cells ({s.get('cells', '?')}): "
-                                "mean |SHAP| of each class's output, in log-odds.")
-                shap["rows"] = [(cls, ", ".join(feats)) for cls, feats in (s.get("top_features") or {}).items()]
-            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-                pass
+    explanation = mod.hook("explanation")(ctx) if mod is not None and mod.explanation else None
+    explain_figs = []
+    if explanation is not None:
+        for k, f in enumerate(explanation.figures):
+            key = f.key or f"explain_{k}"
+            figs[key] = f.png
+            explain_figs.append({"key": key, "alt": f.alt, "caption": f.caption})
+    extra_sections = []
+    for k, sec in enumerate((mod.hook("sections")(ctx) or []) if mod is not None and mod.sections else []):
+        fl = []
+        for j, f in enumerate(sec.figures):
+            key = f.key or f"section{k}_{j}"
+            figs[key] = f.png
+            fl.append({"key": key, "alt": f.alt, "caption": f.caption})
+        extra_sections.append({"id": f"extra{k}", "title": sec.title, "text": sec.text, "figures": fl,
+                               "table": sec.table})
     comparison = _comparison(metrics)
     cv_rows = _cv_rows(run_dir / "cv_results.csv")
 
     # write figures (md) and data URIs (html)
     files_dir = run_dir / "report_files"
     files_dir.mkdir(parents=True, exist_ok=True)
-    known = ["learning_curves", "confusion", "roc", "examples", "saliency_class_means", "saliency_examples",
-             "shap_top"]
+    known = list(dict.fromkeys(["learning_curves", "confusion", "roc", "examples", *figs]))
+    for stale in files_dir.glob("*.png"):
+        if stale.stem not in known:
+            stale.unlink()  # a figure of an earlier render that this one does not have
     files, uris = {}, {}
     for key in known:
         target_path = files_dir / f"{key}.png"
@@ -997,8 +905,8 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
 
     pills = []
     pill_keys = (("backend", "backend"), ("keras_version", "keras"), ("epochs", "epochs"), ("weights", "weights"))
-    if str(config.get("backend")) == "lightgbm":  # trees: no epochs, no pretrained weights
-        pill_keys = (("backend", "backend"), ("backend_version", "lightgbm"))
+    if not config.get("keras_version"):  # a model not trained by Keras (e.g. trees): no epochs, no weights
+        pill_keys = (("backend", "backend"), ("backend_version", str(config.get("backend") or "version")))
     for key, name in pill_keys:
         if config.get(key) not in (None, ""):
             pills.append(f"{name}: {config[key]}")
@@ -1022,13 +930,15 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
         "roc_missing": roc_missing,
         "examples_note": examples_note,
         "examples_caption": examples_caption,
-        "saliency": saliency,
-        "shap": shap,
+        "explanation": (None if explanation is None else
+                        {"title": explanation.title, "text": explanation.text, "figures": explain_figs,
+                         "table": explanation.table}),
+        "extra_sections": extra_sections,
+        "examples_alt": examples_alt,
         "comparison": comparison,
         "cv_rows": cv_rows,
-        "examples_title": "Examples" if modality == "features" else (
-            "Example waveforms" if modality == "waveform" else "Example scalograms"),
-        "explain_title": "Explanations (SHAP)" if shap else "Saliency",
+        "examples_title": examples_title,
+        "explain_title": explanation.title if explanation is not None else "Explanations",
         "config_rows": _flatten(config),
         "ephys_version": str(config.get("ephys_version") or __version__),
         "generated": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"),

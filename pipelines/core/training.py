@@ -42,7 +42,7 @@ class TrainConfig:
     """Settings of one training run (written to ``config.yaml``)."""
 
     model: str = "densenet121"
-    data: str = "data/processed/scalograms"
+    data: str = "data/processed/scalograms"  # the CLI passes DATA/processed/scalograms, the embedded default
     weights: str = "none"
     freeze: str = "none"
     epochs: int = 20
@@ -168,12 +168,6 @@ def _append_history(path: Path, epoch: int, logs: dict) -> None:
     write_text(path, buf.getvalue())
 
 
-def _lightgbm_version() -> str:
-    import lightgbm
-
-    return lightgbm.__version__
-
-
 def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
           log: Callable[[str], None] = print, split_ids: dict[str, list[str]] | None = None) -> Path:
     """Train ``cfg.model`` on ``cfg.data``; returns the run folder.
@@ -202,8 +196,8 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
     models.check_modality(cfg.model, ds.modality)
     if cfg.split in (None, "", "auto"):
         cfg.split = str(ds.manifest.get("default_split") or "grouped")
-    kind = models.REGISTRY[cfg.model].kind
-    model_file = "model.lgb.txt" if kind == "lightgbm" else "model.keras"
+    spec = models.REGISTRY[cfg.model]
+    model_file = spec.model_file
     run = Path(cfg.out) if cfg.out else default_run_dir(cfg)
     cfg.out = str(run)
     cfg.data = str(Path(cfg.data).resolve())
@@ -244,15 +238,12 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
             rel = named_split(grps, ds.manifest.get("splits") or {}, cfg.split, ds.root / "manifest.json")
         split = {k: [int(labelled[j]) for j in v] for k, v in rel.items()}
 
-    if kind == "lightgbm":
-        from ..blocks.models.lightgbm import train_tabular
-
+    if spec.trainer is not None:  # a model trained by its own code (e.g. LightGBM's cross-validated fit)
         meta = {"run_id": run.name, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                "ephys_version": __version__, "backend": "lightgbm", "backend_version": _lightgbm_version(),
-                "gpu": False, "label_names": ds.label_names, "modality": ds.modality,
+                "ephys_version": __version__, "backend": spec.kind, "gpu": False, "label_names": ds.label_names, "modality": ds.modality,
                 "sample_shape": list(ds.sample_shape),
                 "n_train": len(split["train"]), "n_val": len(split["val"]), "n_test": len(split["test"])}
-        return train_tabular(cfg, ds, split, run, meta, log)
+        return models.resolve_hook(spec.trainer)(cfg, ds, split, run, meta, log)
 
     gpu = runtime.configure_for_device(cfg.seed)
     meta = {"run_id": run.name, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -24,7 +24,7 @@ WAVEFORM = Modality(
     explain="ephys.pipelines.spikes.figures:explain_waveform_run",
     explanation="ephys.pipelines.spikes.figures:explanation_section",
     prepare_for_predict="ephys.pipelines.spikes.waveforms:prepare_like",
-    predict_batch_size=1024)
+    predict_batch_size=1024, match_keys=("fs_hz", "normalise", "time_ms"))
 
 
 def _seed(data, out, *, seed=0, epochs=40, normalise="channel", log=print):

@@ -567,3 +567,37 @@ def reproduce_seed(data_dir: str | Path, out_dir: str | Path, models=("cnn1d", "
     }
     write_json(out / "metrics.json", result)
     return result
+
+
+def prepare_like(input_path: str | Path, manifest: dict, out_dir: str | Path, log=print) -> Path:
+    """The ``prepare_for_predict`` hook of the ``waveform`` modality: detect and cut snippets from a
+    raw trace (``.npy`` at the run's sampling rate, or NWB ``ElectricalSeries``) exactly as the
+    run's dataset was prepared: its detection parameters (the spike seed's when it was made from
+    snippet sets), snippet window, sampling rate and normalisation. Returns the dataset folder.
+
+    Raises
+    ------
+    EphysError
+        The trace's sampling rate differs from the run's; no spike detected; unreadable trace.
+    """
+    fs_run = float(manifest.get("fs_hz") or 0) or None
+    path = Path(input_path)
+    if path.is_dir():
+        raise EphysError("predict on a waveform run takes one raw trace (.npy or .nwb) or a prepared "
+                         "dataset folder", path)
+    x, fs = read_trace(path, fs_run if path.suffix.lower() == ".npy" else None)
+    if fs_run is not None and abs(fs - fs_run) > 1e-6 * fs_run:
+        raise EphysError(f"trace sampled at {fs:g} Hz; the run was trained on {fs_run:g} Hz snippets", path)
+    fields = set(DetectionParams.__dataclass_fields__)
+    raw = {k: v for k, v in (manifest.get("parameters") or {}).items() if k in fields}
+    if "band_hz" in raw:
+        raw["band_hz"] = tuple(raw["band_hz"])
+    t_ms = manifest.get("time_ms") or [-0.4, 1.0]
+    raw.setdefault("pre_ms", -float(t_ms[0]))
+    raw.setdefault("post_ms", float(t_ms[1]))
+    params = DetectionParams(**raw)
+    mpath = prepare_raw_trace(path, out_dir, fs_hz=fs, params=params, normalise=str(manifest.get("normalise") or "none"))
+    got = json.loads(Path(mpath).read_text())["sample_shape"]
+    if list(got) != list(manifest.get("sample_shape") or got):
+        raise EphysError(f"snippets of shape {got}; the run needs {manifest.get('sample_shape')}", path)
+    return Path(out_dir)

@@ -346,3 +346,32 @@ def count_array_tasks(input_path: str | Path, labels_csv: str | Path | None = No
         raise EphysError(f"--cells-per-task must be >= 1, got {cells_per_task}")
     cells, _ = discover_cells(input_path, labels_csv)
     return max(1, -(-len(cells) // cells_per_task))
+
+
+def prepare_like(input_path: str | Path, manifest: dict, out_dir: str | Path, log=print) -> Path:
+    """The ``prepare_for_predict`` hook of the ``scalogram`` modality: prepare recordings exactly
+    as the dataset of ``manifest`` was (same sweeps rule, CWT and normalisation: its recorded
+    ``parameters``), in-process; labels are not read. Returns the dataset folder.
+
+    Raises
+    ------
+    EphysError
+        No readable current-clamp cell in the input (each skipped file is listed in the manifest).
+    """
+    raw = {k: v for k, v in (manifest.get("parameters") or {}).items() if k != "key"}
+    known = {f for f in ScalogramParams.__dataclass_fields__}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise EphysError(f"the run's dataset was prepared with parameters this version does not know: "
+                         f"{', '.join(unknown)}")
+    for k in ("window_s", "rheobase_multiples"):
+        if k in raw:
+            raw[k] = tuple(raw[k])
+    params = ScalogramParams(**raw)
+    res = prepare_scalograms(input_path, out_dir, labels_csv=None, params=params, scheduler="synchronous")
+    if res.n_ok == 0:
+        reasons = "; ".join(f"{Path(s['path']).name}: {s['reason']}" for s in res.skipped[:3])
+        raise EphysError(f"no cell could be prepared ({reasons})", input_path)
+    for s in res.skipped:
+        log(f"skipped {s['path']}: {s['reason']}")
+    return Path(out_dir)

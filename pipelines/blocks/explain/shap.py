@@ -113,7 +113,7 @@ def explain_tabular_run(run_dir: str | Path, data_dir: str | Path | None = None,
         No model / config / dataset, split ids missing from the dataset, no cells to explain.
     """
     from ...core.datasets import load_dataset
-    from ...core.explain import find_dataset, load_run_config, read_split
+    from ...core.runfolder import find_dataset, load_run_config, read_split
     from ..models.lightgbm import TabularModel
 
     run = Path(run_dir)
@@ -177,3 +177,43 @@ def explain_tabular_run(run_dir: str | Path, data_dir: str | Path | None = None,
                          for cls, rows in top.items()},
     })
     return out
+
+
+def explain_features_run(run_dir: Path, config: dict, data: Path, manifest: dict, *, figures: bool = True,
+                         kind: str = "lightgbm", **_) -> Path:
+    """The ``explain`` hook of the ``features`` modality: TreeSHAP for LightGBM runs.
+
+    Raises
+    ------
+    EphysError
+        The run's model is not a tree model (TreeSHAP does not apply).
+    """
+    if kind != "lightgbm":
+        raise EphysError(f"explain on feature tables supports LightGBM runs (TreeSHAP); this run's model is "
+                         f"{config.get('model')}", Path(run_dir) / "config.yaml")
+    return explain_tabular_run(run_dir, data_dir=data, figures=figures)
+
+
+def explanation_section(ctx):
+    """The report's explanation section for a TreeSHAP run (``RUN/explain/shap_top.png``), or None."""
+    from ...core.registry import Figure, Section
+
+    explain_dir = Path(ctx.run_dir) / "explain"
+    png = explain_dir / "shap_top.png"
+    if not png.is_file():
+        return None
+    text, rows = "", []
+    summ = explain_dir / "summary.json"
+    if summ.is_file():
+        try:
+            s = json.loads(summ.read_text(encoding="utf-8"))
+            text = (f"TreeSHAP (shap package) on {s.get('n_cells', '?')} cells ({s.get('cells', '?')}): "
+                    "mean |SHAP| of each class's output, in log-odds.")
+            rows = [[cls, ", ".join(feats)] for cls, feats in (s.get("top_features") or {}).items()]
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            pass
+    caption = ("Top features per class by mean |SHAP| of the class's output; red: higher values favour the class, "
+               "blue: lower values do (↑/↓ in the table). Full ranking: explain/shap_top_features.csv.")
+    return Section("Explanations (SHAP)", text, [Figure(png.read_bytes(), "top features per class (SHAP)", caption,
+                                                        "shap_top")],
+                   [["class", "top 5 features"]] + rows if rows else None)

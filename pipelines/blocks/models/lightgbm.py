@@ -278,6 +278,9 @@ def train_tabular(cfg, ds, split: dict, run: Path, meta: dict, log: Callable[[st
     EphysError
         Wrong modality, bad hyper-parameters, unknown feature set, too few cells for CV.
     """
+    import lightgbm
+
+    meta = {**meta, "backend": "lightgbm", "backend_version": meta.get("backend_version") or lightgbm.__version__}
     import yaml
 
     if ds.modality != "features":
@@ -377,6 +380,18 @@ class TabularModel:
         return out
 
 
+def make_predictor(run: str | Path, ds):
+    """The ``predictor`` hook of the ``lightgbm`` model: ``predict(indices) -> proba`` on the
+    dataset's feature rows (read as float64: LightGBM's histogram bins shift with float32)."""
+    model = TabularModel(run)
+    names = list(ds.manifest["feature_names"])
+
+    def predict(indices):
+        return model.predict_proba(ds.load(np.asarray(indices, dtype=np.int64), dtype=np.float64), names)
+
+    return predict
+
+
 def is_tabular_run(run: str | Path) -> bool:
     """True when ``run`` holds a LightGBM model (``model.lgb.txt`` or ``model_meta.json``)."""
     return (Path(run) / MODEL_FILE).is_file() or (Path(run) / META_FILE).is_file()
@@ -392,7 +407,8 @@ def _declare():
 
     spec = ModelSpec("lightgbm", f"{__name__}:build_lightgbm", ("features",), None, ("lgbm", "lgb"),
                      "LightGBM gradient-boosted trees on feature tables (Ke et al. 2017; the STS paper's baseline)",
-                     False, kind="lightgbm")
+                     False, kind="lightgbm", model_file=MODEL_FILE,
+                     trainer=f"{__name__}:train_tabular", predictor=f"{__name__}:make_predictor")
     modality = Modality(
         "features", "a table of named numeric features per sample (features.npy + features.csv)",
         sample_noun="cell", examples_title="Examples",
@@ -400,7 +416,7 @@ def _declare():
                               "features drive each class."),
         explain="ephys.pipelines.blocks.explain.shap:explain_features_run",
         explanation="ephys.pipelines.blocks.explain.shap:explanation_section",
-        predict_batch_size=4096)
+        predict_batch_size=4096, match_keys=("feature_names",))
     return spec, modality
 
 

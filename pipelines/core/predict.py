@@ -1,0 +1,197 @@
+"""``ephys predict RUN INPUT [OUT]``: apply a trained run to new recordings or a prepared dataset.
+
+Raw input is prepared by the run's modality (its ``prepare_for_predict`` hook) with exactly the
+parameters recorded in the manifest of the dataset the run was trained on; a prepared dataset is
+accepted when its modality, sample shape and preparation parameters equal the run's (otherwise one
+line says what differs). Labels in the input are ignored. Writes, into ``OUT`` (created at the end,
+from a temporary sibling, so a failure leaves nothing):
+
+``predictions.csv``  ``id``, ``source`` (the recording), ``predicted``, ``p_<label>`` per class
+``report.html``      counts per predicted class, the least confident items, the example figure of
+                     the run's report drawn per predicted class
+``data/``            the prepared input (raw input only)
+``summary.json``     what was predicted, with which run
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import json
+import shutil
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .atomic import write_json, write_text
+from .datasets import load_dataset
+from .errors import EphysError
+from .registry import Figure, ReportContext, modality as find_modality
+from .runfolder import find_dataset, load_run_config, read_manifest, write_predictions
+
+__all__ = ["predict_run", "manifest_differences"]
+
+#: manifest keys that never take part in the "same preparation" comparison
+_PROVENANCE_KEYS = {"key", "input", "sha256", "source"}
+N_LEAST_CONFIDENT = 10
+
+
+def manifest_differences(trained: dict, given: dict, keys: tuple[str, ...] = ()) -> list[str]:
+    """What differs between the preparation of two datasets: ``modality``, ``sample_shape``, the
+    shared entries of ``parameters`` and the top-level manifest ``keys`` a modality names.
+
+    Returns
+    -------
+    list[str]
+        ``"name: trained value != given value"`` items (empty when the preparations match).
+    """
+    out = []
+    for k in ("modality", "sample_shape", *keys):
+        if trained.get(k) != given.get(k):
+            out.append(f"{k}: {trained.get(k)!r} (run) != {given.get(k)!r} (input)")
+    pa, pb = trained.get("parameters") or {}, given.get("parameters") or {}
+    for k in sorted(set(pa) & set(pb) - _PROVENANCE_KEYS):
+        a, b = pa[k], pb[k]
+        if json.dumps(a, sort_keys=True, default=str) != json.dumps(b, sort_keys=True, default=str):
+            out.append(f"parameters.{k}: {a!r} (run) != {b!r} (input)")
+    return out
+
+
+def predict_run(run_dir: str | Path, input_path: str | Path, out_dir: str | Path,
+                log: Callable[[str], None] = print, batch_size: int = 8) -> Path:
+    """Predict every sample of ``input_path`` with the run's model; returns ``OUT``.
+
+    Parameters
+    ----------
+    run_dir : a trained run folder (``config.yaml`` + its model file).
+    input_path : raw recording(s) the run's modality can prepare, or a prepared dataset folder.
+    out_dir : output folder; must not exist yet or be empty.
+
+    Raises
+    ------
+    EphysError
+        Not a trained run; its training dataset is gone; input that does not fit the run's
+        modality, or prepared with other parameters (the message says which); an output path
+        that exists and is not empty; the modality cannot prepare raw input.
+    """
+    from .models import load_predictor, run_model_spec
+
+    run_dir, input_path, out = Path(run_dir), Path(input_path), Path(out_dir)
+    config = load_run_config(run_dir)
+    spec = run_model_spec(config)
+    model_file = spec.model_file if spec is not None else "model.keras"
+    if not (run_dir / model_file).is_file():
+        raise EphysError(f"no {model_file} — the run has not finished training", run_dir)
+    trained = read_manifest(find_dataset(run_dir, config))
+    mod = find_modality(trained.get("modality"), run_dir / "config.yaml")
+    if not input_path.exists():
+        raise EphysError("no such file or folder", input_path)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise EphysError("output folder exists and is not empty; pass a new OUT", out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
+    try:
+        if (input_path / "manifest.json").is_file():
+            given = read_manifest(input_path)
+            diff = manifest_differences(trained, given, tuple(mod.match_keys))
+            if diff:
+                raise EphysError("prepared with other parameters than the run's dataset: " + "; ".join(diff[:4]),
+                                 input_path)
+            data_dir, prepared_here = input_path, False
+        else:
+            hook = mod.hook("prepare_for_predict")
+            if hook is None:
+                raise EphysError(f"{mod.name} runs predict on prepared datasets only (a folder with "
+                                 "manifest.json); prepare the input first", input_path)
+            data_dir, prepared_here = hook(input_path, trained, tmp / "data", log), True
+        ds = load_dataset(data_dir)
+        if ds.modality != trained.get("modality"):
+            raise EphysError(f"input is a {ds.modality} dataset; the run needs {trained.get('modality')}", input_path)
+        label_names = [str(x) for x in (config.get("label_names") or trained.get("label_names") or [])]
+        idx = np.arange(len(ds.ids), dtype=np.int64)
+        if idx.size == 0:
+            raise EphysError("the input holds no sample to predict", input_path)
+        proba = load_predictor(run_dir, config, ds, max(batch_size, mod.predict_batch_size))(idx)
+        if proba.shape != (idx.size, len(label_names)):
+            raise EphysError(f"model output has shape {proba.shape}, expected ({idx.size}, {len(label_names)})",
+                             run_dir / model_file)
+        sources = [str(s.get("source") or s.get("group") or "") for s in ds.manifest["samples"]]
+        write_predictions(tmp / "predictions.csv", ds.ids, proba, label_names, columns={"source": sources})
+        predicted = [label_names[int(k)] for k in proba.argmax(axis=1)]
+        counts = Counter(predicted)
+        write_json(tmp / "summary.json", {
+            "run": str(run_dir.resolve()), "model": config.get("model"), "input": str(input_path.resolve()),
+            "dataset": str(data_dir) if not prepared_here else "data",
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "n_predicted": int(idx.size), "counts": {n: int(counts.get(n, 0)) for n in label_names}})
+        _report(tmp, run_dir, config, ds, mod, label_names, proba, predicted, sources,
+                data_dir=(out / "data") if prepared_here else data_dir)
+        if out.exists():
+            out.rmdir()
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _report(folder: Path, run_dir: Path, config: dict, ds, mod, label_names, proba, predicted, sources,
+            data_dir: Path) -> Path:
+    """``report.html``: counts per predicted class, the least confident items, the example figure."""
+    import base64
+
+    conf = proba.max(axis=1)
+    order = np.argsort(conf, kind="stable")[:N_LEAST_CONFIDENT]
+    counts = Counter(predicted)
+    n = len(predicted)
+    fig_html = ""
+    view = _view_with_labels(ds, predicted)
+    try:
+        ctx = ReportContext(run_dir=run_dir, config=config, data_dir=view, manifest=json.loads(
+            (view / "manifest.json").read_text()), split=None, label_names=label_names)
+        hook = mod.hook("examples")
+        got = hook(ctx) if hook is not None else None
+        if isinstance(got, Figure):
+            uri = "data:image/png;base64," + base64.b64encode(got.png).decode("ascii")
+            fig_html = (f'<figure><img alt="{html.escape(got.alt)}" src="{uri}" style="max-width:100%">'
+                        f"<figcaption>{html.escape(got.caption)} Classes here are the predicted ones."
+                        "</figcaption></figure>")
+        elif got:
+            fig_html = f"<p>{html.escape(str(got))}</p>"
+    finally:
+        shutil.rmtree(view, ignore_errors=True)
+    e = html.escape
+    rows = "".join(f"<tr><td>{e(k)}</td><td class=num>{counts.get(k, 0)}</td>"
+                   f"<td class=num>{100.0 * counts.get(k, 0) / n:.1f} %</td></tr>" for k in label_names)
+    least = "".join(f"<tr><td>{e(ds.ids[i])}</td><td>{e(sources[i])}</td><td>{e(predicted[i])}</td>"
+                    f"<td class=num>{conf[i]:.3f}</td></tr>" for i in order)
+    page = f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>ephys predict — {e(run_dir.name)}</title>
+<style>body{{font:15px/1.5 system-ui,sans-serif;max-width:1000px;margin:24px auto;padding:0 20px;color:#1f2937}}
+table{{border-collapse:collapse;margin:8px 0 20px}}td,th{{border-bottom:1px solid #e5e7eb;padding:4px 10px;text-align:left}}
+.num{{text-align:right;font-variant-numeric:tabular-nums}}h2{{border-bottom:2px solid #e5e7eb}}</style></head><body>
+<h1>Predictions of {e(str(config.get('model')))} ({e(run_dir.name)})</h1>
+<p>{n} {e(mod.sample_noun)}s from {e(str(data_dir))}; labels in the input, if any, were ignored.
+Probabilities are the model's; they are calibrated only as well as its training data allow.</p>
+<h2>Counts per predicted class</h2><table><tr><th>class</th><th>n</th><th>share</th></tr>{rows}</table>
+<h2>Least confident {e(mod.sample_noun)}s</h2><table><tr><th>id</th><th>source</th><th>predicted</th>
+<th>probability</th></tr>{least}</table>
+<h2>Examples by predicted class</h2>{fig_html or '<p>No example figure for this modality.</p>'}
+</body></html>"""
+    return write_text(folder / "report.html", page)
+
+
+def _view_with_labels(ds, labels) -> Path:
+    """A temporary dataset folder whose manifest labels each sample with ``labels`` (the
+    predictions) and whose arrays are links to ``ds``'s, for drawing figures per predicted class."""
+    view = Path(tempfile.mkdtemp(prefix="ephys-predict-view-"))
+    manifest = dict(ds.manifest)
+    manifest["samples"] = [{**s, "label": lab} for s, lab in zip(ds.manifest["samples"], labels)]
+    manifest["label_names"] = sorted(set(labels))
+    (view / "manifest.json").write_text(json.dumps(manifest))
+    for child in Path(ds.root).iterdir():
+        if child.name != "manifest.json":
+            (view / child.name).symlink_to(child.resolve(), target_is_directory=child.is_dir())
+    return view

@@ -1,0 +1,66 @@
+"""`ephys predict`: a trained sts run on the real patch-clamp recordings, a cnn1d run on a raw trace."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+
+from conftest import SHARED_DATA, ephys, needs_shared, one_line_error
+from test_spikes import FS, _trace, _write_sets
+
+
+@needs_shared
+def test_predict_sts_run_on_real_patchclamp(tiny_synthetic, tmp_path):
+    data = tmp_path / "scalograms"
+    ephys("--quiet", "prepare", "scalograms", tiny_synthetic, data, "--scheduler", "synchronous",
+          "--n-scales", "24", check=0)
+    run = tmp_path / "run"
+    ephys("--quiet", "train", "--data", data, "--model", "resnet18", "--epochs", "1", "--input-size", "32",
+          "--out", run, check=0)
+    nwb = SHARED_DATA / "patchclamp" / "nwb"
+    out = tmp_path / "pred"
+    proc = ephys("predict", run, nwb, out, check=0)
+    rows = list(csv.DictReader(open(out / "predictions.csv")))
+    man = json.loads((out / "data" / "manifest.json").read_text())
+    trained = json.loads((data / "manifest.json").read_text())
+    assert man["parameters"] == trained["parameters"]  # prepared with the run's own parameters
+    assert man["sample_shape"] == [24, 1200, 3]
+    assert len(rows) == len(man["samples"]) >= 1
+    labels = trained["label_names"]
+    assert {r["predicted"] for r in rows} <= set(labels)
+    assert all(abs(sum(float(r[f"p_{k}"]) for k in labels) - 1) < 1e-4 for r in rows)
+    assert all(r["source"] for r in rows)
+    page = (out / "report.html").read_text()
+    assert "Counts per predicted class" in page and "Least confident" in page
+    assert str(out / "predictions.csv") in proc.stdout
+    # a dataset prepared with other CWT parameters is refused with what differs; nothing written
+    other = tmp_path / "other"
+    ephys("--quiet", "prepare", "scalograms", tiny_synthetic, other, "--scheduler", "synchronous",
+          "--n-scales", "16", check=0)
+    one_line_error(ephys("predict", run, other, tmp_path / "p2"), "n_scales")
+    assert not (tmp_path / "p2").exists()
+    # an existing, non-empty OUT is refused
+    one_line_error(ephys("predict", run, nwb, out), "not empty")
+
+
+def test_predict_waveform_run_on_raw_trace(tmp_path):
+    src = _write_sets(tmp_path / "sets", n_spk=16, n_bg=40)
+    ephys("--quiet", "prepare", "spikes", src, tmp_path / "ds", "--normalise", "channel", check=0)
+    run = tmp_path / "cnn"
+    ephys("--quiet", "train", "--model", "cnn1d", "--data", tmp_path / "ds", "--split", "seed", "--epochs", 1,
+          "--batch-size", 64, "--out", run, check=0)
+    x, times = _trace(seed=3, n_spikes=30)
+    np.save(tmp_path / "trace.npy", x)
+    ephys("predict", run, tmp_path / "trace.npy", tmp_path / "pred", check=0)
+    rows = list(csv.DictReader(open(tmp_path / "pred" / "predictions.csv")))
+    man = json.loads((tmp_path / "pred" / "data" / "manifest.json").read_text())
+    assert man["sample_shape"] == [42, 1] and man["fs_hz"] == FS and man["normalise"] == "channel"
+    assert len(rows) == len(man["samples"]) >= 25  # about one snippet per inserted spike
+    assert {r["predicted"] for r in rows} <= {"background", "spike"}
+    # a trace at another rate is refused: the run was trained on 30 kHz snippets
+    import pynwb  # noqa: F401  (NWB traces carry their own rate; .npy is taken at the run's rate)
+    np.save(tmp_path / "empty.npy", np.zeros(10))
+    proc = ephys("predict", run, tmp_path / "empty.npy", tmp_path / "pred3")
+    assert proc.returncode == 2 and not (tmp_path / "pred3").exists()
