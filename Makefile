@@ -22,13 +22,14 @@ SIF_GPU ?= /tmp/ephys-gpu.sif
 # apptainer on a cluster; ../shared/tools/apptainer on this project's own machines
 APPTAINER ?= $(shell command -v apptainer || realpath ../shared/tools/apptainer)
 
-.PHONY: install demo test test-fast bench clean help sif sif-gpu sif-test slurm-all slurm-status ipfx-check
+.PHONY: install demo test test-fast bench clean help sif sif-gpu sif-test slurm-all slurm-status ipfx-check miniml-check
 
 help:
 	@echo "make demo   set up .venv, then fetch synthetic -> prepare -> train -> evaluate -> explain -> report"
 	@echo "make test   set up .venv and run the test suite"
 	@echo "make bench  speed benchmarks (JSON in benchmarks/results/)"
 	@echo "make ipfx-check  EP features vs the ipfx package on ../shared/data/patchclamp (own venv, $(IPFX_VENV))"
+	@echo "make miniml-check  events detectors vs miniML on simulated traces and the real ABF (own venv, $(MINIML_VENV))"
 	@echo "make sif | sif-test | sif-gpu   Apptainer images (containers/)"
 	@echo "make slurm-all | slurm-status   the STS DAG on SLURM (slurm/submit.sh lists the settings)"
 
@@ -62,6 +63,10 @@ bench:
 	$(BIN)/python benchmarks/bench_cwt.py
 	$(BIN)/python benchmarks/bench_spike_detection.py
 	$(BIN)/python benchmarks/bench_lfp_ratgps.py
+	$(BIN)/python benchmarks/bench_prepare.py
+	$(BIN)/python benchmarks/bench_input.py
+	$(BIN)/python benchmarks/bench_mer.py
+	$(BIN)/python benchmarks/bench_cluster.py
 
 # ipfx pins its own pynwb / pandas: it gets a venv of its own, outside the repository
 IPFX_VENV ?= ../ipfx-venv
@@ -72,6 +77,16 @@ $(IPFX_VENV)/.installed:
 
 ipfx-check: install $(IPFX_VENV)/.installed
 	$(IPFX_VENV)/bin/python benchmarks/compare_ipfx.py
+
+# miniml-detect pins TensorFlow < 2.16, numpy < 2, Python 3.11: a venv of its own, outside the repository
+MINIML_VENV ?= ../miniml-venv
+$(MINIML_VENV)/.installed:
+	$(PYTHON) -m venv $(MINIML_VENV)
+	$(MINIML_VENV)/bin/python -m pip install --quiet miniml-detect
+	@touch $@
+
+miniml-check: install $(MINIML_VENV)/.installed
+	$(BIN)/python benchmarks/compare_miniml.py --miniml-python $(MINIML_VENV)/bin/python
 
 sif:
 	$(APPTAINER) build --force $(SIF) containers/ephys.def

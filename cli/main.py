@@ -12,8 +12,10 @@ from ephys.pipelines.core.errors import EphysError
 from . import common
 from .cluster import cluster
 from .evaluate import evaluate
+from .events import events_app
 from .explain import explain
 from .fetch import fetch_app
+from .mer import mer_app, prepare_mer
 from .models import models
 from .predict import predict
 from .prepare import prepare_app
@@ -47,6 +49,9 @@ app = typer.Typer(
 )
 app.add_typer(fetch_app, name="fetch")
 app.add_typer(prepare_app, name="prepare")
+app.add_typer(events_app, name="events")
+prepare_app.command("mer")(prepare_mer)
+app.add_typer(mer_app, name="mer")
 app.command()(train)
 app.command()(evaluate)
 app.command()(predict)

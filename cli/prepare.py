@@ -13,11 +13,11 @@ prepare_app = typer.Typer(help="Turn raw recordings into a prepared dataset.", n
 
 @prepare_app.command("scalograms")
 def prepare_scalograms(
-    input: Path = typer.Argument(None, help="A recording (.nwb, .abf) or a folder of them [default: DATA/raw/synthetic]."),
+    input: str = typer.Argument(None, help="A recording (.nwb, .abf) or a folder of them [default: DATA/raw/synthetic]; with --stream: an NWB URL, a file of URLs, or a dandiset id (000020)."),
     out: Path = typer.Argument(None, help="Dataset folder to write [default: DATA/processed/scalograms]."),
     labels: Path = typer.Option(None, "--labels", help="CSV with columns path,label (path relative to the CSV; 'unknown' = unlabelled) [default: INPUT/labels.csv if present]."),
     workers: int = typer.Option(None, "--workers", min=1, help="dask worker processes for the local cluster [default: all cores]."),
-    scheduler: str = typer.Option("local", "--scheduler", help="'local' (dask LocalCluster), 'synchronous' (no dask, one process), 'slurm' (dask-jobqueue: --workers sbatch jobs), or a scheduler address tcp://HOST:PORT."),
+    scheduler: str = typer.Option("auto", "--scheduler", help="'auto' (in-process unless a dask LocalCluster saves more time than its ~8 s start-up: remaining cells x seconds per cell x (1 - 1/workers) > 8), 'local' (always a dask LocalCluster), 'synchronous' (no dask, one process), 'slurm' (dask-jobqueue: --workers sbatch jobs), or a scheduler address tcp://HOST:PORT."),
     slurm_queue: str = typer.Option("", "--slurm-queue", envvar="EPHYS_PARTITION", help="--scheduler slurm: partition of the worker jobs [default: the cluster's]."),
     slurm_cores: int = typer.Option(1, "--slurm-cores", min=1, help="--scheduler slurm: cores per worker job."),
     slurm_memory: str = typer.Option("4GB", "--slurm-memory", help="--scheduler slurm: memory per worker job."),
@@ -28,6 +28,10 @@ def prepare_scalograms(
     f_max: float = typer.Option(500.0, "--f-max", help="Highest scale pseudo-frequency (Hz), at most 0.5/bin."),
     bin_ms: float = typer.Option(1.0, "--bin-ms", help="Spike-train bin width (ms)."),
     window: tuple[float, float] = typer.Option((-0.1, 1.1), "--window", help="Spike-train window around step onset (s)."),
+    stream: bool = typer.Option(False, "--stream", help="Read NWB files remotely (HTTP Range via remfile + h5py: only the bytes of the sweeps used; retried on dropped connections) instead of local files."),
+    include: str = typer.Option(None, "--include", help="--stream with a dandiset: glob on the asset paths, e.g. 'sub-6*/*.nwb'."),
+    limit: int = typer.Option(None, "--limit", min=1, help="--stream: at most this many files (in path order)."),
+    consolidated: str = typer.Option("float32", "--consolidated", help="Also write all samples as one memory-mappable samples.npy that training slices: float32 (values unchanged), float16 (half the bytes, |error| <= 2.4e-4), or none."),
     shard: str = typer.Option(None, "--shard", help="K/N: prepare only every N-th cell from the K-th (0-based; one SLURM array task, e.g. $SLURM_ARRAY_TASK_ID/N); writes no manifest: run once more without --shard to write it (finished cells are skipped)."),
 ):
     """Per cell: choose the rheobase, ~1.5x and ~2x rheobase long-square sweeps, detect spikes
@@ -35,9 +39,13 @@ def prepare_scalograms(
     normalise -> float32 (scales x time x sweeps). Parallel on dask; a re-run skips finished cells."""
     from ephys.pipelines.sts.scalograms import ScalogramParams, SlurmWorkers, prepare_scalograms as run
 
-    input = input or common.data_root() / "raw" / "synthetic"
+    if stream and not input:
+        from ephys.pipelines.core.errors import EphysError
+
+        raise EphysError("--stream needs INPUT: an NWB URL, a file of URLs, or a dandiset id")
+    input = input if stream else Path(input) if input else common.data_root() / "raw" / "synthetic"
     out = out or common.data_root() / "processed" / "scalograms"
-    if labels is None and input.is_dir() and (input / "labels.csv").is_file():
+    if labels is None and not stream and input.is_dir() and (input / "labels.csv").is_file():
         labels = input / "labels.csv"
     params = ScalogramParams(n_scales=n_scales, f_min_hz=f_min, f_max_hz=f_max, bin_s=bin_ms / 1000.0,
                              window_s=(float(window[0]), float(window[1])))
@@ -53,10 +61,13 @@ def prepare_scalograms(
     with common.progress_bar("scalograms", None) as advance:
         def progress(done, total, rec):
             note = rec.get("id", "") + (" (skipped)" if rec.get("status") != "ok" else " (done before)" if rec.get("resumed") else "")
+            note += common_bytes(rec)
             advance(1, note, total=total)
 
         res = run(input, out, labels_csv=labels, params=params, workers=workers, scheduler=scheduler,
                   progress=progress, shard=shard_kn,
+                  consolidated=None if consolidated == "none" else consolidated,
+                  stream=stream, include=include, limit=limit,
                   slurm=SlurmWorkers(queue=slurm_queue, cores=slurm_cores, memory=slurm_memory,
                                      walltime=slurm_walltime, extra=tuple(slurm_extra or ()),
                                      log_directory=str(out / "dask-logs")))
@@ -71,9 +82,12 @@ def prepare_scalograms(
 
 @prepare_app.command("features")
 def prepare_features(
-    input: Path = typer.Argument(None, help="A recording (.nwb, .abf) or a folder of them [default: DATA/raw/synthetic]."),
+    input: str = typer.Argument(None, help="A recording (.nwb, .abf) or a folder of them [default: DATA/raw/synthetic]; with --stream: an NWB URL, a file of URLs, or a dandiset id (000020)."),
     out: Path = typer.Argument(None, help="Dataset folder to write [default: DATA/processed/features]."),
     labels: Path = typer.Option(None, "--labels", help="CSV with columns path,label (as for `prepare scalograms`) [default: INPUT/labels.csv if present]."),
+    stream: bool = typer.Option(False, "--stream", help="Read NWB files remotely (HTTP Range via remfile + h5py: only the bytes of the sweeps used; retried on dropped connections) instead of local files."),
+    include: str = typer.Option(None, "--include", help="--stream with a dandiset: glob on the asset paths, e.g. 'sub-6*/*.nwb'."),
+    limit: int = typer.Option(None, "--limit", min=1, help="--stream: at most this many files (in path order)."),
     preset: str = typer.Option(None, "--preset", help="'sts': import the published STS/Allen EP feature tables from INPUT instead of computing features."),
 ):
     """Per cell: electrophysiological features from its long-square sweeps, as IPFX defines them
@@ -87,22 +101,27 @@ def prepare_features(
             raise EphysError(f"--preset must be 'sts', not {preset!r}")
         from ephys.pipelines.sts.tables import prepare_sts_features
 
-        input = input or common.data_root() / "raw" / "sts"
+        input = Path(input) if input else common.data_root() / "raw" / "sts"
         out = out or common.data_root() / "processed" / "features"
         path = prepare_sts_features(input, out, log=common.info)
         common.out.print(str(path), highlight=False, markup=False, soft_wrap=True)
         return
     from ephys.pipelines.sts.ep_features import prepare_features as run
 
-    input = input or common.data_root() / "raw" / "synthetic"
+    if stream and not input:
+        from ephys.pipelines.core.errors import EphysError
+
+        raise EphysError("--stream needs INPUT: an NWB URL, a file of URLs, or a dandiset id")
+    input = input if stream else Path(input) if input else common.data_root() / "raw" / "synthetic"
     out = out or common.data_root() / "processed" / "features"
-    if labels is None and input.is_dir() and (input / "labels.csv").is_file():
+    if labels is None and not stream and input.is_dir() and (input / "labels.csv").is_file():
         labels = input / "labels.csv"
     with common.progress_bar("features", None) as advance:
         def progress(done, total, rec):
-            advance(1, rec.get("id", "") + (" (skipped)" if rec.get("status") != "ok" else ""), total=total)
+            advance(1, rec.get("id", "") + (" (skipped)" if rec.get("status") != "ok" else "") + common_bytes(rec),
+                    total=total)
 
-        res = run(input, out, labels_csv=labels, progress=progress)
+        res = run(input, out, labels_csv=labels, progress=progress, stream=stream, include=include, limit=limit)
     for s in res.skipped:
         common.err.print(f"skipped {s['path']}: {s['reason']}", highlight=False, markup=False, soft_wrap=True)
     common.info(f"{res.n_ok} cells with features, {len(res.skipped)} skipped")
@@ -170,3 +189,12 @@ def prepare_spikes(
     n = len(json.loads(path.read_text())["samples"])
     common.info(f"{n} waveforms prepared")
     common.out.print(str(path), highlight=False, markup=False, soft_wrap=True)
+
+
+def common_bytes(rec: dict) -> str:
+    """`` (412 kB of 2.1 MB read)`` for a streamed cell's progress line, else ''."""
+    got = [i for i in rec.get("inputs") or [] if i.get("bytes_read") is not None]
+    if not got:
+        return ""
+    n, size = sum(i["bytes_read"] for i in got), sum(i.get("size") or 0 for i in got)
+    return f" ({n / 1e3:.0f} kB of {size / 1e6:.1f} MB read)"

@@ -22,6 +22,7 @@ def train(
     patience: int = typer.Option(None, "--patience", min=1, help="Early stopping: epochs without validation-loss improvement [default: 5]."),
     split: str = typer.Option(None, "--split", help="'grouped' (random split by group, stratified; seeded) or a published split the dataset's manifest offers by name, e.g. 'seed' for the spike seed's channels, 'sts' for the STS paper's [default: the manifest's default_split if it names one, else grouped]."),
     input_size: int = typer.Option(None, "--input-size", min=32, help="Override the backbone input size (default 224, InceptionV3 299); smaller is faster on CPU."),
+    decision: str = typer.Option(None, "--decision", help="argmax (default) or val_macro_f1: two-class runs predict the second class above a probability threshold chosen for macro-F1 on the validation part (never the test part)."),
     eager: bool = typer.Option(False, "--eager", envvar="EPHYS_EAGER", help="Run training steps eagerly: no graph-build wait (about a minute for DenseNet on a CPU) but slower steps; for tiny runs and debugging."),
     out: Path = typer.Option(None, "--out", help="Run folder [default: runs/<model>-<dataset>]. Re-running the same command resumes it."),
     hparam: list[str] = typer.Option(None, "--hparam", help="Model hyper-parameter KEY=VALUE, repeatable (e.g. --hparam width=128 --hparam dropout=0.2); int/float/bool/str; stored in config.yaml `hparams`; `ephys models` builders list what they accept."),
@@ -46,7 +47,7 @@ def train(
     given = dict(model=model, data=None if data is None else str(data), weights=weights, freeze=freeze,
                  epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, patience=patience,
                  split=split, input_size=input_size, out=None if out is None else str(out),
-                 eager=eager or None)
+                 eager=eager or None, decision=decision)
     for k, v in given.items():
         if v is not None:
             setattr(cfg, k, v)
@@ -54,6 +55,8 @@ def train(
         cfg.hparams = {**(cfg.hparams or {}), **parse_hparams(hparam)}
     if config is None and model is None:
         raise EphysError("--model is required (e.g. --model densenet); see `ephys models`")
+    if cfg.decision not in ("argmax", "val_macro_f1"):
+        raise EphysError(f"--decision must be argmax or val_macro_f1, not {cfg.decision!r}")
     if cfg.freeze not in ("none", "full"):
         raise EphysError(f"--freeze must be none or full, not {cfg.freeze!r}")
     allowed = {f.name for f in fields(TrainConfig)}

@@ -145,15 +145,17 @@ def _handler(dd: DandiDouble):
                 if blob in dd.missing or blob not in dd.blobs:
                     return self._json({"detail": "NoSuchKey"}, 404)
                 data = dd.blobs[blob]
-                start = 0
+                start, end = 0, len(data) - 1
                 rng = self.headers.get("Range")
                 if rng and rng.startswith("bytes="):
-                    start = int(rng[6:].split("-")[0])
+                    first, _, last = rng[6:].partition("-")
+                    start = int(first)
+                    end = min(int(last), len(data) - 1) if last else len(data) - 1  # bytes=a-b (remfile)
                     self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                    self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
                 else:
                     self.send_response(200)
-                self.send_header("Content-Length", str(len(data) - start))
+                self.send_header("Content-Length", str(end + 1 - start))
                 self.send_header("Content-Type", "application/octet-stream")
                 self.end_headers()
                 if self.command == "HEAD":
@@ -166,7 +168,7 @@ def _handler(dd: DandiDouble):
                     self.wfile.flush()
                     self.close_connection = True
                     return
-                self.wfile.write(data[start:])
+                self.wfile.write(data[start:end + 1])
                 return
             return self._json({"detail": "Not found."}, 404)
 

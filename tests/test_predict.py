@@ -64,3 +64,25 @@ def test_predict_waveform_run_on_raw_trace(tmp_path):
     np.save(tmp_path / "empty.npy", np.zeros(10))
     proc = ephys("predict", run, tmp_path / "empty.npy", tmp_path / "pred3")
     assert proc.returncode == 2 and not (tmp_path / "pred3").exists()
+
+
+def test_decision_threshold_chosen_on_validation_only(tmp_path):
+    from ephys.pipelines.core.evaluation import classification_metrics, predict_labels
+
+    proba = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7]])
+    assert list(predict_labels(proba)) == [0, 0, 1]
+    assert list(predict_labels(proba, 0.35)) == [0, 1, 1]
+    m = classification_metrics(np.array([0, 1, 1]), proba, ["a", "b"], threshold=0.35)
+    assert m["accuracy"] == 1.0
+    src = _write_sets(tmp_path / "sets", n_spk=16, n_bg=40)
+    ephys("--quiet", "prepare", "spikes", src, tmp_path / "ds", "--normalise", "channel", check=0)
+    run = tmp_path / "gru"
+    ephys("--quiet", "train", "--model", "cnn1d", "--data", tmp_path / "ds", "--split", "seed", "--epochs", 1,
+          "--batch-size", 64, "--decision", "val_macro_f1", "--out", run, check=0)
+    d = json.loads((run / "decision.json").read_text())
+    assert 0 < d["threshold"] < 1 and d["n_val"] == 56 and d["val_macro_f1"] >= d["val_macro_f1_at_0_5"]
+    ephys("--quiet", "evaluate", run, check=0)
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["decision_threshold"] == d["threshold"]
+    one_line_error(ephys("train", "--model", "cnn1d", "--data", tmp_path / "ds", "--decision", "best",
+                         "--out", tmp_path / "x"), "--decision")

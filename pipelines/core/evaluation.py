@@ -20,7 +20,63 @@ from .errors import EphysError
 from .runfolder import write_predictions
 
 
-def classification_metrics(y_true: np.ndarray, proba: np.ndarray, label_names: list[str]) -> dict:
+#: where a run keeps a decision threshold chosen on its validation part (``--decision val_macro_f1``)
+DECISION_FILE = "decision.json"
+
+
+def predict_labels(proba: np.ndarray, threshold: float | None = None) -> np.ndarray:
+    """Class indices from probabilities: argmax, or for two classes ``p[:, 1] >= threshold``."""
+    proba = np.asarray(proba)
+    if threshold is None or proba.ndim != 2 or proba.shape[1] != 2:
+        return proba.argmax(axis=1)
+    return (proba[:, 1] >= threshold).astype(np.int64)
+
+
+def read_threshold(run_dir: str | Path) -> float | None:
+    """The run's validation-chosen threshold on the second class's probability, or None."""
+    path = Path(run_dir) / DECISION_FILE
+    if not path.is_file():
+        return None
+    try:
+        return float(json.loads(path.read_text())["threshold"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise EphysError(f"unreadable decision threshold ({exc})", path) from None
+
+
+def choose_threshold(run_dir: str | Path, ds, val: np.ndarray, y_val: np.ndarray, batch_size: int = 256,
+                     log=print) -> float | None:
+    """Choose the decision threshold of a two-class run on its validation samples only.
+
+    The threshold on p(second class) that maximises macro-F1 on the validation part (candidates
+    0.01 ... 0.99; ties go to the one nearest 0.5) is written to ``RUN/decision.json`` and used by
+    ``evaluate`` and ``predict``. Test samples are never read. Returns the threshold, or None
+    (and writes nothing) when the run has not two classes or no validation sample of each.
+    """
+    from sklearn.metrics import f1_score
+
+    from .models import load_predictor
+    from .runfolder import load_run_config
+
+    if len(ds.label_names) != 2 or np.unique(y_val).size < 2:
+        log("decision threshold: needs two classes and validation samples of both; argmax kept")
+        return None
+    cfg = load_run_config(run_dir)
+    p1 = load_predictor(run_dir, cfg, ds, max(batch_size, 256))(val)[:, 1]
+    grid = np.round(np.arange(0.01, 1.0, 0.01), 2)
+    scores = np.array([f1_score(y_val, (p1 >= t).astype(int), average="macro", zero_division=0) for t in grid])
+    best = np.flatnonzero(scores >= scores.max() - 1e-12)
+    t = float(grid[best[np.argmin(np.abs(grid[best] - 0.5))]])
+    at_half = float(f1_score(y_val, (p1 >= 0.5).astype(int), average="macro", zero_division=0))
+    write_json(Path(run_dir) / DECISION_FILE, {
+        "threshold": t, "on": f"p_{ds.label_names[1]}", "chosen_by": "macro-F1 on the validation part",
+        "val_macro_f1": float(scores.max()), "val_macro_f1_at_0_5": at_half, "n_val": int(val.size)})
+    log(f"decision threshold {t:.2f} on p_{ds.label_names[1]} (validation macro-F1 {scores.max():.3f}, "
+        f"{at_half:.3f} at 0.5)")
+    return t
+
+
+def classification_metrics(y_true: np.ndarray, proba: np.ndarray, label_names: list[str],
+                           threshold: float | None = None) -> dict:
     """Headline and per-class metrics from true class indices and predicted probabilities.
 
     Parameters
@@ -28,6 +84,9 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, label_names: l
     y_true : np.ndarray of int, shape (n,)
     proba : np.ndarray of float, shape (n, n_classes), rows sum to 1
     label_names : list[str], length n_classes
+    threshold : float or None
+        Two classes only: predict the second class when its probability is >= threshold
+        (a validation-chosen threshold, :func:`choose_threshold`); None: argmax.
 
     Returns
     -------
@@ -38,7 +97,7 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, label_names: l
     from sklearn import metrics as skm
 
     k = len(label_names)
-    y_pred = proba.argmax(axis=1)
+    y_pred = predict_labels(proba, threshold)
     labels = list(range(k))
     present = np.unique(y_true)
     auc = None
@@ -106,7 +165,10 @@ def evaluate_run(run_dir: str | Path, batch_size: int = 8) -> dict:
     batch_size = max(batch_size, mod.predict_batch_size)
     proba = load_predictor(run, cfg, ds, batch_size)(test)
     y_true = ds.y(test)
-    metrics = classification_metrics(y_true, proba, label_names)
+    threshold = read_threshold(run)
+    metrics = classification_metrics(y_true, proba, label_names, threshold)
+    if threshold is not None:
+        metrics["decision_threshold"] = threshold
     metrics["split"] = "test"
     metrics["model"] = cfg.get("model")
     metrics["run_id"] = cfg.get("run_id", run.name)
@@ -122,5 +184,5 @@ def evaluate_run(run_dir: str | Path, batch_size: int = 8) -> dict:
     write_json(run / "metrics.json", metrics)
 
     write_predictions(run / "predictions.csv", [ds.ids[i] for i in test], proba, label_names,
-                      true=[label_names[yi] for yi in y_true])
+                      true=[label_names[yi] for yi in y_true], threshold=threshold)
     return metrics

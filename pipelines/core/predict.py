@@ -118,9 +118,13 @@ def predict_run(run_dir: str | Path, input_path: str | Path, out_dir: str | Path
         if proba.shape != (idx.size, len(label_names)):
             raise EphysError(f"model output has shape {proba.shape}, expected ({idx.size}, {len(label_names)})",
                              run_dir / model_file)
+        from .evaluation import predict_labels, read_threshold
+
+        threshold = read_threshold(run_dir)
         sources = [str(s.get("source") or s.get("group") or "") for s in ds.manifest["samples"]]
-        write_predictions(tmp / "predictions.csv", ds.ids, proba, label_names, columns={"source": sources})
-        predicted = [label_names[int(k)] for k in proba.argmax(axis=1)]
+        write_predictions(tmp / "predictions.csv", ds.ids, proba, label_names, columns={"source": sources},
+                          threshold=threshold)
+        predicted = [label_names[int(k)] for k in predict_labels(proba, threshold)]
         counts = Counter(predicted)
         write_json(tmp / "summary.json", {
             "run": str(run_dir.resolve()), "model": config.get("model"), "input": str(input_path.resolve()),

@@ -160,7 +160,7 @@ def read_metrics(run_dir: str | Path) -> dict | None:
 
 
 def write_predictions(path: str | Path, ids, proba: np.ndarray, label_names: list[str], *,
-                      true=None, columns: dict[str, list] | None = None) -> Path:
+                      true=None, columns: dict[str, list] | None = None, threshold: float | None = None) -> Path:
     """Write a predictions CSV atomically: ``id``, extra ``columns`` (e.g. ``source``), ``true``
     (when given), ``predicted``, then ``p_<label>`` per class (6 decimals).
 
@@ -171,6 +171,8 @@ def write_predictions(path: str | Path, ids, proba: np.ndarray, label_names: lis
     label_names : list[str], length n_classes
     true : sequence of str or None, length n
     columns : {name: list of length n} or None
+    threshold : float or None
+        Two classes: ``predicted`` is the second class when its probability is >= threshold.
     """
     columns = columns or {}
     buf = io.StringIO()
@@ -180,5 +182,6 @@ def write_predictions(path: str | Path, ids, proba: np.ndarray, label_names: lis
     for k, (sid, pr) in enumerate(zip(ids, proba)):
         extra = [columns[c][k] for c in columns]
         t = [true[k]] if true is not None else []
-        w.writerow([sid, *extra, *t, label_names[int(np.argmax(pr))]] + [f"{v:.6f}" for v in pr])
+        k_pred = int(np.argmax(pr)) if threshold is None or len(pr) != 2 else int(pr[1] >= threshold)
+        w.writerow([sid, *extra, *t, label_names[k_pred]] + [f"{v:.6f}" for v in pr])
     return write_text(Path(path), buf.getvalue())

@@ -57,6 +57,7 @@ class TrainConfig:
     input_size: int | None = None
     out: str | None = None
     eager: bool = False
+    decision: str = "argmax"  # or "val_macro_f1": a binary threshold chosen on the validation part
     hparams: dict = field(default_factory=dict)
 
     @classmethod
@@ -81,7 +82,8 @@ def default_run_dir(cfg: TrainConfig) -> Path:
 
 
 class _Batches:
-    """Keras ``PyDataset`` over dataset samples (loads batches from the .npy files)."""
+    """Keras ``PyDataset`` over dataset samples (slices the consolidated array when the dataset
+    has one, else loads the per-sample .npy files): float32, or float16 when that array is."""
 
     def __new__(cls, ds: Dataset, indices, y, batch_size: int, shuffle: bool, seed: int,
                 sample_weight=None):
@@ -98,13 +100,15 @@ class _Batches:
                 if shuffle:
                     self.rng.shuffle(self.order)
                 self.shuffle = shuffle
+                # a float16 consolidated array stays float16 (the model casts); all else float32
+                self.dtype = np.float16 if ds.storage_dtype == np.float16 else np.float32
 
             def __len__(self):
                 return int(np.ceil(self.indices.size / batch_size))
 
             def __getitem__(self, k):
                 sel = self.order[k * batch_size:(k + 1) * batch_size]
-                x = ds.load(self.indices[sel])
+                x = ds.load(self.indices[sel], dtype=self.dtype)
                 if self.w is None:
                     return x, self.y[sel]
                 return x, self.y[sel], self.w[sel]
@@ -306,4 +310,8 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
         "best_" + monitor: final_state.get("best"), "stopped_early": bool(final_state.get("stopped_early")),
         "class_weight": {ds.label_names[k]: v for k, v in class_weight.items()},
         "seconds_this_session": round(time.perf_counter() - t0, 2)})
+    if cfg.decision == "val_macro_f1":
+        from .evaluation import choose_threshold
+
+        choose_threshold(run, ds, va, y_va, cfg.batch_size, log)
     return run

@@ -22,20 +22,97 @@ import numpy as np
 from ..core.atomic import write_json, write_npy, write_text
 from ..core.errors import EphysError
 
-METHODS = ("dbscan", "hdbscan")
-EMBEDDINGS = ("peaks", "pca", "autoencoder")
+METHODS = ("gmm", "isosplit", "hdbscan", "dbscan")
+EMBEDDINGS = ("features", "peaks", "pca", "autoencoder")
 FEATURES = EMBEDDINGS  # the option's former name
+#: the per-channel waveform features of :func:`waveform_features`
+FEATURE_KINDS = ("peak", "trough", "width", "energy", "pc")
+
+
+def waveform_features(waveforms: np.ndarray, fs_hz: float = 48000.0, n_pcs: int = 3,
+                      kinds: tuple[str, ...] = FEATURE_KINDS, seed: int = 0) -> tuple[np.ndarray, list[str]]:
+    """Per-channel tetrode features, standardised (the field's practice: Tint, MClust, KlustaKwik).
+
+    For each channel ``c`` of each spike: ``peak`` (maximum, ADC units), ``trough`` (minimum),
+    ``width`` (time from the peak to the lowest sample after it, ms), ``energy`` (root mean
+    square of the snippet, ADC units; Schmitzer-Torbert et al. 2005 use the L2 norm, the same up
+    to a constant) and ``pc`` (scores on the first ``n_pcs`` principal components of that
+    channel's waveforms, fitted on this file's spikes only). Every column is then centred and
+    divided by its standard deviation; columns that are constant (a dead or grounded channel,
+    e.g. tetrode 7 channel 4 of the RatGPS data) are dropped.
+
+    Parameters
+    ----------
+    waveforms : np.ndarray, shape (n_spikes, n_channels, n_samples), ADC units
+    fs_hz : waveform sampling rate, Hz (for ``width``)
+    n_pcs : principal components per channel (default 3)
+    kinds : which of :data:`FEATURE_KINDS` to compute, in this order per channel
+    seed : PCA solver seed
+
+    Returns
+    -------
+    (features float64 (n_spikes, n_features), names list[str] like ``"ch1 peak"``, ``"ch2 pc1"``)
+
+    Raises
+    ------
+    EphysError
+        Waveforms not 3-D, an unknown feature kind, fewer spikes than ``n_pcs + 1``, or every
+        column constant.
+    """
+    from sklearn.decomposition import PCA
+
+    w = np.asarray(waveforms, dtype=np.float64)
+    if w.ndim != 3:
+        raise EphysError(f"waveforms must be (n_spikes, n_channels, n_samples), got {w.shape}")
+    bad = [k for k in kinds if k not in FEATURE_KINDS]
+    if bad:
+        raise EphysError(f"unknown feature kind {bad[0]!r}; choose from {', '.join(FEATURE_KINDS)}")
+    n, n_ch, n_s = w.shape
+    if n <= n_pcs:
+        raise EphysError(f"need more than {n_pcs} spikes to compute features, got {n}")
+    cols, names = [], []
+    for c in range(n_ch):
+        x = w[:, c, :]
+        i_pk = x.argmax(axis=1)
+        for kind in kinds:
+            if kind == "peak":
+                cols.append(x.max(axis=1)); names.append(f"ch{c + 1} peak")
+            elif kind == "trough":
+                cols.append(x.min(axis=1)); names.append(f"ch{c + 1} trough")
+            elif kind == "width":
+                after = np.where(np.arange(n_s)[None, :] >= i_pk[:, None], x, np.inf)
+                cols.append((after.argmin(axis=1) - i_pk) / fs_hz * 1e3); names.append(f"ch{c + 1} width_ms")
+            elif kind == "energy":
+                cols.append(np.sqrt(np.mean(x ** 2, axis=1))); names.append(f"ch{c + 1} energy")
+            elif kind == "pc" and n_pcs > 0:
+                xc = x - x.mean(axis=0)
+                if float(xc.std()) > 0:
+                    k = min(n_pcs, n_s)
+                    scores = PCA(n_components=k, random_state=seed).fit_transform(xc)
+                    for j in range(k):
+                        cols.append(scores[:, j]); names.append(f"ch{c + 1} pc{j + 1}")
+    f = np.column_stack(cols) if cols else np.zeros((n, 0))
+    sd = f.std(axis=0)
+    keep = sd > 1e-9 * max(1.0, float(np.abs(f).max(initial=0.0)))
+    if not keep.any():
+        raise EphysError("every waveform feature is constant: nothing to cluster on")
+    f = (f[:, keep] - f[:, keep].mean(axis=0)) / sd[keep]
+    return f, [nm for nm, k in zip(names, keep) if k]
 
 
 def spike_features(waveforms: np.ndarray, features: str = "peaks", n_dims: int = 3, seed: int = 0,
                    ae_epochs: int = 60, ae_batch_size: int = 256, ae_lr: float = 1e-3,
-                   info: dict | None = None) -> np.ndarray:
+                   info: dict | None = None, fs_hz: float = 48000.0,
+                   kinds: tuple[str, ...] = FEATURE_KINDS, n_pcs: int = 3) -> np.ndarray:
     """Embedding of tetrode spikes for clustering.
 
     Parameters
     ----------
     waveforms : np.ndarray, shape (n_spikes, n_channels, n_samples), any units
-    features : ``"peaks"``: peak amplitude on each channel, (n, n_channels), the classic
+    features : ``"features"``: :func:`waveform_features` (per-channel peak, trough, width,
+        energy, ``n_pcs`` PCs; ``kinds`` selects), standardised, then reduced by PCA to
+        ``n_dims`` dimensions when ``n_dims`` is smaller than the feature count (``n_dims`` 0
+        keeps all); ``"peaks"``: peak amplitude on each channel, (n, n_channels), the classic
         tetrode feature (what Tint clusters on by default); ``"pca"``: :func:`pca_embed` of the
         whole waveform to ``n_dims`` (the spike seed's embedding); ``"autoencoder"``:
         :func:`autoencoder_embed` to ``n_dims`` (the seed's other embedding; ``ae_*`` settings)
@@ -55,6 +132,18 @@ def spike_features(waveforms: np.ndarray, features: str = "peaks", n_dims: int =
     w = np.asarray(waveforms, dtype=np.float64)
     if w.ndim != 3:
         raise EphysError(f"waveforms must be (n_spikes, n_channels, n_samples), got {w.shape}")
+    if features == "features":
+        f, names = waveform_features(w, fs_hz=fs_hz, n_pcs=n_pcs, kinds=kinds, seed=seed)
+        if info is not None:
+            info["feature_names"] = names
+        if 0 < n_dims < f.shape[1]:
+            from sklearn.decomposition import PCA
+
+            pca = PCA(n_components=n_dims, random_state=seed).fit(f)
+            if info is not None:
+                info["explained_variance"] = round(float(pca.explained_variance_ratio_.sum()), 4)
+            return pca.transform(f)
+        return f
     if features == "peaks":
         return w.max(axis=2)
     if features == "pca":
@@ -192,9 +281,135 @@ def kdistance_eps(x: np.ndarray, k: int) -> float:
     return float(max(d[knee], 1e-12))
 
 
-def cluster_embedding(x: np.ndarray, method: str = "hdbscan", min_samples: int = 10,
-                      min_cluster_size: int = 30) -> tuple[np.ndarray, dict]:
-    """Cluster an embedding; returns labels (int64, -1 = noise) and the parameters used."""
+def gmm_bic(x: np.ndarray, max_k: int = 12, seed: int = 0, patience: int = 2,
+            reg_covar: float = 1e-4) -> tuple[np.ndarray, dict]:
+    """Gaussian mixture (full covariances) with the number of components chosen by BIC.
+
+    ``sklearn.mixture.GaussianMixture`` is fitted for k = 1, 2, ... up to ``max_k``; the k of the
+    lowest Bayesian information criterion (Schwarz 1978) is kept. The search stops early once
+    BIC has not improved for ``patience`` consecutive k (the curve is in practice U-shaped). Each
+    spike goes to its most probable component.
+
+    Parameters
+    ----------
+    x : np.ndarray float (n_spikes, d), standardised features
+    max_k : largest number of components tried
+    seed : k-means initialisation seed (the result is deterministic for a seed)
+    patience : see above
+    reg_covar : added to the covariance diagonals (units of x squared)
+
+    Returns
+    -------
+    (labels int64 (n,), 0..k-1; facts dict: ``k``, ``bic`` {k: value})
+    """
+    from sklearn.mixture import GaussianMixture
+
+    x = np.asarray(x, dtype=np.float64)
+    bics: dict[int, float] = {}
+    best = None
+    worse = 0
+    for k in range(1, int(max_k) + 1):
+        if k > x.shape[0]:
+            break
+        g = GaussianMixture(k, covariance_type="full", reg_covar=reg_covar, random_state=seed, max_iter=200).fit(x)
+        b = float(g.bic(x))
+        bics[k] = round(b, 2)
+        if best is None or b < best[0]:
+            best, worse = (b, k, g), 0
+        else:
+            worse += 1
+            if worse >= patience:
+                break
+    _, k, g = best
+    return g.predict(x).astype(np.int64), {"k": int(k), "bic": bics}
+
+
+def isosplit(x: np.ndarray, seed: int = 0) -> tuple[np.ndarray, dict]:
+    """ISO-SPLIT clustering (Magland & Barnett 2015; isosplit6, the clusterer of MountainSort 5).
+
+    Clusters are merged or split by a test of unimodality along the line joining each pair, so
+    the number of clusters follows from the data with no parameter. The library aborts the
+    process on exactly repeated points (a singular covariance), which int8 tetrode data can
+    produce; a seeded jitter of 1e-3 standard deviations (1e-3 in the units of standardised
+    features, far below one ADC step) is added before the call.
+
+    Returns
+    -------
+    (labels int64 (n,), 0..k-1; facts dict: ``k``, ``jitter_sd``)
+    """
+    import isosplit6
+
+    x = np.asarray(x, dtype=np.float64)
+    scale = float(np.std(x)) or 1.0
+    xj = x + np.random.default_rng(seed).normal(0.0, 1e-3 * scale, x.shape)
+    lab = np.asarray(isosplit6.isosplit6(np.ascontiguousarray(xj)), dtype=np.int64)
+    _, lab = np.unique(lab, return_inverse=True)
+    return lab.astype(np.int64), {"k": int(lab.max() + 1) if lab.size else 0, "jitter_sd": 1e-3 * scale}
+
+
+def outlier_noise(x: np.ndarray, labels: np.ndarray, p_outlier: float = 1e-3,
+                  min_cluster_size: int = 30) -> tuple[np.ndarray, dict]:
+    """The noise rule for mixture / ISO-SPLIT clusters: outliers and tiny clusters get -1.
+
+    A spike is an outlier of its cluster when its squared Mahalanobis distance to the cluster's
+    mean (with the cluster's own covariance, in the clustered space of d dimensions) exceeds the
+    chi-square (d degrees of freedom) quantile ``1 - p_outlier``: for a Gaussian cluster, a
+    fraction ``p_outlier`` of its own spikes would fall beyond it. Clusters with fewer than
+    ``min_cluster_size`` spikes (before or after removing outliers) are noise as a whole.
+    Remaining clusters are renumbered 0..k-1 by decreasing size.
+
+    Returns
+    -------
+    (labels int64 (n,), -1 = noise; facts dict: ``n_outliers``, ``n_small``, the rule in words)
+    """
+    from scipy.stats import chi2
+
+    x = np.asarray(x, dtype=np.float64)
+    lab = np.asarray(labels, dtype=np.int64).copy()
+    d = x.shape[1]
+    cut = float(chi2.ppf(1.0 - p_outlier, d))
+    n_out = n_small = 0
+    for c in sorted(set(lab.tolist()) - {-1}):
+        m = lab == c
+        if m.sum() < max(min_cluster_size, d + 2):
+            lab[m] = -1
+            n_small += int(m.sum())
+            continue
+        xc = x[m]
+        mu = xc.mean(axis=0)
+        cov = np.cov(xc, rowvar=False) + 1e-9 * np.eye(d)
+        diff = xc - mu
+        d2 = np.einsum("ij,ij->i", diff @ np.linalg.pinv(cov), diff)
+        idx = np.flatnonzero(m)
+        out = d2 > cut
+        lab[idx[out]] = -1
+        n_out += int(out.sum())
+        if (~out).sum() < min_cluster_size:
+            lab[idx[~out]] = -1
+            n_small += int((~out).sum())
+    ids = [c for c in set(lab.tolist()) if c != -1]
+    order = sorted(ids, key=lambda c: (-(lab == c).sum(), c))
+    remap = {c: i for i, c in enumerate(order)}
+    lab = np.array([remap.get(c, -1) for c in lab.tolist()], dtype=np.int64)
+    return lab, {"n_outliers": n_out, "n_small": n_small, "p_outlier": p_outlier,
+                 "noise_rule": f"squared Mahalanobis distance to its cluster > chi2({d}) quantile "
+                               f"{1 - p_outlier:g} ({cut:.1f}), or a cluster under {min_cluster_size} spikes"}
+
+
+def cluster_embedding(x: np.ndarray, method: str = "gmm", min_samples: int = 10,
+                      min_cluster_size: int = 30, max_k: int = 12, p_outlier: float = 1e-3,
+                      seed: int = 0) -> tuple[np.ndarray, dict]:
+    """Cluster an embedding; returns labels (int64, -1 = noise) and the parameters used.
+
+    ``gmm``: :func:`gmm_bic` then :func:`outlier_noise`; ``isosplit``: :func:`isosplit` then
+    :func:`outlier_noise`; ``hdbscan``: ``sklearn.cluster.HDBSCAN`` (its own noise);
+    ``dbscan``: eps at the knee of the k-distance curve (:func:`kdistance_eps`).
+
+    Raises
+    ------
+    EphysError
+        Unknown method.
+    """
     from sklearn.cluster import DBSCAN, HDBSCAN
 
     if method == "dbscan":
@@ -206,10 +421,20 @@ def cluster_embedding(x: np.ndarray, method: str = "hdbscan", min_samples: int =
         labels = HDBSCAN(min_cluster_size=min_cluster_size, min_samples=min_samples, copy=True).fit_predict(x)
         return labels.astype(np.int64), {"method": method, "min_cluster_size": min_cluster_size,
                                          "min_samples": min_samples}
+    if method in ("gmm", "isosplit"):
+        if method == "gmm":
+            raw, facts = gmm_bic(x, max_k=max_k, seed=seed)
+            params = {"method": method, "max_k": int(max_k), "k_bic": facts["k"], "bic": facts["bic"]}
+        else:
+            raw, facts = isosplit(x, seed=seed)
+            params = {"method": method, "k_isosplit": facts["k"], "jitter_sd": facts["jitter_sd"]}
+        labels, noise = outlier_noise(x, raw, p_outlier=p_outlier, min_cluster_size=min_cluster_size)
+        params.update({"min_cluster_size": int(min_cluster_size), **noise})
+        return labels, params
     raise EphysError(f"unknown clustering method {method!r}; choose one of {', '.join(METHODS)}")
 
 
-def silhouette(x: np.ndarray, labels: np.ndarray, noise: int = -1, max_n: int = 20000,
+def silhouette(x: np.ndarray, labels: np.ndarray, noise: int = -1, max_n: int = 5000,
                seed: int = 0) -> float | None:
     """Mean silhouette coefficient (Rousseeuw 1987) of ``labels`` in the embedding ``x``.
 
@@ -252,64 +477,134 @@ def agreement(pred: np.ndarray, ref: np.ndarray) -> dict:
     return out
 
 
+#: Axona files of a trial that are not tetrode spike files: suffix -> what it is
+NOT_TETRODE = {".eeg": "an Axona EEG (LFP) file", ".egf": "an Axona high-rate EEG file",
+               ".pos": "an Axona position file", ".set": "an Axona settings file",
+               ".cut": "a Tint cut file", ".clu": "a cluster file", ".inp": "an Axona input file",
+               ".log": "a log file"}
+
+#: the frozen defaults of ``ephys cluster`` (chosen on RatGPS tetrodes 5 and 7; see README)
+DEFAULTS = {"method": "gmm", "features": "features", "n_dims": 8, "max_k": 12, "p_outlier": 1e-3,
+            "min_cluster_size": 30, "kinds": ("peak", "trough", "energy", "pc")}
+
+
+def _check_tetrode_path(path: Path) -> None:
+    suffix = path.suffix.lower()
+    kind = next((v for k, v in NOT_TETRODE.items() if suffix.startswith(k)), None)
+    if kind is not None:
+        raise EphysError(f"this is {kind} ({path.suffix}), not a tetrode spike file; "
+                         "pass TRIAL.N (N = the tetrode number, e.g. 83812141.5)", path)
+
+
+def outcome_warning(res: dict) -> str | None:
+    """One line when a clustering result is unlikely to be a useful sorting, else None.
+
+    Fewer than two clusters, or more than half of the spikes called noise; the line hints at
+    the option to change.
+    """
+    n, k, noise = res["n_spikes"], res["n_clusters"], res["n_noise"]
+    if k < 2:
+        return (f"found {k} cluster{'s' if k != 1 else ''} in {n} spikes: no sorting; try --method gmm "
+                "--embed features (the default), or fewer --dims / a smaller --min-cluster-size")
+    if noise > n / 2:
+        return (f"{noise} of {n} spikes ({noise / n:.0%}) called noise: try --method gmm --embed features "
+                "(the default), a smaller --min-samples / --min-cluster-size, or fewer --dims")
+    return None
+
+
 def cluster_tetrode(tetrode: str | Path, out_dir: str | Path, cut: str | Path | None = None,
-                    method: str = "hdbscan", features: str = "peaks", n_dims: int = 3,
-                    min_samples: int = 10, min_cluster_size: int = 30, seed: int = 0,
+                    method: str = DEFAULTS["method"], features: str = DEFAULTS["features"],
+                    n_dims: int = DEFAULTS["n_dims"], min_samples: int = 10,
+                    min_cluster_size: int = DEFAULTS["min_cluster_size"], seed: int = 0,
                     ae_epochs: int = 60, ae_batch_size: int = 256, ae_lr: float = 1e-3,
-                    report: bool = True) -> dict:
+                    report: bool = True, max_k: int = DEFAULTS["max_k"],
+                    p_outlier: float = DEFAULTS["p_outlier"],
+                    kinds: tuple[str, ...] = DEFAULTS["kinds"]) -> dict:
     """``ephys cluster``: sort an Axona tetrode file; compare with a Tint cut file if given.
 
     Parameters
     ----------
-    tetrode : Axona tetrode file ``TRIAL.N`` (see :func:`ephys.pipelines.axona.read_tetrode`)
+    tetrode : Axona tetrode file ``TRIAL.N`` (see :func:`ephys.pipelines.blocks.readers.axona.read_tetrode`)
     out_dir : output folder
     cut : Tint ``.cut`` file of the same tetrode (only compared with, never used to fit)
-    method : ``"hdbscan"`` | ``"dbscan"`` (see :func:`cluster_embedding`)
+    method : one of :data:`METHODS` (see :func:`cluster_embedding`); default ``gmm``
     features : the embedding, one of :data:`EMBEDDINGS` (see :func:`spike_features`)
-    n_dims : PCA components / autoencoder bottleneck (seed: 3)
-    seed : PCA / autoencoder seed; the result is deterministic for a seed
+    n_dims : PCA components of the features / of the waveform, autoencoder bottleneck
+    min_samples : DBSCAN / HDBSCAN
+    min_cluster_size : HDBSCAN; for gmm / isosplit the smallest cluster kept (else noise)
+    max_k : largest mixture tried by BIC (gmm)
+    p_outlier : the outlier rule of :func:`outlier_noise` (gmm / isosplit)
+    kinds : which per-channel features (``features`` embedding), see :func:`waveform_features`
+    seed : PCA / mixture / autoencoder seed; the result is deterministic for a seed
     ae_epochs, ae_batch_size, ae_lr : autoencoder training (see :func:`autoencoder_embed`)
     report : also write ``OUT/report.html`` and ``OUT/report.md`` (+ ``OUT/report_files/``)
 
     Writes ``OUT/clusters.csv`` (spike, time_s, cluster; -1 = noise), ``OUT/embedding.npy``
     (float32 (n_spikes, n_features)) and ``OUT/cluster_metrics.json``: parameters,
-    ``n_clusters``, ``n_noise``, ``silhouette`` (of the clusters in the embedding, noise
-    excluded; None with < 2 clusters), and with ``cut``: ``ari``, ``nmi``, ``units_only``,
-    the reference's unit count and ``reference.silhouette`` (of the manual units in the same
-    embedding, Tint noise cluster 0 excluded). All files are written via a temporary name.
-    Returns the metrics dict.
+    ``n_clusters``, ``n_noise``, ``silhouette`` (noise excluded; None with < 2 clusters),
+    ``quality`` (per cluster: see :func:`ephys.pipelines.spikes.cluster_quality.cluster_quality`),
+    ``warning`` (see :func:`outcome_warning`, or None), ``seconds`` (embedding + clustering), and
+    with ``cut``: ``ari``, ``nmi``, ``units_only``, ``confusion`` (table and best match per
+    manual unit), the reference's unit count and ``reference.silhouette``. All files are written
+    via a temporary name. Returns the metrics dict.
 
     Raises
     ------
     EphysError
-        Unreadable tetrode or cut file, a cut file of another length, unknown method or
-        embedding, bad autoencoder settings.
+        A file that is not a tetrode file (``.eeg``, ``.pos``, ``.set`` ...), an unreadable tetrode
+        or cut file, a cut file of another length, unknown method or embedding, bad settings.
     """
+    import time
+
     from ..blocks.readers.axona import read_cut, read_tetrode
+    from .cluster_quality import REFRACTORY_S, cluster_quality, confusion
 
     if method not in METHODS:
         raise EphysError(f"unknown clustering method {method!r}; choose one of {', '.join(METHODS)}")
     if features not in EMBEDDINGS:
         raise EphysError(f"unknown embedding {features!r}; choose one of {', '.join(EMBEDDINGS)}")
+    _check_tetrode_path(Path(tetrode))
     spk = read_tetrode(tetrode)
+    if spk.waveforms.shape[0] < 3:
+        raise EphysError(f"only {spk.waveforms.shape[0]} spikes in the file: nothing to cluster", tetrode)
     ref = read_cut(cut, len(spk.times_s)) if cut else None
-    ae_info: dict = {}
+    info: dict = {}
+    t0 = time.perf_counter()
     emb = spike_features(spk.waveforms, features, n_dims, seed, ae_epochs=ae_epochs, ae_batch_size=ae_batch_size,
-                         ae_lr=ae_lr, info=ae_info)
-    labels, params = cluster_embedding(emb, method, min_samples, min_cluster_size)
-    res = {"input": str(Path(tetrode).resolve()), "n_spikes": int(labels.size),
+                         ae_lr=ae_lr, info=info, fs_hz=spk.fs_hz, kinds=tuple(kinds))
+    labels, params = cluster_embedding(emb, method, min_samples, min_cluster_size, max_k=max_k,
+                                       p_outlier=p_outlier, seed=seed)
+    seconds = time.perf_counter() - t0
+    try:
+        duration = float(str(spk.header.get("duration", "")).split()[0])
+    except (ValueError, IndexError):
+        duration = float(spk.times_s[-1] - spk.times_s[0]) if spk.times_s.size > 1 else 0.0
+    res = {"input": str(Path(tetrode).resolve()), "n_spikes": int(labels.size), "duration_s": duration,
            "embed": features, "n_dims": int(emb.shape[1]), "seed": int(seed),
            "features": features if features == "peaks" else f"{features} {n_dims}",
            **params, "n_clusters": int(len(set(labels.tolist()) - {-1})), "n_noise": int((labels == -1).sum()),
            "silhouette": silhouette(emb, labels, noise=-1, seed=seed),
-           "silhouette_rule": "mean silhouette (Euclidean) in the clustered embedding, noise (-1) excluded"}
-    if ae_info:
-        res["autoencoder"] = ae_info
+           "silhouette_rule": "mean silhouette (Euclidean) in the clustered embedding, noise (-1) excluded",
+           "seconds": round(seconds, 3)}
+    if features == "features":
+        res["feature_kinds"] = list(kinds)
+        res["feature_names"] = info.pop("feature_names", [])
+        if "explained_variance" in info:
+            res["feature_pca_explained_variance"] = info.pop("explained_variance")
+    elif info:
+        res["autoencoder"] = info
+    res["quality"] = cluster_quality(spk.waveforms, spk.times_s, labels, duration)
+    res["quality_rule"] = (f"isolation distance and L-ratio (Schmitzer-Torbert et al. 2005) in energy + PC1 "
+                           f"per live channel; ISI violations < {REFRACTORY_S * 1e3:g} ms; SNR = peak of the "
+                           "mean waveform / SD around it, best channel; 'single unit' = isolation distance >= 20, "
+                           "L-ratio <= 0.05, ISI violations <= 1 % (a common convention)")
+    res["warning"] = outcome_warning(res)
     if ref is not None:
         res["reference"] = {"cut": str(Path(cut).resolve()), "n_units": int(len(set(ref.tolist()) - {0})),
                             "n_noise": int((ref == 0).sum()),
                             "silhouette": silhouette(emb, ref, noise=0, seed=seed)}
         res.update(agreement(labels, ref))
+        res["confusion"] = confusion(labels, ref)
     out = Path(out_dir)
     lines = ["spike,time_s,cluster"] + [f"{i},{t:.6f},{c}" for i, (t, c) in enumerate(zip(spk.times_s, labels))]
     write_text(out / "clusters.csv", "\n".join(lines) + "\n")

@@ -1,8 +1,11 @@
 """Report of one ``ephys cluster`` run: ``OUT/report.html`` (self-contained) and ``OUT/report.md``.
 
-Shows the numbers of ``cluster_metrics.json`` (clusters, noise, silhouette; with a Tint cut:
-ARI / NMI against it, all spikes and units only, and the silhouette of the manual units in the
-same embedding), the embedding coloured by cluster and by manual unit, and the mean waveform
+Shows the numbers of ``cluster_metrics.json`` (clusters, noise, silhouette; the quality table
+per cluster -- spikes, rate, ISI violations, SNR, isolation distance, L-ratio -- where a single
+unit (large isolation distance, L-ratio near 0, few ISI violations) and a multi-unit cluster
+look different; with a Tint cut: ARI / NMI against it, all spikes and units only, the
+silhouette of the manual units in the same embedding, the confusion table and the best match
+per manual unit), the embedding coloured by cluster and by manual unit, and the mean waveform
 (± 1 SD) of every cluster and every manual unit on each tetrode channel. Figures are PNG:
 base64 data URIs in the HTML, ``report_files/*.png`` beside the Markdown.
 """
@@ -97,6 +100,42 @@ def _fmt(v, d=3) -> str:
     return str(v)
 
 
+def _quality_rows(res: dict) -> tuple[list[str], list[list[str]]]:
+    head = ["Cluster", "Spikes", "Rate (Hz)", "ISI < 2 ms", "SNR", "Best channel", "Isolation distance", "L-ratio",
+            "Looks like"]
+    rows = []
+    for q in res.get("quality", []):
+        isi = q["isi_violation_fraction"]
+        rows.append([str(q["cluster"]), str(q["n_spikes"]), _fmt(q["rate_hz"], 2),
+                     "–" if isi is None else f"{isi:.2%}", _fmt(q["snr"], 2), str(q["best_channel"]),
+                     _fmt(q["isolation_distance"], 1), _fmt(q["l_ratio"], 4), q.get("looks_like", "–")])
+    return head, rows
+
+
+def _confusion_rows(res: dict) -> tuple[list[str], list[list[str]]]:
+    c = res["confusion"]
+    head = ["cluster \\ manual unit"] + [("0 (noise)" if u == 0 else str(u)) for u in c["units"]]
+    rows = [[("noise" if k == -1 else str(k))] + [str(v) for v in row] for k, row in zip(c["clusters"], c["table"])]
+    return head, rows
+
+
+def _best_rows(res: dict) -> tuple[list[str], list[list[str]]]:
+    head = ["Manual unit", "Spikes", "Best match cluster", "Precision", "Recall", "F1"]
+    rows = [[str(b["unit"]), str(b["n_unit"]), "–" if b["cluster"] is None else str(b["cluster"]),
+             _fmt(b["precision"]), _fmt(b["recall"]), _fmt(b["f1"])] for b in res["confusion"]["best_match"]]
+    return head, rows
+
+
+def _md_table(head, rows) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def _html_table(head, rows) -> str:
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    trs = "".join("<tr>" + "".join(f"<td class='num'>{html.escape(v)}</td>" for v in r) + "</tr>" for r in rows)
+    return f"<div class='card'><table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table></div>"
+
+
 def build_cluster_report(out_dir: str | Path, res: dict, emb: np.ndarray, labels: np.ndarray,
                          waveforms: np.ndarray, ref: np.ndarray | None, fs_hz: float) -> tuple[Path, Path]:
     """Write ``OUT/report.html`` and ``OUT/report.md`` (+ ``OUT/report_files/*.png``).
@@ -142,7 +181,19 @@ def build_cluster_report(out_dir: str | Path, res: dict, emb: np.ndarray, labels
         a = res["autoencoder"]
         rows.append(("Autoencoder", f"hidden {a['hidden']}, {a['epochs']} epochs, batch {a['batch_size']}, "
                                     f"lr {a['lr']:g}, explained variance {a['explained_variance']:.3f}"))
-    params = {k: res[k] for k in ("eps", "min_samples", "min_cluster_size", "seed") if k in res}
+    if res.get("warning"):
+        rows.append(("Warning", res["warning"]))
+    params = {k: res[k] for k in ("eps", "min_samples", "min_cluster_size", "max_k", "k_bic", "k_isosplit",
+                                  "p_outlier", "noise_rule", "feature_kinds", "seed") if k in res}
+    tables = []
+    if res.get("quality"):
+        tables.append(("Quality per cluster", _quality_rows(res), res.get("quality_rule", "")))
+    if "confusion" in res:
+        tables.append(("Confusion: clusters × manual units", _confusion_rows(res),
+                       "Spike counts; rows are clusters (noise = -1), columns the manual units (0 = Tint noise)."))
+        tables.append(("Best match per manual unit", _best_rows(res),
+                       "The cluster of highest F1 for each manual unit; precision = share of the cluster's spikes "
+                       "in the unit, recall = share of the unit's spikes in the cluster."))
     captions = {
         "embedding": f"The embedding ({names[0]} vs {names[1]}), coloured by cluster"
                      + (" and by manual unit." if ref is not None else "."),
@@ -156,6 +207,8 @@ def build_cluster_report(out_dir: str | Path, res: dict, emb: np.ndarray, labels
     md = [f"# ephys cluster — {tet}", "", "| | |", "|---|---|"]
     md += [f"| {k} | {v} |" for k, v in rows]
     md += ["", f"Parameters: `{params}`", "", note, ""]
+    for title, (head, trows), cap in tables:
+        md += [f"## {title}", ""] + _md_table(head, trows) + ["", cap, ""]
     for key in figs:
         md += [f"![{key}](report_files/{key}.png)", "", captions[key], ""]
     md_path = write_text(out / "report.md", "\n".join(md))
@@ -169,6 +222,8 @@ def build_cluster_report(out_dir: str | Path, res: dict, emb: np.ndarray, labels
             f"<h1>{html.escape(tet)}</h1></div></header><main class='wrap'><section><h2>Numbers</h2>"
             f"<div class='card'><table class='kv'>{trs}</table><p class='muted'>{html.escape(note)}</p>"
             f"<p class='muted'>Parameters: <code>{html.escape(str(params))}</code></p></div></section>"
+            + "".join(f"<section><h2>{html.escape(t)}</h2>{_html_table(h, r)}<p class='muted'>{html.escape(c)}</p>"
+                      "</section>" for t, (h, r), c in tables) +
             f"<section><h2>Figures</h2>{imgs}</section></main></body></html>\n")
     html_path = write_text(out / "report.html", page)
     return html_path, md_path

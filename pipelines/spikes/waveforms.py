@@ -480,6 +480,11 @@ def _predict(model, ds, indices: np.ndarray, batch_size: int = 1024) -> np.ndarr
                            for i in range(0, indices.size, batch_size)]).astype(np.float64)
 
 
+#: decision rule per model in ``reproduce spikes-seed`` (frozen on validation channel 11 before channel 40
+#: was read: the GRU's spike probability threshold is chosen for macro-F1 on channel 11; see README)
+SEED_DECISION = {"cnn1d": "argmax", "gru": "val_macro_f1"}
+
+
 def reproduce_seed(data_dir: str | Path, out_dir: str | Path, models=("cnn1d", "gru"), epochs: int = 40,
                    batch_size: int = 256, lr: float = 1e-3, patience: int = 6, seed: int = 0,
                    normalise: str = "channel", log=print) -> dict:
@@ -505,7 +510,7 @@ def reproduce_seed(data_dir: str | Path, out_dir: str | Path, models=("cnn1d", "
     import time
 
     from ..core.datasets import load_dataset
-    from ..core.evaluation import classification_metrics, evaluate_run
+    from ..core.evaluation import classification_metrics, evaluate_run, read_threshold
     from ..core.report import build_report
     from ..core.models import load_keras_model
     from ..core.training import TrainConfig, train
@@ -520,7 +525,8 @@ def reproduce_seed(data_dir: str | Path, out_dir: str | Path, models=("cnn1d", "
     per_model = {}
     for name in models:
         cfg = TrainConfig(model=name, data=str(out / "data"), split="seed", epochs=epochs,
-                          batch_size=batch_size, lr=lr, patience=patience, seed=seed, out=str(out / name))
+                          batch_size=batch_size, lr=lr, patience=patience, seed=seed, out=str(out / name),
+                          decision=SEED_DECISION.get(name, "argmax"))
         t0 = time.perf_counter()
         run = train(cfg, log=log)
         train_s = time.perf_counter() - t0
@@ -530,7 +536,8 @@ def reproduce_seed(data_dir: str | Path, out_dir: str | Path, models=("cnn1d", "
         val = np.array([pos[s] for s in split["val"]], dtype=np.int64)
         test = np.array([pos[s] for s in split["test"]], dtype=np.int64)
         model = load_keras_model(run / "model.keras")
-        val_metrics = classification_metrics(ds.y(val), _predict(model, ds, val), ds.label_names)
+        val_metrics = classification_metrics(ds.y(val), _predict(model, ds, val), ds.label_names,
+                                             read_threshold(run))
         x_test = ds.load(test)
         model.predict(x_test[:1024], batch_size=1024, verbose=0)  # warm-up (graph build)
         times = []
@@ -548,6 +555,7 @@ def reproduce_seed(data_dir: str | Path, out_dir: str | Path, models=("cnn1d", "
             "macro_recall": float(np.mean([v["recall"] for v in test_metrics["per_class"].values()])),
             "confusion_matrix": test_metrics["confusion_matrix"], "per_class": test_metrics["per_class"],
             "inference_s_test": round(infer_s, 4), "train_seconds": round(train_s, 1),
+            "decision": cfg.decision, "decision_threshold": read_threshold(run),
         }
         log(f"{name}: validation macro-F1 {val_metrics['macro_f1']:.3f}, test macro-F1 "
             f"{test_metrics['macro_f1']:.3f}, accuracy {test_metrics['accuracy']:.4f}")

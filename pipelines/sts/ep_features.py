@@ -936,11 +936,9 @@ class FeaturesResult:
 def process_cell_features(cell) -> dict:
     """One cell -> ``{"status": "ok", "id", "values", "info", ...}`` or ``{"status": "skipped",
     "path", "reason"}``. Never raises for a bad recording: the reason is reported instead."""
-    from pathlib import Path
-
-    from ..core.atomic import sha256_file
     from ..core.errors import EphysError
     from ..blocks.readers.patchclamp import read_cell
+    from ..blocks.readers.remote import input_records
 
     bad_files: list[tuple[str, str]] = []
     try:
@@ -958,11 +956,12 @@ def process_cell_features(cell) -> dict:
         return {"status": "skipped", "id": cell.cell_id, "path": cell.source, "reason": str(exc)}
     return {"status": "ok", "id": cell.cell_id, "label": cell.label, "source": cell.source,
             "values": cf.values, "info": cf.info,
-            "inputs": [{"path": str(p), "sha256": sha256_file(p)} for p in cell.paths if Path(p).is_file()],
+            "inputs": input_records(cell.paths),
             "skipped_files": [{"path": p, "reason": r} for p, r in bad_files]}
 
 
-def prepare_features(input_path, out_dir, labels_csv=None, progress=None) -> FeaturesResult:
+def prepare_features(input_path, out_dir, labels_csv=None, progress=None, stream: bool = False,
+                     include: str | None = None, limit: int | None = None) -> FeaturesResult:
     """EP feature table of every cell under INPUT (``ephys prepare features``).
 
     Parameters
@@ -973,6 +972,7 @@ def prepare_features(input_path, out_dir, labels_csv=None, progress=None) -> Fea
         order, NaN = not computable; ``features.csv``; ``manifest.json`` last).
     labels_csv : optional ``path,label`` CSV (as ``prepare scalograms``).
     progress : called as ``progress(done, total, record)`` after each cell.
+    stream, include, limit : remote NWB files instead (as ``prepare_scalograms``; :mod:`.stream`).
 
     Raises
     ------
@@ -986,7 +986,12 @@ def prepare_features(input_path, out_dir, labels_csv=None, progress=None) -> Fea
     from ..core.layouts import write_feature_table
     from ..blocks.readers.patchclamp import discover_cells
 
-    cells, skipped_files = discover_cells(input_path, labels_csv)
+    if stream:
+        from .stream import stream_cells
+
+        cells, skipped_files = stream_cells(str(input_path), labels_csv, include, limit)
+    else:
+        cells, skipped_files = discover_cells(input_path, labels_csv)
     skipped = [{"path": str(p), "reason": r} for p, r in skipped_files]
     results = []
     for cell in cells:
@@ -1004,7 +1009,7 @@ def prepare_features(input_path, out_dir, labels_csv=None, progress=None) -> Fea
     labels = [r["label"] for r in ok]
     label_names = sorted({lab for lab in labels if lab})
     provenance = {
-        "input": str(Path(input_path).resolve()),
+        "input": str(input_path) if stream else str(Path(input_path).resolve()),
         "labels_csv": str(Path(labels_csv).resolve()) if labels_csv else None,
         "method": "IPFX long-square features (Gouwens et al. 2019), ephys.pipelines.ep_features",
         "ephys_version": __version__,

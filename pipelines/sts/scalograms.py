@@ -12,7 +12,8 @@ Seed: Spike Train Scalograms (Amprimo et al. 2025, ``spike-trains-scalograms``).
    so nothing leaks between training and test cells);
 5. write ``samples/<cell>.npy`` (float32, scales x time x sweeps) and ``samples/<cell>.json``.
 
-Cells run in parallel on dask (LocalCluster by default, or a scheduler address). A cell whose
+Cells run in-process, or in parallel on dask when that pays (``--scheduler auto``, the rule in
+:mod:`.runner`; or always a LocalCluster, SLURM workers, a scheduler address). A cell whose
 files are already written with the same parameters is not recomputed, so a killed run resumes;
 every file is written under a temporary name and renamed. ``manifest.json`` is written last.
 """
@@ -30,7 +31,7 @@ from typing import Callable
 import numpy as np
 
 from .. import __version__
-from ..core.atomic import sha256_file, write_json, write_npy
+from ..core.atomic import write_json, write_npy
 from ..blocks.signal.cwt import DEFAULT_WAVELET, cwt, log_scales
 from ..core.errors import EphysError
 from ..blocks.signal.spike_train import DEFAULT_RHEOBASE_MULTIPLES, bin_spike_train, choose_sweeps
@@ -104,6 +105,7 @@ def process_cell(cell, out_dir: str, params: ScalogramParams) -> dict:
     ..., "reason": ...}``. Never raises for a bad recording: the reason is reported instead.
     """
     from ..blocks.readers.patchclamp import read_cell  # imported here so workers import lazily
+    from ..blocks.readers.remote import input_records
 
     out = Path(out_dir)
     npy = out / "samples" / f"{cell.cell_id}.npy"
@@ -144,7 +146,7 @@ def process_cell(cell, out_dir: str, params: ScalogramParams) -> dict:
     write_npy(npy, scal)
     meta = {"status": "ok", "id": cell.cell_id, "file": f"samples/{cell.cell_id}.npy",
             "label": cell.label, "group": cell.cell_id, "source": cell.source,
-            "inputs": [{"path": str(p), "sha256": sha256_file(p)} for p in cell.paths if Path(p).is_file()],
+            "inputs": input_records(cell.paths),
             "n_sweeps_read": len(sweeps), "rheobase_pA": round(choice.rheobase_pA, 3),
             "sweeps": sweep_info, "params_key": params.key(),
             "skipped_files": [{"path": p, "reason": r} for p, r in bad_files]}
@@ -218,10 +220,12 @@ def _client(scheduler: str, workers: int | None, slurm: SlurmWorkers | None = No
 
 def prepare_scalograms(input_path: str | Path, out_dir: str | Path, labels_csv: str | Path | None = None,
                        params: ScalogramParams | None = None, workers: int | None = None,
-                       scheduler: str = "local",
+                       scheduler: str = "auto",
                        progress: Callable[[int, int, dict], None] | None = None,
                        shard: tuple[int, int] | None = None,
-                       slurm: SlurmWorkers | None = None) -> PrepareResult:
+                       slurm: SlurmWorkers | None = None,
+                       consolidated: str | None = "float32", stream: bool = False,
+                       include: str | None = None, limit: int | None = None) -> PrepareResult:
     """Prepare a scalogram dataset from a recording file or folder.
 
     Parameters
@@ -231,13 +235,21 @@ def prepare_scalograms(input_path: str | Path, out_dir: str | Path, labels_csv: 
     labels_csv : optional CSV with ``path,label`` (``unknown`` = unlabelled).
     params : ScalogramParams (defaults as in STS).
     workers : dask worker processes for the local cluster (default: all cores).
-    scheduler : ``local`` (LocalCluster), ``synchronous`` (in-process, for debugging/tests),
+    scheduler : ``auto`` (in-process unless a LocalCluster would save more than it costs to
+        start: the rule in :mod:`.runner`), ``local`` (always a LocalCluster), ``synchronous``
+        (in-process),
         ``slurm`` (dask-jobqueue SLURMCluster: ``workers`` sbatch jobs, settings in ``slurm``),
         or a dask scheduler address such as ``tcp://host:8786``.
     progress : called as ``progress(done, total, record)`` after each cell.
     shard : ``(k, n)``: prepare only cells ``k, k+n, k+2n, ...`` of the discovery order (one
         SLURM array task's part) and write no manifest; a later run without ``shard`` finds
         every cell done and writes the manifest.
+    consolidated : besides ``samples/<cell>.npy``, write all samples as one memory-mappable
+        ``samples.npy`` (``"float32"``: values unchanged; ``"float16"``: half the bytes, values
+        rounded to 11 significant bits, |error| <= 2.4e-4) that training slices; ``None``: not.
+    stream, include, limit : read remote NWB files instead (``input_path`` a URL, a file of
+        URLs or a dandiset id; :mod:`.stream`): only the bytes of the sweeps used travel, each
+        sample's ``inputs`` records ``bytes_read``.
 
     Raises
     ------
@@ -250,8 +262,15 @@ def prepare_scalograms(input_path: str | Path, out_dir: str | Path, labels_csv: 
     if params.f_max_hz > 0.5 / params.bin_s:
         raise EphysError(f"--f-max {params.f_max_hz} Hz is above the Nyquist frequency of "
                          f"{params.bin_s * 1e3:g} ms bins ({0.5 / params.bin_s:g} Hz)")
+    if consolidated not in (None, "float32", "float16"):
+        raise EphysError(f"--consolidated must be float32, float16 or none, not {consolidated!r}")
     out = Path(out_dir)
-    cells, skipped = discover_cells(input_path, labels_csv)
+    if stream:
+        from .stream import stream_cells
+
+        cells, skipped = stream_cells(str(input_path), labels_csv, include, limit)
+    else:
+        cells, skipped = discover_cells(input_path, labels_csv)
     skipped = [{"path": str(p), "reason": r} for p, r in skipped]
     if shard is not None:
         k, n = shard
@@ -262,30 +281,10 @@ def prepare_scalograms(input_path: str | Path, out_dir: str | Path, labels_csv: 
     for stale in (out / "samples").glob(".*.part*"):  # leftovers of a killed run
         stale.unlink(missing_ok=True)
 
-    results: list[dict] = []
-    client, cluster = _client(scheduler, workers, slurm)
-    try:
-        if client is None:
-            for cell in cells:
-                rec = process_cell(cell, str(out), params)
-                results.append(rec)
-                if progress:
-                    progress(len(results), len(cells), rec)
-        else:
-            from dask.distributed import as_completed
+    from .runner import run_cells
 
-            futures = [client.submit(process_cell, cell, str(out), params, key=f"cell-{cell.cell_id}",
-                                     pure=False) for cell in cells]
-            for fut in as_completed(futures):
-                rec = fut.result()
-                results.append(rec)
-                if progress:
-                    progress(len(results), len(cells), rec)
-    finally:
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
+    results = run_cells(process_cell, cells, (str(out), params), scheduler, workers,
+                        lambda sch, w: _client(sch, w, slurm), progress, key=lambda c: c.cell_id)
 
     order = {c.cell_id: i for i, c in enumerate(cells)}
     results.sort(key=lambda r: order.get(r.get("id"), 0))
@@ -326,10 +325,14 @@ def prepare_scalograms(input_path: str | Path, out_dir: str | Path, labels_csv: 
         "samples": samples,
         "skipped": skipped,
         "parameters": {**asdict(params), "key": params.key()},
-        "provenance": {"input": str(Path(input_path).resolve()),
+        "provenance": {"input": str(input_path) if stream else str(Path(input_path).resolve()),
                        "labels_csv": str(Path(labels_csv).resolve()) if labels_csv else None,
                        "scheduler": scheduler, "source": "STS, Amprimo et al. 2025"},
     }
+    if consolidated:
+        from ..core.datasets import write_consolidated
+
+        manifest.update(write_consolidated(out, samples, manifest["sample_shape"], consolidated))
     path = write_json(out / MANIFEST, manifest)
     return PrepareResult(path, len(ok), sum(1 for r in ok if r.get("resumed")), skipped)
 

@@ -175,9 +175,9 @@ def _cv_folds(y: np.ndarray, groups: list[str], n_folds: int, seed: int):
     from sklearn.model_selection import StratifiedGroupKFold
 
     counts = np.bincount(y)
-    k = int(min(n_folds, counts[counts > 0].min()))
+    k = int(min(n_folds, counts[counts > 0].min(), len(set(groups))))
     if k < 2:
-        raise EphysError("too few training cells per class for cross-validation (need 2 or more per class)")
+        raise EphysError("too few training groups or cells per class for cross-validation (need 2 or more)")
     return list(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y, groups))
 
 
@@ -411,7 +411,7 @@ def _declare():
                      trainer=f"{__name__}:train_tabular", predictor=f"{__name__}:make_predictor")
     modality = Modality(
         "features", "a table of named numeric features per sample (features.npy + features.csv)",
-        sample_noun="cell", examples_title="Examples",
+        sample_noun="sample", examples_title="Examples",
         examples=lambda ctx: ("Feature tables have no example images; the Explanations section shows which "
                               "features drive each class."),
         explain="ephys.pipelines.blocks.explain.shap:explain_features_run",

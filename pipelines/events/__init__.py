@@ -1,0 +1,71 @@
+"""Pipeline ``events``: miniature end-plate potentials and miniature synaptic currents.
+
+Continuous traces (ABF, NWB, ``.npy``) -> per-sample event probabilities from a miniML-like
+window classifier (``cnn_bilstm``), a 1-D U-Net mask (``unet1d``), a convolutional autoencoder's
+anomaly score (``autoencoder``) or a plain threshold -> one shared detection step (onset, peak,
+amplitude, 10-90 % rise, decay tau, charge) -> ``events.csv`` per recording.
+
+Modules: ``readers`` (traces and labels), ``simulate`` (the seeded simulated default with ground
+truth), ``windows`` (window / patch layouts), ``models`` (Keras builders), ``seg`` (U-Net and
+autoencoder training), ``detect`` (the detection step), ``metrics`` (event F1, IoU), ``sim`` and
+``minis`` (the ``reproduce`` recipes), ``apply`` (``ephys events detect``), ``report``.
+"""
+
+from ..core.models import ModelSpec
+from ..core.registry import Modality, Pipeline, Recipe, register_pipeline
+
+MODELS = (
+    ModelSpec("cnn_bilstm", "ephys.pipelines.events.models:build_cnn_bilstm", ("event_window",), None, ("miniml",),
+              "CNN + bidirectional LSTM window classifier after miniML (O'Neill et al. 2025, eLife)", False),
+)
+
+EVENT_WINDOW = Modality(
+    "event_window", "600-sample windows of a current or voltage trace, each min-max scaled, (600, 1) float32",
+    sample_noun="window", examples_title="Example windows", predict_batch_size=512)
+
+
+def _sim(data, out, *, seed=0, epochs=8, log=print):
+    from .sim import run_events_sim
+
+    return run_events_sim(data, out, seed=seed, epochs=epochs, log=log)
+
+
+def _sim_summary(res: dict) -> list[str]:
+    lines = []
+    for m, e in res["methods"].items():
+        snr = "  ".join(f"SNR {s}: F1 {v['f1']:.2f}" for s, v in e["by_snr"].items())
+        lines.append(f"{m}: F1 {e['f1']:.3f} (P {e['precision']:.2f}, R {e['recall']:.2f})  {snr}  "
+                     f"[{e['seconds_per_minute']:.2f} s per minute of trace]")
+    return lines
+
+
+def _minis(data, out, *, seed=0, epochs=15, cv_folds=5, log=print):
+    from .minis import run_minis
+
+    return run_minis(data, out, seed=seed, epochs=epochs, cv_folds=cv_folds, log=log)
+
+
+def _minis_summary(res: dict) -> list[str]:
+    return [f"window classifier, {res['cv']}: accuracy {res['accuracy']:.3f} (majority baseline "
+            f"{res['majority_baseline']:.3f}), ROC-AUC {res['roc_auc']:.3f}, n = {res['n_windows']}"]
+
+
+def _synthetic(out, *, seed=0, size=None, progress=None):
+    from .simulate import synthetic
+
+    return synthetic(out, seed=seed, size=size, progress=progress)
+
+
+PIPELINE = register_pipeline(Pipeline(
+    "events", "miniature synaptic events (mEPPs, mEPSCs): window classifier, 1-D U-Net, autoencoder, threshold",
+    modalities=(EVENT_WINDOW,), models=MODELS,
+    recipes=(Recipe("events-sim", "simulated mEPP-/mEPSC-like cohort at SNR 2.5/5/10: train cnn_bilstm, unet1d, "
+                    "autoencoder on training recordings, detect on held-out recordings, event-level F1 per SNR "
+                    "(onsets within ±1 ms), report; --data a `fetch synthetic --pipeline events` folder "
+                    "(simulated afresh when absent)", _sim, default_data="data/raw/synthetic-events",
+                    summary=_sim_summary),
+             Recipe("minis", "cnn_bilstm on miniML's real granule-cell windows, cross-validated in contiguous "
+                    "blocks of raw_indices; accuracy beside the majority baseline, ROC-AUC; miniML's "
+                    "published numbers under `reference`", _minis, default_data="../shared/data/minis",
+                    summary=_minis_summary)),
+    synthetic=_synthetic, synthetic_size="recordings"))

@@ -1,0 +1,189 @@
+"""``ephys events detect``: run trained event detectors on a recording and write ``events.csv``.
+
+Models come from an ``events-sim`` output folder (``runs/cnn_bilstm``, ``runs/unet1d``,
+``runs/autoencoder`` and the autoencoder threshold in ``metrics.json``); ``threshold`` needs no
+model. Sampling rate: the models were trained on traces at the rates listed in that
+``metrics.json`` (``train_fs_hz``); a trace at another rate is resampled
+(``scipy.signal.resample_poly``) to the nearest of them, or refused with ``resample=False``.
+
+Output folder: ``events_<method>.csv`` per method (columns of
+:data:`ephys.pipelines.events.detect.EVENT_COLUMNS`, times in s of the trace), ``summary.json``
+(per method: number of events, frequency in Hz over the analysed time (stimulus samples
+excluded), amplitude / rise / decay / charge medians and IQRs; and, with labels, event-level
+precision / recall / F1), ``report.html``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from ..core.atomic import write_json
+from ..core.errors import EphysError
+from . import detect as D
+from .readers import Trace, check_polarity, read_event_csv, read_trace
+
+__all__ = ["load_detectors", "method_probability", "detect_trace", "run_detect", "summarise_events", "ALL_METHODS"]
+
+ALL_METHODS = ("cnn_bilstm", "unet1d", "autoencoder", "threshold")
+
+
+def load_detectors(run_dir: str | Path | None, methods) -> dict:
+    """Models of an ``events-sim`` folder for ``methods``.
+
+    Raises
+    ------
+    EphysError
+        A method that needs a model but no (or an incomplete) run folder.
+    """
+    from ..core.models import load_keras_model
+
+    out: dict = {"train_fs_hz": None}
+    needs = [m for m in methods if m != "threshold"]
+    if not needs:
+        return out
+    if run_dir is None:
+        raise EphysError(f"methods {', '.join(needs)} need --run (an `ephys reproduce events-sim` folder)", "--run")
+    run_dir = Path(run_dir)
+    mpath = run_dir / "metrics.json"
+    if not mpath.is_file():
+        raise EphysError("no metrics.json: not an events-sim output folder", run_dir)
+    meta = json.loads(mpath.read_text())
+    out["train_fs_hz"] = meta.get("train_fs_hz")
+    for m in needs:
+        f = run_dir / "runs" / m / "model.keras"
+        if m == "cnn_bilstm":
+            out[m] = load_keras_model(f)
+        else:
+            import keras
+
+            if not f.is_file():
+                raise EphysError("model file not found", f)
+            out[m] = keras.models.load_model(f, compile=False)
+    out["autoencoder_threshold"] = meta.get("autoencoder_threshold")
+    return out
+
+
+def method_probability(method: str, det: dict, x: np.ndarray, fs_hz: float, polarity: str) -> np.ndarray:
+    """Per-sample event probability (n,) of ``method`` for trace ``x``."""
+    from .windows import normalise_trace
+
+    if method == "threshold":
+        return D.threshold_probability(x, fs_hz, polarity)
+    if method == "cnn_bilstm":
+        from .sim import window_probability
+
+        return window_probability(det["cnn_bilstm"], x, polarity)
+    from . import seg
+
+    z = normalise_trace(x, fs_hz, polarity)
+    if method == "unet1d":
+        return seg.predict_unet(det["unet1d"], z)
+    if method == "autoencoder":
+        return (seg.anomaly_score(det["autoencoder"], z, fs_hz) > float(det["autoencoder_threshold"])).astype(float)
+    raise EphysError(f"unknown method {method!r}; known: {', '.join(ALL_METHODS)}", "--method")
+
+
+def _resample(trace: Trace, rates, allow: bool) -> Trace:
+    if not rates or any(abs(trace.fs_hz - r) < 1e-6 * r for r in rates):
+        return trace
+    target = min(rates, key=lambda r: abs(np.log(r / trace.fs_hz)))
+    if not allow:
+        raise EphysError(f"sampling rate {trace.fs_hz:g} Hz: the models were trained at "
+                         f"{', '.join(f'{r:g}' for r in rates)} Hz (drop --no-resample to resample)", trace.source)
+    from scipy.signal import resample_poly
+
+    fr = Fraction(target / trace.fs_hz).limit_denominator(1000)
+    parts, segs, excl, start = [], [], [], 0
+    for s0, s1 in trace.segments:
+        y = resample_poly(trace.data[s0:s1], fr.numerator, fr.denominator)
+        e = resample_poly(trace.exclude[s0:s1].astype(float), fr.numerator, fr.denominator) > 0.01
+        parts.append(y)
+        excl.append(e)
+        segs.append((start, start + y.size))
+        start += y.size
+    return Trace(np.concatenate(parts), target, trace.units, trace.mode, segs, np.concatenate(excl), trace.source,
+                 {**trace.meta, "resampled_from_hz": trace.fs_hz})
+
+
+def detect_trace(trace: Trace, det: dict, methods, polarity: str) -> tuple[dict, dict]:
+    """Events per method on one trace; returns (events by method, seconds by method)."""
+    events, secs = {}, {}
+    for m in methods:
+        t0 = time.perf_counter()
+        prob = np.zeros(trace.n_samples)
+        for s0, s1 in trace.segments:
+            prob[s0:s1] = method_probability(m, det, trace.data[s0:s1], trace.fs_hz, polarity)
+        events[m] = D.detect_events(trace.data, trace.fs_hz, prob, polarity, segments=trace.segments,
+                                    exclude=trace.exclude)
+        secs[m] = time.perf_counter() - t0
+    return events, secs
+
+
+def _stats(v) -> dict:
+    v = np.asarray([a for a in v if np.isfinite(a)], dtype=np.float64)
+    if not v.size:
+        return {"median": None, "q25": None, "q75": None, "n": 0}
+    q = np.percentile(v, [25, 50, 75])
+    return {"median": float(q[1]), "q25": float(q[0]), "q75": float(q[2]), "n": int(v.size)}
+
+
+def summarise_events(events: list[dict], analysed_s: float) -> dict:
+    """Frequency (Hz) and distributions of amplitude, rise, decay, charge and IEI."""
+    on = np.sort([e["onset_s"] for e in events])
+    return {"n_events": len(events), "frequency_hz": len(events) / analysed_s if analysed_s else None,
+            "amplitude": _stats([e["amplitude"] for e in events]),
+            "rise_10_90_ms": _stats([e["rise_10_90_ms"] for e in events]),
+            "decay_tau_ms": _stats([e["decay_tau_ms"] for e in events]),
+            "charge": _stats([e["charge"] for e in events]),
+            "iei_ms": _stats(np.diff(on) * 1e3 if on.size > 1 else [])}
+
+
+def run_detect(path: str | Path, out: str | Path, *, run_dir=None, methods=("threshold",), fs_hz=None,
+               units=None, polarity=None, labels=None, resample: bool = True, channel=None, report: bool = True,
+               log=print) -> dict:
+    """Read a trace, detect with each method, write the output folder; returns ``summary.json``.
+
+    Raises
+    ------
+    EphysError
+        Unreadable trace or labels (names the file, row, field), unknown method, missing models,
+        a sampling rate the models were not trained at with ``resample=False``.
+    """
+    methods = list(methods)
+    for m in methods:
+        if m not in ALL_METHODS:
+            raise EphysError(f"unknown method {m!r}; known: {', '.join(ALL_METHODS)}", "--method")
+    trace = read_trace(path, fs_hz=fs_hz, units=units, channel=channel)
+    pol = check_polarity(polarity, trace)
+    truth = read_event_csv(labels, trace.duration_s) if labels else None
+    det = load_detectors(run_dir, methods)
+    trace = _resample(trace, det.get("train_fs_hz"), resample)
+    events, secs = detect_trace(trace, det, methods, pol)
+    out = Path(out)
+    analysed = float((~trace.exclude).sum()) / trace.fs_hz
+    summary = {"source": str(path), "fs_hz": trace.fs_hz, "units": trace.units, "mode": trace.mode,
+               "polarity": pol, "duration_s": trace.duration_s, "analysed_s": analysed,
+               "n_segments": len(trace.segments), "excluded_s": trace.duration_s - analysed, "methods": {}}
+    for m, ev in events.items():
+        D.events_to_csv(out / f"events_{m}.csv", ev)
+        s = summarise_events(ev, analysed)
+        s["seconds_per_minute"] = secs[m] / (trace.duration_s / 60.0)
+        if truth is not None:
+            from .metrics import event_prf
+
+            s.update({k: v for k, v in event_prf(truth["onset_s"], [e["onset_s"] for e in ev]).items()})
+        summary["methods"][m] = s
+    write_json(out / "summary.json", summary)
+    if report:
+        try:
+            from .report import trace_report
+
+            trace_report(out, trace, events, summary, f"events in {Path(path).name}")
+        except Exception as exc:  # noqa: BLE001 - a figure problem must not lose the results
+            log(f"report not written: {type(exc).__name__}: {exc}")
+    return summary

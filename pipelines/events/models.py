@@ -1,0 +1,125 @@
+"""Keras 3 models of the events pipeline (``keras.layers`` / ``keras.ops`` only).
+
+* :func:`build_cnn_bilstm` — window classifier after miniML (O'Neill et al. 2025, eLife
+  13:RP98485): 1-D convolutions with pooling, a bidirectional LSTM, a dense head; input one
+  min-max-scaled window ``(600, 1)``; softmax over (no_event, event). Registered for the
+  ``event_window`` modality, so ``ephys train`` applies.
+* :func:`build_unet1d` — per-sample event mask, the shape of the mEPP seed's 1-D "MiniUNet"
+  (NatashaKhotkina/Neural_network_project): encoder of conv blocks with max-pooling, a bottleneck,
+  a decoder with up-sampling and skip connections, sigmoid output ``(L, 1)``.
+* :func:`build_autoencoder` — convolutional autoencoder of fixed-length patches (the seed's
+  anomaly detector, after keras.io "Timeseries anomaly detection using an Autoencoder"): the
+  reconstruction error is the anomaly score.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from ..core.errors import EphysError
+
+__all__ = ["build_cnn_bilstm", "build_unet1d", "build_autoencoder"]
+
+
+def _take(name: str, hparams: dict, allowed: dict) -> dict:
+    unknown = sorted(set(hparams) - set(allowed))
+    if unknown:
+        raise EphysError(f"{name} does not accept hyper-parameter(s) {', '.join(unknown)}; it accepts "
+                         f"{', '.join(sorted(allowed))}")
+    return {**allowed, **hparams}
+
+
+def build_cnn_bilstm(input_shape, n_classes: int = 2, **hparams) -> keras.Model:
+    """miniML-like window classifier.
+
+    Parameters
+    ----------
+    input_shape : (window, 1), float32 min-max scaled windows in [0, 1]
+    n_classes : 2 (no_event, event)
+    hparams : ``width`` (filters of the first conv, default 16; miniML uses 32-128), ``lstm``
+        (units per direction, default 16; miniML 64), ``dropout`` (default 0.2)
+
+    Returns
+    -------
+    keras.Model ``(batch, window, 1)`` -> ``(batch, n_classes)`` softmax.
+    """
+    hp = _take("cnn_bilstm", hparams, {"width": 16, "lstm": 16, "dropout": 0.2})
+    w, u = int(hp["width"]), int(hp["lstm"])
+    inp = keras.Input(shape=tuple(input_shape), name="window")
+    x = inp
+    for k, (f, ks) in enumerate(((w, 9), (2 * w, 7), (2 * w, 5))):
+        # no BatchNorm: with few steps per epoch its moving statistics lag the weights and the
+        # early-stopped (best-validation) model then misclassifies in inference mode
+        x = layers.Conv1D(f, ks, padding="same", activation="relu", name=f"conv{k}")(x)
+        x = layers.MaxPooling1D(3 if k < 2 else 2, name=f"pool{k}")(x)
+    x = layers.Bidirectional(layers.LSTM(u), name="bilstm")(x)
+    x = layers.Dropout(float(hp["dropout"]))(x)
+    x = layers.Dense(max(8, u), activation="relu")(x)
+    out = layers.Dense(n_classes, activation="softmax", name="proba")(x)
+    return keras.Model(inp, out, name="cnn_bilstm")
+
+
+def build_unet1d(input_shape, n_classes: int = 1, **hparams) -> keras.Model:
+    """1-D U-Net producing a per-sample event probability.
+
+    Parameters
+    ----------
+    input_shape : (L, 1), L divisible by 2**depth; float32 standardised patch
+    hparams : ``width`` (filters at the top level, default 16), ``depth`` (default 3), ``kernel``
+        (default 9)
+
+    Returns
+    -------
+    keras.Model ``(batch, L, 1)`` -> ``(batch, L, 1)`` sigmoid.
+    """
+    hp = _take("unet1d", hparams, {"width": 16, "depth": 3, "kernel": 9, "dropout": 0.0})
+    w, depth, ks = int(hp["width"]), int(hp["depth"]), int(hp["kernel"])
+    inp = keras.Input(shape=tuple(input_shape), name="patch")
+    x, skips = inp, []
+
+    def block(x, f, name):
+        for j in range(2):
+            x = layers.Conv1D(f, ks, padding="same", name=f"{name}_c{j}")(x)
+            x = layers.BatchNormalization(name=f"{name}_bn{j}")(x)
+            x = layers.Activation("relu")(x)
+        return x
+
+    for lv in range(depth):
+        x = block(x, w * 2 ** lv, f"enc{lv}")
+        skips.append(x)
+        x = layers.MaxPooling1D(2)(x)
+    x = block(x, w * 2 ** depth, "mid")
+    for lv in reversed(range(depth)):
+        x = layers.UpSampling1D(2)(x)
+        x = layers.Concatenate()([x, skips[lv]])
+        x = block(x, w * 2 ** lv, f"dec{lv}")
+    out = layers.Conv1D(1, 1, activation="sigmoid", name="mask")(x)
+    return keras.Model(inp, out, name="unet1d")
+
+
+def build_autoencoder(input_shape, n_classes: int = 0, **hparams) -> keras.Model:
+    """Convolutional autoencoder of patches ``(L, 1)`` (L divisible by 8) with a dense bottleneck.
+
+    hparams : ``width`` (filters, default 16), ``kernel`` (default 7), ``code`` (bottleneck
+    units, default 16: far fewer than L, so noise cannot be copied through)
+
+    Returns
+    -------
+    keras.Model ``(batch, L, 1)`` -> ``(batch, L, 1)`` reconstruction (linear).
+    """
+    hp = _take("autoencoder", hparams, {"width": 16, "kernel": 7, "code": 16, "dropout": 0.0})
+    w, ks, code = int(hp["width"]), int(hp["kernel"]), int(hp["code"])
+    length = int(input_shape[0])
+    inp = keras.Input(shape=tuple(input_shape), name="patch")
+    x = layers.Conv1D(w, ks, strides=2, padding="same", activation="relu")(inp)
+    x = layers.Conv1D(w, ks, strides=2, padding="same", activation="relu")(x)
+    x = layers.Conv1D(w, ks, strides=2, padding="same", activation="relu")(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(code, activation="relu", name="code")(x)
+    x = layers.Dense((length // 8) * w, activation="relu")(x)
+    x = layers.Reshape((length // 8, w))(x)
+    for _ in range(3):
+        x = layers.Conv1DTranspose(w, ks, strides=2, padding="same", activation="relu")(x)
+    out = layers.Conv1D(1, ks, padding="same", name="reconstruction")(x)
+    return keras.Model(inp, out, name="autoencoder")

@@ -1,0 +1,265 @@
+"""``ephys reproduce events-sim``: the simulated cohort end to end.
+
+1. Cohort: the recordings of ``data`` (a ``fetch synthetic --pipeline events`` folder) or, when
+   it does not exist, a fresh seeded cohort (mEPP-like and mEPSC-like at SNR 2.5, 5, 10; two
+   recordings each, 10 s) written to ``OUT/data``.
+2. Split by recording: for each (kind, SNR) the last recording is the test recording, the
+   others train (no recording on both sides).
+3. Models, all fitted on training recordings only: ``cnn_bilstm`` (window dataset in
+   ``OUT/windows``, trained by the core's ``train()`` with validation by recording),
+   ``unet1d`` and ``autoencoder`` (fitted here, see :mod:`.seg`), and the plain threshold
+   detector (4 robust SDs; no fitting).
+4. Every method's per-sample probability goes through the shared detection step
+   (:func:`.detect.detect_events`); ``OUT/events/<method>/<recording>.csv`` per test recording.
+5. ``OUT/metrics.json``: per method event-level precision / recall / F1 (onsets matched one to
+   one within ±1 ms) per SNR level and overall, mask IoU (U-Net), kinetics errors, seconds of
+   compute per minute of trace; ``per_snr`` (method -> SNR -> f1 / precision / recall); the top
+   level ``f1`` / ``precision`` / ``recall`` are the primary model's (``cnn_bilstm``);
+   ``best_on_test`` names the method with the highest test F1 (a description of the result, not
+   a model selection). ``OUT/report.html`` with the figures.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..core.atomic import write_json
+from ..core.errors import EphysError
+from . import detect as D
+from .metrics import DEFAULT_TOL_S, event_prf, kinetics_errors, mask_iou
+from .simulate import SNR_LEVELS, read_truth, simulate_recording, write_cohort
+from .windows import (LABEL_NAMES, STRIDE, WINDOW, minmax_windows, normalise_trace, prediction_to_samples,
+                      sliding_starts, training_windows, write_window_dataset)
+
+__all__ = ["load_cohort", "run_events_sim", "window_probability", "METHODS"]
+
+METHODS = ("cnn_bilstm", "unet1d", "autoencoder", "threshold")
+
+
+def load_cohort(folder: str | Path) -> list[dict]:
+    """Recordings of a simulated folder: dicts with id, kind, fs_hz, units, polarity, snr, x,
+    mask, truth.
+
+    Raises
+    ------
+    EphysError
+        No ``recordings.csv``, or a file it names is missing.
+    """
+    folder = Path(folder)
+    idx = folder / "recordings.csv"
+    if not idx.is_file():
+        raise EphysError("no recordings.csv: not a simulated events folder (`ephys fetch synthetic --pipeline events`)",
+                         folder)
+    recs = []
+    with open(idx, newline="") as fh:
+        for r, row in enumerate(csv.DictReader(fh), start=2):
+            f = folder / row["file"]
+            if not f.is_file():
+                raise EphysError(f"row {r}, field file: {row['file']} is missing", idx)
+            recs.append({"id": row["id"], "kind": row["kind"], "fs_hz": float(row["fs_hz"]), "units": row["units"],
+                         "polarity": row["polarity"], "snr": float(row["snr"]),
+                         "x": np.load(f).astype(np.float64), "mask": np.load(folder / f"{row['id']}_mask.npy"),
+                         "truth": read_truth(folder / f"{row['id']}_events.csv")})
+    return recs
+
+
+def split_recordings(recs: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Per (kind, snr): the last recording tests, the others train."""
+    by: dict[tuple, list[dict]] = {}
+    for r in recs:
+        by.setdefault((r["kind"], r["snr"]), []).append(r)
+    train, test = [], []
+    for key in sorted(by):
+        rs = by[key]
+        if len(rs) < 2:
+            test.extend(rs)
+            continue
+        train.extend(rs[:-1])
+        test.append(rs[-1])
+    if not train:
+        raise EphysError("need at least two recordings per (kind, SNR) to train and test")
+    return train, test
+
+
+def window_probability(model, x: np.ndarray, polarity: str, batch_size: int = 512, threshold: float = 0.5,
+                       min_width: int = 5) -> np.ndarray:
+    """Slide the window classifier along a trace (stride 20): per-sample onset probability (n,).
+
+    Runs of fewer than ``min_width`` consecutive window positions above ``threshold`` are set to
+    0 before mapping to samples (miniML's minimum prediction-peak width, ``peak_w=5``): a real
+    event is seen by every window that has it in its event range, noise by one or two.
+    """
+    y = np.asarray(x, dtype=np.float64) * (1.0 if polarity == "positive" else -1.0)
+    starts = sliding_starts(y.size, WINDOW, STRIDE)
+    p = np.empty(starts.size, dtype=np.float64)
+    for k in range(0, starts.size, 4096):
+        w = minmax_windows(y, starts[k:k + 4096])
+        p[k:k + 4096] = model.predict(w, batch_size=batch_size, verbose=0)[:, 1]
+    if min_width > 1:
+        above = p > threshold
+        edges = np.diff(np.concatenate([[0], above.astype(np.int8), [0]]))
+        for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
+            if b - a < min_width:
+                p[a:b] = 0.0
+    return prediction_to_samples(p, starts, y.size)
+
+
+def _train_window_model(train: list[dict], out: Path, epochs: int, seed: int, log) -> Path:
+    from ..core import validation
+    from ..core.training import TrainConfig, train as core_train
+
+    rng = np.random.default_rng(seed)
+    ws, labs, groups, ts = [], [], [], []
+    for r in train:
+        w, lab, st = training_windows(r["x"], r["truth"]["onset_s"], r["fs_hz"], r["polarity"], rng, per_event=4, neg_ratio=4.0)
+        ws.append(w)
+        labs += [LABEL_NAMES[k] for k in lab]
+        groups += [r["id"]] * len(lab)
+        ts += list(st / r["fs_hz"])
+    ds_dir = out / "windows"
+    man = write_window_dataset(ds_dir, np.concatenate(ws), labs, groups, ts, None,
+                               provenance={"recordings": [r["id"] for r in train], "seed": seed})
+    ids = [s["id"] for s in man["samples"]]
+    idx = np.arange(len(ids))
+    fold = validation.Fold("all-train", idx, np.array([], dtype=np.int64), [])
+    fit, val = validation.inner_validation(fold, groups, fraction=0.2, seed=seed)
+    validation.check_no_leak(groups, fit, val)
+    cfg = TrainConfig(model="cnn_bilstm", data=str(ds_dir), epochs=epochs, batch_size=64, lr=2e-3, seed=seed,
+                      patience=4, dropout=0.2, out=str(out / "runs" / "cnn_bilstm"), split="by-recording",
+                      hparams={"width": 16, "lstm": 16})
+    log(f"cnn_bilstm: {len(fit)} training windows, {len(val)} validation windows (by recording)")
+    return core_train(cfg, split_ids=validation.fold_split_ids(ids, fit, val, []), log=log)
+
+
+def run_events_sim(data: str | Path | None, out: str | Path, *, seed: int = 0, epochs: int = 8, log=print,
+                   n_per_combo: int = 3, duration_s: float = 10.0, tol_s: float = DEFAULT_TOL_S) -> dict:
+    """The ``events-sim`` recipe (module docstring); returns the metrics dict."""
+    import keras
+
+    from ..core.models import load_keras_model
+    from . import seg
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = Path(data) if data else None
+    if data is None or not data.exists():
+        data = out / "data"
+        if not (data / "recordings.csv").is_file():
+            recs = []
+            i = 0
+            for kind in ("mepp", "mepsc"):
+                for snr in SNR_LEVELS:
+                    for _ in range(n_per_combo):
+                        recs.append(simulate_recording(kind, snr, duration_s, seed=seed * 100_003 + i,
+                                                       rec_id=f"{kind}_snr{snr:g}_{i:03d}"))
+                        i += 1
+            write_cohort(data, recs)
+            log(f"simulated {len(recs)} recordings into {data}")
+    recs = load_cohort(data)
+    train, test = split_recordings(recs)
+    log(f"{len(train)} training recordings, {len(test)} test recordings")
+    timing: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    run_w = _train_window_model(train, out, epochs, seed, log)
+    timing["cnn_bilstm_train_s"] = time.perf_counter() - t0
+    wmodel = load_keras_model(run_w / "model.keras")
+
+    ztr = [normalise_trace(r["x"], r["fs_hz"], r["polarity"]) for r in train]
+    t0 = time.perf_counter()
+    run_u, umodel = seg.train_unet(out / "runs" / "unet1d", ztr, [r["mask"] for r in train], epochs=epochs,
+                                   seed=seed, groups=[r["id"] for r in train])
+    timing["unet1d_train_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    run_a, amodel, thr = seg.train_autoencoder(out / "runs" / "autoencoder", ztr, [r["mask"] for r in train],
+                                               [r["fs_hz"] for r in train], epochs=epochs, seed=seed,
+                                               groups=[r["id"] for r in train])
+    timing["autoencoder_train_s"] = time.perf_counter() - t0
+    log(f"trained: cnn_bilstm {run_w}, unet1d {run_u}, autoencoder {run_a} (threshold {thr:.3g})")
+
+    per: dict[str, dict[str, dict]] = {m: {} for m in METHODS}
+    secs = {m: 0.0 for m in METHODS}
+    minutes = 0.0
+    keep: dict = {}
+    for r in test:
+        x, fs, pol = r["x"], r["fs_hz"], r["polarity"]
+        minutes += x.size / fs / 60.0
+        probs = {}
+        t = time.perf_counter()
+        probs["cnn_bilstm"] = window_probability(wmodel, x, pol)
+        secs["cnn_bilstm"] += time.perf_counter() - t
+        t = time.perf_counter()
+        z = normalise_trace(x, fs, pol)
+        probs["unet1d"] = seg.predict_unet(umodel, z)
+        secs["unet1d"] += time.perf_counter() - t
+        t = time.perf_counter()
+        z = normalise_trace(x, fs, pol)
+        probs["autoencoder"] = (seg.anomaly_score(amodel, z, fs) > thr).astype(np.float64)
+        secs["autoencoder"] += time.perf_counter() - t
+        t = time.perf_counter()
+        probs["threshold"] = D.threshold_probability(x, fs, pol)
+        secs["threshold"] += time.perf_counter() - t
+        keep[("unet1d_prob", r["id"])] = probs["unet1d"].astype(np.float32)
+        for m in METHODS:
+            t = time.perf_counter()
+            ev = D.detect_events(x, fs, probs[m], pol)
+            secs[m] += time.perf_counter() - t
+            D.events_to_csv(out / "events" / m / f"{r['id']}.csv", ev)
+            res = event_prf(r["truth"]["onset_s"], [e["onset_s"] for e in ev], tol_s)
+            res.update(kinetics_errors(r["truth"], ev, tol_s))
+            if m == "unet1d":
+                res["mask_iou"] = mask_iou(r["mask"], probs[m] > 0.5)
+            per[m][r["id"]] = {"kind": r["kind"], "snr": r["snr"], **res}
+            keep[(m, r["id"])] = ev
+    metrics = summarise(per, secs, minutes, tol_s)
+    metrics.update({"split": {"train": [r["id"] for r in train], "test": [r["id"] for r in test]},
+                    "data": str(data), "timing_s": {k: round(v, 2) for k, v in timing.items()},
+                    "autoencoder_threshold": thr, "train_fs_hz": sorted({r["fs_hz"] for r in train}), "runs": {"cnn_bilstm": str(run_w), "unet1d": str(run_u),
+                                                           "autoencoder": str(run_a)}})
+    write_json(out / "metrics.json", metrics)
+    try:
+        from .report import write_sim_report
+
+        write_sim_report(out, metrics, test, keep)
+    except Exception as exc:  # the report is an extra: never lose the metrics to a plotting problem
+        log(f"report not written: {type(exc).__name__}: {exc}")
+    return metrics
+
+
+def _pool(rows: list[dict]) -> dict:
+    tp = sum(r["tp"] for r in rows)
+    nd = sum(r["n_detected"] for r in rows)
+    nt = sum(r["n_true"] for r in rows)
+    p = tp / nd if nd else (1.0 if nt == 0 else 0.0)
+    rc = tp / nt if nt else 1.0
+    return {"precision": p, "recall": rc, "f1": 2 * p * rc / (p + rc) if p + rc else 0.0, "tp": tp,
+            "n_true": nt, "n_detected": nd}
+
+
+def summarise(per: dict, secs: dict, minutes: float, tol_s: float) -> dict:
+    """Pool per-recording counts into per-SNR, per-kind and overall event metrics per method."""
+    methods = {}
+    for m, rows in per.items():
+        vals = list(rows.values())
+        snrs = sorted({r["snr"] for r in vals})
+        by_snr = {f"{s:g}": _pool([r for r in vals if r["snr"] == s]) for s in snrs}
+        by_kind = {k: _pool([r for r in vals if r["kind"] == k]) for k in sorted({r["kind"] for r in vals})}
+        entry = {**_pool(vals), "by_snr": by_snr, "by_kind": by_kind,
+                 "seconds_per_minute": secs[m] / minutes if minutes else None, "recordings": rows}
+        ious = [r["mask_iou"] for r in vals if "mask_iou" in r]
+        if ious:
+            entry["mask_iou"] = float(np.mean(ious))
+        methods[m] = entry
+    primary = "cnn_bilstm" if "cnn_bilstm" in methods else next(iter(methods))
+    best = max((m for m in methods if m != "threshold"), key=lambda m: methods[m]["f1"])
+    return {"tolerance_ms": tol_s * 1e3, "primary_method": primary,
+            "f1": methods[primary]["f1"], "precision": methods[primary]["precision"],
+            "recall": methods[primary]["recall"],
+            "per_snr": {m: {s: {k: v[k] for k in ("f1", "precision", "recall")} for s, v in e["by_snr"].items()}
+                        for m, e in methods.items()},
+            "best_on_test": best,
+            "methods": methods}

@@ -1,0 +1,185 @@
+"""Windows and patches of continuous traces, and the ``event_window`` dataset layout.
+
+Window classifier (after miniML, O'Neill et al. 2025): windows of 600 samples, each min-max
+scaled to [0, 1], slid along the (polarity-flipped) trace with a stride of 20 samples; a window is
+an *event* window when an event onset lies between samples ``POS_RANGE`` (60-180, i.e. 10-30 % of
+the window) of it, *no_event* when no onset lies in ``NEG_FREE`` (20-260); others are ambiguous
+and not used for training. The prediction trace (probability at each window start) becomes a
+per-sample onset probability: sample t gets the largest probability of the windows that would
+have t inside their event range (:func:`prediction_to_samples`).
+
+Dataset layout (``event_window`` modality, the core's single-array layout): ``windows.npy``
+float32 (n, 600, 1), ``manifest.json`` with ``modality``, ``sample_shape``, ``array``,
+``label_names`` (no_event, event), ``samples`` (``id``, ``row``, ``label``, ``group`` = recording,
+``t_s`` = window start time in its recording), ``fs_hz``, ``window``, ``stride``, provenance.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..core.atomic import write_json, write_npy
+from ..core.errors import EphysError
+
+__all__ = ["WINDOW", "STRIDE", "POS_RANGE", "NEG_FREE", "LABEL_NAMES", "MODALITY", "minmax_windows",
+           "prediction_to_samples", "training_windows", "write_window_dataset", "normalise_trace", "patches",
+           "stitch"]
+
+WINDOW = 600
+STRIDE = 20
+POS_RANGE = (60, 180)
+NEG_FREE = (20, 260)
+LABEL_NAMES = ["no_event", "event"]
+MODALITY = "event_window"
+
+
+def minmax_windows(x: np.ndarray, starts: np.ndarray, window: int = WINDOW) -> np.ndarray:
+    """Windows ``x[s:s+window]`` for ``starts``, each min-max scaled to [0, 1].
+
+    Returns
+    -------
+    np.ndarray, (len(starts), window, 1), float32 (a flat window becomes all zeros)
+    """
+    x = np.asarray(x, dtype=np.float32)
+    view = np.lib.stride_tricks.sliding_window_view(x, window)
+    w = np.asarray(view[np.asarray(starts, dtype=np.int64)], dtype=np.float32)
+    lo = w.min(axis=1, keepdims=True)
+    rng = w.max(axis=1, keepdims=True) - lo
+    w = np.where(rng > 0, (w - lo) / np.where(rng > 0, rng, 1), 0.0).astype(np.float32)
+    return w[..., None]
+
+
+def sliding_starts(n: int, window: int = WINDOW, stride: int = STRIDE) -> np.ndarray:
+    """Window start samples 0, stride, ... that fit in ``n`` samples."""
+    if n < window:
+        raise EphysError(f"the trace has {n} samples, fewer than one window of {window}")
+    return np.arange(0, n - window + 1, stride, dtype=np.int64)
+
+
+def prediction_to_samples(p: np.ndarray, starts: np.ndarray, n: int, pos_range=POS_RANGE) -> np.ndarray:
+    """Per-sample onset probability from window probabilities ``p`` at ``starts``.
+
+    ``q[t] = max p(s)`` over windows with ``s + pos_range[0] <= t <= s + pos_range[1]``.
+    """
+    from scipy.ndimage import maximum_filter1d
+
+    ps = np.interp(np.arange(n), starts, p, left=0.0, right=0.0)
+    lo, hi = pos_range
+    size = hi - lo + 1
+    m = maximum_filter1d(ps, size=size, mode="constant", cval=0.0)  # m[u] = max ps[u-h..u+h]
+    shift = lo + (size // 2)
+    q = np.zeros(n)
+    q[shift:] = m[: n - shift]
+    return q
+
+
+def normalise_trace(x: np.ndarray, fs_hz: float, polarity: str, baseline_ms: float = 50.0) -> np.ndarray:
+    """Polarity-flipped (events upward), running-median-baseline-subtracted trace in units of its
+    robust SD (MAD / 0.6745), float32."""
+    from scipy.ndimage import median_filter
+
+    from .detect import noise_sd_mad
+
+    y = np.asarray(x, dtype=np.float64) * (1.0 if polarity == "positive" else -1.0)
+    w = max(3, int(baseline_ms * 1e-3 * fs_hz))
+    step = max(1, w // 15)
+    base = median_filter(y[::step], size=max(3, (w // step) | 1), mode="nearest")
+    base = np.interp(np.arange(y.size), np.arange(0, y.size, step)[: base.size], base)
+    z = y - base
+    sd = noise_sd_mad(z) or 1.0
+    return (z / sd).astype(np.float32)
+
+
+def training_windows(x: np.ndarray, onsets_s: np.ndarray, fs_hz: float, polarity: str, rng: np.random.Generator,
+                     per_event: int = 2, neg_ratio: float = 2.0, window: int = WINDOW,
+                     exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labelled windows from one recording with known onsets: ``per_event`` event windows per
+    onset (onset at a random position in ``POS_RANGE``), two hard negatives per onset (the event
+    later in the window, or only its decay at the start), and random event-free windows up to
+    ``neg_ratio`` negatives per positive.
+
+    Returns
+    -------
+    (windows (m, window, 1) float32, labels (m,) int64 (1 = event), starts (m,) int64)
+    """
+    y = np.asarray(x, dtype=np.float64) * (1.0 if polarity == "positive" else -1.0)
+    n = y.size
+    on = np.round(np.asarray(onsets_s) * fs_hz).astype(np.int64)
+    pos = []
+    for o in on:
+        for _ in range(per_event):
+            s = int(o - rng.integers(POS_RANGE[0], POS_RANGE[1] + 1))
+            if 0 <= s <= n - window:
+                pos.append(s)
+    # hard negatives: the event later in the window, or only its decay at the window's start
+    hard = []
+    for o in on:
+        for s in (int(o - rng.integers(NEG_FREE[1] + 20, window - 40)), int(o + rng.integers(20, window // 2))):
+            rel = on - s
+            if 0 <= s <= n - window and not np.any((rel >= NEG_FREE[0]) & (rel <= NEG_FREE[1])):
+                hard.append(s)
+    n_neg = int(neg_ratio * max(len(pos), 1)) - len(hard)
+    neg, tries = list(hard), 0
+    while len(neg) < len(hard) + n_neg and tries < 50 * max(n_neg, 1):
+        tries += 1
+        s = int(rng.integers(0, n - window + 1))
+        rel = on - s
+        if np.any((rel >= NEG_FREE[0]) & (rel <= NEG_FREE[1])):
+            continue
+        if exclude is not None and exclude[s:s + window].any():
+            continue
+        neg.append(s)
+    starts = np.array(pos + neg, dtype=np.int64)
+    labels = np.array([1] * len(pos) + [0] * len(neg), dtype=np.int64)
+    return minmax_windows(y, starts, window), labels, starts
+
+
+def write_window_dataset(out, windows: np.ndarray, labels, groups, t_s, fs_hz: float | None,
+                         provenance: dict | None = None, ids=None) -> dict:
+    """Write an ``event_window`` dataset (single-array layout); returns the manifest.
+
+    labels : per window ``"event"`` / ``"no_event"`` / None (unlabelled)
+    """
+    from pathlib import Path
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    windows = np.asarray(windows, dtype=np.float32)
+    write_npy(out / "windows.npy", windows)
+    ids = ids or [f"{g}:{k:06d}" for k, g in enumerate(groups)]
+    samples = [{"id": str(ids[k]), "row": k, "label": labels[k], "group": str(groups[k]), "t_s": float(t_s[k])}
+               for k in range(len(ids))]
+    manifest = {"modality": MODALITY, "sample_shape": list(windows.shape[1:]), "array": "windows.npy",
+                "label_names": LABEL_NAMES, "window": int(windows.shape[1]), "stride": STRIDE,
+                "fs_hz": fs_hz, "pos_range": list(POS_RANGE), "n_samples": len(samples),
+                "class_counts": {c: sum(1 for s in samples if s["label"] == c) for c in LABEL_NAMES},
+                "samples": samples, "provenance": provenance or {}}
+    write_json(out / "manifest.json", manifest)
+    return manifest
+
+
+def patches(z: np.ndarray, length: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """Overlapping patches of a 1-D array (last one flush with the end): ((m, length, 1), starts)."""
+    n = z.size
+    if n < length:
+        z = np.pad(z, (0, length - n))
+        n = length
+    starts = list(range(0, n - length + 1, stride))
+    if starts[-1] != n - length:
+        starts.append(n - length)
+    starts = np.array(starts, dtype=np.int64)
+    view = np.lib.stride_tricks.sliding_window_view(np.asarray(z, dtype=np.float32), length)
+    return np.asarray(view[starts])[..., None], starts
+
+
+def stitch(pred: np.ndarray, starts: np.ndarray, n: int, length: int) -> np.ndarray:
+    """Average overlapping patch predictions (m, length[, 1]) back into a (n,) trace (central
+    halves weighted more: a triangular weight)."""
+    pred = np.asarray(pred).reshape(len(starts), length)
+    w = np.minimum(np.arange(1, length + 1), np.arange(length, 0, -1)).astype(np.float64)
+    acc = np.zeros(max(n, int(starts[-1]) + length))
+    wt = np.zeros_like(acc)
+    for k, s in enumerate(starts):
+        acc[s:s + length] += pred[k] * w
+        wt[s:s + length] += w
+    return (acc / np.maximum(wt, 1e-12))[:n]

@@ -1,0 +1,61 @@
+"""Pipeline ``mer``: subthalamic-nucleus (STN) detection in intraoperative microelectrode recordings.
+
+After ML-STIM (Sciscenti et al. 2025, J Neural Eng, doi 10.1088/1741-2552/adf579): per
+recording (one depth of one electrode, ~10 s at 24 kHz) causal band-pass + notch filtering,
+variance-ratio artifact removal and 9 features per 1-s segment; an MLP (or LightGBM) tells inside
+from outside the STN; beyond ML-STIM, a three-state left-to-right HMM along each trajectory gives
+the STN entry and exit depths.
+
+Modules: ``dsp`` (filters, artifact removal, features: the plain reference and the fast path),
+``readers`` (ML-STIM ``.npz`` + metadata CSV; CSV / ``.npy`` columns), ``synthetic`` (the
+simulated default), ``prepare`` (``ephys prepare mer``), ``mlp`` (the ML-STIM MLP with its scaler
+inside), ``trajectory`` (the HMM along depth), ``recipe`` (``ephys reproduce mer-sim``),
+``stream`` (``ephys mer stream``, real time).
+"""
+
+from ..blocks.models.lightgbm import FEATURE_TABLE, LIGHTGBM_SPEC
+from ..core.models import ModelSpec
+from ..core.registry import Pipeline, Recipe, register_pipeline
+
+MLP_SPEC = ModelSpec("mlp", "ephys.pipelines.mer.mlp:build_mlp", ("features",), None, ("mlstim",),
+                     "ML-STIM multilayer perceptron 9-7-4-4-2, tanh, min-max scaler fitted on the training data "
+                     "inside the model (Sciscenti et al. 2025)", False)
+
+
+def segment_features(signal, fs_hz=24000):
+    """The ``(n_segments, 9)`` float64 ML-STIM features of one recording, exactly as
+    ``ephys prepare mer`` computes them (see :func:`ephys.pipelines.mer.dsp.segment_features`)."""
+    from .dsp import segment_features as _run
+
+    return _run(signal, fs_hz)
+
+
+def _synthetic(out, *, seed=0, size=None, progress=None):
+    from .synthetic import fetch_synthetic
+
+    return fetch_synthetic(out, n_patients=size or 4, seed=seed, max_electrodes=2, progress=progress)
+
+
+def _mer_sim(data, out, *, seed=0, epochs=40, log=print):
+    from .recipe import reproduce_mer_sim
+
+    return reproduce_mer_sim(data, out, seed=seed, epochs=epochs, log=log)
+
+
+def _mer_sim_summary(res):
+    from .recipe import summary_lines
+
+    return summary_lines(res)
+
+
+PIPELINE = register_pipeline(Pipeline(
+    "mer", "STN detection in intraoperative microelectrode recordings (ML-STIM features -> MLP / LightGBM; "
+           "trajectory borders by HMM)",
+    modalities=(FEATURE_TABLE,), models=(MLP_SPEC, LIGHTGBM_SPEC),
+    recipes=(Recipe("mer-sim",
+                    "simulated cohort of 20 patients (ML-STIM format): leave-one-patient-out MLP and LightGBM, "
+                    "per-segment and per-recording metrics, STN entry / exit by a 3-state HMM along depth",
+                    _mer_sim, default_data=None, summary=_mer_sim_summary),),
+    synthetic=_synthetic, synthetic_size="patients"))
+
+__all__ = ["segment_features", "PIPELINE", "MLP_SPEC"]

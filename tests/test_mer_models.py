@@ -1,0 +1,104 @@
+"""mer: the trajectory HMM on hand-made profiles, the MLP's in-model scaler, leave-one-patient-out."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ephys.pipelines.mer.trajectory import decode, label_borders, transitions_from_labels
+
+
+def _depths(n, step=500):
+    return -10000 + step * np.arange(n)
+
+
+def test_hmm_clean_profile():
+    p = np.r_[np.full(8, 0.1), np.full(6, 0.9), np.full(6, 0.1)]
+    d = _depths(p.size)
+    res = decode(d, p)
+    assert res["states"] == [0] * 8 + [1] * 6 + [2] * 6
+    assert res["entry_um"] == (d[7] + d[8]) / 2 and res["exit_um"] == (d[13] + d[14]) / 2
+    assert label_borders(d, p > 0.5) == (res["entry_um"], res["exit_um"])
+
+
+def test_hmm_is_robust_to_single_outliers_and_order():
+    p = np.r_[np.full(8, 0.1), np.full(6, 0.85), np.full(6, 0.1)]
+    p[3] = 0.8   # one spurious high before the STN
+    p[10] = 0.3  # one dip inside
+    p[17] = 0.7  # one high after (cannot re-enter: left-to-right)
+    d = _depths(p.size)
+    res = decode(d, p, p_enter=0.1, p_exit=0.15)
+    assert res["states"] == [0] * 8 + [1] * 6 + [2] * 6
+    shuffled = np.random.default_rng(0).permutation(p.size)
+    assert decode(d[shuffled], p[shuffled], 0.1, 0.15)["states"] == res["states"]
+    # a threshold at 0.5 alone would have made 4 separate inside runs
+    assert np.count_nonzero(np.diff((p > 0.5).astype(int)) == 1) == 4
+
+
+def test_hmm_no_stn_and_transitions():
+    res = decode(_depths(10), np.full(10, 0.05))
+    assert res["entry_um"] is None and set(res["states"]) == {0}
+    pe, px = transitions_from_labels([[0, 0, 0, 1, 1, 0], [0, 0, 1, 1, 1, 1]])
+    assert 0 < pe < 1 and 0 < px < 1
+    assert pe == pytest.approx(3 / 9) and px == pytest.approx(2 / 9)
+
+
+def test_mlp_scaler_limits_come_from_training_rows(tmp_path):
+    from ephys.pipelines.core.layouts import write_feature_table
+    from ephys.pipelines.core.models import build_model, load_keras_model
+    from ephys.pipelines.core.training import TrainConfig, train
+
+    rng = np.random.default_rng(0)
+    n = 120
+    X = rng.normal(size=(n, 9)) * np.arange(1, 10)
+    y = (X[:, 0] > 0).astype(int)
+    groups = [f"P{i % 6}" for i in range(n)]
+    ids = [f"s{i}" for i in range(n)]
+    write_feature_table(tmp_path / "ds", ids, X, [f"f{j}" for j in range(9)],
+                        ["inside" if v else "outside" for v in y], ["outside", "inside"], groups=groups)
+    train_ids = [ids[i] for i in range(n) if groups[i] in ("P0", "P1", "P2", "P3")]
+    val_ids = [ids[i] for i in range(n) if groups[i] == "P4"]
+    test_ids = [ids[i] for i in range(n) if groups[i] == "P5"]
+    cfg = TrainConfig(model="mlp", data=str(tmp_path / "ds"), epochs=2, batch_size=16, lr=1e-2, dropout=0.0,
+                      split="manual", out=str(tmp_path / "run"), eager=True)
+    run = train(cfg, split_ids={"train": train_ids, "val": val_ids, "test": test_ids}, log=lambda s: None)
+    net = load_keras_model(run / "model.keras")
+    layer = net.get_layer("minmax")
+    tr = np.array([groups[i] in ("P0", "P1", "P2", "P3") for i in range(n)])
+    np.testing.assert_allclose(np.asarray(layer.minimum), X[tr].min(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(layer.maximum), X[tr].max(axis=0), rtol=1e-6)
+    # predicting held-out rows does not move the limits
+    net.predict(X[~tr].astype(np.float32) * 10, verbose=0)
+    np.testing.assert_allclose(np.asarray(layer.maximum), X[tr].max(axis=0), rtol=1e-6)
+    m = build_model("mlp", (9,), 2)
+    assert [lay.units for lay in m.layers if hasattr(lay, "units")] == [7, 4, 4, 2, 2]
+
+
+def test_lopo_recipe_small_cohort_no_leak(tmp_path):
+    from ephys.pipelines.mer.recipe import reproduce_mer_sim
+
+    res = reproduce_mer_sim(None, tmp_path / "rec", seed=1, epochs=2, n_patients=4, duration_s=2.0,
+                            max_electrodes=1, log=lambda s: None)
+    assert res["n_patients"] == 4
+    for m in ("mlp", "lightgbm"):
+        r = res["models"][m]
+        for level in ("per_segment", "per_recording"):
+            for k in ("accuracy", "majority_baseline_accuracy", "balanced_accuracy", "sensitivity", "specificity",
+                      "roc_auc"):
+                assert r[level][k] is None or 0.0 <= r[level][k] <= 1.0
+        assert set(r["border_error_mm"]) >= {"median", "p90", "entry_median", "exit_median"}
+        runs = sorted((tmp_path / "rec" / "runs" / m).iterdir())
+        assert len(runs) == 4
+        man = json.loads((tmp_path / "rec" / "dataset" / "manifest.json").read_text())
+        group_of = {s["id"]: s["group"] for s in man["samples"]}
+        for run in runs:
+            split = json.loads((run / "split.json").read_text())
+            test_g = {group_of[s] for s in split["test"]}
+            train_g = {group_of[s] for s in split["train"]} | {group_of[s] for s in split["val"]}
+            assert test_g == {run.name.split("-", 1)[1]} and not (test_g & train_g)
+    assert res["models"]["lightgbm"]["per_recording"]["roc_auc"] > 0.7
+    a = res["artifact_removal_vs_simulator"]
+    assert a["sensitivity"] > 0.8 and a["specificity"] > 0.9
+    assert json.loads((tmp_path / "rec" / "metrics.json").read_text())["border_error_mm"]
