@@ -62,6 +62,7 @@ bench:
 	$(MAKE) install EXTRAS=$(BENCH_EXTRAS)
 	$(BIN)/python benchmarks/bench_cwt.py
 	$(BIN)/python benchmarks/bench_spike_detection.py
+	$(BIN)/python benchmarks/bench_lfp_ratgps.py
 	$(BIN)/python benchmarks/bench_prepare.py
 	$(BIN)/python benchmarks/bench_input.py
 	$(BIN)/python benchmarks/bench_mer.py

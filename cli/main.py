@@ -19,6 +19,7 @@ from .mer import mer_app, prepare_mer
 from .models import models
 from .predict import predict
 from .prepare import prepare_app
+from . import prepare_lfp  # noqa: F401  (registers `ephys prepare lfp`)
 from .report import report
 from .reproduce import reproduce
 from .train import train

@@ -18,6 +18,7 @@ def reproduce(
     seed: int = typer.Option(0, "--seed", help="Seed for initialisation, shuffling and simulation."),
     normalise: str = typer.Option("channel", "--normalise", help="spikes-seed: none | channel (each channel by its own noise level)."),
     cv_folds: int = typer.Option(5, "--cv-folds", min=2, help="Cross-validation folds (recipes that cross-validate)."),
+    hparam: list[str] = typer.Option(None, "--hparam", help="KEY=VALUE recipe / model setting, repeatable (recipes that take them, e.g. lfp-sim units1=8)."),
 ):
     """Run a published comparison end to end (prepare, train, evaluate, explain, report) and write
     OUT/metrics.json with the reference method's numbers under `reference`.
@@ -35,7 +36,10 @@ def reproduce(
     from ephys.pipelines.core.atomic import check_writable_dir
 
     check_writable_dir(out, "output folder")
-    given = {"seed": seed, "epochs": epochs, "normalise": normalise, "cv_folds": cv_folds, "log": common.info}
+    from ephys.pipelines.core.models import parse_hparams
+
+    given = {"seed": seed, "epochs": epochs, "normalise": normalise, "cv_folds": cv_folds,
+             "hparams": parse_hparams(hparam), "log": common.info}
     params = inspect.signature(rec.run).parameters
     kwargs = {k: v for k, v in given.items() if k in params}
     res = rec.run(data, out, **kwargs)

@@ -9,4 +9,4 @@ __version__ = "0.1.0"
 
 #: The pipelines, in the order ``ephys`` lists them: one folder each, imported by
 #: :func:`ephys.pipelines.core.registry.load_pipelines`. Adding a pipeline is a folder and a line here.
-PIPELINES = ("sts", "spikes", "mer", "events")
+PIPELINES = ("sts", "spikes", "mer", "events", "lfp")

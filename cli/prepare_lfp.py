@@ -1,0 +1,32 @@
+"""``ephys prepare lfp``: paired LFP + spike times -> windows with a per-unit spike target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from . import common
+from .prepare import prepare_app
+
+
+@prepare_app.command("lfp")
+def prepare_lfp(
+    input: Path = typer.Argument(..., help="An Axona trial folder (.eeg* + tetrode .N + Tint .cut), a folder with lfp.npy + spikes.csv (unit,t_s) + recording.json (fs_hz), or a folder of such folders (a cohort, e.g. `ephys fetch synthetic --pipeline lfp`)."),
+    out: Path = typer.Argument(None, help="Output folder [default: DATA/processed/lfp]."),
+    window_s: float = typer.Option(0.1, "--window-s", help="Window length (s); the seed: 100 samples at 1 kHz."),
+    bin_s: float = typer.Option(0.02, "--bin-s", help="Prediction bin (s): spike = at least one spike in it."),
+    target: str = typer.Option("last", "--target", help="last: the bin is the window's last bin_s; next: the bin follows the window (the seed: --target next --bin-s 0.001)."),
+    inputs: str = typer.Option("raw,amplitude,phase", "--inputs", help="Comma list of raw, band (band-passed), amplitude, phase (cos and sin) per LFP channel and band."),
+    stride_s: float = typer.Option(None, "--stride-s", help="Window step (s) [default: bin_s]."),
+):
+    """LFP recordings -> a prepared LFP folder: windows.npy (all windows), one "sequence" dataset
+    per unit (units/UNIT/manifest.json, group = recording; `ephys train --model bilstm --data
+    OUT/units/UNIT`), index.json written last. Bands delta..high gamma below 0.9 x Nyquist,
+    zero-phase filters over each whole recording, Hilbert amplitude and phase."""
+    from ephys.pipelines.lfp.sequence import SequenceParams, prepare_lfp as run
+
+    params = SequenceParams(window_s=window_s, bin_s=bin_s, target=target, stride_s=stride_s,
+                            inputs=tuple(s.strip() for s in inputs.split(",") if s.strip()))
+    path = run(input, out or common.data_root() / "processed" / "lfp", params, log=common.info)
+    common.out.print(str(path), highlight=False, markup=False, soft_wrap=True)

@@ -1,0 +1,245 @@
+"""Paired LFP + single-unit spike times: one :class:`LfpRecording` per participant / session.
+
+Readers:
+
+- :func:`read_axona_lfp` — an Axona (DACQ) trial: ``TRIAL.eeg``, ``TRIAL.eeg2`` ... (LFP; 1 byte
+  per sample at 250 Hz, or ``.egf`` 2 bytes at 4.8 kHz) and tetrode spike files ``TRIAL.N`` with
+  their Tint cut ``TRIAL_N.cut`` (read by :mod:`ephys.pipelines.blocks.readers.axona`); every
+  cluster id other than 0 (Tint's noise cluster) is a unit, named ``t<N>c<id>``.
+- :func:`read_npy_lfp` — a folder with ``lfp.npy`` (float, (n_samples, n_channels)),
+  ``spikes.csv`` (columns ``unit``, ``t_s``) and ``recording.json`` (``fs_hz``; optional ``t0_s``,
+  ``channel_names``, ``group``).
+
+Both return spike times on the LFP's clock (seconds); :func:`check_recording` applies the checks
+the LFP pipeline needs before windowing (NaN samples, spikes outside the recording, clocks that
+do not overlap).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ...core.errors import EphysError
+from .axona import _header, _number, read_cut, read_tetrode
+
+__all__ = ["LfpRecording", "read_axona_lfp", "read_npy_lfp", "read_lfp_recordings", "check_recording"]
+
+
+@dataclass
+class LfpRecording:
+    """One recording: multichannel LFP and the spike times of its units.
+
+    Attributes
+    ----------
+    name : str               recording / participant id (the CV group)
+    lfp : np.ndarray         float64, shape (n_samples, n_channels), the file's unit (ADC or µV)
+    fs_hz : float            LFP sampling rate
+    t0_s : float             time of the first LFP sample on the spike clock, s
+    channel_names : list[str]
+    units : dict[str, np.ndarray]  unit id -> sorted spike times, float64, s (same clock as t0_s)
+    sources : list[str]      files read
+    unit_info : dict[str, dict]  optional per-unit metadata (e.g. simulated ground truth)
+    """
+
+    name: str
+    lfp: np.ndarray
+    fs_hz: float
+    t0_s: float
+    channel_names: list[str]
+    units: dict[str, np.ndarray]
+    sources: list[str] = field(default_factory=list)
+    unit_info: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float:
+        return self.lfp.shape[0] / self.fs_hz
+
+
+def _read_axona_eeg(path: Path) -> tuple[np.ndarray, float]:
+    data = path.read_bytes()
+    header, start = _header(data, path)
+    fs = _number(header, "sample_rate", path)
+    n = int(_number(header, "num_EEG_samples", path) if "num_EEG_samples" in header
+            else _number(header, "num_EGF_samples", path))
+    width = int(_number(header, "bytes_per_sample", path))
+    if width not in (1, 2):
+        raise EphysError(f"unsupported bytes_per_sample {width} (1 or 2)", path)
+    if len(data) - start < n * width:
+        raise EphysError(f"file holds fewer bytes than its {n} samples need", path)
+    dtype = np.int8 if width == 1 else np.dtype("<i2")
+    return np.frombuffer(data, dtype=dtype, count=n, offset=start).astype(np.float64), fs
+
+
+def read_axona_lfp(folder: str | Path, trial: str | None = None, tetrodes=None,
+                   eeg_ext: str = "eeg") -> LfpRecording:
+    """Read an Axona trial's LFP channels and sorted units.
+
+    Parameters
+    ----------
+    folder : folder holding ``TRIAL.eeg*``, ``TRIAL.<N>``, ``TRIAL_<N>.cut``
+    trial : trial basename (default: the only one with an ``.eeg`` file)
+    tetrodes : tetrode numbers to read (default: every ``TRIAL.<N>`` with a cut file)
+    eeg_ext : ``"eeg"`` (250 Hz) or ``"egf"`` (4.8 kHz)
+
+    Raises
+    ------
+    EphysError
+        No or several trials, LFP files of different lengths or rates, a tetrode without its cut
+        file, or a cut file whose length differs from the tetrode's spike count.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise EphysError("no such Axona folder", folder)
+    if trial is None:
+        trials = sorted({p.stem for p in folder.glob(f"*.{eeg_ext}")})
+        if len(trials) != 1:
+            raise EphysError(f"expected one trial with a .{eeg_ext} file, found {len(trials)}", folder)
+        trial = trials[0]
+    eeg = [p for p in folder.glob(f"{trial}.{eeg_ext}*") if re.fullmatch(rf"\.{eeg_ext}\d*", p.suffix)]
+    eeg.sort(key=lambda p: int(p.suffix[len(eeg_ext) + 1:] or 1))
+    if not eeg:
+        raise EphysError(f"no {trial}.{eeg_ext} file", folder)
+    chans, fss = [], set()
+    for p in eeg:
+        x, fs = _read_axona_eeg(p)
+        chans.append(x)
+        fss.add(fs)
+    if len(fss) != 1 or len({c.size for c in chans}) != 1:
+        raise EphysError("LFP files differ in sampling rate or length", folder)
+    if tetrodes is None:
+        tetrodes = sorted(int(p.suffix[1:]) for p in folder.glob(f"{trial}.*")
+                          if p.suffix[1:].isdigit() and (folder / f"{trial}_{p.suffix[1:]}.cut").is_file())
+    units: dict[str, np.ndarray] = {}
+    sources = [str(p) for p in eeg]
+    for n in tetrodes:
+        tet = read_tetrode(folder / f"{trial}.{n}")
+        cut_path = folder / f"{trial}_{n}.cut"
+        cut = read_cut(cut_path, tet.times_s.size)
+        sources += [str(folder / f"{trial}.{n}"), str(cut_path)]
+        for c in sorted(set(cut.tolist()) - {0}):
+            units[f"t{n}c{c}"] = np.sort(tet.times_s[cut == c])
+    if not units:
+        raise EphysError("no sorted unit (every cut cluster is 0)", folder)
+    return LfpRecording(trial, np.stack(chans, axis=1), float(fss.pop()), 0.0,
+                        [p.suffix[1:] for p in eeg], units, sources)
+
+
+def read_npy_lfp(folder: str | Path) -> LfpRecording:
+    """Read ``lfp.npy`` + ``spikes.csv`` (``unit,t_s``) + ``recording.json`` (``fs_hz`` ...).
+
+    Raises
+    ------
+    EphysError
+        A missing or unreadable file, a bad shape, a missing ``fs_hz``, or a CSV row without a
+        unit or a numeric time (the message names the file and row).
+    """
+    folder = Path(folder)
+    meta_path, lfp_path, csv_path = folder / "recording.json", folder / "lfp.npy", folder / "spikes.csv"
+    for p in (meta_path, lfp_path, csv_path):
+        if not p.is_file():
+            raise EphysError(f"missing {p.name} (an LFP recording folder holds lfp.npy, spikes.csv, recording.json)",
+                             folder)
+    try:
+        meta = json.loads(meta_path.read_text())
+        fs = float(meta["fs_hz"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise EphysError(f"needs a numeric fs_hz ({type(exc).__name__}: {exc})", meta_path) from None
+    try:
+        lfp = np.load(lfp_path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise EphysError(f"unreadable array ({exc})", lfp_path) from None
+    if lfp.ndim == 1:
+        lfp = lfp[:, None]
+    if lfp.ndim != 2 or not np.issubdtype(lfp.dtype, np.number):
+        raise EphysError(f"expected a numeric (n_samples, n_channels) array, got {lfp.dtype} {lfp.shape}", lfp_path)
+    units: dict[str, list[float]] = {}
+    with open(csv_path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames or not {"unit", "t_s"} <= set(reader.fieldnames):
+            raise EphysError("needs columns unit,t_s", csv_path)
+        for k, row in enumerate(reader, start=2):
+            unit = (row.get("unit") or "").strip()
+            try:
+                t = float(row["t_s"])
+            except (TypeError, ValueError):
+                raise EphysError(f"row {k}: t_s is not a number ({row.get('t_s')!r})", csv_path) from None
+            if not unit:
+                raise EphysError(f"row {k}: empty unit", csv_path)
+            units.setdefault(unit, []).append(t)
+    names = list(meta.get("channel_names") or [f"ch{i + 1}" for i in range(lfp.shape[1])])
+    return LfpRecording(str(meta.get("group") or folder.name), lfp.astype(np.float64), fs,
+                        float(meta.get("t0_s", 0.0)), names,
+                        {u: np.sort(np.asarray(v, dtype=np.float64)) for u, v in units.items()},
+                        [str(lfp_path), str(csv_path), str(meta_path)], dict(meta.get("units") or {}))
+
+
+def read_lfp_recordings(path: str | Path) -> list[LfpRecording]:
+    """Every recording under ``path``: an Axona trial folder, an ``lfp.npy`` folder, or a folder
+    of such folders (a cohort; sorted by name).
+
+    Raises
+    ------
+    EphysError
+        Nothing readable under ``path``, or two recordings with the same name.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise EphysError("no such file or folder", path)
+    if path.is_file():
+        raise EphysError("expected a recording folder (Axona trial, or lfp.npy + spikes.csv + recording.json)", path)
+
+    def one(p: Path) -> LfpRecording | None:
+        if (p / "lfp.npy").is_file() or (p / "recording.json").is_file():
+            return read_npy_lfp(p)
+        if any(p.glob("*.eeg")) or any(p.glob("*.egf")):
+            return read_axona_lfp(p, eeg_ext="eeg" if any(p.glob("*.eeg")) else "egf")
+        return None
+
+    rec = one(path)
+    recs = [rec] if rec is not None else [r for r in (one(p) for p in sorted(path.iterdir()) if p.is_dir()) if r]
+    if not recs:
+        raise EphysError("no LFP recording found (Axona .eeg + tetrode/.cut files, or lfp.npy + spikes.csv)", path)
+    names = [r.name for r in recs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise EphysError(f"two recordings are named {dup[0]}", path)
+    return recs
+
+
+def check_recording(rec: LfpRecording, min_duration_s: float) -> None:
+    """The checks every LFP dataset needs before windowing.
+
+    Raises
+    ------
+    EphysError (naming the recording's first source file)
+        NaN or infinite LFP samples; a recording shorter than ``min_duration_s`` (one window);
+        LFP and spike clocks that do not overlap (every spike outside the LFP); some spike times
+        outside the recording; a unit without spikes.
+    """
+    where = rec.sources[0] if rec.sources else rec.name
+    bad = ~np.isfinite(rec.lfp)
+    if bad.any():
+        i, ch = np.argwhere(bad)[0]
+        raise EphysError(f"{int(bad.sum())} NaN/infinite LFP samples (first: sample {i}, channel "
+                         f"{rec.channel_names[ch] if ch < len(rec.channel_names) else ch})", where)
+    if rec.duration_s < min_duration_s:
+        raise EphysError(f"recording is {rec.duration_s:g} s long, shorter than one window ({min_duration_s:g} s)",
+                         where)
+    t_end = rec.t0_s + rec.duration_s
+    all_t = np.concatenate([v for v in rec.units.values()] or [np.zeros(0)])
+    if all_t.size and ((all_t < rec.t0_s) | (all_t >= t_end)).all():
+        raise EphysError(f"LFP and spike clocks do not overlap (LFP {rec.t0_s:g}-{t_end:g} s, spikes "
+                         f"{all_t.min():g}-{all_t.max():g} s)", where)
+    for unit, t in rec.units.items():
+        if t.size == 0:
+            raise EphysError(f"unit {unit} has no spikes", where)
+        out = (t < rec.t0_s) | (t >= t_end)
+        if out.any():
+            raise EphysError(f"unit {unit}: {int(out.sum())} spike times outside the recording "
+                             f"({rec.t0_s:g}-{t_end:g} s), e.g. {t[out][0]:g} s", where)

@@ -1,0 +1,172 @@
+"""``ephys reproduce lfp-sim`` and ``ephys reproduce lfp-ratgps``.
+
+Both: prepare ``sequence`` windows (100 ms of raw LFP + Hilbert amplitude and phase of every band
+below 0.9 x Nyquist; target: a spike in the window's last 20 ms), cross-validate the seed's
+BiLSTM (trained by the core) and the GLM baseline per unit (:mod:`ephys.pipelines.lfp.cv`), run
+leave-one-band-out, and write ``OUT/metrics.json`` (BiLSTM at the top, the GLM under
+``reference``), ``OUT/predictions_<model>.csv`` and ``OUT/report.md``.
+
+- ``lfp-sim``: the simulated cohort (:mod:`ephys.pipelines.lfp.synthetic`; ``--data`` may name a
+  cohort folder written by ``ephys fetch synthetic --pipeline lfp``), participant-grouped
+  stratified k-fold, LOBO hit rate against the ground truth.
+- ``lfp-ratgps``: the Axona rat recording (``.eeg*`` at 250 Hz, units of the Tint cuts of every
+  tetrode with a ``.cut``), blocked-time k-fold with a one-window gap.
+
+Options beyond ``--seed/--epochs/--cv-folds`` come as ``--hparam KEY=VALUE``: recipe keys
+(``participants``, ``duration_s`` for the simulation; ``max_train``, ``lobo`` (true/false),
+``lobo_model`` (glm | bilstm), ``batch_size``, ``lr``, ``patience``, ``window_s``, ``bin_s``,
+``target``, ``inputs`` (comma list), ``units`` (comma list of unit ids; default all)); every other key goes to the BiLSTM builder (``units1``,
+``units2``, ``dropout``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..core.atomic import write_text
+from ..core.errors import EphysError
+
+_RECIPE_KEYS = ("participants", "duration_s", "max_train", "lobo", "lobo_model", "batch_size", "lr", "patience",
+                "window_s", "bin_s", "target", "inputs", "units", "eager")
+
+
+def _split_hparams(hparams: dict | None):
+    hp = dict(hparams or {})
+    rec = {k: hp.pop(k) for k in list(hp) if k in _RECIPE_KEYS}
+    return rec, hp
+
+
+def _params(rec: dict):
+    from .sequence import SequenceParams
+
+    p = SequenceParams()
+    for k in ("window_s", "bin_s", "target"):
+        if k in rec:
+            setattr(p, k, type(getattr(p, k))(rec[k]))
+    if "inputs" in rec:
+        p.inputs = tuple(s.strip() for s in str(rec["inputs"]).split(",") if s.strip())
+    return p
+
+
+def _run(recordings, out: Path, scheme: str, *, seed, epochs, cv_folds, rec, hp, log, name,
+         max_train: int = 8000, patience: int = 3) -> dict:
+    from .cv import cross_validate
+    from .sequence import prepare_lfp
+
+    prepared = prepare_lfp(recordings, out / "prepared", _params(rec), log=log)
+    metrics = cross_validate(prepared, out, scheme=scheme, n_folds=cv_folds, epochs=epochs, seed=seed,
+                             bilstm_hparams=hp, batch_size=int(rec.get("batch_size", 128)),
+                             lr=float(rec.get("lr", 1e-3)), patience=int(rec.get("patience", patience)),
+                             max_train=int(rec.get("max_train", max_train)) or None,
+                             lobo=bool(rec.get("lobo", True)), lobo_model=str(rec.get("lobo_model", "glm")),
+                             units=[u.strip() for u in str(rec["units"]).split(",")] if "units" in rec else None,
+                             eager=bool(rec.get("eager", False)), log=log)
+    metrics["recipe"] = name
+    from ..core.atomic import write_json
+    from .descriptive import spike_lfp_summary, sta_figure
+
+    desc = spike_lfp_summary(recordings)
+    write_json(out / "spike_lfp.json", desc)
+    sta_figure(desc, out / "spike_triggered_lfp.png")
+    metrics["descriptive"] = {"file": "spike_lfp.json", "figure": "spike_triggered_lfp.png", "max_ppc": {
+        k: max(((b, v) for b, v in d["ppc"].items() if v is not None), key=lambda bv: bv[1], default=(None, None))
+        for k, d in desc.items()}}
+
+    write_json(out / "metrics.json", metrics)
+    write_text(out / "report.md", report_md(metrics))
+    return metrics
+
+
+def reproduce_sim(data, out, *, seed: int = 0, epochs: int = 40, cv_folds: int = 5, hparams: dict | None = None,
+                  log=print) -> dict:
+    """``reproduce lfp-sim`` (see the module docstring); ``data`` None or a cohort folder."""
+    from ..blocks.readers.lfp_recordings import read_lfp_recordings
+    from .synthetic import fetch_synthetic
+
+    out = Path(out)
+    rec, hp = _split_hparams(hparams)
+    if data is None or str(data) in ("", "."):
+        data = fetch_synthetic(out / "cohort", n_participants=int(rec.get("participants", 5)), seed=seed,
+                               duration_s=float(rec.get("duration_s", 60.0)))
+    recordings = read_lfp_recordings(data)
+    return _run(recordings, out, "grouped", seed=seed, epochs=epochs, cv_folds=cv_folds, rec=rec, hp=hp, log=log,
+                name="lfp-sim")
+
+
+def reproduce_ratgps(data, out, *, seed: int = 0, epochs: int = 40, cv_folds: int = 5,
+                     hparams: dict | None = None, log=print) -> dict:
+    """``reproduce lfp-ratgps`` (see the module docstring).
+
+    Raises
+    ------
+    EphysError
+        ``data`` is not one Axona recording.
+    """
+    from ..blocks.readers.lfp_recordings import read_lfp_recordings
+
+    rec, hp = _split_hparams(hparams)
+    recordings = read_lfp_recordings(data)
+    if len(recordings) != 1:
+        raise EphysError(f"expected one recording (one animal), found {len(recordings)}", data)
+    # one animal, ~300-850 spikes per unit: every spike window of a fold's training side and no_spike
+    # windows up to 1500 in all, early stopping after 2 epochs without a better validation loss
+    return _run(recordings, Path(out), "blocked", seed=seed, epochs=epochs, cv_folds=cv_folds, rec=rec, hp=hp,
+                log=log, name="lfp-ratgps", max_train=1500, patience=2)
+
+
+def _f(v, nd=3):
+    return "n/a" if v is None else f"{v:.{nd}f}"
+
+
+def summary_lines(m: dict) -> list[str]:
+    """Lines printed after a recipe: pooled numbers of both models and the LOBO hit rate."""
+    lines = [f"{m['model']}: pooled ROC-AUC {_f(m['roc_auc'])}  PR-AUC {_f(m['pr_auc'])} (positive rate "
+             f"{_f(m['positive_rate'])})  rate r {_f(m['rate_correlation'])}"]
+    ref = m.get("reference")
+    if ref:
+        lines.append(f"{ref['model']} (reference): pooled ROC-AUC {_f(ref['roc_auc'])}  PR-AUC {_f(ref['pr_auc'])}  "
+                     f"rate r {_f(ref['rate_correlation'])}")
+    if m.get("pooled_coupled"):
+        lines.append(f"{m['model']} pooled over the coupled (simulated) units: ROC-AUC {_f(m['pooled_coupled']['roc_auc'])}"
+                     + (f"; {ref['model']} {_f(ref['pooled_coupled']['roc_auc'])}" if ref and ref.get("pooled_coupled") else ""))
+    lobo = m.get("lobo")
+    if lobo and lobo.get("hit_rate") is not None:
+        lines.append(f"LOBO ({lobo['model']}): generating band named for {lobo['n_hits']}/{lobo['n_coupled']} "
+                     f"coupled units ({_f(lobo['hit_rate'], 2)})")
+    return lines
+
+
+def report_md(m: dict) -> str:
+    """A plain Markdown report of a recipe's metrics (per-unit table, LOBO table)."""
+    models = [m["model"]] + ([m["reference"]["model"]] if m.get("reference") else [])
+    per = {m["model"]: m["per_unit"], **({m["reference"]["model"]: m["reference"]["per_unit"]} if m.get("reference") else {})}
+    out = [f"# {m.get('recipe', 'lfp')}", "",
+           f"Cross-validation: {', '.join(sorted(set(m['scheme'].values())))}, {m['n_folds']} folds; window "
+           f"{m['window_s']} s, prediction bin {m['prediction_bin_s']} s ({m['target']}). Every number is from "
+           "held-out windows; thresholds were fitted on the training side of each fold.", "", *summary_lines(m), "",
+           "| unit | positive rate | " + " | ".join(f"{x} ROC-AUC | {x} PR-AUC | {x} rate r | {x} bal. acc."
+                                                    for x in models) + " |",
+           "|---|---:|" + "---:|" * (4 * len(models))]
+    for k in m["per_unit"]:
+        cells = [k, _f(m["per_unit"][k]["positive_rate"], 4)]
+        for x in models:
+            u = per[x].get(k, {})
+            cells += [_f(u.get("roc_auc")), _f(u.get("pr_auc")), _f(u.get("rate_correlation")),
+                      _f(u.get("balanced_accuracy"))]
+        out.append("| " + " | ".join(cells) + " |")
+    lobo = m.get("lobo")
+    if lobo:
+        out += ["", f"## Leave-one-band-out ({lobo['model']}): ΔROC-AUC (all bands minus without the band)", "",
+                "| unit | " + " | ".join(lobo["bands"]) + " | named | truth |", "|---|" + "---:|" * len(lobo["bands"]) + "---|---|"]
+        for k, d in lobo["per_unit"].items():
+            out.append("| " + " | ".join([k] + [_f(d.get(b)) for b in lobo["bands"]] +
+                                         [str(lobo["named_band"].get(k)), str(lobo["ground_truth_band"].get(k, "?"))]) + " |")
+        out.append("| pooled (95% CI over folds) | " + " | ".join(
+            f"{_f(v['delta_roc_auc'])} [{_f(v['ci95'][0])}, {_f(v['ci95'][1])}]" for v in lobo["pooled"].values()) + " | | |")
+    desc = m.get("descriptive")
+    if desc:
+        out += ["", "## Spike-LFP context (whole recordings, descriptive)", "",
+                "Highest pairwise phase consistency (PPC, Vinck et al. 2010) per unit, channel:band:", ""]
+        out += [f"- {k}: {bv[0]} PPC {_f(bv[1], 4)}" for k, bv in desc["max_ppc"].items()]
+        out += ["", f"![spike-triggered LFP averages]({desc['figure']})"]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,230 @@
+"""``sequence`` datasets: windows of multichannel LFP inputs with a per-unit spiking target.
+
+Layout of a prepared LFP folder (``prepare_lfp``)::
+
+    windows.npy            float32, (n_windows, n_time, n_inputs): every window of every recording
+    units/<unit>/manifest.json
+                           one core dataset per unit id (single-array layout: ``array`` =
+                           ``../../windows.npy``; one record per window with ``row``, ``id``,
+                           ``group`` = recording / participant, ``label`` spike | no_spike,
+                           ``unit``, ``t_s`` = prediction-bin start, ``count`` = spikes in the bin)
+    index.json             written last: parameters, input channels, recordings, units (with any
+                           simulated ground truth), provenance
+
+A unit id shared by several recordings (the simulated cohort's ``inh1`` in every participant, a
+putative cell type) makes one dataset across participants, so participant-grouped
+cross-validation applies; a single animal's units each make a dataset of one group (blocked-time
+cross-validation).
+
+Inputs per LFP channel (``inputs``): ``raw`` (the LFP), and per band ``band`` (zero-phase
+band-passed signal), ``amplitude`` (Hilbert envelope), ``phase`` (cos and sin of the Hilbert phase,
+two channels, so that the phase is continuous). Filters run over each whole recording before it is
+cut into windows (:mod:`ephys.pipelines.blocks.signal.bands`). No statistic is computed across
+recordings or time blocks (the models standardise their inputs with statistics of the training
+windows only).
+
+Targets (``target``): ``last`` (default) — at least one spike in the last ``bin_s`` (20 ms) of the
+window; ``next`` — at least one spike in the ``bin_s`` that follows the window (the SpikeInference
+seed: 100-sample window, the spike bit of the next 1-ms sample, i.e. ``bin_s=0.001``). Windows
+advance by ``stride_s`` (default ``bin_s``, so prediction bins tile the recording).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..blocks.readers.lfp_recordings import LfpRecording, check_recording, read_lfp_recordings
+from ..blocks.signal.bands import DEFAULT_BANDS, band_signals, usable_bands
+from ..core.atomic import atomic_path, sha256_file, write_json
+from ..core.errors import EphysError
+
+SEQUENCE = "sequence"
+LABELS = ["no_spike", "spike"]
+INPUTS = ("raw", "band", "amplitude", "phase")
+WINDOWS = "windows.npy"
+INDEX = "index.json"
+
+
+@dataclass
+class SequenceParams:
+    """Windowing parameters (recorded in ``index.json`` and every unit manifest)."""
+
+    window_s: float = 0.1
+    bin_s: float = 0.02
+    stride_s: float | None = None
+    target: str = "last"
+    inputs: tuple[str, ...] = ("raw", "amplitude", "phase")
+    bands: dict = field(default_factory=lambda: dict(DEFAULT_BANDS))
+    filter_order: int = 4
+
+    def check(self) -> "SequenceParams":
+        if self.target not in ("last", "next"):
+            raise EphysError(f"target must be last or next, got {self.target!r}")
+        bad = [i for i in self.inputs if i not in INPUTS]
+        if bad or not self.inputs:
+            raise EphysError(f"inputs must be among {', '.join(INPUTS)}, got {', '.join(self.inputs) or 'none'}")
+        if not (self.window_s > 0 and self.bin_s > 0):
+            raise EphysError("window_s and bin_s must be positive")
+        if self.target == "last" and self.bin_s > self.window_s:
+            raise EphysError(f"bin_s {self.bin_s:g} s is longer than the window {self.window_s:g} s")
+        self.inputs = tuple(self.inputs)
+        self.bands = {k: [float(v[0]), float(v[1])] for k, v in self.bands.items()}
+        return self
+
+
+def input_channels(rec_channels: list[str], bands: dict, inputs) -> list[dict]:
+    """One dict per model input channel: ``name``, ``lfp`` (LFP channel), ``kind`` (raw, band,
+    amplitude, phase_cos, phase_sin) and ``band`` (None for raw)."""
+    out = []
+    for ch in rec_channels:
+        if "raw" in inputs:
+            out.append({"name": f"{ch}:raw", "lfp": ch, "kind": "raw", "band": None})
+        for b in bands:
+            kinds = ([("band", "band")] if "band" in inputs else []) + \
+                    ([("amplitude", "amplitude")] if "amplitude" in inputs else []) + \
+                    ([("phase", "phase_cos"), ("phase", "phase_sin")] if "phase" in inputs else [])
+            for _, kind in kinds:
+                out.append({"name": f"{ch}:{b}:{kind}", "lfp": ch, "kind": kind, "band": b})
+    return out
+
+
+def _inputs_of(rec: LfpRecording, bands: dict, p: SequenceParams) -> np.ndarray:
+    """(n_samples, n_inputs) float32 in the order of :func:`input_channels`."""
+    sig = band_signals(rec.lfp, rec.fs_hz, bands, order=p.filter_order)
+    cols = []
+    for c in range(rec.lfp.shape[1]):
+        if "raw" in p.inputs:
+            cols.append(rec.lfp[:, c])
+        for b in bands:
+            filt, amp, ph = (a[:, c] for a in sig[b])
+            if "band" in p.inputs:
+                cols.append(filt)
+            if "amplitude" in p.inputs:
+                cols.append(amp)
+            if "phase" in p.inputs:
+                cols += [np.cos(ph), np.sin(ph)]
+    return np.stack(cols, axis=1).astype(np.float32)
+
+
+def _window_ends(rec: LfpRecording, p: SequenceParams, n_win: int, stride_n: int) -> np.ndarray:
+    n = rec.lfp.shape[0]
+    ends = np.arange(n_win, n + 1, stride_n)
+    if p.target == "next":
+        ends = ends[rec.t0_s + ends / rec.fs_hz + p.bin_s <= rec.t0_s + rec.duration_s + 1e-12]
+    return ends
+
+
+def prepare_lfp(recordings: list[LfpRecording] | str | Path, out: str | Path, params: SequenceParams | None = None,
+                log=print) -> Path:
+    """Window recordings into a prepared LFP folder (see the module docstring); returns ``out``.
+
+    Parameters
+    ----------
+    recordings : list of :class:`LfpRecording`, or a path read with ``read_lfp_recordings``
+    out : output folder
+    params : windowing parameters (default :class:`SequenceParams`)
+
+    Raises
+    ------
+    EphysError
+        A recording that fails :func:`check_recording` (NaN samples, shorter than a window,
+        clocks that do not overlap, spikes outside it), recordings that differ in sampling rate or
+        channel count, or no window at all.
+    """
+    p = (params or SequenceParams()).check()
+    if not isinstance(recordings, list):
+        recordings = read_lfp_recordings(recordings)
+    out = Path(out)
+    need = p.window_s + (p.bin_s if p.target == "next" else 0.0)
+    for rec in recordings:
+        check_recording(rec, need)
+    fs = {r.fs_hz for r in recordings}
+    n_ch = {r.lfp.shape[1] for r in recordings}
+    if len(fs) != 1 or len(n_ch) != 1:
+        raise EphysError("recordings differ in LFP sampling rate or channel count "
+                         f"({sorted(fs)} Hz, {sorted(n_ch)} channels)", recordings[0].sources[0])
+    fs_hz = fs.pop()
+    bands = usable_bands(fs_hz, p.bands)
+    n_win = int(round(p.window_s * fs_hz))
+    stride_n = max(1, int(round((p.stride_s or p.bin_s) * fs_hz)))
+    if n_win < 2:
+        raise EphysError(f"window {p.window_s:g} s is under 2 samples at {fs_hz:g} Hz")
+    channels = input_channels(recordings[0].channel_names, bands, p.inputs)
+    ends = [_window_ends(r, p, n_win, stride_n) for r in recordings]
+    total = int(sum(e.size for e in ends))
+    if total == 0:
+        raise EphysError("no complete window in any recording", recordings[0].sources[0])
+
+    out.mkdir(parents=True, exist_ok=True)
+    feature_n = max(1, int(round(p.bin_s * fs_hz))) if p.target == "last" else 1
+    samples_by_unit: dict[str, list[dict]] = {}
+    rec_index, unit_index = [], {}
+    row = 0
+    with atomic_path(out / WINDOWS, suffix=".npy") as tmp:
+        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(total, n_win, len(channels)))
+        for rec, e in zip(recordings, ends):
+            log(f"{rec.name}: {rec.lfp.shape[1]} LFP channels at {rec.fs_hz:g} Hz, {rec.duration_s:.1f} s, "
+                f"{len(rec.units)} units, {e.size} windows")
+            x = _inputs_of(rec, bands, p)
+            for k0 in range(0, e.size, 4096):
+                ee = e[k0:k0 + 4096]
+                idx = ee[:, None] - n_win + np.arange(n_win)[None, :]
+                arr[row + k0:row + k0 + ee.size] = x[idx]
+            t_end = rec.t0_s + e / rec.fs_hz
+            b0 = t_end - p.bin_s if p.target == "last" else t_end
+            b1 = b0 + p.bin_s
+            for unit, t in rec.units.items():
+                counts = np.searchsorted(t, b1, side="left") - np.searchsorted(t, b0, side="left")
+                recs = samples_by_unit.setdefault(unit, [])
+                recs += [{"id": f"{rec.name}/{unit}/{k:07d}", "group": rec.name, "row": int(row + k),
+                          "label": LABELS[int(c > 0)], "unit": unit, "t_s": round(float(s), 6), "count": int(c)}
+                         for k, (s, c) in enumerate(zip(b0, counts))]
+                unit_index.setdefault(unit, {"recordings": [], "info": {}})
+                unit_index[unit]["recordings"].append(rec.name)
+                unit_index[unit]["info"][rec.name] = {"n_spikes": int(t.size), "n_positive_bins": int((counts > 0).sum()),
+                                                      **(rec.unit_info.get(unit) or {})}
+            rec_index.append({"name": rec.name, "rows": [row, row + int(e.size)], "fs_hz": rec.fs_hz,
+                              "t0_s": rec.t0_s, "duration_s": rec.duration_s, "channel_names": rec.channel_names,
+                              "units": sorted(rec.units), "sources": [
+                                  {"path": s, "sha256": sha256_file(s)} for s in rec.sources if Path(s).is_file()]})
+            row += int(e.size)
+        arr.flush()
+        del arr
+    common = {"modality": SEQUENCE, "sample_shape": [n_win, len(channels)], "array": f"../../{WINDOWS}",
+              "label_names": LABELS, "fs_hz": fs_hz, "window_s": p.window_s, "bin_s": p.bin_s,
+              "stride_s": stride_n / fs_hz, "target": p.target, "feature_samples": feature_n,
+              "bands": {k: list(v) for k, v in bands.items()}, "channels": channels,
+              "params": asdict(p), "ephys_version": __version__}
+    for unit, recs in samples_by_unit.items():
+        write_json(out / "units" / _safe(unit) / "manifest.json",
+                   {**common, "unit": unit, "samples": recs})
+    write_json(out / INDEX, {**{k: v for k, v in common.items() if k != "array"}, "array": WINDOWS,
+                             "n_windows": total, "recordings": rec_index,
+                             "units": {u: {"dataset": f"units/{_safe(u)}", **v} for u, v in unit_index.items()}})
+    return out
+
+
+def _safe(unit: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in unit)
+
+
+def load_index(folder: str | Path) -> dict:
+    """``index.json`` of a prepared LFP folder.
+
+    Raises
+    ------
+    EphysError
+        Missing or unreadable (not prepared, or preparation did not finish).
+    """
+    path = Path(folder) / INDEX
+    if not path.is_file():
+        raise EphysError("not a prepared LFP folder (no index.json); run the preparation first", folder)
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise EphysError(f"unreadable index ({exc})", path) from None

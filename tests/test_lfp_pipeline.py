@@ -1,0 +1,175 @@
+"""lfp pipeline: bands, readers, sequence windows, simulated cohort, leak-free folds, GLM + LOBO, BiLSTM."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ephys.pipelines.blocks.readers.lfp_recordings import LfpRecording, read_lfp_recordings
+from ephys.pipelines.blocks.signal.bands import band_signals, usable_bands
+from ephys.pipelines.core.datasets import load_dataset
+from ephys.pipelines.core.errors import EphysError
+from ephys.pipelines.lfp.cv import cross_validate, make_folds
+from ephys.pipelines.lfp.metrics import rate_correlation, spike_metrics, youden_threshold
+from ephys.pipelines.lfp.sequence import SequenceParams, prepare_lfp
+from ephys.pipelines.lfp.synthetic import fetch_synthetic
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory) -> Path:
+    return fetch_synthetic(tmp_path_factory.mktemp("lfpsim"), n_participants=3, seed=3, duration_s=30.0)
+
+
+@pytest.fixture(scope="module")
+def prepared(cohort, tmp_path_factory) -> Path:
+    return prepare_lfp(cohort, tmp_path_factory.mktemp("lfpprep") / "p", log=lambda s: None)
+
+
+def test_bands_limited_by_nyquist():
+    assert usable_bands(250.0)["high_gamma"] == (60.0, 100.0)
+    b = usable_bands(100.0)  # Nyquist 50 Hz, limit 45 Hz
+    assert "high_gamma" not in b and b["low_gamma"] == (30.0, 45.0)
+    with pytest.raises(EphysError):
+        usable_bands(1.0)
+
+
+def test_band_amplitude_and_phase_of_a_sinusoid():
+    fs = 250.0
+    t = np.arange(int(10 * fs)) / fs
+    x = 3.0 * np.sin(2 * np.pi * 6.0 * t)
+    filt, amp, ph = band_signals(x[:, None], fs, {"theta": (4.0, 8.0)})["theta"]
+    mid = slice(500, -500)
+    assert np.allclose(amp[mid, 0], 3.0, atol=0.1)
+    # zero phase: the band-passed sinusoid is not shifted
+    assert np.corrcoef(filt[mid, 0], x[mid])[0, 1] > 0.999
+
+
+def test_synthetic_is_seeded_with_ground_truth(cohort, tmp_path):
+    again = fetch_synthetic(tmp_path / "again", n_participants=3, seed=3, duration_s=30.0)
+    assert (cohort / "P01" / "spikes.csv").read_bytes() == (again / "P01" / "spikes.csv").read_bytes()
+    other = fetch_synthetic(tmp_path / "other", n_participants=1, seed=4, duration_s=30.0)
+    assert (cohort / "P01" / "spikes.csv").read_bytes() != (other / "P01" / "spikes.csv").read_bytes()
+    truth = json.loads((cohort / "ground_truth.json").read_text())["participants"]
+    assert set(truth) == {"P01", "P02", "P03"}
+    assert truth["P02"]["inh1"]["band"] == "high_gamma" and truth["P02"]["unc1"]["band"] is None
+    recs = read_lfp_recordings(cohort)
+    assert [r.name for r in recs] == ["P01", "P02", "P03"] and recs[0].lfp.shape == (7500, 2)
+
+
+def test_sequence_windows_and_targets(cohort, prepared):
+    index = json.loads((prepared / "index.json").read_text())
+    assert index["modality"] == "sequence" and index["sample_shape"] == [25, 2 * (1 + 6 * 3)]
+    ds = load_dataset(prepared / "units" / "exc1")
+    assert ds.modality == "sequence" and ds.label_names == ["no_spike", "spike"]
+    assert set(ds.groups) == {"P01", "P02", "P03"} and {s["unit"] for s in ds.manifest["samples"]} == {"exc1"}
+    # targets recomputed from the CSV: a spike in the last 20 ms of the window
+    spikes = [float(r["t_s"]) for r in csv.DictReader(open(cohort / "P02" / "spikes.csv")) if r["unit"] == "exc1"]
+    spikes = np.array(spikes)
+    smp = [s for s in ds.manifest["samples"] if s["group"] == "P02"]
+    for s in smp[::97]:
+        n = int(((spikes >= s["t_s"] - 1e-9) & (spikes < s["t_s"] + 0.02 - 1e-9)).sum())
+        assert s["count"] == n and (s["label"] == "spike") == (n > 0)
+    # a window holds the whole-recording raw LFP of channel 1 ending at its bin's end
+    lfp = np.load(cohort / "P02" / "lfp.npy")
+    s = smp[40]
+    end = int(round((s["t_s"] + 0.02) * 250))
+    x = ds.load([ds.ids.index(s["id"])])[0]
+    assert np.allclose(x[:, 0], lfp[end - 25:end, 0], atol=1e-4)
+
+
+def test_folds_do_not_leak(prepared):
+    ds = load_dataset(prepared / "units" / "inh1")
+    smp = ds.manifest["samples"]
+    y = np.array([s["label"] == "spike" for s in smp], dtype=int)
+    g = [s["group"] for s in smp]
+    t = np.array([s["t_s"] for s in smp])
+    _, folds = make_folds(y, g, t, "grouped", 3, 0.1, 0)
+    for f in folds:
+        assert not {g[i] for i in f.train} & {g[i] for i in f.test}
+    one = np.array([x == "P01" for x in g])
+    _, folds = make_folds(y[one], ["P01"] * int(one.sum()), t[one], "blocked", 5, 0.1, 0)
+    tt = t[one]
+    for f in folds:
+        lo, hi = tt[f.test].min(), tt[f.test].max()
+        near = (tt[f.train] > lo - 0.1) & (tt[f.train] < hi + 0.1)
+        assert not near.any()  # no training window overlaps a test window
+    with pytest.raises(EphysError, match="fewer than 5"):
+        make_folds(y, g, t, "auto", 5, 0.1, 0)
+
+
+def test_metrics_and_threshold():
+    rng = np.random.default_rng(0)
+    y = (rng.random(2000) < 0.1).astype(int)
+    p = np.clip(0.1 + 0.3 * y + 0.1 * rng.standard_normal(2000), 0, 1)
+    thr = youden_threshold(y, p)
+    m = spike_metrics(y, p, thr, np.arange(2000) * 0.02, np.array(["a"] * 2000))
+    assert m["roc_auc"] > 0.95 and m["positive_rate"] == pytest.approx(y.mean())
+    assert m["majority_baseline_accuracy"] == pytest.approx(1 - y.mean())
+    assert m["sensitivity"] > 0.8 and m["specificity"] > 0.8 and m["rate_correlation"] > 0.6
+    assert rate_correlation(y, rng.random(2000), np.arange(2000) * 0.02, np.array(["a"] * 2000)) < 0.3
+
+
+def test_glm_cv_and_lobo_name_the_generating_band(prepared, tmp_path):
+    m = cross_validate(prepared, tmp_path, scheme="grouped", n_folds=3, models=["glm"], lobo=True, log=lambda s: None)
+    per = m["per_unit"]
+    inh = [per[f"P0{k}/inh1"]["roc_auc"] for k in (1, 2, 3)]
+    assert min(inh) > 0.65 and np.mean(inh) > 0.75
+    assert max(abs(per[f"P0{k}/unc1"]["roc_auc"] - 0.5) for k in (1, 2, 3)) < 0.1
+    lobo = m["lobo"]
+    assert lobo["n_coupled"] == 6 and lobo["hit_rate"] >= 5 / 6
+    assert lobo["named_band"]["P01/inh1"] == "high_gamma"
+    assert set(m["pooled_coupled"]) >= {"roc_auc", "pr_auc"} and m["pooled_coupled"]["roc_auc"] > m["roc_auc"]
+    assert (tmp_path / "metrics.json").is_file() and (tmp_path / "predictions_glm.csv").is_file()
+
+
+def test_bilstm_builder_selects_channels_and_round_trips(tmp_path):
+    import keras
+
+    from ephys.pipelines.core.models import build_model, load_keras_model
+
+    model = build_model("bilstm", (25, 6), 2, units1=4, units2=2, keep_channels="0,2,5")
+    x = np.random.default_rng(0).standard_normal((3, 25, 6)).astype("float32")
+    p = np.asarray(model.predict(x, verbose=0))
+    assert p.shape == (3, 2) and np.allclose(p.sum(1), 1, atol=1e-5)
+    x2 = x.copy()
+    x2[..., 1] += 100.0  # a dropped channel changes nothing
+    assert np.allclose(np.asarray(model.predict(x2, verbose=0)), p, atol=1e-6)
+    model.save(tmp_path / "m.keras")
+    assert np.allclose(np.asarray(load_keras_model(tmp_path / "m.keras").predict(x, verbose=0)), p, atol=1e-6)
+    with pytest.raises(EphysError, match="no hyper-parameter"):
+        build_model("bilstm", (25, 6), 2, width=3)
+    with pytest.raises(EphysError, match="keep_channels"):
+        build_model("bilstm", (25, 6), 2, keep_channels=[7])
+    del keras
+
+
+def test_next_sample_target_of_the_seed(tmp_path):
+    fs = 1000.0
+    rng = np.random.default_rng(1)
+    spikes = np.sort(rng.uniform(0.2, 9.8, 300))
+    rec = LfpRecording("r", rng.standard_normal((10000, 1)), fs, 0.0, ["c"], {"u": spikes}, ["mem"])
+    out = prepare_lfp([rec], tmp_path / "p", SequenceParams(window_s=0.1, bin_s=0.001, target="next", stride_s=0.01,
+                                                            inputs=("raw",), bands={"beta": (13, 30)}),
+                      log=lambda s: None)
+    ds = load_dataset(out / "units" / "u")
+    for s in ds.manifest["samples"][::50]:
+        n = int(((spikes >= s["t_s"] - 1e-9) & (spikes < s["t_s"] + 0.001 - 1e-9)).sum())
+        assert s["count"] == n
+    assert ds.sample_shape == (100, 1)
+
+
+def test_ppc_unbiased_and_spike_triggered_average(cohort):
+    from ephys.pipelines.lfp.descriptive import ppc, spike_lfp_summary
+
+    rng = np.random.default_rng(0)
+    assert abs(ppc(rng.uniform(-np.pi, np.pi, 3000))) < 0.01  # no locking -> ~0 (a PLV would be ~1/sqrt(N))
+    locked = ppc(rng.vonmises(0.0, 2.0, 3000))
+    assert 0.4 < locked < 0.55  # (I1(2)/I0(2))^2 = 0.49
+    summary = spike_lfp_summary(read_lfp_recordings(cohort)[:1])
+    theta = summary["P01/exc1"]["ppc"]
+    assert max(theta, key=theta.get).endswith(":theta")
+    assert len(summary["P01/exc1"]["sta"]) == 2 and len(summary["P01/exc1"]["sta"][0]) == 2 * 62 + 1
