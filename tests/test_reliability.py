@@ -34,14 +34,21 @@ def _toy(tmp_path: Path, name="toy", n_per_class=12, labels=None, x=None) -> Pat
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One finished toy run (model, split, config), trained in-process."""
-    os.environ["EPHYS_PLUGINS"] = "toy_modality"
+    old = os.environ.get("EPHYS_PLUGINS")
+    os.environ["EPHYS_PLUGINS"] = "toy_modality"  # restored below: later tests spawn jobs that inherit it
     from ephys.pipelines.core.training import TrainConfig, train
 
     tmp = tmp_path_factory.mktemp("trained")
     data = _toy(tmp)
     run = train(TrainConfig(model="toy_dense", data=str(data), epochs=3, batch_size=8, lr=1e-2,
                             out=str(tmp / "run"), eager=True), log=lambda m: None)
-    return run, data
+    try:
+        yield run, data
+    finally:
+        if old is None:
+            os.environ.pop("EPHYS_PLUGINS", None)
+        else:
+            os.environ["EPHYS_PLUGINS"] = old
 
 
 # ---------------------------------------------------------------------------------------------
