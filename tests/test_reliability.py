@@ -91,8 +91,8 @@ def test_usage_errors_are_one_line():
     one_line_error(ephys("evaluate", "a", "b"), "unexpected extra argument")
 
 
-def test_non_finite_samples_and_nan_loss_leave_no_run(tmp_path):
-    os.environ["EPHYS_PLUGINS"] = "toy_modality"
+def test_non_finite_samples_and_nan_loss_leave_no_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("EPHYS_PLUGINS", "toy_modality")
     from ephys.pipelines.core.errors import EphysError
     from ephys.pipelines.core.training import TrainConfig, train
 
@@ -123,8 +123,8 @@ def test_write_npy_refuses_values_that_overflow_the_cast(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def test_small_class_refused_with_numbers(tmp_path):
-    os.environ["EPHYS_PLUGINS"] = "toy_modality"
+def test_small_class_refused_with_numbers(tmp_path, monkeypatch):
+    monkeypatch.setenv("EPHYS_PLUGINS", "toy_modality")
     from ephys.pipelines.core.errors import EphysError
     from ephys.pipelines.core.training import TrainConfig, train
 
