@@ -320,7 +320,7 @@ def _client(scheduler: str, workers: int | None, slurm: SlurmWorkers | None = No
         try:
             cluster = SLURMCluster(queue=sw.queue or None, cores=sw.cores, processes=1, memory=sw.memory,
                                    walltime=sw.walltime, job_extra_directives=list(sw.extra),
-                                   log_directory=sw.log_directory, dashboard_address=":0",
+                                   log_directory=sw.log_directory, scheduler_options={"dashboard_address": ":0"},
                                    job_name="ephys-dask", silence_logs="error")
             cluster.scale(jobs=workers or 2)
             client = Client(cluster)
