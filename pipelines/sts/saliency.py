@@ -486,31 +486,11 @@ def report_examples(ctx):
 
 def explanation_section(ctx):
     """The report's saliency section from ``RUN/explain/`` (None when the run is not explained)."""
-    import json
+    from ..blocks.explain.saliency import saliency_section
 
-    from ..core.registry import Figure, Section
-
-    explain_dir = Path(ctx.run_dir) / "explain"
-    figs = []
-    for src, key, alt, caption in (
-            ("class_means.png", "saliency_class_means", "mean saliency per class",
-             "Mean saliency per class: which frequencies and times most change the model's output."),
-            ("examples.png", "saliency_examples", "saliency examples",
-             "Example cells: scalogram (left) and saliency map (right).")):
-        if (explain_dir / src).is_file():
-            figs.append(Figure((explain_dir / src).read_bytes(), alt, caption, key))
-    if not figs:
-        return None
-    text = ""
-    summ = explain_dir / "summary.json"
-    if summ.is_file():
-        try:
-            s = json.loads(summ.read_text(encoding="utf-8"))
-            target = "predicted" if s.get("target", "predicted") == "predicted" else "true"
-            how = "SmoothGrad" if s.get("method") == "smoothgrad" else "Input-gradient"
-            text = (f"{how} saliency of the {target}-class probability with respect to the input scalogram, "
-                    f"|gradient| maximised over sweeps and scaled to [0, 1] per cell; "
-                    f"{s.get('n_cells', '?')} cells ({s.get('cells', '?')}).")
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-            pass
-    return Section("Saliency", text, figs)
+    return saliency_section(
+        ctx, "Mean saliency per class: which frequencies and times most change the model's output.",
+        "Example cells: scalogram (left) and saliency map (right).",
+        lambda how, target, s: (f"{how} saliency of the {target}-class probability with respect to the input "
+                                f"scalogram, |gradient| maximised over sweeps and scaled to [0, 1] per cell; "
+                                f"{s.get('n_cells', '?')} cells ({s.get('cells', '?')})."))

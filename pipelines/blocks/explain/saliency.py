@@ -15,7 +15,7 @@ import numpy as np
 from ...core.atomic import atomic_path
 from ...core.errors import EphysError
 
-__all__ = ["METHODS", "TARGETS", "input_gradients", "saliency_maps", "load_model", "pyplot", "save_png",
+__all__ = ["METHODS", "TARGETS", "saliency_section", "input_gradients", "saliency_maps", "load_model", "pyplot", "save_png",
            "short", "backend_name"]
 
 METHODS = ("gradient", "smoothgrad")
@@ -188,3 +188,36 @@ def backend_name() -> str:
 
     return keras.backend.backend()
 
+
+
+def saliency_section(ctx, class_means_caption: str, examples_caption: str, describe):
+    """A report section from ``RUN/explain/`` (``class_means.png``, ``examples.png``, ``summary.json``)
+    for the modalities explained by input gradients; None when the run is not explained.
+
+    ``describe(how, target, summary) -> str`` words the paragraph for the modality, where ``how``
+    is "SmoothGrad" or "Input-gradient" and ``target`` "predicted" or "true".
+    """
+    import json
+
+    from ...core.registry import Figure, Section
+
+    explain_dir = Path(ctx.run_dir) / "explain"
+    figs = []
+    for src, key, alt, caption in (
+            ("class_means.png", "saliency_class_means", "mean saliency per class", class_means_caption),
+            ("examples.png", "saliency_examples", "saliency examples", examples_caption)):
+        if (explain_dir / src).is_file():
+            figs.append(Figure((explain_dir / src).read_bytes(), alt, caption, key))
+    if not figs:
+        return None
+    text = ""
+    summ = explain_dir / "summary.json"
+    if summ.is_file():
+        try:
+            sm = json.loads(summ.read_text(encoding="utf-8"))
+            target = "predicted" if sm.get("target", "predicted") == "predicted" else "true"
+            how = "SmoothGrad" if sm.get("method") == "smoothgrad" else "Input-gradient"
+            text = describe(how, target, sm)
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            pass
+    return Section("Saliency", text, figs)
