@@ -53,6 +53,9 @@ def test_reproduce_lfp_sim_tiny(tmp_path):
         test_groups = {i.split("/")[0] for i in s["test"]}
         assert not test_groups & {i.split("/")[0] for i in s["train"] + s["val"]}
     assert (out / "report.md").read_text().count("| P0") >= 3
+    # the ceiling: the simulator's true intensity scored on the same windows
+    assert set(m["oracle"]["per_unit"]) == set(m["per_unit"]) and 0.5 <= m["oracle"]["roc_auc"] <= 1
+    assert "oracle ROC-AUC" in (out / "report.md").read_text()
 
 
 @pytest.mark.parametrize("case", ["nan", "outside", "clocks", "short", "fold"])

@@ -173,3 +173,44 @@ def test_ppc_unbiased_and_spike_triggered_average(cohort):
     theta = summary["P01/exc1"]["ppc"]
     assert max(theta, key=theta.get).endswith(":theta")
     assert len(summary["P01/exc1"]["sta"]) == 2 and len(summary["P01/exc1"]["sta"][0]) == 2 * 62 + 1
+
+
+def test_simulated_intensity_is_the_ceiling(cohort, prepared):
+    """The saved true intensity: mean rate as drawn, coupled units well above chance, uncoupled at chance."""
+    from sklearn.metrics import roc_auc_score
+
+    from ephys.pipelines.lfp.recipes import oracle_metrics
+    from ephys.pipelines.lfp.synthetic import INTENSITY, oracle_bin_probability
+
+    meta = json.loads((cohort / "P01" / "recording.json").read_text())
+    p = np.load(cohort / "P01" / INTENSITY)
+    assert p.shape == (7500, 3) and meta["intensity"]["units"] == ["inh1", "exc1", "unc1"]
+    for j, u in enumerate(meta["intensity"]["units"]):
+        assert abs(p[:, j].mean() * 250.0 / meta["units"][u]["rate_hz"] - 1) < 0.02
+    assert meta["units"]["inh1"]["gate_band"] == "theta" and meta["units"]["exc1"]["band"] == "theta"
+    recs = read_lfp_recordings(cohort)
+    orc = oracle_metrics(prepared, recs)
+    per = orc["per_unit"]
+    for k in (1, 2, 3):
+        assert per[f"P0{k}/inh1"]["roc_auc"] > 0.85 and per[f"P0{k}/exc1"]["roc_auc"] > 0.8
+        assert per[f"P0{k}/unc1"]["roc_auc"] == pytest.approx(0.5)
+    assert orc["pooled_coupled"]["roc_auc"] > orc["roc_auc"]
+    # the bin probability lines up with the labels of the prepared windows (a shifted bin would not)
+    ds = load_dataset(prepared / "units" / "inh1")
+    smp = [s for s in ds.manifest["samples"] if s["group"] == "P01"]
+    t = np.array([s["t_s"] for s in smp])
+    y = np.array([s["label"] == "spike" for s in smp])
+    aligned = roc_auc_score(y, oracle_bin_probability(cohort / "P01", "inh1", t, 0.02))
+    shifted = roc_auc_score(y, oracle_bin_probability(cohort / "P01", "inh1", t - 0.1, 0.02))
+    assert aligned > shifted + 0.05
+    assert oracle_bin_probability(cohort / "P01", "nope", t, 0.02) is None
+
+
+def test_release_finished_datasets_keeps_the_ones_in_use(prepared):
+    from ephys.pipelines.lfp.cv import release_finished_datasets
+
+    used = load_dataset(prepared / "units" / "inh1")
+    done = load_dataset(prepared / "units" / "exc1")
+    assert done.array is not None and used.array is not None
+    assert release_finished_datasets(keep=[used]) >= 1
+    assert not done.__dict__ and used.load([0, 1]).shape[0] == 2

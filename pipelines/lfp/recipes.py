@@ -89,8 +89,60 @@ def reproduce_sim(data, out, *, seed: int = 0, epochs: int = 40, cv_folds: int =
         data = fetch_synthetic(out / "cohort", n_participants=int(rec.get("participants", 5)), seed=seed,
                                duration_s=float(rec.get("duration_s", 60.0)))
     recordings = read_lfp_recordings(data)
-    return _run(recordings, out, "grouped", seed=seed, epochs=epochs, cv_folds=cv_folds, rec=rec, hp=hp, log=log,
-                name="lfp-sim")
+    metrics = _run(recordings, out, "grouped", seed=seed, epochs=epochs, cv_folds=cv_folds, rec=rec, hp=hp,
+                   log=log, name="lfp-sim")
+    oracle = oracle_metrics(out / "prepared", recordings)
+    if oracle:
+        metrics["oracle"] = oracle
+        from ..core.atomic import write_json
+
+        write_json(out / "metrics.json", metrics)
+        write_text(out / "report.md", report_md(metrics))
+    return metrics
+
+
+def oracle_metrics(prepared: Path, recordings) -> dict | None:
+    """The ceiling on the simulated cohort: ROC-AUC / PR-AUC of the simulator's true bin
+    probability (:func:`ephys.pipelines.lfp.synthetic.oracle_bin_probability`) on every window of
+    the prepared datasets (the same windows the cross-validated models are scored on), per
+    recording/unit, pooled and pooled over the coupled units. None when no recording carries an
+    ``intensity.npy`` (not simulated)."""
+    import numpy as np
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from ..core.datasets import load_dataset
+    from .sequence import load_index
+    from .synthetic import oracle_bin_probability
+
+    index = load_index(prepared)
+    folders = {r.name: Path(r.sources[0]).parent for r in recordings}
+    per_unit, ys, ps, coupled = {}, [], [], []
+    for unit, uinfo in index["units"].items():
+        smp = load_dataset(prepared / uinfo["dataset"]).manifest["samples"]
+        for rec_name in sorted({s["group"] for s in smp}):
+            sel = [s for s in smp if s["group"] == rec_name]
+            p = oracle_bin_probability(folders.get(rec_name, Path("/nonexistent")), unit,
+                                       np.array([s["t_s"] for s in sel]), float(index["bin_s"]))
+            if p is None:
+                return None
+            y = np.array([s["label"] == "spike" for s in sel], dtype=np.int64)
+            key = f"{rec_name}/{unit}"
+            ok = np.unique(y).size == 2
+            per_unit[key] = {"roc_auc": float(roc_auc_score(y, p)) if ok else None,
+                             "pr_auc": float(average_precision_score(y, p)) if ok else None,
+                             "positive_rate": float(y.mean())}
+            ys.append(y)
+            ps.append(p)
+            coupled.append(bool(((uinfo.get("info") or {}).get(rec_name) or {}).get("band")))
+    y, p = np.concatenate(ys), np.concatenate(ps)
+    c = np.concatenate([np.full(a.size, f) for a, f in zip(ys, coupled)])
+    out = {"what": "the simulator's true bin probability scored like a model (the ceiling)",
+           "roc_auc": float(roc_auc_score(y, p)), "pr_auc": float(average_precision_score(y, p)),
+           "positive_rate": float(y.mean()), "per_unit": per_unit}
+    if c.any() and np.unique(y[c]).size == 2:
+        out["pooled_coupled"] = {"roc_auc": float(roc_auc_score(y[c], p[c])),
+                                 "pr_auc": float(average_precision_score(y[c], p[c]))}
+    return out
 
 
 def reproduce_ratgps(data, out, *, seed: int = 0, epochs: int = 40, cv_folds: int = 5,
@@ -129,6 +181,11 @@ def summary_lines(m: dict) -> list[str]:
     if m.get("pooled_coupled"):
         lines.append(f"{m['model']} pooled over the coupled (simulated) units: ROC-AUC {_f(m['pooled_coupled']['roc_auc'])}"
                      + (f"; {ref['model']} {_f(ref['pooled_coupled']['roc_auc'])}" if ref and ref.get("pooled_coupled") else ""))
+    orc = m.get("oracle")
+    if orc:
+        lines.append(f"oracle (true simulated intensity, the ceiling): pooled ROC-AUC {_f(orc['roc_auc'])}"
+                     + (f"; over the coupled units {_f(orc['pooled_coupled']['roc_auc'])}"
+                        if orc.get("pooled_coupled") else ""))
     lobo = m.get("lobo")
     if lobo and lobo.get("hit_rate") is not None:
         lines.append(f"LOBO ({lobo['model']}): generating band named for {lobo['n_hits']}/{lobo['n_coupled']} "
@@ -147,12 +204,18 @@ def report_md(m: dict) -> str:
            "| unit | positive rate | " + " | ".join(f"{x} ROC-AUC | {x} PR-AUC | {x} rate r | {x} bal. acc."
                                                     for x in models) + " |",
            "|---|---:|" + "---:|" * (4 * len(models))]
+    orc_units = (m.get("oracle") or {}).get("per_unit") or {}
+    if orc_units:
+        out[-2] = out[-2][:-1] + "| oracle ROC-AUC |"
+        out[-1] += "---:|"
     for k in m["per_unit"]:
         cells = [k, _f(m["per_unit"][k]["positive_rate"], 4)]
         for x in models:
             u = per[x].get(k, {})
             cells += [_f(u.get("roc_auc")), _f(u.get("pr_auc")), _f(u.get("rate_correlation")),
                       _f(u.get("balanced_accuracy"))]
+        if orc_units:
+            cells.append(_f((orc_units.get(k) or {}).get("roc_auc")))
         out.append("| " + " | ".join(cells) + " |")
     lobo = m.get("lobo")
     if lobo:

@@ -5,20 +5,37 @@ It replaces the SpikeInference seed's toy generator, whose label was a threshold
 
 - LFP on ``n_channels`` contacts at ``fs_hz`` (default 250 Hz, as the Axona ``.eeg`` files): an
   aperiodic 1/f^beta background (beta 1.2-1.8, partly shared between contacts), a theta rhythm
-  (6-8 Hz, slowly drifting frequency and amplitude), high-gamma bursts (Gaussian-envelope bursts
-  of 60-90 Hz carriers, ~2 per second, 40-150 ms long) and 50 Hz line noise, each mixed into every
-  contact with its own gain;
-- units whose spikes are an inhomogeneous Poisson process (one Bernoulli draw per sample, the
-  spike placed uniformly inside it) with rate ``r0 * exp(k * drive) / mean(exp(k * drive))``:
-  ``inh1`` ("inhibitory", driven by the z-scored high-gamma burst envelope: band ``high_gamma``),
-  ``exc1`` ("excitatory", driven by ``cos(theta phase - phi0)``: band ``theta``), ``unc1`` (no
-  drive: band ``None``); mean rate ``r0`` and coupling ``k`` drawn per participant.
+  (6-8 Hz, slowly drifting frequency; amplitude waxing and waning over seconds, log-normal, as
+  theta episodes come and go), high-gamma bursts (Gaussian-envelope bursts of 60-90 Hz carriers,
+  ~3 per second, 40-150 ms long, at times independent of the theta phase) and 50 Hz line noise,
+  each mixed into every contact with its own gain;
+- units whose spikes are an inhomogeneous Bernoulli/Poisson process, at most one spike per sample
+  (a one-sample refractory period), with a per-sample probability ``1 - exp(-c exp(drive) / fs)``
+  scaled so that the mean rate is ``r0`` (:func:`spike_probability`):
+
+  - ``inh1`` ("inhibitory", theta-phase-gated gamma; generating band ``high_gamma``, gate
+    ``theta``): drive ``k * E(t) * (1 + cos(theta phase - phi_inh)) / 2`` with ``E`` the gamma
+    burst envelope over its mean: an interneuron that fires in gamma bursts, but only near its
+    preferred theta phase (theta-nested gamma; Colgin et al. 2009 Nature 462:353, Tort et al.
+    2008 PNAS 105:20517);
+  - ``exc1`` ("excitatory", theta phase; band ``theta``): drive ``k * A(t) * cos(theta phase -
+    phi_exc)`` with ``A`` the theta amplitude over its mean: phase locking that deepens when theta
+    is strong;
+  - ``unc1`` (no drive; band ``None``);
+
+  mean rate ``r0`` (4-10 Hz) and coupling ``k`` (inh1 2-3, exc1 2.5-3.5) drawn per participant.
+  Both couplings are multiplicative (amplitude x phase), so a GLM additive in band amplitude and
+  phase can describe them only in part: the simulation is meant to show what a sequence model
+  adds, with the true intensity as the ceiling.
 
 The drives follow Rasch et al. 2008 (J Neurophysiol 99:1461): high-gamma power and low-frequency
 phase carry the information about spiking. The ground truth (which band drives which unit, with
-``k`` and ``r0``) is written to ``ground_truth.json`` and into each ``recording.json``, so a
-leave-one-band-out analysis has a known answer. Output: ``OUT/P01/{lfp.npy, spikes.csv,
-recording.json}``, ... (the :func:`ephys.pipelines.blocks.readers.lfp_recordings.read_npy_lfp`
+``k``, ``r0``, the gate band and the preferred phase) is written to ``ground_truth.json`` and into
+each ``recording.json``, so a leave-one-band-out analysis has a known answer; the true per-sample
+spike probability of every unit goes to ``intensity.npy`` ((n_samples, n_units) float32, units in
+the order of ``recording.json["intensity"]["units"]``), from which :func:`oracle_auc` computes the
+ceiling any model can reach. Output: ``OUT/P01/{lfp.npy, spikes.csv, recording.json,
+intensity.npy}``, ... (the :func:`ephys.pipelines.blocks.readers.lfp_recordings.read_npy_lfp`
 layout).
 """
 
@@ -32,8 +49,10 @@ import numpy as np
 
 from ..core.atomic import write_json, write_npy, write_text
 
-#: unit name -> (putative type, generating band)
-UNITS = {"inh1": ("inhibitory", "high_gamma"), "exc1": ("excitatory", "theta"), "unc1": ("uncoupled", None)}
+#: unit name -> (putative type, generating band, gating band)
+UNITS = {"inh1": ("inhibitory", "high_gamma", "theta"), "exc1": ("excitatory", "theta", "theta"),
+         "unc1": ("uncoupled", None, None)}
+INTENSITY = "intensity.npy"
 
 
 def _pink(rng, n: int, beta: float) -> np.ndarray:
@@ -51,19 +70,38 @@ def _smooth_noise(rng, n: int, fs_hz: float, tau_s: float) -> np.ndarray:
     return x / (x.std() + 1e-12)
 
 
+def spike_probability(log_drive: np.ndarray, rate_hz: float, fs_hz: float) -> np.ndarray:
+    """Per-sample spike probability ``1 - exp(-c * exp(log_drive) / fs_hz)`` with ``c`` chosen
+    (bisection) so that the mean rate ``mean(p) * fs_hz`` is ``rate_hz``; at most one spike per
+    sample (an absolute refractory period of one sample, 4 ms at 250 Hz). (n_samples,) float64."""
+    lam = np.exp(log_drive - log_drive.max())
+    lam /= lam.mean()
+    lo, hi = 1e-3, 1e4
+    for _ in range(60):
+        mid = np.sqrt(lo * hi)
+        if (1.0 - np.exp(-mid * rate_hz * lam / fs_hz)).mean() * fs_hz < rate_hz:
+            lo = mid
+        else:
+            hi = mid
+    return 1.0 - np.exp(-np.sqrt(lo * hi) * rate_hz * lam / fs_hz)
+
+
 def simulate_participant(rng: np.random.Generator, duration_s: float, fs_hz: float, n_channels: int) -> dict:
     """One participant: ``lfp`` (n_samples, n_channels) float64 µV, ``spikes`` {unit: times s},
-    ``units`` {unit: ground truth dict}, ``drives`` {name: (n_samples,)} (the latent signals)."""
+    ``units`` {unit: ground truth dict}, ``p_spike`` {unit: (n_samples,) true per-sample spike
+    probability}, ``drives`` {name: (n_samples,)} (the latent signals)."""
     n = int(round(duration_s * fs_hz))
     t = np.arange(n) / fs_hz
-    # theta: drifting frequency (6-8 Hz) and amplitude
+    # theta: drifting frequency (6-8 Hz); amplitude waxing and waning over seconds (theta episodes)
     f_theta = 7.0 + 0.5 * _smooth_noise(rng, n, fs_hz, 1.0)
     phase = 2 * np.pi * np.cumsum(f_theta) / fs_hz + rng.uniform(0, 2 * np.pi)
-    theta = (1.0 + 0.3 * _smooth_noise(rng, n, fs_hz, 0.5)).clip(0.2) * np.cos(phase)
-    # high-gamma bursts
+    a_theta = np.exp(0.5 * _smooth_noise(rng, n, fs_hz, 1.0))
+    a_theta /= a_theta.mean()
+    theta = a_theta * np.cos(phase)
+    # high-gamma bursts (~3 per second, independent of the theta phase in the LFP)
     env = np.zeros(n)
     carrier = np.zeros(n)
-    n_bursts = rng.poisson(2.0 * duration_s)
+    n_bursts = rng.poisson(3.0 * duration_s)
     for c, w, f in zip(rng.uniform(0, duration_s, n_bursts), rng.uniform(0.02, 0.075, n_bursts),
                        rng.uniform(60, 90, n_bursts)):
         g = np.exp(-0.5 * ((t - c) / w) ** 2) * rng.uniform(0.6, 1.4)
@@ -76,18 +114,29 @@ def simulate_participant(rng: np.random.Generator, duration_s: float, fs_hz: flo
         bg = 0.7 * shared_bg + 0.7 * _pink(rng, n, rng.uniform(1.2, 1.8))
         lfp[:, c] = (40.0 * bg + rng.uniform(15, 30) * theta + rng.uniform(8, 14) * carrier
                      + rng.uniform(1, 4) * line + 2.0 * rng.standard_normal(n))
-    drives = {"high_gamma": (env - env.mean()) / (env.std() + 1e-12), "theta": np.cos(phase - rng.normal(0, 0.3))}
-    spikes, truth = {}, {}
-    for unit, (kind, band) in UNITS.items():
+    env_n = env / (env.mean() + 1e-12)
+    phi_inh, phi_exc = float(rng.normal(np.pi, 0.3)), float(rng.normal(0.0, 0.3))
+    log_drive = {
+        # theta-phase-gated gamma: gamma-burst drive only near the preferred theta phase
+        "inh1": lambda k: k * env_n * (1.0 + np.cos(phase - phi_inh)) / 2.0,
+        # theta phase locking whose depth scales with the theta amplitude
+        "exc1": lambda k: k * a_theta * np.cos(phase - phi_exc),
+        "unc1": lambda k: np.zeros(n),
+    }
+    coupling = {"inh1": (2.0, 3.0), "exc1": (2.5, 3.5), "unc1": (0.0, 0.0)}
+    spikes, truth, p_spike = {}, {}, {}
+    for unit, (kind, band, gate) in UNITS.items():
         r0 = float(rng.uniform(4.0, 10.0))
-        k = float(rng.uniform(1.5, 2.5)) if band else 0.0
-        drive = drives[band] if band else np.zeros(n)
-        lam = np.exp(k * drive)
-        lam *= r0 / lam.mean()
-        hit = rng.random(n) < np.minimum(lam / fs_hz, 0.9)
+        k = float(rng.uniform(*coupling[unit]))
+        p = spike_probability(log_drive[unit](k), r0, fs_hz)
+        hit = rng.random(n) < p
         spikes[unit] = np.sort((np.flatnonzero(hit) + rng.random(int(hit.sum()))) / fs_hz)
-        truth[unit] = {"type": kind, "band": band, "coupling": round(k, 4), "rate_hz": round(r0, 4)}
-    return {"lfp": lfp, "spikes": spikes, "units": truth, "drives": drives}
+        p_spike[unit] = p
+        truth[unit] = {"type": kind, "band": band, "gate_band": gate, "coupling": round(k, 4),
+                       "rate_hz": round(r0, 4),
+                       "preferred_theta_phase_rad": round(phi_inh if unit == "inh1" else phi_exc, 4) if band else None}
+    return {"lfp": lfp, "spikes": spikes, "units": truth, "p_spike": p_spike,
+            "drives": {"high_gamma": env_n, "theta_phase": phase, "theta_amplitude": a_theta}}
 
 
 def fetch_synthetic(out: str | Path, n_participants: int = 5, seed: int = 0, duration_s: float = 60.0,
@@ -111,12 +160,40 @@ def fetch_synthetic(out: str | Path, n_participants: int = 5, seed: int = 0, dur
         for unit, times in sim["spikes"].items():
             w.writerows([unit, f"{x:.6f}"] for x in times)
         write_text(folder / "spikes.csv", buf.getvalue())
+        write_npy(folder / INTENSITY, np.stack([sim["p_spike"][u] for u in UNITS], axis=1).astype(np.float32))
         write_json(folder / "recording.json", {"fs_hz": fs_hz, "t0_s": 0.0, "group": name, "units": sim["units"],
                                                "channel_names": [f"ch{c + 1}" for c in range(n_channels)],
-                                               "unit_lfp": "µV", "simulated": True, "seed": seed})
+                                               "unit_lfp": "µV", "simulated": True, "seed": seed,
+                                               "intensity": {"file": INTENSITY, "units": list(UNITS),
+                                                             "meaning": "true per-sample spike probability"}})
         truth[name] = sim["units"]
         if progress:
             progress(k + 1, n_participants)
     write_json(out / "ground_truth.json", {"seed": seed, "duration_s": duration_s, "fs_hz": fs_hz,
                                            "participants": truth})
     return out
+
+
+def oracle_bin_probability(folder: str | Path, unit: str, bin_start_s: np.ndarray, bin_s: float) -> np.ndarray | None:
+    """The true probability of at least one spike in each prediction bin, from a simulated
+    participant folder's ``intensity.npy``: ``1 - prod(1 - p_sample)`` over the bin's samples.
+
+    ``bin_start_s`` (n_bins,) float seconds; returns (n_bins,) float64, or None when the folder
+    has no intensity for ``unit`` (not simulated).
+    """
+    import json
+
+    folder = Path(folder)
+    meta_path = folder / "recording.json"
+    if not (folder / INTENSITY).is_file() or not meta_path.is_file():
+        return None
+    meta = json.loads(meta_path.read_text())
+    names = (meta.get("intensity") or {}).get("units") or []
+    if unit not in names:
+        return None
+    p = np.load(folder / INTENSITY, mmap_mode="r")[:, names.index(unit)].astype(np.float64)
+    fs = float(meta["fs_hz"])
+    n_bin = max(1, int(round(bin_s * fs)))
+    i0 = np.round((np.asarray(bin_start_s, dtype=np.float64) - float(meta.get("t0_s", 0.0))) * fs).astype(np.int64)
+    idx = np.clip(i0[:, None] + np.arange(n_bin)[None, :], 0, p.size - 1)
+    return 1.0 - np.prod(1.0 - p[idx], axis=1)
