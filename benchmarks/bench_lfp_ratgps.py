@@ -42,6 +42,8 @@ def main(argv=None) -> dict:
     res = {"benchmark": "reproduce lfp-ratgps", "wall_s": round(wall, 1), "goal_s": 900, "meets_goal": wall <= 900,
            "epochs": args.epochs, "cpu_count": os.cpu_count(), "load_average_start": load0,
            "load_average_end": os.getloadavg(), "platform": platform.platform(),
+           "cpu_s": round(resource.getrusage(resource.RUSAGE_SELF).ru_utime
+                          + resource.getrusage(resource.RUSAGE_SELF).ru_stime, 1),
            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
            "bilstm_pooled_roc_auc": m["roc_auc"], "glm_pooled_roc_auc": m["reference"]["roc_auc"],
            "per_unit_roc_auc": {k: {"bilstm": v["roc_auc"], "glm": m["reference"]["per_unit"][k]["roc_auc"]}

@@ -91,7 +91,7 @@ def reproduce_sim(data, out, *, seed: int = 0, epochs: int = 40, cv_folds: int =
     recordings = read_lfp_recordings(data)
     metrics = _run(recordings, out, "grouped", seed=seed, epochs=epochs, cv_folds=cv_folds, rec=rec, hp=hp,
                    log=log, name="lfp-sim")
-    oracle = oracle_metrics(out / "prepared", recordings)
+    oracle = oracle_metrics(out / "prepared", recordings, keys=set(metrics["per_unit"]))
     if oracle:
         metrics["oracle"] = oracle
         from ..core.atomic import write_json
@@ -101,12 +101,13 @@ def reproduce_sim(data, out, *, seed: int = 0, epochs: int = 40, cv_folds: int =
     return metrics
 
 
-def oracle_metrics(prepared: Path, recordings) -> dict | None:
+def oracle_metrics(prepared: Path, recordings, keys=None) -> dict | None:
     """The ceiling on the simulated cohort: ROC-AUC / PR-AUC of the simulator's true bin
     probability (:func:`ephys.pipelines.lfp.synthetic.oracle_bin_probability`) on every window of
     the prepared datasets (the same windows the cross-validated models are scored on), per
     recording/unit, pooled and pooled over the coupled units. None when no recording carries an
-    ``intensity.npy`` (not simulated)."""
+    ``intensity.npy`` (not simulated). ``keys`` (set of ``recording/unit``): only those (the
+    units that were cross-validated)."""
     import numpy as np
     from sklearn.metrics import average_precision_score, roc_auc_score
 
@@ -127,6 +128,8 @@ def oracle_metrics(prepared: Path, recordings) -> dict | None:
                 return None
             y = np.array([s["label"] == "spike" for s in sel], dtype=np.int64)
             key = f"{rec_name}/{unit}"
+            if keys is not None and key not in keys:
+                continue
             ok = np.unique(y).size == 2
             per_unit[key] = {"roc_auc": float(roc_auc_score(y, p)) if ok else None,
                              "pr_auc": float(average_precision_score(y, p)) if ok else None,
