@@ -11,6 +11,7 @@ from ephys.pipelines.core.errors import EphysError
 
 from . import common
 from .cluster import cluster
+from .crossval import aggregate
 from .evaluate import evaluate
 from .events import events_app
 from .explain import explain
@@ -25,7 +26,7 @@ from .reproduce import reproduce
 from .train import train
 
 #: verbs in data-flow order for --help
-VERB_ORDER = ("fetch", "prepare", "train", "evaluate", "predict", "explain", "report", "reproduce", "cluster", "models")
+VERB_ORDER = ("fetch", "prepare", "train", "aggregate", "evaluate", "predict", "explain", "report", "reproduce", "cluster", "models")
 
 
 class _DataFlowOrder(typer.core.TyperGroup):
@@ -53,6 +54,7 @@ app.add_typer(events_app, name="events")
 prepare_app.command("mer")(prepare_mer)
 app.add_typer(mer_app, name="mer")
 app.command()(train)
+app.command()(aggregate)
 app.command()(evaluate)
 app.command()(predict)
 app.command()(explain)

@@ -130,6 +130,9 @@ class Modality:
     match_keys : tuple[str, ...]
         Top-level manifest keys that must be equal for ``ephys predict`` to accept a prepared
         dataset (besides ``modality``, ``sample_shape`` and the shared ``parameters``).
+    cv : str
+        Default cross-validation scheme of ``ephys train --fold`` / ``make slurm-all``
+        (:mod:`ephys.pipelines.core.crossval`): ``auto``, ``lopo``, ``grouped`` or ``blocked``.
     """
 
     name: str
@@ -144,6 +147,7 @@ class Modality:
     prepare_for_predict: Callable[..., Path] | str | None = None
     predict_batch_size: int = 8
     match_keys: tuple[str, ...] = ()
+    cv: str = "auto"
 
     def hook(self, name: str) -> Callable[..., Any] | None:
         """The hook ``name`` as a callable (a ``"package.module:function"`` string is imported
