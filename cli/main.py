@@ -12,6 +12,7 @@ from ephys.pipelines.core.errors import EphysError
 from . import common
 from .cluster import cluster
 from .crossval import aggregate
+from .slurm import slurm_plan
 from .evaluate import evaluate
 from .events import events_app
 from .explain import explain
@@ -55,6 +56,7 @@ prepare_app.command("mer")(prepare_mer)
 app.add_typer(mer_app, name="mer")
 app.command()(train)
 app.command()(aggregate)
+app.command("slurm-plan", hidden=True)(slurm_plan)
 app.command()(evaluate)
 app.command()(predict)
 app.command()(explain)

@@ -19,6 +19,7 @@ def train(
     batch_size: int = typer.Option(None, "--batch-size", min=1, help="[default: 8]"),
     lr: float = typer.Option(None, "--lr", help="Adam learning rate [default: 1e-4]."),
     seed: int = typer.Option(None, "--seed", help="Seed for the split, initialisation and shuffling [default: 0]."),
+    dropout: float = typer.Option(None, "--dropout", min=0.0, max=0.95, help="Dropout rate of the model's head, for models that have one [default: 0.3]."),
     patience: int = typer.Option(None, "--patience", min=1, help="Early stopping: epochs without validation-loss improvement [default: 5]."),
     split: str = typer.Option(None, "--split", help="'grouped' (random split by group, stratified; seeded) or a published split the dataset's manifest offers by name, e.g. 'seed' for the spike seed's channels, 'sts' for the STS paper's [default: the manifest's default_split if it names one, else grouped]."),
     input_size: int = typer.Option(None, "--input-size", min=32, help="Override the backbone input size (default 224, InceptionV3 299); smaller is faster on CPU."),
@@ -48,7 +49,7 @@ def train(
     else:
         cfg = TrainConfig(data=str(common.data_root() / "processed" / "scalograms"))
     given = dict(model=model, data=None if data is None else str(data), weights=weights, freeze=freeze,
-                 epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, patience=patience,
+                 epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, patience=patience, dropout=dropout,
                  split=split, input_size=input_size, out=None if out is None else str(out),
                  eager=eager or None, decision=decision)
     for k, v in given.items():
