@@ -122,7 +122,7 @@ def relocate(x: np.ndarray, fs_hz: float, onsets, polarity: str) -> list[float]:
     for o in onsets:
         i = int(round(o * fs_hz))
         prob[max(0, i - int(2e-3 * fs_hz)): max(0, i + int(4e-3 * fs_hz))] = 1.0
-    ev = D.detect_events(x, fs_hz, prob, polarity, D.DetectionParams(search_ms=(0.0, 0.0), rel_height=1.01))
+    ev = D.detect_events(x, fs_hz, prob, polarity, D.DetectionParams(search_ms=(0.0, 0.0), rel_height=1.01, locate_hz=500.0))
     return [e["onset_s"] for e in ev]
 
 
@@ -145,7 +145,7 @@ def main() -> int:
         return 0
 
     from ephys.pipelines.events.metrics import event_prf, match_events
-    from ephys.pipelines.events.sim import load_cohort
+    from ephys.pipelines.events.events_sim import load_cohort
 
     run, work = Path(args.run), Path(args.work)
     if not (run / "metrics.json").is_file():

@@ -186,10 +186,31 @@ def test_real_abf_reader_marks_membrane_test():
     tr = read_trace(ABF)
     assert tr.fs_hz == 20_000 and tr.units == "pA" and tr.mode == "voltage_clamp"
     assert len(tr.segments) == 7 and tr.n_samples == 7 * 200_000
-    ex = np.flatnonzero(tr.exclude[:200_000])
-    # the -10 mV membrane test at 156-356 ms of each sweep, plus the 20 ms transient after it
-    assert ex[0] == pytest.approx(3125, abs=2) and ex[-1] == pytest.approx(7524, abs=2)
+    for s0, s1 in tr.segments:
+        ex = np.flatnonzero(tr.exclude[s0:s1])
+        # the -10 mV membrane test at 156-356 ms of each sweep, at least the 20 ms transient after
+        # it, and the relaxation until the current is back at its pre-step level; one stretch
+        assert ex[0] == pytest.approx(3125, abs=2) and ex[-1] >= 7524
+        assert ex[-1] < 7124 + 6000 and np.all(np.diff(ex) == 1)
+    # the first sweep relaxes slowly after the step (by eye: ~200 ms): more than the fixed pad
+    assert np.flatnonzero(tr.exclude[:200_000])[-1] > 7524 + 2000
     assert tr.polarity == "negative"
+
+
+def test_settle_samples_covers_a_relaxation():
+    from ephys.pipelines.events.readers import settle_samples
+
+    fs = 20_000.0
+    rng = np.random.default_rng(3)
+    y = rng.normal(0, 1.0, 40_000)
+    y[10_000:14_000] -= 50.0  # the step
+    t = np.arange(40_000 - 14_000) / fs
+    y[14_000:] += -30.0 * np.exp(-t / 0.05)  # relaxation, tau 50 ms: below 3 SD after ~114 ms
+    k = settle_samples(y, fs, 10_000, 13_999)
+    assert 0.09 * fs < k < 0.16 * fs
+    flat = rng.normal(0, 1.0, 40_000)
+    flat[10_000:14_000] -= 50.0
+    assert settle_samples(flat, fs, 10_000, 13_999) < 0.011 * fs
 
 
 @needs_shared

@@ -12,7 +12,7 @@ from conftest import SHARED_DATA, ephys, needs_shared
 
 @pytest.fixture(scope="module")
 def sim_run(tmp_path_factory):
-    from ephys.pipelines.events.sim import run_events_sim
+    from ephys.pipelines.events.events_sim import run_events_sim
 
     out = tmp_path_factory.mktemp("evsim")
     res = run_events_sim(None, out, epochs=1, duration_s=2.0, n_per_combo=2, log=lambda *_: None)
