@@ -118,3 +118,22 @@ def test_minis_windows_blocked_cv_tiny(tmp_path):
     assert m["n_windows"] == 172 and 0 <= m["roc_auc"] <= 1
     assert 0 < m["majority_baseline"] < 1 and len(m["folds"]) == 2
     assert m["reference"]["miniml_paper"]["roc_auc"] == 0.998
+
+
+def test_unet_long_patch_inference_matches_training_patches():
+    import keras
+
+    from ephys.pipelines.events import seg
+    from ephys.pipelines.events.models import build_unet1d
+
+    keras.utils.set_random_seed(0)
+    m = build_unet1d((seg.PATCH, 1), width=4, depth=2)
+    z = np.random.default_rng(0).standard_normal(40_000).astype("float32")
+    px, st = seg.patches(z, seg.PATCH, seg.PATCH // 2)
+    short = seg.stitch(m.predict(px, verbose=0), st, z.size, seg.PATCH)
+    long = seg.predict_unet(m, z, length=8192, overlap=512)
+    assert long.shape == (40_000,) and long.dtype == np.float64
+    # same network, different patching: equal away from the patch edges ('same' padding)
+    assert np.median(np.abs(long - short)) < 1e-3
+    assert np.mean(np.abs(long - short) > 0.05) < 0.01
+    assert seg.predict_unet(m, z[:3000]).shape == (3000,)

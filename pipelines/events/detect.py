@@ -139,10 +139,14 @@ def _measure_local(y, fs_hz, i_steep, sign, stop, first_ok=True):
     if f1 - f0 >= 6:
         tt = (np.arange(f0, f1) - f0) / fs_hz
         try:
+            import warnings
+
             from scipy.optimize import curve_fit
 
-            popt, _ = curve_fit(_exp, tt, z[f0:f1], p0=(z[f0], max(tau0, 1.0 / fs_hz), 0.0), jac=_exp_jac,
-                                method="lm", maxfev=2000)
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a poor fit is reported as NaN tau, not a warning
+                popt, _ = curve_fit(_exp, tt, z[f0:f1], p0=(z[f0], max(tau0, 1.0 / fs_hz), 0.0), jac=_exp_jac,
+                                    method="lm", maxfev=2000)
             tau = float(popt[1]) if popt[0] > 0 and 0.2 / fs_hz <= popt[1] <= 1.0 else float("nan")
         except (RuntimeError, ValueError, FloatingPointError):
             tau = float("nan")

@@ -1,19 +1,25 @@
 """``ephys reproduce events-sim``: the simulated cohort end to end.
 
 1. Cohort: the recordings of ``data`` (a ``fetch synthetic --pipeline events`` folder) or, when
-   it does not exist, a fresh seeded cohort (mEPP-like and mEPSC-like at SNR 2.5, 5, 10; two
+   it does not exist, a fresh seeded cohort (mEPP-like and mEPSC-like at SNR 2.5, 5, 10; three
    recordings each, 10 s) written to ``OUT/data``.
 2. Split by recording: for each (kind, SNR) the last recording is the test recording, the
-   others train (no recording on both sides).
+   others train (no recording on both sides). The training side gets ``n_extra_train`` more
+   simulated recordings per (kind, SNR) and a separate set of ``n_calibration`` simulated
+   calibration recordings, both from seeds no cohort recording uses (:func:`extra_recordings`).
 3. Models, all fitted on training recordings only: ``cnn_bilstm`` (window dataset in
    ``OUT/windows``, trained by the core's ``train()`` with validation by recording),
    ``unet1d`` and ``autoencoder`` (fitted here, see :mod:`.seg`), and the plain threshold
    detector (4 robust SDs; no fitting).
-4. Every method's per-sample probability goes through the shared detection step
-   (:func:`.detect.detect_events`); ``OUT/events/<method>/<recording>.csv`` per test recording.
+4. Detection settings per method (probability threshold, the low-pass on which the rise is
+   located, a minimum amplitude in noise SDs) are chosen on the calibration recordings only
+   (:func:`calibrate_detection`); every method's per-sample probability then goes through the
+   shared detection step (:func:`.detect.detect_events`) with its settings;
+   ``OUT/events/<method>/<recording>.csv`` per test recording.
 5. ``OUT/metrics.json``: per method event-level precision / recall / F1 (onsets matched one to
    one within ±1 ms) per SNR level and overall, mask IoU (U-Net), kinetics errors, seconds of
-   compute per minute of trace; ``per_snr`` (method -> SNR -> f1 / precision / recall); the top
+   compute per minute of trace; ``detection_params`` and ``calibration`` (the chosen settings, the
+   calibration recordings and their F1); ``per_snr`` (method -> SNR -> f1 / precision / recall); the top
    level ``f1`` / ``precision`` / ``recall`` are the primary model's (``cnn_bilstm``);
    ``best_on_test`` names the method with the highest test F1 (a description of the result, not
    a model selection). ``OUT/report.html`` with the figures.
