@@ -15,7 +15,8 @@ def sim_run(tmp_path_factory):
     from ephys.pipelines.events.events_sim import run_events_sim
 
     out = tmp_path_factory.mktemp("evsim")
-    res = run_events_sim(None, out, epochs=1, duration_s=2.0, n_per_combo=2, log=lambda *_: None)
+    res = run_events_sim(None, out, epochs=1, duration_s=2.0, n_per_combo=2, n_extra_train=0, n_calibration=1,
+                         log=lambda *_: None)
     return out, res
 
 
@@ -51,6 +52,11 @@ def test_events_sim_end_to_end(sim_run):
     assert 0 <= m["methods"]["unet1d"]["mask_iou"] <= 1
     # recordings split: none on both sides
     assert not set(m["split"]["train"]) & set(m["split"]["test"])
+    # detection settings chosen on separate calibration recordings, one per (kind, SNR)
+    cal = m["calibration"]["recordings"]
+    assert len(cal) == 6 and not set(cal) & (set(m["split"]["test"]) | set(m["split"]["train"]))
+    for meth, prm in m["detection_params"].items():
+        assert 0 < prm["threshold"] < 1 and prm["min_amplitude_sd"] >= 0, meth
     # the autoencoder's threshold comes from training data (recorded with its source)
     am = json.loads((out / "runs" / "autoencoder" / "metrics.json").read_text())
     assert "training" in am["threshold_source"] and am["threshold"] == m["autoencoder_threshold"]
