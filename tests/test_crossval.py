@@ -108,3 +108,18 @@ def test_fold_errors_are_one_line(mer4, tmp_path):
     assert proc.stdout.strip() == "8"
     rows = (tmp_path / "t.tsv").read_text().splitlines()
     assert rows[0].split("\t")[:4] == ["task", "dataset", "model", "fold"] and len(rows) == 9
+
+
+def test_prepare_events_windows_grouped_by_recording(tmp_path):
+    ephys("fetch", "synthetic", "--pipeline", "events", "--size", "6", tmp_path / "raw", check=0)
+    ephys("prepare", "events", tmp_path / "raw", tmp_path / "ds", check=0)
+    man = json.loads((tmp_path / "ds" / "manifest.json").read_text())
+    assert man["modality"] == "event_window" and len({s["group"] for s in man["samples"]}) == 6
+    assert {s["label"] for s in man["samples"]} == {"event", "no_event"}
+    # the same call again is a no-op; other settings into the same folder are refused
+    ephys("prepare", "events", tmp_path / "raw", tmp_path / "ds", check=0)
+    one_line_error(ephys("prepare", "events", tmp_path / "raw", tmp_path / "ds", "--seed", "3"), "other input")
+    one_line_error(ephys("prepare", "events", tmp_path, tmp_path / "ds2"), "recordings.csv")
+    assert not (tmp_path / "ds2").exists()
+    # 6 recordings: participant-grouped 5-fold over recordings
+    assert ephys("prepare", "folds", tmp_path / "ds", check=0).stdout.strip() == "5"

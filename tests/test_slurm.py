@@ -141,8 +141,9 @@ def test_requeued_train_job_resumes_from_its_checkpoint(tiny_synthetic, tmp_path
 # --- cross-validating pipelines: one array task per fold, aggregate, resubmit, requeue ---------
 
 def _cv_env(tmp: Path, pipeline: str, **extra) -> dict:
-    extra = {"EPHYS_MODELS": "", "EPHYS_TRAIN_ARGS": "--epochs 2 --batch-size 64 --lr 3e-3 --dropout 0", **extra}
-    return _env(tmp, EPHYS_PIPELINE=pipeline, EPHYS_PREPARE_ARGS="", EPHYS_N_PER_CLASS="", **extra)
+    extra = {"EPHYS_MODELS": "", "EPHYS_TRAIN_ARGS": "--epochs 2 --batch-size 64 --lr 3e-3 --dropout 0",
+             "EPHYS_PREPARE_ARGS": "", "EPHYS_N_PER_CLASS": "", **extra}
+    return _env(tmp, EPHYS_PIPELINE=pipeline, **extra)
 
 
 def _jobs(tmp: Path) -> list[tuple[str, str]]:
@@ -224,7 +225,7 @@ def test_lfp_cohort_dag_equals_in_process(tmp_path):
 def test_requeued_fold_resumes_and_a_failed_fold_is_named(tmp_path):
     import json
 
-    env = _cv_env(tmp_path, "mer", EPHYS_FETCH_SIZE="4", EPHYS_MODELS="mlp nosuchmodel", EPHYS_ARRAY_MAX="1",
+    env = _cv_env(tmp_path, "mer", EPHYS_FETCH_SIZE="2", EPHYS_MODELS="mlp nosuchmodel", EPHYS_ARRAY_MAX="1",
                   EPHYS_TRAIN_ARGS="--epochs 5 --patience 100 --batch-size 64 --lr 3e-3 --dropout 0")
     _submit(env, tmp_path)
     state = tmp_path / "runs" / "cv" / "mlp" / "lopo-P01" / "checkpoints" / "state.json"
@@ -242,7 +243,7 @@ def test_requeued_fold_resumes_and_a_failed_fold_is_named(tmp_path):
     assert st.returncode == 1, st.stdout
     lines = [ln for ln in st.stdout.splitlines() if ln.strip()]
     assert all("COMPLETED" in ln for ln in lines if "fold mlp" in ln), st.stdout
-    assert sum("<- failed fold" in ln for ln in lines if "fold nosuchmodel" in ln) == 4, st.stdout
+    assert sum("<- failed fold" in ln for ln in lines if "fold nosuchmodel" in ln) == 2, st.stdout
     assert "stopped because train failed" in next(ln for ln in lines if ln.startswith("aggregate")), st.stdout
     log = (tmp_path / "runs" / "slurm" / f"ephys-train-{train_id}_0.out").read_text()
     assert "resuming" in log and "from epoch" in log
