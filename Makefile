@@ -31,7 +31,7 @@ help:
 	@echo "make ipfx-check  EP features vs the ipfx package on ../shared/data/patchclamp (own venv, $(IPFX_VENV))"
 	@echo "make miniml-check  events detectors vs miniML on simulated traces and the real ABF (own venv, $(MINIML_VENV))"
 	@echo "make sif | sif-test | sif-gpu   Apptainer images (containers/)"
-	@echo "make slurm-all | slurm-status   the STS DAG on SLURM (slurm/submit.sh lists the settings)"
+	@echo "make slurm-all [PIPELINE=sts|spikes|mer|lfp] | slurm-status   a pipeline's DAG on SLURM, one array task per fold (slurm/submit.sh lists the settings)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -99,9 +99,10 @@ sif-test: sif
 	$(APPTAINER) test $(SIF)
 	cd /tmp && $(APPTAINER) exec $(SIF) ephys --version
 
-# the whole STS DAG as sbatch jobs (settings: see slurm/submit.sh); EPHYS_SIF=path runs the image
+# a pipeline's whole DAG as sbatch jobs (settings: see slurm/submit.sh); EPHYS_SIF=path runs the image
+PIPELINE ?= sts
 slurm-all: install
-	EPHYS_BIN=$(abspath $(BIN))/ephys bash slurm/submit.sh
+	EPHYS_PIPELINE=$(PIPELINE) EPHYS_BIN=$(abspath $(BIN))/ephys bash slurm/submit.sh
 
 slurm-status:
 	@bash slurm/status.sh

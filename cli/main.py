@@ -11,6 +11,8 @@ from ephys.pipelines.core.errors import EphysError
 
 from . import common
 from .cluster import cluster
+from .crossval import aggregate
+from .slurm import slurm_plan
 from .evaluate import evaluate
 from .events import events_app
 from .explain import explain
@@ -25,7 +27,7 @@ from .reproduce import reproduce
 from .train import train
 
 #: verbs in data-flow order for --help
-VERB_ORDER = ("fetch", "prepare", "train", "evaluate", "predict", "explain", "report", "reproduce", "cluster", "models")
+VERB_ORDER = ("fetch", "prepare", "train", "aggregate", "evaluate", "predict", "explain", "report", "reproduce", "cluster", "models")
 
 
 class _DataFlowOrder(typer.core.TyperGroup):
@@ -53,6 +55,8 @@ app.add_typer(events_app, name="events")
 prepare_app.command("mer")(prepare_mer)
 app.add_typer(mer_app, name="mer")
 app.command()(train)
+app.command()(aggregate)
+app.command("slurm-plan", hidden=True)(slurm_plan)
 app.command()(evaluate)
 app.command()(predict)
 app.command()(explain)

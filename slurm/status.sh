@@ -67,6 +67,35 @@ while IFS=$'\t' read -r step id; do
     printf '%-9s %-10s %s %s %s\n' "$step" "$id" "$states" "$note" "$src"
 done < "$jobs"
 [ $n -gt 0 ] || { echo "slurm-status: $jobs lists no job" >&2; exit 2; }
+
+# cross-validation: one line per fold (task of folds.tsv), from the train array's tasks, their
+# logs, or the fold's finished run (fold.json) when it was done before this submission
+folds="$EPHYS_LOGS/folds.tsv"
+train_id=$(awk -F'\t' '$1 == "train" {print $2}' "$jobs" | tail -1)
+if [ -f "$folds" ]; then
+    n_done=0 n_all=0
+    while IFS=$'\t' read -r task dataset model fold cv_dir run done; do
+        [ "$task" = task ] && continue
+        n_all=$((n_all + 1))
+        st=""
+        if [ -f "$run/fold.json" ]; then st="COMPLETED"; n_done=$((n_done + 1))
+        elif [ -n "$train_id" ]; then
+            st=$( (squeue -h -r -j "${train_id}_${task}" -o "%T %r" 2>/dev/null || true) | awk 'NR==1{
+                    if ($1 == "PENDING" && $2 != "" && $2 != "None") print "PENDING(" $2 ")"; else print $1 }')
+            if [ -z "$st" ]; then
+                f="$EPHYS_LOGS/ephys-train-${train_id}_${task}.out"
+                if [ -f "$f" ]; then
+                    rc=$(grep '^\[ephys\] job .* exit [0-9]*' "$f" | tail -1 | sed -n 's/.* exit \([0-9]*\) at .*/\1/p')
+                    case "$rc" in 0) st="COMPLETED" ;; "") st="UNKNOWN(no exit line)" ;;
+                                  *) st="FAILED(exit=$rc,log=$(basename "$f"))"; bad=1 ;; esac
+                else st="NOT-STARTED"; fi
+            fi
+        else st="NOT-SUBMITTED"; fi
+        case "$st" in *FAILED*) mark="<- failed fold" ;; *) mark="" ;; esac
+        printf '  fold %-10s %-28s %s %s\n' "$model" "$(basename "$dataset")/$fold" "$st" "$mark"
+    done < "$folds"
+    echo "  $n_done of $n_all folds finished"
+fi
 [ $active -eq 1 ] && exit 3
 [ $bad -eq 1 ] && exit 1
 exit 0

@@ -89,8 +89,11 @@ def test_lopo_recipe_small_cohort_no_leak(tmp_path):
                       "roc_auc"):
                 assert r[level][k] is None or 0.0 <= r[level][k] <= 1.0
         assert set(r["border_error_mm"]) >= {"median", "p90", "entry_median", "exit_median"}
-        runs = sorted((tmp_path / "rec" / "runs" / m).iterdir())
-        assert len(runs) == 4
+        runs = sorted(p for p in (tmp_path / "rec" / "runs" / m).iterdir() if p.is_dir())
+        assert len(runs) == 4 and all((run / "fold.json").is_file() for run in runs)
+        pooled = json.loads((tmp_path / "rec" / "runs" / m / "metrics.json").read_text())
+        assert pooled["complete"] and pooled["scheme"] == "lopo" and len(pooled["per_participant"]) == 4
+        assert r["cross_validation"]["balanced_accuracy"] == pooled["balanced_accuracy"]
         man = json.loads((tmp_path / "rec" / "dataset" / "manifest.json").read_text())
         group_of = {s["id"]: s["group"] for s in man["samples"]}
         for run in runs:

@@ -99,7 +99,7 @@ def choose_threshold(run_dir: str | Path, ds, val: np.ndarray, y_val: np.ndarray
 
 
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray, label_names: list[str],
-                           threshold: float | None = None) -> dict:
+                           threshold: float | None = None, y_pred: np.ndarray | None = None) -> dict:
     """Headline and per-class metrics from true class indices and predicted probabilities.
 
     Parameters
@@ -110,6 +110,9 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, label_names: l
     threshold : float or None
         Two classes only: predict the second class when its probability is >= threshold
         (a validation-chosen threshold, :func:`choose_threshold`); None: argmax.
+    y_pred : np.ndarray of int, shape (n,), or None
+        Predicted classes already decided (e.g. pooled folds, each with its own threshold);
+        overrides ``threshold``.
 
     Returns
     -------
@@ -120,7 +123,7 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, label_names: l
     from sklearn import metrics as skm
 
     k = len(label_names)
-    y_pred = predict_labels(proba, threshold)
+    y_pred = predict_labels(proba, threshold) if y_pred is None else np.asarray(y_pred, dtype=np.int64)
     labels = list(range(k))
     present = np.unique(y_true)
     auc = None

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from .errors import EphysError
 
-__all__ = ["resolve", "Figure", "Section", "ReportContext", "Modality", "Recipe", "Pipeline", "register_modality",
+__all__ = ["resolve", "Figure", "Section", "ReportContext", "Modality", "Recipe", "Pipeline", "ClusterSteps", "register_modality",
            "register_pipeline", "modality", "modalities", "pipeline", "pipelines", "recipe", "recipes",
            "load_pipelines", "PLUGINS_ENV"]
 
@@ -130,6 +130,9 @@ class Modality:
     match_keys : tuple[str, ...]
         Top-level manifest keys that must be equal for ``ephys predict`` to accept a prepared
         dataset (besides ``modality``, ``sample_shape`` and the shared ``parameters``).
+    cv : str
+        Default cross-validation scheme of ``ephys train --fold`` / ``make slurm-all``
+        (:mod:`ephys.pipelines.core.crossval`): ``auto``, ``lopo``, ``grouped`` or ``blocked``.
     """
 
     name: str
@@ -144,6 +147,7 @@ class Modality:
     prepare_for_predict: Callable[..., Path] | str | None = None
     predict_batch_size: int = 8
     match_keys: tuple[str, ...] = ()
+    cv: str = "auto"
 
     def hook(self, name: str) -> Callable[..., Any] | None:
         """The hook ``name`` as a callable (a ``"package.module:function"`` string is imported
@@ -185,6 +189,42 @@ class Recipe:
 
 
 @dataclass
+class ClusterSteps:
+    """How ``make slurm-all PIPELINE=name`` runs a pipeline: the one DAG shape of ``slurm/submit.sh``
+    (fetch -> prepare -> train array -> aggregate / report), filled from these fields.
+
+    Attributes
+    ----------
+    prepare : str
+        The ``ephys prepare <verb> INPUT DATASET`` verb.
+    models : tuple[str, ...]
+        Default ``EPHYS_MODELS``.
+    folds : bool
+        True: the train array runs one task per dataset x model x cross-validation fold
+        (:mod:`ephys.pipelines.core.crossval`, scheme from the dataset), then one aggregate job per
+        model. False: one task per model on the dataset's own split, then evaluate / explain / report.
+    shards : bool
+        ``prepare`` is an array over ``--shard K/N`` (N from ``ephys prepare tasks``), then one job
+        collects the manifest.
+    fetch_size : int or None
+        ``--size`` of ``ephys fetch synthetic --pipeline NAME`` when the input does not exist (None:
+        no simulated default; the user must point ``EPHYS_INPUT`` at recordings).
+    train_args : str
+        Default ``EPHYS_TRAIN_ARGS`` (e.g. the published training settings of its models).
+    prepare_args : str
+        Default ``EPHYS_PREPARE_ARGS``.
+    """
+
+    prepare: str
+    models: tuple[str, ...]
+    folds: bool = True
+    shards: bool = False
+    fetch_size: int | None = None
+    train_args: str = ""
+    prepare_args: str = ""
+
+
+@dataclass
 class Pipeline:
     """One pipeline's declaration (see the module docstring).
 
@@ -207,6 +247,8 @@ class Pipeline:
         pipeline's simulated default dataset (``ephys fetch synthetic --pipeline NAME``).
     synthetic_size : str
         What ``--size`` counts for it ("cells per class", "patients", ...).
+    cluster : ClusterSteps or None
+        Its steps in ``make slurm-all PIPELINE=name`` (None: not runnable there).
     """
 
     name: str
@@ -216,6 +258,7 @@ class Pipeline:
     recipes: tuple[Recipe, ...] = ()
     synthetic: Callable[..., Path] | None = None
     synthetic_size: str = ""
+    cluster: ClusterSteps | None = None
 
 
 _MODALITIES: dict[str, Modality] = {}

@@ -7,7 +7,7 @@ amplitude, 10-90 % rise, decay tau, charge) -> ``events.csv`` per recording.
 
 Modules: ``readers`` (traces and labels), ``simulate`` (the seeded simulated default with ground
 truth), ``windows`` (window / patch layouts), ``models`` (Keras builders), ``seg`` (U-Net and
-autoencoder training), ``detect`` (the detection step), ``metrics`` (event F1, IoU), ``sim`` and
+autoencoder training), ``detect`` (the detection step), ``metrics`` (event F1, IoU), ``events_sim`` and
 ``minis`` (the ``reproduce`` recipes), ``apply`` (``ephys events detect``), ``report``.
 """
 
@@ -25,7 +25,7 @@ EVENT_WINDOW = Modality(
 
 
 def _sim(data, out, *, seed=0, epochs=8, log=print):
-    from .sim import run_events_sim
+    from .events_sim import run_events_sim
 
     return run_events_sim(data, out, seed=seed, epochs=epochs, log=log)
 

@@ -9,7 +9,7 @@ cross-validation that cannot leak and leave-one-band-out (:mod:`.cv`), and the `
 """
 
 from ..core.models import ModelSpec
-from ..core.registry import Modality, Pipeline, Recipe, register_pipeline
+from ..core.registry import Modality, ClusterSteps, Pipeline, Recipe, register_pipeline
 
 MODELS = (
     ModelSpec("bilstm", "ephys.pipelines.blocks.models.bilstm:build_bilstm", ("sequence",), None, (),
@@ -56,4 +56,7 @@ PIPELINE = register_pipeline(Pipeline(
              Recipe("lfp-ratgps", "the Axona rat recording (3 LFP channels at 250 Hz, tetrodes 5 and 7 sorted in "
                     "Tint): blocked-time 5-fold CV per unit with a one-window gap, BiLSTM and GLM, LOBO",
                     _ratgps, default_data="../shared/data/lfp_spikes/ratgps", summary=_summary)),
-    synthetic=_synthetic, synthetic_size="participants"))
+    synthetic=_synthetic, synthetic_size="participants",
+    # one task per unit x participant-grouped fold; the seed's Adam 1e-3
+    cluster=ClusterSteps("lfp", ("bilstm",), fetch_size=5,
+                         train_args="--epochs 10 --batch-size 128 --lr 1e-3 --patience 3 --dropout 0.2")))

@@ -15,7 +15,7 @@ inside), ``trajectory`` (the HMM along depth), ``recipe`` (``ephys reproduce mer
 
 from ..blocks.models.lightgbm import FEATURE_TABLE, LIGHTGBM_SPEC
 from ..core.models import ModelSpec
-from ..core.registry import Pipeline, Recipe, register_pipeline
+from ..core.registry import ClusterSteps, Pipeline, Recipe, register_pipeline
 
 MLP_SPEC = ModelSpec("mlp", "ephys.pipelines.mer.mlp:build_mlp", ("features",), None, ("mlstim",),
                      "ML-STIM multilayer perceptron 9-7-4-4-2, tanh, min-max scaler fitted on the training data "
@@ -56,6 +56,9 @@ PIPELINE = register_pipeline(Pipeline(
                     "simulated cohort of 20 patients (ML-STIM format): leave-one-patient-out MLP and LightGBM, "
                     "per-segment and per-recording metrics, STN entry / exit by a 3-state HMM along depth",
                     _mer_sim, default_data=None, summary=_mer_sim_summary),),
-    synthetic=_synthetic, synthetic_size="patients"))
+    synthetic=_synthetic, synthetic_size="patients",
+    # leave-one-patient-out (the dataset says lopo); the recipe's MLP settings (ML-STIM: no dropout)
+    cluster=ClusterSteps("mer", ("mlp", "lightgbm"), fetch_size=20,
+                         train_args="--epochs 40 --batch-size 64 --lr 3e-3 --patience 6 --dropout 0")))
 
 __all__ = ["segment_features", "PIPELINE", "MLP_SPEC"]

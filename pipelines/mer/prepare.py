@@ -131,4 +131,5 @@ def prepare_mer(input_path: str | Path, out: str | Path, fs_hz: float | None = N
         out, ids, np.asarray(X, dtype=np.float64).reshape(len(ids), len(FEATURE_NAMES)), FEATURE_NAMES, labels, LABEL_NAMES, groups=groups, feature_units=FEATURE_UNITS,
         provenance=provenance, extra_columns=extra,
         extra_manifest={"pipeline": "mer", "fs_hz": FS_HZ, "sample_noun": "segment", "group_noun": "patient",
-                        "recordings": records, "artifact_masks": MASKS, "default_split": "grouped"})
+                        "recordings": records, "artifact_masks": MASKS, "default_split": "grouped",
+                        "cv": "lopo"})

@@ -2,8 +2,10 @@
 
 1. Simulate a cohort (default 20 patients, the ML-STIM format; :mod:`.synthetic`) unless
    ``--data`` names an ML-STIM folder, and ``prepare mer`` it.
-2. Leave-one-patient-out (:func:`ephys.pipelines.core.validation.leave_one_group_out`): for each
-   patient, both models (``mlp``, ``lightgbm``) are trained by the core's ``train()`` on the other
+2. Leave-one-patient-out, one fold at a time through the same two steps as a SLURM array
+   (:func:`ephys.pipelines.core.crossval.train_fold`, then :func:`~ephys.pipelines.core.crossval.aggregate`
+   into ``OUT/runs/<model>/metrics.json``, reported under ``models.<model>.cross_validation``): for
+   each patient, both models (``mlp``, ``lightgbm``) are trained by the core's ``train()`` on the other
    patients, with early stopping on a validation part of whole training patients
    (:func:`~ephys.pipelines.core.validation.inner_validation`); the held-out patient is never
    seen in training, scaling or early stopping.
@@ -63,18 +65,6 @@ def _mean_sd(values) -> dict:
             "n": int(v.size)}
 
 
-def _predict(run: Path, model: str, X: np.ndarray, feature_names: list[str]) -> np.ndarray:
-    """P(inside) of rows X from a trained run folder."""
-    if model == "lightgbm":
-        from ..blocks.models.lightgbm import TabularModel
-
-        return TabularModel(run).predict_proba(X, feature_names)[:, 1]
-    from ..core.models import load_keras_model
-
-    net = load_keras_model(run / "model.keras")
-    return np.asarray(net.predict(X.astype(np.float32), batch_size=4096, verbose=0))[:, 1].astype(np.float64)
-
-
 def _artifact_agreement(raw: Path, ds_dir: Path, manifest: dict) -> dict | None:
     truth_file = raw / "artifacts.npz"
     if not truth_file.is_file():
@@ -113,8 +103,8 @@ def reproduce_mer_sim(data: str | Path | None, out: str | Path, *, seed: int = 0
         Bad input data (see ``prepare mer``), fewer than 2 labelled patients.
     """
     from ..core.datasets import load_dataset
-    from ..core.training import TrainConfig, train
-    from ..core.validation import check_no_leak, fold_split_ids, inner_validation, leave_one_group_out
+    from ..core.crossval import aggregate, plan_folds, train_fold
+    from ..core.training import TrainConfig
     from .prepare import prepare_mer
     from .synthetic import fetch_synthetic
     from .trajectory import decode, label_borders, transitions_from_labels
@@ -139,33 +129,29 @@ def reproduce_mer_sim(data: str | Path | None, out: str | Path, *, seed: int = 0
     labelled = ds.labelled_indices()
     if len({ds.groups[i] for i in labelled}) < 2:
         raise EphysError("leave-one-patient-out needs labelled recordings of at least 2 patients", ds_dir)
-    X_all = ds.load(np.arange(len(ds.ids)), dtype=np.float64)
     y_all = np.array([-1 if lab is None else ds.label_names.index(lab) for lab in ds.labels])
     rec_of = [s["id"].rsplit("_s", 1)[0] for s in manifest["samples"]]
     rec_index = {r["id"]: i for i, r in enumerate(recs)}
     lab_idx = labelled
-    groups = [ds.groups[i] for i in lab_idx]
-    folds = leave_one_group_out(groups)
+    # one code path with `ephys train --fold K` + `ephys aggregate` (a SLURM array task per fold)
+    plan = plan_folds(ds, "lopo", seed=seed)
     eager = os.environ.get("EPHYS_EAGER", "") == "1"
     seg_proba = {m: np.full(len(ds.ids), np.nan) for m in models}
+    pos = {sid: i for i, sid in enumerate(ds.ids)}
     majority_of = {}
-    for k, fold in enumerate(folds):
-        fit, val = inner_validation(fold, groups, fraction=0.2, seed=seed)
-        check_no_leak(groups, fit, val, fold.test)
-        fit_i, val_i, test_i = lab_idx[fit], lab_idx[val], lab_idx[fold.test]
-        split_ids = fold_split_ids(ds.ids, fit_i, val_i, test_i)
-        majority_of[fold.held_out[0]] = int(np.bincount(y_all[np.r_[fit_i, val_i]], minlength=2).argmax())
-        n_fit_groups = len({groups[j] for j in fit})
+    cv_metrics = {}
+    for k, fold in enumerate(plan.folds):
+        majority_of[fold.held_out[0]] = int(np.bincount(y_all[fold.train], minlength=2).argmax())
         for m in models:
-            # lightgbm scores its settings by grouped CV inside the training part: no more folds
-            # than training patients (blocks.models.lightgbm does not cap it itself)
-            hp = {"cv_folds": max(2, min(5, n_fit_groups))} if m == "lightgbm" else {}
             cfg = TrainConfig(model=m, data=str(ds_dir), epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                              patience=patience, split=fold.name, dropout=0.0, eager=eager, hparams=hp,
-                              out=str(out / "runs" / m / fold.name))
-            run = train(cfg, split_ids=split_ids, log=lambda s: None)
-            seg_proba[m][test_i] = _predict(run, m, X_all[test_i], list(manifest["feature_names"]))
-        log(f"fold {k + 1}/{len(folds)} ({fold.name}) done, {time.perf_counter() - t0:.0f} s")
+                              patience=patience, dropout=0.0, eager=eager, out=str(out / "runs" / m))
+            train_fold(cfg, fold=k, scheme="lopo", log=lambda s: None)
+        log(f"fold {k + 1}/{len(plan.folds)} ({fold.name}) done, {time.perf_counter() - t0:.0f} s")
+    for m in models:
+        cv_metrics[m] = aggregate([out / "runs" / m], out / "runs" / m)
+        with open(out / "runs" / m / "predictions.csv", newline="") as fh:
+            for row in csv.DictReader(fh):
+                seg_proba[m][pos[row["id"]]] = float(row["p_inside"])
 
     # transitions for the HMM: from the training patients' labels only, per held-out patient
     traj_of = {}
@@ -248,7 +234,8 @@ def reproduce_mer_sim(data: str | Path | None, out: str | Path, *, seed: int = 0
                   "entry_mean": float(np.mean(errs_entry)) if errs_entry else None,
                   "exit_mean": float(np.mean(errs_exit)) if errs_exit else None,
                   "n_trajectories": len(errs_entry) + n_missed, "n_no_stn_found": n_missed}
-        result["models"][m] = {"per_segment": seg_metrics, "per_recording": rec_metrics,
+        result["models"][m] = {"per_segment": seg_metrics, "cross_validation": _cv_summary(cv_metrics[m]),
+                               "per_recording": rec_metrics,
                                "per_patient_recording": per_patient_summary, "per_patient": per_patient,
                                "border_error_mm": border}
     best = max(models, key=lambda m: result["models"][m]["per_recording"]["balanced_accuracy"] or 0)
@@ -277,6 +264,14 @@ def reproduce_mer_sim(data: str | Path | None, out: str | Path, *, seed: int = 0
         plot_trajectories(rec_rows, traj_rows, m, out / f"trajectories_{m}.png")
     write_json(out / "metrics.json", result)
     return result
+
+
+def _cv_summary(m: dict) -> dict:
+    """The pooled per-segment numbers of ``ephys aggregate`` (argmax decision), as a SLURM run of
+    the same folds writes them to ``runs/cv/<model>/metrics.json``."""
+    keys = ("accuracy", "majority_baseline_accuracy", "balanced_accuracy", "macro_f1", "roc_auc_ovr", "n_test",
+            "confusion_matrix", "scheme", "n_folds_done", "complete")
+    return {k: m[k] for k in keys}
 
 
 def _csv(rows: list[dict]) -> str:

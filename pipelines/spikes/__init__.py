@@ -6,7 +6,7 @@ spikes-seed``), ``cluster`` / ``cluster_report`` (``ephys cluster`` on Axona tet
 """
 
 from ..core.models import ModelSpec
-from ..core.registry import Modality, Pipeline, Recipe, register_pipeline
+from ..core.registry import Modality, ClusterSteps, Pipeline, Recipe, register_pipeline
 
 _SEQ = "ephys.pipelines.blocks.models.sequence"
 
@@ -48,4 +48,6 @@ PIPELINE = register_pipeline(Pipeline(
                     "1-D CNN and GRU spike vs background on the spike seed's channels: train on 9/16/33 "
                     "(early stopping on 11), evaluate on 40, choose the best model on 11; the seed's "
                     "published numbers under `reference`",
-                    _seed, default_data="../shared/data/spikes", summary=_seed_summary),)))
+                    _seed, default_data="../shared/data/spikes", summary=_seed_summary),),
+    # no simulated default: EPHYS_INPUT names snippet sets (e.g. ../shared/data/spikes); one fold per channel
+    cluster=ClusterSteps("spikes", ("cnn1d", "gru"), train_args="--epochs 40 --batch-size 256 --lr 1e-3 --patience 6")))

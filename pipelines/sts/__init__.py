@@ -12,7 +12,7 @@ tables), ``allen`` / ``dandi`` (fetchers), ``baseline`` (``reproduce sts-baselin
 
 from ..blocks.models.lightgbm import FEATURE_TABLE, LIGHTGBM_SPEC
 from ..core.models import ModelSpec
-from ..core.registry import Modality, Pipeline, Recipe, register_pipeline
+from ..core.registry import Modality, ClusterSteps, Pipeline, Recipe, register_pipeline
 
 _BB = "ephys.pipelines.blocks.models.backbones"
 _WEIGHTS = f"{_BB}:imagenet_weights_path"
@@ -66,4 +66,5 @@ PIPELINE = register_pipeline(Pipeline(
                     "(features, imputation and settings chosen by cross-validation inside the training split), "
                     "evaluated once on the STS test split, explained (SHAP) and reported",
                     _baseline, default_data="../shared/data/sts"),),
-    synthetic=_synthetic, synthetic_size="cells per class"))
+    synthetic=_synthetic, synthetic_size="cells per class",
+    cluster=ClusterSteps("scalograms", ("densenet",), folds=False, shards=True, fetch_size=20)))

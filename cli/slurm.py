@@ -1,0 +1,27 @@
+"""``ephys slurm-plan`` (hidden): a pipeline's ``make slurm-all`` settings as shell defaults."""
+
+from __future__ import annotations
+
+import shlex
+
+import typer
+
+
+def slurm_plan(pipeline: str = typer.Option("sts", "--pipeline", help="Registered pipeline name.")):
+    """Print the pipeline's ClusterSteps as shell lines for slurm/submit.sh to eval, each exporting
+    its default only when the user has not set the variable (for the *_ARGS: set, even empty)."""
+    from ephys.pipelines.core.errors import EphysError
+    from ephys.pipelines.core.registry import pipeline as find
+
+    p = find(pipeline)
+    c = p.cluster
+    if c is None:
+        raise EphysError(f"pipeline {pipeline!r} declares no cluster steps (run it with `ephys reproduce`)")
+    size = "" if c.fetch_size is None or p.synthetic is None else str(c.fetch_size)
+    lines = [("EPHYS_PREPARE_VERB", c.prepare, ":="), ("EPHYS_MODELS", " ".join(c.models), ":="),
+             ("EPHYS_FOLDS", "1" if c.folds else "0", ":="), ("EPHYS_SHARDS", "1" if c.shards else "0", ":="),
+             ("EPHYS_FETCH_SIZE", size, "="), ("EPHYS_TRAIN_ARGS", c.train_args, "="),
+             ("EPHYS_PREPARE_ARGS", c.prepare_args, "=")]
+    for var, value, op in lines:
+        test = f'"${{{var}+set}}"' if op == "=" else f'"${{{var}:-}}"'
+        print(f"[ -n {test} ] || export {var}={shlex.quote(value)}")

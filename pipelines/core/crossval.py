@@ -1,0 +1,445 @@
+"""Cross-validation as units of work: one fold per run folder, then one pooled result.
+
+``ephys train --fold K`` (or ``--hold-out PARTICIPANT``) trains exactly one fold of a dataset's
+cross-validation scheme (:func:`train_fold`) into ``CV/<fold name>/``, a normal run folder
+(resumable, evaluated on the fold's held-out samples) plus ``fold.json``, written last, which
+marks the fold finished. ``ephys aggregate CV`` (:func:`aggregate`) pools the held-out predictions
+of every fold into one ``metrics.json`` with per-fold and per-participant rows, and refuses (or,
+with ``allow_missing``, records) folds that have no finished run: never a silent mean over the
+folds that happened to finish. ``ephys train --fold all`` runs every fold in this process and
+aggregates (:func:`cross_validate`): the in-process path is the same two steps a SLURM array runs.
+
+Schemes (``scheme``; the default is the dataset manifest's ``cv`` when it names one, e.g. ``lopo``
+for ML-STIM-style patient cohorts, else the modality's ``Modality.cv``):
+
+- ``lopo``    leave-one-group-out (e.g. leave-one-patient-out; one fold per participant);
+- ``grouped`` stratified group k-fold (``n_folds``, seeded), no group on both sides;
+- ``blocked`` contiguous time blocks of one recording (``n_folds``), training samples within one
+  window (the manifest's ``window_s``) of a test block dropped;
+- ``auto``    grouped with at least ``n_folds`` groups, lopo with 2..n_folds-1, blocked with one.
+
+Inside a fold, early stopping uses whole training groups (or the last 20 % of a single
+recording's training samples; :func:`ephys.pipelines.core.validation.inner_validation`); the held-out
+fold is seen only by the final evaluation. The sources of the schemes are in
+:mod:`ephys.pipelines.core.validation`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .atomic import write_json, write_text
+from .datasets import Dataset, dataset_fingerprint, load_dataset
+from .errors import EphysError
+from .validation import (Fold, blocked_time_folds, check_no_leak, fold_split_ids, grouped_kfold,
+                         inner_validation, leave_one_group_out)
+
+__all__ = ["SCHEMES", "FoldPlan", "plan_folds", "select_fold", "train_fold", "cross_validate", "aggregate",
+           "find_fold_runs", "default_cv_dir", "fold_tasks"]
+
+SCHEMES = ("auto", "lopo", "grouped", "blocked")
+FOLD_FILE = "fold.json"
+#: fraction of the training groups (or of a single recording's training samples) used for early stopping
+VAL_FRACTION = 0.2
+
+
+@dataclass
+class FoldPlan:
+    """The folds of one dataset: ``scheme`` actually used, ``folds`` (indices into the dataset's
+    samples; only labelled samples), ``n_folds`` requested, ``seed``, ``dataset`` root."""
+
+    dataset: Path
+    scheme: str
+    n_folds: int
+    seed: int
+    folds: list[Fold]
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.folds]
+
+
+def _modality_scheme(ds: Dataset) -> str:
+    from .registry import modality
+
+    if ds.manifest.get("cv") in SCHEMES:
+        return ds.manifest["cv"]
+    return getattr(modality(ds.modality, ds.root / "manifest.json"), "cv", "auto") or "auto"
+
+
+def plan_folds(ds: Dataset, scheme: str | None = None, n_folds: int = 5, seed: int = 0) -> FoldPlan:
+    """The cross-validation folds of a dataset's labelled samples (see the module docstring).
+
+    Parameters
+    ----------
+    ds : Dataset
+    scheme : one of :data:`SCHEMES`, or None for the dataset's default (manifest ``cv``, else ``Modality.cv``)
+    n_folds : int, folds of ``grouped`` / ``blocked`` (``lopo`` has one per group)
+    seed : int, shuffling of ``grouped``
+
+    Raises
+    ------
+    EphysError
+        Unknown scheme, too few groups or samples for it, ``blocked`` on several recordings.
+    """
+    scheme = scheme or _modality_scheme(ds)
+    if scheme not in SCHEMES:
+        raise EphysError(f"cross-validation scheme must be one of {', '.join(SCHEMES)}, not {scheme!r}")
+    lab = ds.labelled_indices()
+    if lab.size < 4:
+        raise EphysError(f"cross-validation needs at least 4 labelled samples, found {lab.size}", ds.root)
+    groups = [ds.groups[i] for i in lab]
+    n_groups = len(set(groups))
+    if scheme == "auto":
+        scheme = "grouped" if n_groups >= n_folds else "lopo" if n_groups >= 2 else "blocked"
+    if scheme == "lopo":
+        rel = leave_one_group_out(groups, prefix="lopo")
+    elif scheme == "grouped":
+        rel = grouped_kfold([ds.labels[i] for i in lab], groups, n_folds=n_folds, seed=seed)
+    else:
+        if n_groups != 1:
+            raise EphysError(f"blocked time folds need one recording, found {n_groups} groups "
+                             "(use --cv grouped or lopo)", ds.root)
+        samples = ds.manifest.get("samples") or []
+        t = np.array([float(samples[i].get("t_s", i)) if i < len(samples) else float(i) for i in lab])
+        rel = blocked_time_folds(t, n_folds=n_folds, gap=float(ds.manifest.get("window_s") or 0.0))
+    folds = [Fold(f.name, lab[f.train], lab[f.test], list(f.held_out)) for f in rel]
+    return FoldPlan(ds.root, scheme, int(n_folds), int(seed), folds)
+
+
+def select_fold(plan: FoldPlan, fold: str | int | None = None, hold_out: str | None = None) -> tuple[int, Fold]:
+    """The fold a user named: ``fold`` as its 0-based index (a SLURM array task id) or its name
+    (``lopo-P03``, ``fold-2``), or ``hold_out``, the participant a ``lopo`` fold holds out.
+
+    Raises
+    ------
+    EphysError
+        No such fold (the message lists the valid ones).
+    """
+    names = plan.names
+    listing = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
+    if hold_out is not None:
+        for k, f in enumerate(plan.folds):
+            if f.held_out == [str(hold_out)]:
+                return k, f
+        held = sorted({h for f in plan.folds for h in f.held_out if plan.scheme == "lopo"})
+        raise EphysError(f"--hold-out {hold_out}: no {plan.scheme} fold holds out exactly that participant "
+                         f"(participants: {', '.join(held[:10]) or 'none: use --cv lopo'})", plan.dataset)
+    s = str(fold)
+    if s.lstrip("-").isdigit():
+        k = int(s)
+        if 0 <= k < len(names):
+            return k, plan.folds[k]
+        raise EphysError(f"--fold {k}: the {plan.scheme} scheme has folds 0..{len(names) - 1} ({listing})",
+                         plan.dataset)
+    if s in names:
+        return names.index(s), plan.folds[names.index(s)]
+    raise EphysError(f"--fold {s}: no such fold (folds: {listing})", plan.dataset)
+
+
+def default_cv_dir(cfg) -> Path:
+    """``$EPHYS_RUNS/<model>-<dataset folder name>-cv``: where ``train --fold`` puts the folds."""
+    from .training import default_run_dir
+
+    base = default_run_dir(cfg)
+    return base.with_name(base.name + "-cv")
+
+
+def _fold_split(ds: Dataset, fold: Fold, seed: int) -> dict[str, list[str]]:
+    fit, val = inner_validation(fold, ds.groups, VAL_FRACTION, seed)
+    if len({ds.groups[i] for i in fold.train}) >= 2:
+        check_no_leak(ds.groups, np.r_[fit, val], fold.test)
+        check_no_leak(ds.groups, fit, val)
+    return fold_split_ids(ds.ids, fit, val, fold.test)
+
+
+def train_fold(cfg, fold: str | int | None = None, hold_out: str | None = None, scheme: str | None = None,
+               n_folds: int = 5, log: Callable[[str], None] = print, on_epoch=None) -> Path:
+    """Train and evaluate exactly one fold of ``cfg.data``'s cross-validation.
+
+    ``cfg.out`` (or :func:`default_cv_dir`) is the cross-validation folder; the fold's run folder
+    is ``CV/<fold name>/`` (``config.yaml``, ``split.json``, ``model.*``, ``metrics.json`` and
+    ``predictions.csv`` of its held-out samples), and ``CV/<fold name>/fold.json`` is written last.
+    Re-running resumes an interrupted fold (:func:`ephys.pipelines.core.training.train`) and
+    leaves a finished one alone.
+
+    Returns
+    -------
+    Path of the fold's run folder.
+
+    Raises
+    ------
+    EphysError
+        See :func:`plan_folds`, :func:`select_fold`, :func:`ephys.pipelines.core.training.train`.
+    """
+    from .evaluation import evaluate_run
+    from .training import train
+
+    ds = load_dataset(cfg.data)
+    plan = plan_folds(ds, scheme or ("lopo" if hold_out is not None else None), n_folds, cfg.seed)
+    k, f = select_fold(plan, fold, hold_out)
+    root = Path(cfg.out) if cfg.out else default_cv_dir(cfg)
+    run = root / f.name
+    if (run / FOLD_FILE).is_file():
+        log(f"{run}: fold {f.name} already finished; nothing to do")
+        return run
+    split_ids = _fold_split(ds, f, cfg.seed)
+    cfg.split, cfg.out = f.name, str(run)
+    log(f"fold {k + 1}/{len(plan.folds)} ({plan.scheme}): {f.name}, holding out {', '.join(f.held_out)}; "
+        f"{len(split_ids['train'])} fit / {len(split_ids['val'])} validation / {len(split_ids['test'])} test samples")
+    train(cfg, on_epoch=on_epoch, log=log, split_ids=split_ids)
+    metrics = evaluate_run(run)
+    train_side = np.array([i for i in f.train], dtype=np.int64)
+    counts = np.bincount(ds.y(train_side), minlength=len(ds.label_names))
+    write_json(run / FOLD_FILE, {
+        "fold": f.name, "index": k, "scheme": plan.scheme, "n_folds": plan.n_folds, "seed": plan.seed,
+        "folds": plan.names, "held_out": f.held_out, "model": cfg.model, "dataset": str(Path(ds.root).resolve()),
+        "dataset_fingerprint": dataset_fingerprint(ds.manifest), "label_names": list(ds.label_names),
+        "train_class_counts": {n: int(c) for n, c in zip(ds.label_names, counts)},
+        "n_test": int(f.test.size), "test_metrics": {k2: metrics.get(k2) for k2 in
+                                                     ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_ovr")}})
+    return run
+
+
+def cross_validate(cfg, scheme: str | None = None, n_folds: int = 5, log: Callable[[str], None] = print,
+                   on_epoch=None) -> dict:
+    """Every fold of ``cfg.data`` in this process (:func:`train_fold`), then :func:`aggregate`
+    into the cross-validation folder; returns the aggregated metrics."""
+    import copy
+
+    ds = load_dataset(cfg.data)
+    plan = plan_folds(ds, scheme, n_folds, cfg.seed)
+    root = Path(cfg.out) if cfg.out else default_cv_dir(cfg)
+    for k in range(len(plan.folds)):
+        c = copy.deepcopy(cfg)
+        c.out = str(root)
+        train_fold(c, fold=k, scheme=plan.scheme, n_folds=n_folds, log=log, on_epoch=on_epoch)
+    return aggregate([root], root)
+
+
+def find_fold_runs(paths) -> tuple[list[Path], list[Path]]:
+    """(finished fold runs, unfinished run folders) among ``paths``: fold run folders themselves,
+    or folders holding them (searched three levels deep).
+
+    Raises
+    ------
+    EphysError
+        A path that does not exist, or holds neither.
+    """
+    done, unfinished = [], []
+    for p in map(Path, paths):
+        if not p.exists():
+            raise EphysError("no such run folder", p)
+        cands = [p] if (p / "config.yaml").is_file() or (p / FOLD_FILE).is_file() else \
+            sorted({c.parent for pat in ("*/config.yaml", "*/*/config.yaml", "*/*/*/config.yaml",
+                                         "*/fold.json", "*/*/fold.json", "*/*/*/fold.json") for c in p.glob(pat)})
+        if not cands:
+            raise EphysError("not a fold run folder and holds none (expected fold.json from `ephys train --fold`)", p)
+        for c in cands:
+            (done if (c / FOLD_FILE).is_file() else unfinished).append(c)
+    return sorted(set(done)), sorted(set(unfinished) - set(done))
+
+
+def _read_fold(run: Path) -> dict:
+    import json
+
+    try:
+        return json.loads((run / FOLD_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise EphysError(f"unreadable fold record ({exc})", run / FOLD_FILE) from None
+
+
+def _read_predictions(run: Path, label_names: list[str]) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    path = run / "predictions.csv"
+    try:
+        rows = list(csv.DictReader(io.StringIO(path.read_text())))
+    except OSError as exc:
+        raise EphysError(f"unreadable predictions ({exc}); re-run `ephys evaluate`", path) from None
+    cols = [f"p_{n}" for n in label_names]
+    try:
+        ids = [r["id"] for r in rows]
+        y = np.array([label_names.index(r["true"]) for r in rows], dtype=np.int64)
+        pred = np.array([label_names.index(r["predicted"]) for r in rows], dtype=np.int64)
+        proba = np.array([[float(r[c]) for c in cols] for r in rows], dtype=np.float64).reshape(len(rows), len(cols))
+    except (KeyError, ValueError) as exc:
+        raise EphysError(f"predictions do not match the run's labels ({exc})", path) from None
+    return ids, y, pred, proba
+
+
+def _summary(y, pred, proba, label_names, majority) -> dict:
+    from .evaluation import classification_metrics
+
+    m = classification_metrics(y, proba, label_names, y_pred=pred)
+    m["majority_baseline_accuracy"] = float(np.mean(y == majority)) if y.size else None
+    return m
+
+
+def aggregate(paths, out: str | Path | None = None, allow_missing: bool = False) -> dict:
+    """Pool the held-out predictions of cross-validation folds into one result.
+
+    Parameters
+    ----------
+    paths : fold run folders, or folders holding them (e.g. the ``train --fold`` folder)
+    out : folder for ``metrics.json``, ``predictions.csv`` and ``report.html`` [default: the first path]
+    allow_missing : record missing folds (``complete: false``, ``missing_folds``) instead of refusing
+
+    Returns
+    -------
+    dict (also ``OUT/metrics.json``): pooled ``accuracy``, ``balanced_accuracy``, ``macro_f1``,
+    ``roc_auc_ovr``, ``confusion_matrix``, ``per_class`` and ``majority_baseline_accuracy`` (each
+    held-out sample scored against its fold's training-side majority class); ``per_fold`` rows;
+    ``per_participant`` {group: metrics}; ``per_dataset`` when the folds span several datasets;
+    ``folds`` / ``missing_folds`` / ``complete``.
+
+    Raises
+    ------
+    EphysError
+        No finished fold; folds of different models, schemes, seeds or dataset versions; a fold
+        without finished run (unless ``allow_missing``); a sample held out twice.
+    """
+    done, unfinished = find_fold_runs(paths)
+    if not done:
+        where = unfinished[0] if unfinished else Path(list(paths)[0])
+        raise EphysError("no finished fold (no fold.json): train the folds first (`ephys train --fold K`)", where)
+    infos = {r: _read_fold(r) for r in done}
+    models = sorted({i["model"] for i in infos.values()})
+    if len(models) > 1:
+        raise EphysError(f"folds of several models ({', '.join(models)}): aggregate each model's folder separately",
+                         Path(list(paths)[0]))
+    by_ds: dict[str, list[Path]] = {}
+    for r, i in infos.items():
+        by_ds.setdefault(i["dataset"], []).append(r)
+    missing, rows, pooled, per_fold, datasets = [], [], [], [], {}
+    label_names = None
+    for ds_path, runs in sorted(by_ds.items()):
+        first = infos[runs[0]]
+        for r in runs:
+            i = infos[r]
+            for key in ("scheme", "n_folds", "seed", "dataset_fingerprint", "folds"):
+                if i[key] != first[key]:
+                    raise EphysError(f"fold {i['fold']} differs from fold {first['fold']} in {key} "
+                                     f"(folds of different cross-validations)", r / FOLD_FILE)
+        label_names = label_names or first["label_names"]
+        if first["label_names"] != label_names:
+            raise EphysError("folds with different class labels", runs[0] / FOLD_FILE)
+        have = {infos[r]["fold"]: r for r in runs}
+        short = Path(ds_path).name
+        missing += [f"{short}/{f}" if len(by_ds) > 1 else f for f in first["folds"] if f not in have]
+        try:
+            ds = load_dataset(ds_path)
+        except EphysError:
+            ds = None
+        group_of = dict(zip(ds.ids, ds.groups)) if ds is not None else {}
+        seen = set()
+        for name in first["folds"]:
+            if name not in have:
+                continue
+            r = have[name]
+            ids, y, pred, proba = _read_predictions(r, label_names)
+            dup = seen.intersection(ids)
+            if dup:
+                raise EphysError(f"sample {sorted(dup)[0]} is held out by two folds", r / "predictions.csv")
+            seen.update(ids)
+            counts = infos[r]["train_class_counts"]
+            majority = label_names.index(max(label_names, key=lambda n: (counts.get(n, 0), -label_names.index(n))))
+            m = _summary(y, pred, proba, label_names, majority)
+            per_fold.append({"fold": name, **({"dataset": short} if len(by_ds) > 1 else {}),
+                             "held_out": infos[r]["held_out"], "n_test": int(y.size),
+                             **{k: m[k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_ovr",
+                                                  "majority_baseline_accuracy")}})
+            for sid, yi, pi, pr in zip(ids, y, pred, proba):
+                rows.append((short, sid, group_of.get(sid, ""), name, int(yi), int(pi), pr, majority))
+        datasets[short] = ds_path
+    if missing and not allow_missing:
+        raise EphysError(f"{len(missing)} fold(s) have no finished run: {', '.join(missing[:6])}"
+                         f"{' ...' if len(missing) > 6 else ''}; train them (make slurm-all resubmits only "
+                         "these) or pass --allow-missing", Path(list(paths)[0]))
+    y = np.array([r[4] for r in rows], dtype=np.int64)
+    pred = np.array([r[5] for r in rows], dtype=np.int64)
+    proba = np.array([r[6] for r in rows], dtype=np.float64)
+    maj = np.array([r[7] for r in rows], dtype=np.int64)
+    metrics = _summary(y, pred, proba, label_names, 0)
+    metrics["majority_baseline_accuracy"] = float(np.mean(y == maj))
+    first = next(iter(infos.values()))
+    metrics.update({"split": "cross-validation (pooled held-out predictions)", "model": models[0],
+                    "scheme": first["scheme"], "n_folds_expected": sum(len(infos[rs[0]]["folds"]) for rs in by_ds.values()),
+                    "n_folds_done": len(done), "complete": not missing, "missing_folds": missing,
+                    "per_fold": per_fold})
+
+    def group_rows(key_idx):
+        out_rows = {}
+        for key in sorted({r[key_idx] for r in rows}):
+            sel = np.array([r[key_idx] == key for r in rows])
+            m = _summary(y[sel], pred[sel], proba[sel], label_names, 0)
+            out_rows[key] = {"n": int(sel.sum()), "accuracy": m["accuracy"],
+                             "balanced_accuracy": m["balanced_accuracy"], "roc_auc_ovr": m["roc_auc_ovr"],
+                             "majority_baseline_accuracy": float(np.mean(y[sel] == maj[sel]))}
+        return out_rows
+
+    metrics["per_participant"] = group_rows(2)
+    if len(by_ds) > 1:
+        metrics["per_dataset"] = group_rows(0)
+    out = Path(out) if out is not None else Path(list(paths)[0])
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["id", *(["dataset"] if len(by_ds) > 1 else []), "group", "fold", "true", "predicted"]
+               + [f"p_{n}" for n in label_names])
+    for r in rows:
+        w.writerow([r[1], *([r[0]] if len(by_ds) > 1 else []), r[2], r[3], label_names[r[4]], label_names[r[5]]]
+                   + [f"{v:.6f}" for v in r[6]])
+    write_text(out / "predictions.csv", buf.getvalue())
+    write_json(out / "metrics.json", metrics)
+    from .report import build_cv_report
+
+    build_cv_report(out, metrics, [label_names[i] for i in y], proba, label_names)
+    return metrics
+
+
+def fold_tasks(datasets, models, runs_root: str | Path, scheme: str | None = None, n_folds: int = 5,
+               seed: int = 0) -> list[dict]:
+    """The (dataset, model, fold) training tasks of a cross-validation, in array-task order.
+
+    Each task: ``dataset``, ``model``, ``fold`` (name), ``index`` (within its dataset), ``cv_dir``
+    (``RUNS/cv/<model>/<dataset name>`` with several datasets, ``RUNS/cv/<model>`` with one),
+    ``run`` (``cv_dir/<fold>``) and ``done`` (its ``fold.json`` exists).
+
+    Raises
+    ------
+    EphysError
+        See :func:`plan_folds`.
+    """
+    datasets = [Path(d) for d in datasets]
+    tasks = []
+    for d in datasets:
+        plan = plan_folds(load_dataset(d), scheme, n_folds, seed)
+        for m in models:
+            cv = Path(runs_root) / "cv" / m / d.name if len(datasets) > 1 else Path(runs_root) / "cv" / m
+            for k, f in enumerate(plan.folds):
+                run = cv / f.name
+                tasks.append({"dataset": str(d), "model": m, "fold": f.name, "index": k, "scheme": plan.scheme,
+                              "cv_dir": str(cv), "run": str(run), "done": (run / FOLD_FILE).is_file()})
+    return tasks
+
+
+def find_datasets(root: str | Path) -> list[Path]:
+    """A prepared dataset folder itself, or the datasets inside a prepared folder (``*/manifest.json``,
+    ``*/*/manifest.json``; e.g. one per unit).
+
+    Raises
+    ------
+    EphysError
+        No dataset found.
+    """
+    root = Path(root)
+    if (root / "manifest.json").is_file():
+        return [root]
+    found = sorted({p.parent for pat in ("*/manifest.json", "*/*/manifest.json") for p in root.glob(pat)})
+    if not found:
+        raise EphysError("not a prepared dataset and holds none (no manifest.json)", root)
+    return found
