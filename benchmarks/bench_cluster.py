@@ -78,7 +78,10 @@ MERGES = (0.0, 1.5, 2.0)
 #: issue 13's goals: units-only ARI per tetrode, and all-spikes ARI above the previous default's
 GOALS = {"units_only_ari_min": {5: 0.6, 7: 0.8}, "all_ari_above": {5: 0.107, 7: 0.119}}
 #: the other methods of the table (not candidates for the default)
-OTHERS = {"isosplit | features 8": {"method": "isosplit"},
+OTHERS = {"isosplit | peak,trough,energy,pc | PCA 8": {"method": "isosplit", "kinds": ("peak", "trough", "energy", "pc"),
+                                                         "n_dims": 8},
+          "isosplit | p2p,energy | all": {"method": "isosplit", "kinds": ("p2p", "energy"), "n_dims": 0},
+          "hdbscan | p2p,energy | all": {"method": "hdbscan", "kinds": ("p2p", "energy"), "n_dims": 0},
           "hdbscan | peaks 3 (the first default)": {"method": "hdbscan", "features": "peaks", "n_dims": 3}}
 
 
