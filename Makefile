@@ -31,7 +31,7 @@ help:
 	@echo "make ipfx-check  EP features vs the ipfx package on ../shared/data/patchclamp (own venv, $(IPFX_VENV))"
 	@echo "make miniml-check  events detectors vs miniML on simulated traces and the real ABF (own venv, $(MINIML_VENV))"
 	@echo "make sif | sif-test | sif-gpu   Apptainer images (containers/)"
-	@echo "make slurm-all [PIPELINE=sts|spikes|mer|lfp] | slurm-status   a pipeline's DAG on SLURM, one array task per fold (slurm/submit.sh lists the settings)"
+	@echo "make slurm-all [PIPELINE=sts|spikes|mer|lfp|events] | slurm-status   a pipeline's DAG on SLURM, one array task per fold (slurm/submit.sh lists the settings)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

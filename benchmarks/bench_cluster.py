@@ -7,7 +7,12 @@ are the first 10,000 of RatGPS tetrode 7 (``../shared/data/lfp_spikes/ratgps/838
 recording) written to a temporary Axona file; without the shared data, a simulated tetrode of
 the same size (5 units with distinct channel ratios plus Gaussian noise).
 
-    python benchmarks/bench_cluster.py [--n-spikes 10000] [--repeats 3] [--out PATH]
+    python benchmarks/bench_cluster.py [--n-spikes 10000] [--repeats 3] [--out PATH] [--table]
+
+``--table`` (needs the shared data) also records, in the same JSON, how the default was chosen
+and the tetrode x method table: every candidate of :data:`CANDIDATES` run on RatGPS tetrodes 5
+and 7 with the Tint cuts used for scoring only (units-only and all-spikes ARI, NMI, clusters,
+noise spikes, seconds), the selection rule of :func:`choose`, and the other methods.
 """
 
 from __future__ import annotations
@@ -63,12 +68,78 @@ def _spikes(n: int) -> tuple[np.ndarray, np.ndarray, str]:
     return w, np.sort(rng.uniform(0, 1200, n)), f"simulated, {n} spikes, 5 units"
 
 
+#: candidate settings for the default (issue 13), tried on tetrodes 5 and 7 only
+CANDIDATES = {
+    "peak,trough,energy,pc | PCA 8": {"kinds": ("peak", "trough", "energy", "pc"), "n_dims": 8},
+    "p2p,energy | all": {"kinds": ("p2p", "energy"), "n_dims": 0},
+    "p2p,energy,pc | PCA 8": {"kinds": ("p2p", "energy", "pc"), "n_dims": 8},
+}
+MERGES = (0.0, 1.5, 2.0)
+#: issue 13's goals: units-only ARI per tetrode, and all-spikes ARI above the previous default's
+GOALS = {"units_only_ari_min": {5: 0.6, 7: 0.8}, "all_ari_above": {5: 0.107, 7: 0.119}}
+#: the other methods of the table (not candidates for the default)
+OTHERS = {"isosplit | peak,trough,energy,pc | PCA 8": {"method": "isosplit", "kinds": ("peak", "trough", "energy", "pc"),
+                                                         "n_dims": 8},
+          "isosplit | p2p,energy | all": {"method": "isosplit", "kinds": ("p2p", "energy"), "n_dims": 0},
+          "hdbscan | p2p,energy | all": {"method": "hdbscan", "kinds": ("p2p", "energy"), "n_dims": 0},
+          "hdbscan | peaks 3 (the first default)": {"method": "hdbscan", "features": "peaks", "n_dims": 3}}
+
+
+def _row(tet: int, name: str, kw: dict, tmp: Path) -> dict:
+    data = REAL.parent
+    t0 = time.perf_counter()
+    r = cluster_tetrode(data / f"83812141.{tet}", tmp / f"{tet}-{len(name)}-{abs(hash(name))}",
+                        data / f"83812141_{tet}.cut", report=False, **kw)
+    return {"tetrode": tet, "candidate": name,
+            "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in kw.items()},
+            "units_only_ari": round(r["units_only"]["ari"], 3), "units_only_nmi": round(r["units_only"]["nmi"], 3),
+            "ari": round(r["ari"], 3), "nmi": round(r["nmi"], 3), "n_clusters": r["n_clusters"],
+            "n_noise": r["n_noise"], "n_merges": r.get("n_merges"), "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def choose(rows: list[dict]) -> tuple[str, dict]:
+    """The selection rule: most goals met over both tetrodes, then the highest mean units-only ARI."""
+    by: dict[str, dict] = {}
+    for r in rows:
+        b = by.setdefault(r["candidate"], {"goals_met": 0, "units_only": []})
+        b["goals_met"] += int(r["units_only_ari"] >= GOALS["units_only_ari_min"][r["tetrode"]])
+        b["goals_met"] += int(r["ari"] > GOALS["all_ari_above"][r["tetrode"]])
+        b["units_only"].append(r["units_only_ari"])
+    for b in by.values():
+        b["mean_units_only_ari"] = round(sum(b.pop("units_only")) / 2, 3)
+    best = max(by, key=lambda c: (by[c]["goals_met"], by[c]["mean_units_only_ari"]))
+    return best, by
+
+
+def table() -> dict:
+    rows, others = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, kw in CANDIDATES.items():
+            for m in MERGES:
+                for tet in (5, 7):
+                    rows.append(_row(tet, f"gmm | {name} | merge {m:g}", {**kw, "merge_dip": m}, Path(tmp)))
+                    print(json.dumps(rows[-1]), flush=True)
+        for name, kw in OTHERS.items():
+            for tet in (5, 7):
+                others.append(_row(tet, name, kw, Path(tmp)))
+                print(json.dumps(others[-1]), flush=True)
+    best, by = choose(rows)
+    return {"selection_rule": "on RatGPS tetrodes 5 and 7 only (Tint cuts for scoring only): the candidate meeting "
+                              "the most of issue 13's four goals (units-only ARI >= 0.6 / 0.8, all-spikes ARI above "
+                              "0.107 / 0.119 on tetrodes 5 / 7), ties broken by the mean units-only ARI; not a "
+                              "held-out estimate (no other tetrode file is in ../shared/data)",
+            "goals": {k: {str(t): v for t, v in g.items()} for k, g in GOALS.items()},
+            "chosen": best, "candidates": by, "rows": rows, "other_methods": others}
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n-spikes", type=int, default=10000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "cluster.json")
+    ap.add_argument("--table", action="store_true", help="also the selection grid and the method table (shared data)")
     a = ap.parse_args(argv)
+    tab = table() if a.table and REAL.is_file() else None
     w, t, source = _spikes(a.n_spikes)
     runs, cpu, facts = [], [], {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -92,6 +163,11 @@ def main(argv=None) -> dict:
                    "CSV / NPY / JSON written",
            "cores": 1, "python": sys.version.split()[0], "machine": platform.machine(),
            "processor": platform.processor() or platform.machine()}
+    if tab is None and a.out.is_file():  # keep the last recorded table when only the speed is rerun
+        old = json.loads(a.out.read_text())
+        tab = old.get("table")
+    if tab:
+        out["table"] = tab
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out, indent=2))

@@ -87,6 +87,19 @@ def miniml_stage(work: Path) -> None:
                              + "/" + Path(models[model_key]).name, "window_size": win}
         except Exception as exc:  # noqa: BLE001 - record why it failed, keep going
             res["miniml"] = {"error": f"{type(exc).__name__}: {exc}"[:300], "seconds": time.perf_counter() - t0}
+        if job.get("snr") is None:
+            # the real trace: also miniML's default window (600 samples = 30 ms at 20 kHz), which
+            # holds more of these slower events than the GC model's 12 ms
+            t0 = time.perf_counter()
+            try:
+                det = EventDetection(MiniTrace(data=x, sampling_interval=dt), window_size=600, model=models[model_key],
+                                     event_direction=job["polarity"], training_direction="negative", verbose=0,
+                                     batch_size=512)
+                det.detect_events(eval=False)
+                res["miniml_w600"] = {"onset_s": (np.asarray(det.event_locations, dtype=np.float64) * dt).tolist(),
+                                      "seconds": time.perf_counter() - t0, "window_size": 600}
+            except Exception as exc:  # noqa: BLE001
+                res["miniml_w600"] = {"error": f"{type(exc).__name__}: {exc}"[:300], "seconds": time.perf_counter() - t0}
         sign = -1.0 if job["polarity"] == "negative" else 1.0
         t_rise, t_decay = KIN[job["kind"]]
         base_s = 1e-3
@@ -114,7 +127,8 @@ def miniml_stage(work: Path) -> None:
 
 def relocate(x: np.ndarray, fs_hz: float, onsets, polarity: str) -> list[float]:
     """Re-locate detections with the shared onset estimator (steepest rise within -2..+4 ms of each
-    detection, then the 20-80 % line to baseline), so that methods whose index marks something
+    detection, located on the 500-Hz low-passed trace as our calibrated detectors may do, then the
+    20-80 % line to baseline), so that methods whose index marks something
     other than the onset (a template start, a filtered crossing) are scored on the same footing."""
     from ephys.pipelines.events import detect as D
 
@@ -122,7 +136,7 @@ def relocate(x: np.ndarray, fs_hz: float, onsets, polarity: str) -> list[float]:
     for o in onsets:
         i = int(round(o * fs_hz))
         prob[max(0, i - int(2e-3 * fs_hz)): max(0, i + int(4e-3 * fs_hz))] = 1.0
-    ev = D.detect_events(x, fs_hz, prob, polarity, D.DetectionParams(search_ms=(0.0, 0.0), rel_height=1.01))
+    ev = D.detect_events(x, fs_hz, prob, polarity, D.DetectionParams(search_ms=(0.0, 0.0), rel_height=1.01, locate_hz=500.0))
     return [e["onset_s"] for e in ev]
 
 
@@ -145,7 +159,7 @@ def main() -> int:
         return 0
 
     from ephys.pipelines.events.metrics import event_prf, match_events
-    from ephys.pipelines.events.sim import load_cohort
+    from ephys.pipelines.events.events_sim import load_cohort
 
     run, work = Path(args.run), Path(args.work)
     if not (run / "metrics.json").is_file():
@@ -250,26 +264,28 @@ def main() -> int:
             from ephys.pipelines.events.readers import read_trace
 
             t = read_trace(abf)
-            mm_on, secs = [], 0.0
-            for k, (s0, s1) in enumerate(t.segments):
-                v = mm[f"abf_sweep{k}"].get("miniml", {})
-                secs += v.get("seconds", 0.0)
-                for o in v.get("onset_s", []):
-                    i = int(round(o * t.fs_hz))
-                    if 0 <= i < s1 - s0 and not t.exclude[s0 + i]:
-                        mm_on.append(o + s0 / t.fs_hz)
             analysed = abf_ours["analysed_s"]
-            real["miniml"] = {"n_events": len(mm_on), "frequency_hz": len(mm_on) / analysed,
-                              "seconds_per_minute": secs / (t.duration_s / 60.0),
-                              "note": "events inside the membrane-test stretch dropped, as for ours"}
-            agree = {}
-            for m in OURS:
-                on = _read_onsets(work / "abf_ours" / f"events_{m}.csv")
-                n_match = len(match_events(mm_on, on, 1e-3))
-                agree[m] = {"matched": n_match, "n_ours": len(on), "n_miniml": len(mm_on),
-                            "fraction_of_miniml_found_by_ours": n_match / len(mm_on) if mm_on else None,
-                            "fraction_of_ours_found_by_miniml": n_match / len(on) if on else None}
-            real["agreement_with_miniml"] = agree
+            for variant, note in (("miniml", "GC model, 12-ms windows (240 samples, resampled to 600)"),
+                                  ("miniml_w600", "GC model, miniML's default 600-sample (30 ms) windows")):
+                mm_on, secs = [], 0.0
+                for k, (s0, s1) in enumerate(t.segments):
+                    v = mm[f"abf_sweep{k}"].get(variant, {})
+                    secs += v.get("seconds", 0.0)
+                    for o in v.get("onset_s", []):
+                        i = int(round(o * t.fs_hz))
+                        if 0 <= i < s1 - s0 and not t.exclude[s0 + i]:
+                            mm_on.append(o + s0 / t.fs_hz)
+                real[variant] = {"n_events": len(mm_on), "frequency_hz": len(mm_on) / analysed,
+                                 "seconds_per_minute": secs / (t.duration_s / 60.0), "settings": note,
+                                 "note": "events inside the membrane-test stretch (our exclude mask) dropped, as for ours"}
+                agree = {}
+                for m in OURS:
+                    on = _read_onsets(work / "abf_ours" / f"events_{m}.csv")
+                    n_match = len(match_events(mm_on, on, 1e-3))
+                    agree[m] = {"matched": n_match, "n_ours": len(on), "n_miniml": len(mm_on),
+                                "fraction_of_miniml_found_by_ours": n_match / len(mm_on) if mm_on else None,
+                                "fraction_of_ours_found_by_miniml": n_match / len(on) if on else None}
+                real["agreement_with_miniml" if variant == "miniml" else f"agreement_with_{variant}"] = agree
         result["real_abf"] = real
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(args.out).with_suffix(".json.part")

@@ -14,9 +14,10 @@ def cluster(
     out: Path = typer.Argument(None, help="Output folder [default: runs/cluster-<file name>]."),
     cut: Path = typer.Option(None, "--cut", help="Tint .cut file of the same tetrode: report ARI / NMI, a confusion table and best matches against it (never used to fit)."),
     method: str = typer.Option(None, "--method", help="gmm (Gaussian mixture, k by BIC; default) | isosplit (ISO-SPLIT, isosplit6) | hdbscan (sklearn) | dbscan (eps at the knee of the k-distance curve)."),
-    embed: str = typer.Option(None, "--embed", "--features", help="features (per-channel peak, trough, energy, PCs, standardised; default) | peaks (peak amplitude per channel) | pca (PCA of the whole waveform) | autoencoder (bottleneck of a dense autoencoder fitted to these spikes); --dims sets the size."),
-    dims: int = typer.Option(None, "--dims", min=0, help="PCA components of the features (0 = all) / of the waveform, autoencoder bottleneck [default: 8]."),
-    kinds: str = typer.Option(None, "--feature-kinds", help="Comma-separated per-channel features for --embed features, from peak,trough,width,energy,pc [default: peak,trough,energy,pc]."),
+    embed: str = typer.Option(None, "--embed", "--features", help="features (per-channel features of --feature-kinds, standardised; default) | peaks (peak amplitude per channel) | pca (PCA of the whole waveform) | autoencoder (bottleneck of a dense autoencoder fitted to these spikes); --dims sets the size."),
+    dims: int = typer.Option(None, "--dims", min=0, help="PCA components of the features (0 = all, the default for features) / of the waveform, autoencoder bottleneck."),
+    kinds: str = typer.Option(None, "--feature-kinds", help="Comma-separated per-channel features for --embed features, from peak,trough,p2p,width,energy,pc [default: see README]."),
+    merge_dip: float = typer.Option(None, "--merge-dip", min=0.0, help="gmm: merge clusters with no isocut dip below this score along their discriminant axis whose union is better isolated (0 = no merge) [default: see README]."),
     max_k: int = typer.Option(None, "--max-k", min=1, help="gmm: largest number of components tried by BIC [default: 12]."),
     p_outlier: float = typer.Option(None, "--p-outlier", help="gmm / isosplit noise rule: spikes beyond the chi-square 1 - p quantile of their cluster's Mahalanobis distance are noise [default: 0.001]."),
     min_samples: int = typer.Option(10, "--min-samples", min=1, help="DBSCAN / HDBSCAN min_samples (k of the k-distance curve)."),
@@ -34,7 +35,7 @@ def cluster(
     from ephys.pipelines.spikes.cluster import cluster_tetrode
 
     given = {"method": method, "features": embed, "n_dims": dims, "max_k": max_k, "p_outlier": p_outlier,
-             "min_cluster_size": min_cluster_size,
+             "min_cluster_size": min_cluster_size, "merge_dip": merge_dip,
              "kinds": tuple(k.strip() for k in kinds.split(",") if k.strip()) if kinds else None}
     out = out or common.runs_root() / f"cluster-{tetrode.name}"
     res = cluster_tetrode(tetrode, out, cut, min_samples=min_samples, seed=seed, ae_epochs=ae_epochs,

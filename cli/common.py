@@ -71,6 +71,12 @@ def data_root() -> Path:
     return Path(os.environ.get("EPHYS_DATA", "data"))
 
 
+def synthetic_dir(pipeline: str) -> Path:
+    """Where ``ephys fetch synthetic --pipeline NAME`` writes by default: DATA/raw/synthetic for
+    the front door's STS cells, DATA/raw/synthetic-NAME for the others."""
+    return data_root() / "raw" / ("synthetic" if pipeline == "sts" else f"synthetic-{pipeline}")
+
+
 def runs_root() -> Path:
     """Where runs go by default: ``$EPHYS_RUNS`` or ``./runs``."""
     return Path(os.environ.get("EPHYS_RUNS", "runs"))

@@ -49,3 +49,19 @@ def detect(
             line += f"; F1 {s['f1']:.3f} (P {s['precision']:.3f}, R {s['recall']:.3f})"
         common.info(line)
     common.out.print(str(out / "summary.json"), highlight=False, markup=False, soft_wrap=True)
+
+
+def prepare_events(
+    input: Path = typer.Argument(None, help="A simulated events folder (`ephys fetch synthetic --pipeline events`) [default: DATA/raw/synthetic-events]."),
+    out: Path = typer.Argument(None, help="Dataset folder to write [default: DATA/processed/events]."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the window positions."),
+):
+    """Labelled 600-sample windows of every recording (event / no_event, min-max scaled; group =
+    recording) -> an "event_window" dataset for `ephys train --model cnn_bilstm` (and `--fold K`:
+    cross-validation over recordings)."""
+    from ephys.pipelines.events.prepare import prepare_event_windows
+
+    input = input or common.data_root() / "raw" / "synthetic-events"
+    out = out or common.data_root() / "processed" / "events"
+    path = prepare_event_windows(input, out, seed=seed, log=common.notice)
+    common.out.print(str(path), highlight=False, markup=False, soft_wrap=True)

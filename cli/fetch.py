@@ -30,7 +30,7 @@ def fetch_synthetic(
         p = find(pipeline)
         if p.synthetic is None:
             raise common.EphysError(f"pipeline {pipeline} has no simulated default", "--pipeline")
-        out = out or common.data_root() / "raw" / f"synthetic-{pipeline}"
+        out = out or common.synthetic_dir(pipeline)
         with common.progress_bar(f"simulating ({p.synthetic_size or 'items'})") as advance:
             last = [0]
 
@@ -44,7 +44,7 @@ def fetch_synthetic(
     from ephys.pipelines.sts.synthetic import CELL_CLASSES, fetch_synthetic as run
 
     n_per_class = n_per_class or size or 20
-    out = out or common.data_root() / "raw" / "synthetic"
+    out = out or common.synthetic_dir("sts")
     total = n_per_class * len(CELL_CLASSES)
     with common.progress_bar("simulating cells", total) as advance:
         last = [0]

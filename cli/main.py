@@ -14,7 +14,7 @@ from .cluster import cluster
 from .crossval import aggregate
 from .slurm import slurm_plan
 from .evaluate import evaluate
-from .events import events_app
+from .events import events_app, prepare_events
 from .explain import explain
 from .fetch import fetch_app
 from .mer import mer_app, prepare_mer
@@ -53,6 +53,7 @@ app.add_typer(fetch_app, name="fetch")
 app.add_typer(prepare_app, name="prepare")
 app.add_typer(events_app, name="events")
 prepare_app.command("mer")(prepare_mer)
+prepare_app.command("events")(prepare_events)
 app.add_typer(mer_app, name="mer")
 app.command()(train)
 app.command()(aggregate)

@@ -11,6 +11,8 @@ def slurm_plan(pipeline: str = typer.Option("sts", "--pipeline", help="Registere
     """Print the pipeline's ClusterSteps as shell lines for slurm/submit.sh to eval, each exporting
     its default only when the user has not set the variable (for the *_ARGS: set, even empty)."""
     from ephys.pipelines.core.errors import EphysError
+
+    from . import common
     from ephys.pipelines.core.registry import pipeline as find
 
     p = find(pipeline)
@@ -21,7 +23,9 @@ def slurm_plan(pipeline: str = typer.Option("sts", "--pipeline", help="Registere
     lines = [("EPHYS_PREPARE_VERB", c.prepare, ":="), ("EPHYS_MODELS", " ".join(c.models), ":="),
              ("EPHYS_FOLDS", "1" if c.folds else "0", ":="), ("EPHYS_SHARDS", "1" if c.shards else "0", ":="),
              ("EPHYS_FETCH_SIZE", size, "="), ("EPHYS_TRAIN_ARGS", c.train_args, "="),
-             ("EPHYS_PREPARE_ARGS", c.prepare_args, "=")]
+             ("EPHYS_PREPARE_ARGS", c.prepare_args, "="),
+             ("EPHYS_INPUT", str(common.synthetic_dir(pipeline)), ":="),
+             ("EPHYS_DATASET", str(common.data_root() / "processed" / c.prepare), ":=")]
     for var, value, op in lines:
         test = f'"${{{var}+set}}"' if op == "=" else f'"${{{var}:-}}"'
         print(f"[ -n {test} ] || export {var}={shlex.quote(value)}")

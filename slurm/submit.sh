@@ -1,12 +1,12 @@
 #!/bin/bash
-# Submit a pipeline's DAG (make slurm-all PIPELINE=sts|spikes|mer|lfp). One shape for all:
+# Submit a pipeline's DAG (make slurm-all PIPELINE=sts|spikes|mer|lfp|events). One shape for all:
 #   fetch (skipped when the input exists) -> prepare (one job, or an array over shards; skipped
 #   when the dataset exists) -> train array -> aggregate (cross-validating pipelines) or
 #   evaluate/explain/report (the others)
 # The pipeline declares its steps in its registry entry (ClusterSteps: prepare verb, models,
 # folds or not, simulated size, training settings); `ephys slurm-plan` prints them as defaults
 # here. Cross-validating pipelines (mer: leave-one-patient-out; lfp: participant-grouped 5-fold
-# per unit; spikes: one fold per channel) get one train array task per dataset x model x fold,
+# per unit; spikes: one fold per channel; events: the window classifier, 5 folds over recordings) get one train array task per dataset x model x fold,
 # listed by `ephys prepare folds` in $EPHYS_LOGS/folds.tsv once the dataset exists (slurm/plan.sh:
 # inline when it exists already, else as the `plan` job after prepare). Every step has
 # --dependency=afterok on the one before and --kill-on-invalid-dep=yes, so a failed fold stops the
@@ -21,9 +21,11 @@
 #   EPHYS_SIF         ""            Apptainer image to run ephys from; empty = host install (EPHYS_BIN)
 #   EPHYS_DATA        data          data root;   EPHYS_RUNS  runs   run root
 #   EPHYS_INPUT       $EPHYS_DATA/raw/synthetic[-PIPELINE]   recordings; if it exists, no fetch job
-#   EPHYS_FETCH_SIZE  the pipeline's (sts: 20 cells per class, mer: 20 patients, lfp: 5 participants)
+#   EPHYS_FETCH_SIZE  the pipeline's (sts: 20 cells per class, mer: 20 patients, lfp: 5 participants,
+#                     events: 12 recordings); EPHYS_N_PER_CLASS is its older name
 #   EPHYS_DATASET     $EPHYS_DATA/processed/<prepare verb>
-#   EPHYS_MODELS      the pipeline's (sts: densenet; mer: "mlp lightgbm"; lfp: bilstm; spikes: "cnn1d gru")
+#   EPHYS_MODELS      the pipeline's (sts: densenet; mer: "mlp lightgbm"; lfp: bilstm; spikes: "cnn1d gru";
+#                     events: cnn_bilstm)
 #   EPHYS_CV_ARGS     ""            e.g. "--cv grouped --cv-folds 10" (folds; default: the dataset's scheme)
 #   EPHYS_ARRAY_MAX   ""            at most this many train tasks at once (sbatch --array=...%N)
 #   EPHYS_PREPARE_TASKS             shards of a sharded prepare [from `ephys prepare tasks`, else 4]
@@ -52,12 +54,10 @@ export EPHYS_CV_ARGS=${EPHYS_CV_ARGS:-} EPHYS_ARRAY_MAX=${EPHYS_ARRAY_MAX:-}
 source "$SLURM_DIR/common.sh" >/dev/null
 
 # the pipeline's declared steps, as defaults (a variable set above or by the user wins)
-[ -n "${EPHYS_N_PER_CLASS:-}" ] && [ "$EPHYS_PIPELINE" = sts ] && export EPHYS_FETCH_SIZE=${EPHYS_FETCH_SIZE:-$EPHYS_N_PER_CLASS}
+# EPHYS_N_PER_CLASS: the STS-era name of EPHYS_FETCH_SIZE, still honoured
+[ -n "${EPHYS_N_PER_CLASS:-}" ] && export EPHYS_FETCH_SIZE=${EPHYS_FETCH_SIZE:-$EPHYS_N_PER_CLASS}
 plan=$(ephys_cmd --quiet slurm-plan --pipeline "$EPHYS_PIPELINE") || exit 2
 eval "$plan"
-suffix=$([ "$EPHYS_PIPELINE" = sts ] && echo "" || echo "-$EPHYS_PIPELINE")
-export EPHYS_INPUT=${EPHYS_INPUT:-$EPHYS_DATA/raw/synthetic$suffix}
-export EPHYS_DATASET=${EPHYS_DATASET:-$EPHYS_DATA/processed/$EPHYS_PREPARE_VERB}
 if [ ! -e "$EPHYS_INPUT" ] && [ -z "$EPHYS_FETCH_SIZE" ]; then
     echo "slurm-all: $EPHYS_INPUT does not exist and pipeline $EPHYS_PIPELINE has no simulated default: set EPHYS_INPUT to its recordings; nothing was submitted" >&2
     exit 2

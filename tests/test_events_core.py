@@ -186,10 +186,31 @@ def test_real_abf_reader_marks_membrane_test():
     tr = read_trace(ABF)
     assert tr.fs_hz == 20_000 and tr.units == "pA" and tr.mode == "voltage_clamp"
     assert len(tr.segments) == 7 and tr.n_samples == 7 * 200_000
-    ex = np.flatnonzero(tr.exclude[:200_000])
-    # the -10 mV membrane test at 156-356 ms of each sweep, plus the 20 ms transient after it
-    assert ex[0] == pytest.approx(3125, abs=2) and ex[-1] == pytest.approx(7524, abs=2)
+    for s0, s1 in tr.segments:
+        ex = np.flatnonzero(tr.exclude[s0:s1])
+        # the -10 mV membrane test at 156-356 ms of each sweep, at least the 20 ms transient after
+        # it, and the relaxation until the current is back at its pre-step level; one stretch
+        assert ex[0] == pytest.approx(3125, abs=2) and ex[-1] >= 7524
+        assert ex[-1] < 7124 + 6000 and np.all(np.diff(ex) == 1)
+    # the first sweep relaxes slowly after the step (by eye: ~200 ms): more than the fixed pad
+    assert np.flatnonzero(tr.exclude[:200_000])[-1] > 7524 + 2000
     assert tr.polarity == "negative"
+
+
+def test_settle_samples_covers_a_relaxation():
+    from ephys.pipelines.events.readers import settle_samples
+
+    fs = 20_000.0
+    rng = np.random.default_rng(3)
+    y = rng.normal(0, 1.0, 40_000)
+    y[10_000:14_000] -= 50.0  # the step
+    t = np.arange(40_000 - 14_000) / fs
+    y[14_000:] += -30.0 * np.exp(-t / 0.05)  # relaxation, tau 50 ms: below 3 SD after ~114 ms
+    k = settle_samples(y, fs, 10_000, 13_999)
+    assert 0.09 * fs < k < 0.16 * fs
+    flat = rng.normal(0, 1.0, 40_000)
+    flat[10_000:14_000] -= 50.0
+    assert settle_samples(flat, fs, 10_000, 13_999) < 0.011 * fs
 
 
 @needs_shared
@@ -249,3 +270,61 @@ def test_sampling_rate_not_trained_refused(tmp_path):
         _resample(tr, [10_000.0, 20_000.0], allow=False)
     r = _resample(tr, [10_000.0, 20_000.0], allow=True)
     assert r.fs_hz == 20_000.0 and r.n_samples == 800
+
+
+# ---------------------------------------------------------------- detection settings
+
+def _noisy_events(fs=10_000, amp=1.0, sd=0.5, seed=2):
+    """Small events (amplitude 2 noise SDs) in white noise, and a mask-like probability that
+    covers each event from onset to 8 ms (like a U-Net mask)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(4.0 * fs)) / fs
+    onsets = np.arange(0.1, 3.9, 0.1) + rng.uniform(0, 0.02, 38)
+    tau_r = rise_tau_for(5e-4, 4e-3)
+    x = sum(amp * event_waveform(t - o, tau_r, 4e-3) for o in onsets) + rng.normal(0, sd, t.size)
+    prob = np.zeros_like(x)
+    for o in onsets:
+        prob[int(o * fs): int((o + 0.008) * fs)] = 1.0
+    return x, fs, prob, onsets
+
+
+def test_locating_the_rise_on_a_low_passed_trace_helps_small_events():
+    x, fs, prob, onsets = _noisy_events()
+    f1 = {}
+    for loc in (None, 500.0):
+        ev = D.detect_events(x, fs, prob, "positive", D.DetectionParams(locate_hz=loc))
+        f1[loc] = event_prf(onsets, [e["onset_s"] for e in ev])["f1"]
+    assert f1[500.0] > f1[None] + 0.1, f1
+
+
+def test_minimum_amplitude_drops_noise_sized_events():
+    fs = 10_000
+    rng = np.random.default_rng(5)
+    t = np.arange(2 * fs) / fs
+    tau_r = rise_tau_for(5e-4, 3e-3)
+    x = 8.0 * event_waveform(t - 0.5, tau_r, 3e-3) + 0.6 * event_waveform(t - 1.5, tau_r, 3e-3)
+    x = x + rng.normal(0, 0.3, t.size)
+    prob = np.zeros_like(x)
+    prob[int(0.5 * fs):int(0.508 * fs)] = 1
+    prob[int(1.5 * fs):int(1.508 * fs)] = 1
+    keep_all = D.detect_events(x, fs, prob, "positive", D.DetectionParams(locate_hz=500.0))
+    big = D.detect_events(x, fs, prob, "positive", D.DetectionParams(locate_hz=500.0, min_amplitude_sd=5.0))
+    assert len(keep_all) == 2
+    assert [round(e["onset_s"], 2) for e in big] == [0.5]
+    assert D.trace_noise_sd(D.smooth(x, fs, 2000.0), fs) == pytest.approx(0.3 * 0.75, rel=0.35)
+
+
+def test_calibration_uses_only_its_recordings_and_can_fail(monkeypatch):
+    import ephys.pipelines.events.apply as A
+    from ephys.pipelines.events.events_sim import calibrate_detection
+
+    x, fs, prob, onsets = _noisy_events()
+    rec = {"id": "c", "x": x, "fs_hz": fs, "polarity": "positive", "truth": {"onset_s": onsets}, "snr": 2.0}
+    det = {"probs": prob}
+    monkeypatch.setattr(A, "method_probability", lambda m, det, x, fs, pol: det["probs"])
+    prm = calibrate_detection(det, [rec], methods=("unet1d",), log=lambda *_: None)["unet1d"]
+    # a calibration set whose 'truth' lies elsewhere: nothing to gain, F1 0
+    wrong = {**rec, "truth": {"onset_s": onsets + 0.05}}
+    bad = calibrate_detection(det, [wrong], methods=("unet1d",), log=lambda *_: None)["unet1d"]
+    assert prm.locate_hz is not None and prm._calibration_f1 > 0.6
+    assert bad._calibration_f1 < 0.1

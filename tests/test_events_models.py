@@ -12,10 +12,11 @@ from conftest import SHARED_DATA, ephys, needs_shared
 
 @pytest.fixture(scope="module")
 def sim_run(tmp_path_factory):
-    from ephys.pipelines.events.sim import run_events_sim
+    from ephys.pipelines.events.events_sim import run_events_sim
 
     out = tmp_path_factory.mktemp("evsim")
-    res = run_events_sim(None, out, epochs=1, duration_s=2.0, n_per_combo=2, log=lambda *_: None)
+    res = run_events_sim(None, out, epochs=1, duration_s=2.0, n_per_combo=2, n_extra_train=0, n_calibration=1,
+                         log=lambda *_: None)
     return out, res
 
 
@@ -51,6 +52,11 @@ def test_events_sim_end_to_end(sim_run):
     assert 0 <= m["methods"]["unet1d"]["mask_iou"] <= 1
     # recordings split: none on both sides
     assert not set(m["split"]["train"]) & set(m["split"]["test"])
+    # detection settings chosen on separate calibration recordings, one per (kind, SNR)
+    cal = m["calibration"]["recordings"]
+    assert len(cal) == 6 and not set(cal) & (set(m["split"]["test"]) | set(m["split"]["train"]))
+    for meth, prm in m["detection_params"].items():
+        assert 0 < prm["threshold"] < 1 and prm["min_amplitude_sd"] >= 0, meth
     # the autoencoder's threshold comes from training data (recorded with its source)
     am = json.loads((out / "runs" / "autoencoder" / "metrics.json").read_text())
     assert "training" in am["threshold_source"] and am["threshold"] == m["autoencoder_threshold"]
@@ -118,3 +124,22 @@ def test_minis_windows_blocked_cv_tiny(tmp_path):
     assert m["n_windows"] == 172 and 0 <= m["roc_auc"] <= 1
     assert 0 < m["majority_baseline"] < 1 and len(m["folds"]) == 2
     assert m["reference"]["miniml_paper"]["roc_auc"] == 0.998
+
+
+def test_unet_long_patch_inference_matches_training_patches():
+    import keras
+
+    from ephys.pipelines.events import seg
+    from ephys.pipelines.events.models import build_unet1d
+
+    keras.utils.set_random_seed(0)
+    m = build_unet1d((seg.PATCH, 1), width=4, depth=2)
+    z = np.random.default_rng(0).standard_normal(40_000).astype("float32")
+    px, st = seg.patches(z, seg.PATCH, seg.PATCH // 2)
+    short = seg.stitch(m.predict(px, verbose=0), st, z.size, seg.PATCH)
+    long = seg.predict_unet(m, z, length=8192, overlap=512)
+    assert long.shape == (40_000,) and long.dtype == np.float64
+    # same network, different patching: equal away from the patch edges ('same' padding)
+    assert np.median(np.abs(long - short)) < 1e-3
+    assert np.mean(np.abs(long - short) > 0.05) < 0.01
+    assert seg.predict_unet(m, z[:3000]).shape == (3000,)

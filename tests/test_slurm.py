@@ -136,3 +136,117 @@ def test_requeued_train_job_resumes_from_its_checkpoint(tiny_synthetic, tmp_path
     epochs = [int(r.split(",")[0]) for r in (run / "history.csv").read_text().splitlines()[1:]]
     assert epochs == list(range(5))
     assert (run / "report.html").exists()
+
+
+# --- cross-validating pipelines: one array task per fold, aggregate, resubmit, requeue ---------
+
+def _cv_env(tmp: Path, pipeline: str, **extra) -> dict:
+    extra = {"EPHYS_MODELS": "", "EPHYS_TRAIN_ARGS": "--epochs 2 --batch-size 64 --lr 3e-3 --dropout 0",
+             "EPHYS_PREPARE_ARGS": "", "EPHYS_N_PER_CLASS": "", **extra}
+    return _env(tmp, EPHYS_PIPELINE=pipeline, **extra)
+
+
+def _jobs(tmp: Path) -> list[tuple[str, str]]:
+    return [tuple(ln.split("\t")) for ln in (tmp / "runs" / "slurm" / "jobs.tsv").read_text().splitlines()]
+
+
+def _same(a: dict, b: dict, keys=("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_ovr", "n_test",
+                                   "majority_baseline_accuracy", "confusion_matrix", "per_participant")):
+    for k in keys:
+        assert a[k] == b[k], (k, a[k], b[k])
+
+
+def test_mer_lopo_dag_equals_in_process_and_resubmits_only_missing(tmp_path):
+    import json
+
+    from conftest import ephys
+
+    env = _cv_env(tmp_path, "mer", EPHYS_FETCH_SIZE="4", EPHYS_MODELS="lightgbm")
+    _submit(env, tmp_path)
+    st = _wait(env, tmp_path)
+    logs = "\n".join(p.read_text() for p in sorted((tmp_path / "runs" / "slurm").glob("*.out")))
+    assert st.returncode == 0, st.stdout + logs
+    assert [s for s, _ in _jobs(tmp_path)] == ["fetch", "prepare", "plan", "train", "aggregate"]
+    assert st.stdout.count("  fold lightgbm") == 4 and "4 of 4 folds finished" in st.stdout  # leave-one-patient-out
+    cv = tmp_path / "runs" / "cv" / "lightgbm"
+    slurm = json.loads((cv / "metrics.json").read_text())
+    assert slurm["complete"] and slurm["scheme"] == "lopo" and len(slurm["per_fold"]) == 4
+    assert (cv / "report.html").is_file()
+    # the same folds in one process give exactly the same numbers
+    ephys("train", "--model", "lightgbm", "--data", tmp_path / "data" / "processed" / "mer", "--fold", "all",
+          "--out", tmp_path / "inproc", check=0)
+    _same(slurm, json.loads((tmp_path / "inproc" / "metrics.json").read_text()))
+
+    # a lost fold: make slurm-all again submits only that fold (no fetch, no prepare) and the aggregate
+    import shutil
+
+    shutil.rmtree(cv / "lopo-P02")
+    (cv / "metrics.json").unlink()
+    proc = _submit(env, tmp_path)
+    assert "no fetch job" in proc.stdout and "no prepare job" in proc.stdout and "submitted the 1 without" in proc.stdout
+    assert [s for s, _ in _jobs(tmp_path)] == ["train", "aggregate"]
+    st = _wait(env, tmp_path)
+    assert st.returncode == 0, st.stdout
+    train_id = dict(_jobs(tmp_path))["train"]
+    assert [p.name for p in (tmp_path / "runs" / "slurm").glob(f"ephys-train-{train_id}_*.out")] == \
+        [f"ephys-train-{train_id}_1.out"]
+    _same(slurm, json.loads((cv / "metrics.json").read_text()))
+
+
+def test_lfp_cohort_dag_equals_in_process(tmp_path):
+    import json
+
+    from conftest import ephys
+
+    args = "--epochs 1 --batch-size 128 --lr 1e-3 --patience 3 --dropout 0.2"
+    # windows every 100 ms instead of every 20-ms bin: 5x fewer windows, same code path
+    env = _cv_env(tmp_path, "lfp", EPHYS_FETCH_SIZE="2", EPHYS_TRAIN_ARGS=args, EPHYS_PREPARE_ARGS="--stride-s 0.1")
+    _submit(env, tmp_path)
+    st = _wait(env, tmp_path)
+    logs = "\n".join(p.read_text() for p in sorted((tmp_path / "runs" / "slurm").glob("*.out")))
+    assert st.returncode == 0, st.stdout + logs
+    units = sorted(p.name for p in (tmp_path / "data" / "processed" / "lfp" / "units").iterdir())
+    n = st.stdout.count("  fold bilstm")
+    assert n == 2 * len(units) >= 4, st.stdout  # per unit, one fold per held-out participant
+    slurm = json.loads((tmp_path / "runs" / "cv" / "bilstm" / "metrics.json").read_text())
+    assert slurm["complete"] and set(slurm["per_dataset"]) == set(units) and set(slurm["per_participant"]) == {"P01", "P02"}
+    # one unit's folds in one process: the same numbers as its array tasks
+    u = units[0]
+    ephys("train", "--model", "bilstm", "--data", tmp_path / "data" / "processed" / "lfp" / "units" / u,
+          "--fold", "all", "--out", tmp_path / "inproc" / u, *args.split(), check=0)
+    inproc = json.loads((tmp_path / "inproc" / u / "metrics.json").read_text())
+    row = slurm["per_dataset"][u]
+    for k in ("accuracy", "balanced_accuracy", "roc_auc_ovr", "majority_baseline_accuracy"):
+        assert inproc[k] == row[k], (k, inproc[k], row[k])
+    assert [f["roc_auc_ovr"] for f in inproc["per_fold"]] == \
+        [f["roc_auc_ovr"] for f in slurm["per_fold"] if f["dataset"] == u]
+
+
+def test_requeued_fold_resumes_and_a_failed_fold_is_named(tmp_path):
+    import json
+
+    env = _cv_env(tmp_path, "mer", EPHYS_FETCH_SIZE="2", EPHYS_MODELS="mlp nosuchmodel", EPHYS_ARRAY_MAX="1",
+                  EPHYS_TRAIN_ARGS="--epochs 5 --patience 100 --batch-size 64 --lr 3e-3 --dropout 0")
+    _submit(env, tmp_path)
+    state = tmp_path / "runs" / "cv" / "mlp" / "lopo-P01" / "checkpoints" / "state.json"
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        if state.exists() and json.loads(state.read_text()).get("epoch", -1) >= 1:
+            break
+        time.sleep(1)
+    else:
+        pytest.fail("fold lopo-P01 never reached epoch 2")
+    assert json.loads(state.read_text())["epoch"] < 3, "the fold finished before it could be requeued"
+    train_id = dict(_jobs(tmp_path))["train"]
+    subprocess.run(["scontrol", "requeue", f"{train_id}_0"], check=True, capture_output=True)
+    st = _wait(env, tmp_path)
+    assert st.returncode == 1, st.stdout
+    lines = [ln for ln in st.stdout.splitlines() if ln.strip()]
+    assert all("COMPLETED" in ln for ln in lines if "fold mlp" in ln), st.stdout
+    assert sum("<- failed fold" in ln for ln in lines if "fold nosuchmodel" in ln) == 2, st.stdout
+    assert "stopped because train failed" in next(ln for ln in lines if ln.startswith("aggregate")), st.stdout
+    log = (tmp_path / "runs" / "slurm" / f"ephys-train-{train_id}_0.out").read_text()
+    assert "resuming" in log and "from epoch" in log
+    run = tmp_path / "runs" / "cv" / "mlp" / "lopo-P01"
+    assert [int(r.split(",")[0]) for r in (run / "history.csv").read_text().splitlines()[1:]] == list(range(5))
+    assert (run / "fold.json").is_file()

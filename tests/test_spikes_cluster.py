@@ -131,9 +131,10 @@ def test_real_ratgps_tetrodes_and_cli(tmp_path):
     one_line_error(proc, "83812141.pos", "position file")
     m7 = cluster.cluster_tetrode(root / "83812141.7", tmp_path / "c7", root / "83812141_7.cut", report=False)
     # the frozen default on the tetrodes it was chosen on (not held out): issue 13's goal on tetrode 7,
-    # and above the previous default (hdbscan on peaks: units-only 0.073, all spikes 0.107) on tetrode 5
-    assert m["method"] == "gmm" and m7["units_only"]["ari"] >= 0.8
-    assert m["units_only"]["ari"] > 0.3 and m["ari"] > 0.107
+    # and on tetrode 5 above the first default (hdbscan on peaks: units-only 0.073, all spikes 0.107) and
+    # the second (gmm on peak, trough, energy, PCs: units-only 0.397)
+    assert m["method"] == "gmm" and m["feature_kinds"] == ["p2p", "energy"] and m7["units_only"]["ari"] >= 0.8
+    assert m["units_only"]["ari"] > 0.4 and m["ari"] > 0.107
     assert len(m7["quality"]) == m7["n_clusters"] and len(m7["confusion"]["best_match"]) == 3
 
 
@@ -141,7 +142,7 @@ def test_waveform_features_per_channel_standardised_dead_channel_dropped():
     w, _ = _units(n_per=60)
     w[:, 3, :] = 0.0  # a grounded wire
     f, names = cluster.waveform_features(w, fs_hz=48000.0, n_pcs=3)
-    assert f.shape == (180, 3 * 7) and len(names) == 21 and not any(n.startswith("ch4") for n in names)
+    assert f.shape == (180, 3 * 8) and len(names) == 24 and not any(n.startswith("ch4") for n in names)
     np.testing.assert_allclose(f.mean(axis=0), 0, atol=1e-9)
     np.testing.assert_allclose(f.std(axis=0), 1, atol=1e-9)
     # peak-to-trough width in ms: the template peaks at sample 10 and its trough after it is near 20
@@ -240,3 +241,30 @@ def test_non_tetrode_files_are_named_as_such(tmp_path, name, kind):
     with pytest.raises(EphysError, match=f"{kind}.*not a tetrode"):
         cluster.cluster_tetrode(tmp_path / name, tmp_path / "o")
     assert not (tmp_path / "o").exists()
+
+
+def test_merge_unimodal_joins_an_over_split_cloud_keeps_distinct_units():
+    rng = np.random.default_rng(0)
+    # one elongated cloud cut into 3 pieces (an over-split, as a mixture does to a non-Gaussian cloud), a separate blob
+    slab = np.column_stack([rng.normal(0, 3.0, 900), rng.normal(0, 1.0, 900)])
+    blob = rng.normal([0, 9], 1.0, (300, 2))
+    x = np.concatenate([slab, blob])
+    split = np.concatenate([np.digitize(slab[:, 0], [-2, 2]), np.full(300, 3)])  # the slab cut in 3 pieces
+    lab, facts = cluster.merge_unimodal(x, split, dip_threshold=2.0)
+    assert len(set(lab[:900].tolist())) == 1 and set(lab[900:].tolist()) == {3}, facts
+    assert facts["n_merges"] == 2 and "discriminant" in facts["merge_rule"]
+    off, facts0 = cluster.merge_unimodal(x, split, dip_threshold=0.0)
+    np.testing.assert_array_equal(off, split)
+    assert facts0["n_merges"] == 0
+    # two touching but distinct Gaussians (a dip between them) are not merged
+    two = np.concatenate([rng.normal([0, 0], 1.0, (400, 2)), rng.normal([5, 0], 1.0, (400, 2))])
+    lab2, _ = cluster.merge_unimodal(two, np.repeat([0, 1], 400), dip_threshold=2.0)
+    assert set(lab2.tolist()) == {0, 1}
+
+
+def test_p2p_feature_is_peak_minus_trough():
+    w, _ = _units(n_per=40)
+    raw, names = cluster.waveform_features(w[:, :2], kinds=("p2p",))
+    p2p = w[:, :2].max(axis=2) - w[:, :2].min(axis=2)
+    assert names == ["ch1 p2p", "ch2 p2p"]
+    np.testing.assert_allclose(raw, (p2p - p2p.mean(axis=0)) / p2p.std(axis=0), atol=1e-9)

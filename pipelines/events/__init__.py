@@ -7,12 +7,12 @@ amplitude, 10-90 % rise, decay tau, charge) -> ``events.csv`` per recording.
 
 Modules: ``readers`` (traces and labels), ``simulate`` (the seeded simulated default with ground
 truth), ``windows`` (window / patch layouts), ``models`` (Keras builders), ``seg`` (U-Net and
-autoencoder training), ``detect`` (the detection step), ``metrics`` (event F1, IoU), ``sim`` and
+autoencoder training), ``detect`` (the detection step), ``metrics`` (event F1, IoU), ``events_sim`` and
 ``minis`` (the ``reproduce`` recipes), ``apply`` (``ephys events detect``), ``report``.
 """
 
 from ..core.models import ModelSpec
-from ..core.registry import Modality, Pipeline, Recipe, register_pipeline
+from ..core.registry import ClusterSteps, Modality, Pipeline, Recipe, register_pipeline
 
 MODELS = (
     ModelSpec("cnn_bilstm", "ephys.pipelines.events.models:build_cnn_bilstm", ("event_window",), None, ("miniml",),
@@ -25,7 +25,7 @@ EVENT_WINDOW = Modality(
 
 
 def _sim(data, out, *, seed=0, epochs=8, log=print):
-    from .sim import run_events_sim
+    from .events_sim import run_events_sim
 
     return run_events_sim(data, out, seed=seed, epochs=epochs, log=log)
 
@@ -68,4 +68,8 @@ PIPELINE = register_pipeline(Pipeline(
                     "blocks of raw_indices; accuracy beside the majority baseline, ROC-AUC; miniML's "
                     "published numbers under `reference`", _minis, default_data="../shared/data/minis",
                     summary=_minis_summary)),
-    synthetic=_synthetic, synthetic_size="recordings"))
+    synthetic=_synthetic, synthetic_size="recordings",
+    # the window classifier, cross-validated over recordings (the events-sim recipe's settings)
+    cluster=ClusterSteps("events", ("cnn_bilstm",), fetch_size=12,
+                         train_args="--epochs 8 --batch-size 64 --lr 2e-3 --patience 4 --dropout 0.2 "
+                                    "--hparam width=16 --hparam lstm=16")))

@@ -1,8 +1,9 @@
 """``ephys events detect``: run trained event detectors on a recording and write ``events.csv``.
 
 Models come from an ``events-sim`` output folder (``runs/cnn_bilstm``, ``runs/unet1d``,
-``runs/autoencoder`` and the autoencoder threshold in ``metrics.json``); ``threshold`` needs no
-model. Sampling rate: the models were trained on traces at the rates listed in that
+``runs/autoencoder``, the autoencoder threshold and each method's detection settings
+(``detection_params``, chosen on that run's calibration recordings) in ``metrics.json``);
+``threshold`` needs no model. Sampling rate: the models were trained on traces at the rates listed in that
 ``metrics.json`` (``train_fs_hz``); a trace at another rate is resampled
 (``scipy.signal.resample_poly``) to the nearest of them, or refused with ``resample=False``.
 
@@ -65,6 +66,9 @@ def load_detectors(run_dir: str | Path | None, methods) -> dict:
                 raise EphysError("model file not found", f)
             out[m] = keras.models.load_model(f, compile=False)
     out["autoencoder_threshold"] = meta.get("autoencoder_threshold")
+    # detection settings chosen on the run's calibration recordings (older runs: the defaults)
+    out["params"] = {m: D.DetectionParams(**{**v, "search_ms": tuple(v["search_ms"])})
+                     for m, v in (meta.get("detection_params") or {}).items()}
     return out
 
 
@@ -75,7 +79,7 @@ def method_probability(method: str, det: dict, x: np.ndarray, fs_hz: float, pola
     if method == "threshold":
         return D.threshold_probability(x, fs_hz, polarity)
     if method == "cnn_bilstm":
-        from .sim import window_probability
+        from .windows import window_probability
 
         return window_probability(det["cnn_bilstm"], x, polarity)
     from . import seg
@@ -118,8 +122,8 @@ def detect_trace(trace: Trace, det: dict, methods, polarity: str) -> tuple[dict,
         prob = np.zeros(trace.n_samples)
         for s0, s1 in trace.segments:
             prob[s0:s1] = method_probability(m, det, trace.data[s0:s1], trace.fs_hz, polarity)
-        events[m] = D.detect_events(trace.data, trace.fs_hz, prob, polarity, segments=trace.segments,
-                                    exclude=trace.exclude)
+        events[m] = D.detect_events(trace.data, trace.fs_hz, prob, polarity, det.get("params", {}).get(m),
+                                    segments=trace.segments, exclude=trace.exclude)
         secs[m] = time.perf_counter() - t0
     return events, secs
 

@@ -18,7 +18,11 @@ by :func:`measure_event`:
 * charge: integral of (trace - baseline) from onset to the end of the fit window (pA ms = fC, or
   mV ms).
 
-Events inside the trace's ``exclude`` mask (stimulus) or across a segment boundary are dropped.
+Events whose baseline window, rise or peak touch the trace's ``exclude`` mask (stimulus), or that
+would cross a segment boundary, are dropped; optionally (``min_amplitude_sd``) so are events
+smaller than a multiple of the trace's noise SD. The probability threshold and that amplitude
+criterion are per-model settings chosen on calibration recordings (see :mod:`.events_sim`), never
+on the recordings scored.
 """
 
 from __future__ import annotations
@@ -32,8 +36,8 @@ import numpy as np
 
 from ..core.atomic import write_text
 
-__all__ = ["EVENT_COLUMNS", "measure_event", "detect_events", "events_to_csv", "smooth", "noise_sd_mad",
-           "threshold_probability"]
+__all__ = ["EVENT_COLUMNS", "DetectionParams", "measure_event", "detect_events", "events_to_csv", "smooth",
+           "noise_sd_mad", "trace_noise_sd", "threshold_probability"]
 
 EVENT_COLUMNS = ("onset_s", "peak_s", "amplitude", "rise_10_90_ms", "decay_tau_ms", "charge", "score")
 
@@ -56,7 +60,13 @@ def _exp(t, a, tau, c):
     return a * np.exp(-t / tau) + c
 
 
-def measure_event(y: np.ndarray, fs_hz: float, i_steep: int, sign: float, stop: int | None = None) -> dict | None:
+def _exp_jac(t, a, tau, c):
+    e = np.exp(-t / tau)
+    return np.stack([e, a * t * e / tau ** 2, np.ones_like(t)], axis=1)
+
+
+def measure_event(y: np.ndarray, fs_hz: float, i_steep: int, sign: float, stop: int | None = None,
+                  max_s: float = 0.3) -> dict | None:
     """Measure one event around its steepest point.
 
     Parameters
@@ -66,16 +76,32 @@ def measure_event(y: np.ndarray, fs_hz: float, i_steep: int, sign: float, stop: 
     i_steep : sample of the steepest rise
     sign : +1 for positive events, -1 for negative
     stop : last sample the decay fit may use (the next event's onset), default ``n``
+    max_s : the decay fit ends at most this long (s) after ``i_steep``
 
     Returns
     -------
     dict with the :data:`EVENT_COLUMNS` (``score`` NaN) or None when the event cannot be measured
     (too near an edge, or no rise above the baseline).
+
+    Only the stretch from 3 ms before ``i_steep`` to ``max_s`` after it is read (the decay fit
+    window is bounded by it), so measuring many events of a long trace stays linear in their number.
     """
+    ms = fs_hz / 1000.0
+    o = max(0, int(i_steep - 3 * ms))
+    hi = min(y.size, int(i_steep + max_s * fs_hz) + 1, y.size if stop is None else max(stop, i_steep + 3))
+    ev = _measure_local(y[o:hi], fs_hz, i_steep - o, sign, None if stop is None else min(stop, hi) - o,
+                        first_ok=o > 0 or i_steep - 3 * ms >= 0)
+    if ev is not None:
+        ev["onset_s"] += o / fs_hz
+        ev["peak_s"] += o / fs_hz
+    return ev
+
+
+def _measure_local(y, fs_hz, i_steep, sign, stop, first_ok=True):
     n = y.size
     ms = fs_hz / 1000.0
     b0, b1 = int(i_steep - 3 * ms), int(i_steep - 1 * ms)
-    if b0 < 0 or i_steep + 2 >= n:
+    if b0 < 0 or not first_ok or i_steep + 2 >= n:
         return None
     base = float(np.median(y[b0:b1 + 1]))
     z = sign * (y - base)
@@ -113,12 +139,16 @@ def measure_event(y: np.ndarray, fs_hz: float, i_steep: int, sign: float, stop: 
     if f1 - f0 >= 6:
         tt = (np.arange(f0, f1) - f0) / fs_hz
         try:
+            import warnings
+
             from scipy.optimize import curve_fit
 
-            popt, _ = curve_fit(_exp, tt, z[f0:f1], p0=(z[f0], max(tau0, 1.0 / fs_hz), 0.0),
-                                bounds=([0, 0.2 / fs_hz, -np.inf], [np.inf, 1.0, np.inf]), maxfev=2000)
-            tau = float(popt[1])
-        except (RuntimeError, ValueError):
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a poor fit is reported as NaN tau, not a warning
+                popt, _ = curve_fit(_exp, tt, z[f0:f1], p0=(z[f0], max(tau0, 1.0 / fs_hz), 0.0), jac=_exp_jac,
+                                    method="lm", maxfev=2000)
+            tau = float(popt[1]) if popt[0] > 0 and 0.2 / fs_hz <= popt[1] <= 1.0 else float("nan")
+        except (RuntimeError, ValueError, FloatingPointError):
             tau = float("nan")
     i_on = max(0, int(np.floor(onset)))
     charge = float(np.sum(sign * z[i_on:f1]) / fs_hz * 1000.0)  # units x ms
@@ -143,6 +173,25 @@ def threshold_probability(x: np.ndarray, fs_hz: float, polarity: str, k: float =
     return (z > k * noise_sd_mad(z)).astype(np.float32)
 
 
+def trace_noise_sd(y: np.ndarray, fs_hz: float, exclude: np.ndarray | None = None, baseline_ms: float = 50.0) -> float:
+    """Robust SD (MAD / 0.6745) of a trace minus its running median over ``baseline_ms``
+    (median of every ``w // 15``-th sample, interpolated), stimulus samples (``exclude``) left out.
+
+    y : (n,) float trace; fs_hz : Hz; exclude : (n,) bool or None. Returns trace units.
+    """
+    from scipy.ndimage import median_filter
+
+    y = np.asarray(y, dtype=np.float64)
+    w = max(3, int(baseline_ms * 1e-3 * fs_hz))
+    step = max(1, w // 15)
+    base = median_filter(y[::step], size=max(3, (w // step) | 1), mode="nearest")
+    base = np.interp(np.arange(y.size), np.arange(0, y.size, step)[: base.size], base)
+    r = y - base
+    if exclude is not None and exclude.any() and not exclude.all():
+        r = r[~exclude]
+    return noise_sd_mad(r)
+
+
 @dataclass
 class DetectionParams:
     """Settings of :func:`detect_events`.
@@ -153,6 +202,13 @@ class DetectionParams:
     smooth_hz : low-pass of the trace before measuring (Hz); None = 0.2 x fs (2 kHz at 10 kHz),
         fast enough to keep a 0.3 ms rise within 10 %
     min_region_ms : regions shorter than this are ignored
+    rel_height : inside one region, derivative peaks below this fraction of the region's largest
+        are not separate onsets
+    min_amplitude_sd : events whose amplitude is below this many noise SDs (robust SD of the
+        smoothed trace minus its 50-ms running median, per segment) are dropped; 0 keeps all
+    locate_hz : low-pass (Hz) of the trace whose derivative locates the steepest rise; None = the
+        measuring low-pass (``smooth_hz``). A lower cut-off finds the rise of a small event in
+        white noise more reliably; the event is still measured on the ``smooth_hz`` trace
     """
 
     threshold: float = 0.5
@@ -161,6 +217,8 @@ class DetectionParams:
     smooth_hz: float | None = None
     min_region_ms: float = 0.0
     rel_height: float = 0.35
+    min_amplitude_sd: float = 0.0
+    locate_hz: float | None = None
 
 
 def detect_events(x: np.ndarray, fs_hz: float, prob: np.ndarray, polarity: str = "negative",
@@ -195,7 +253,8 @@ def detect_events(x: np.ndarray, fs_hz: float, prob: np.ndarray, polarity: str =
     out: list[dict] = []
     for s0, s1 in segments:
         y = smooth(x[s0:s1], fs_hz, prm.smooth_hz or 0.2 * fs_hz)
-        d = sign * np.gradient(y) * fs_hz
+        yl = y if not prm.locate_hz else smooth(x[s0:s1], fs_hz, prm.locate_hz)
+        d = sign * np.gradient(yl) * fs_hz
         d_sd = noise_sd_mad(d)
         above = prob[s0:s1] > prm.threshold
         if not above.any():
@@ -226,14 +285,24 @@ def detect_events(x: np.ndarray, fs_hz: float, prob: np.ndarray, polarity: str =
                     merged[-1] = (i, max(sc, merged[-1][1]))
                 continue
             merged.append((i, sc))
+        noise = None
+        if prm.min_amplitude_sd > 0:
+            ex = None if exclude is None else exclude[s0:s1]
+            noise = trace_noise_sd(y, fs_hz, ex)
         for j, (i, sc) in enumerate(merged):
             nxt = merged[j + 1][0] - int(1.0 * ms) if j + 1 < len(merged) else None
             ev = measure_event(y, fs_hz, i, sign, stop=nxt)
             if ev is None:
                 continue
-            i_on = int(round(ev["onset_s"] * fs_hz)) + s0
-            if exclude is not None and (exclude[min(max(i_on, 0), n - 1)] or exclude[min(i + s0, n - 1)]):
+            if noise is not None and abs(ev["amplitude"]) < prm.min_amplitude_sd * noise:
                 continue
+            if exclude is not None:
+                # nothing from the baseline window (3 ms before the steepest point) to the peak
+                # may touch a stimulus stretch
+                a = min(max(s0 + i - int(3 * ms), 0), n - 1)
+                b = min(max(s0 + int(round(ev["peak_s"] * fs_hz)), a), n - 1)
+                if exclude[a:b + 1].any():
+                    continue
             ev["onset_s"] += s0 / fs_hz
             ev["peak_s"] += s0 / fs_hz
             ev["score"] = sc

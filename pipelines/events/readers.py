@@ -31,7 +31,7 @@ import numpy as np
 
 from ..core.errors import EphysError
 
-__all__ = ["Trace", "read_trace", "read_abf_trace", "read_nwb_trace", "read_npy_trace", "read_event_csv",
+__all__ = ["Trace", "read_trace", "read_abf_trace", "settle_samples", "read_nwb_trace", "read_npy_trace", "read_event_csv",
            "MinimlWindows", "read_miniml_h5", "default_polarity", "check_polarity"]
 
 _AMPERE = {"a": 1.0, "ma": 1e-3, "ua": 1e-6, "µa": 1e-6, "na": 1e-9, "pa": 1e-12, "fa": 1e-15, "amperes": 1.0}
@@ -173,12 +173,15 @@ def read_npy_trace(path: str | Path, fs_hz: float | None, units: str = "pA") -> 
                  source=str(path), meta={"format": "npy"})
 
 
-def read_abf_trace(path: str | Path, channel: int | None = None, exclude_pad_ms: float = 20.0) -> Trace:
+def read_abf_trace(path: str | Path, channel: int | None = None, exclude_pad_ms: float = 20.0,
+                   settle_max_ms: float = 300.0) -> Trace:
     """Read a gap-free or episodic ABF file as one trace (sweeps concatenated as segments).
 
     Samples where the command waveform (pyabf ``sweepC``) departs from its holding level, plus
-    ``exclude_pad_ms`` after each such stretch (the capacitive transient), are marked in
-    ``exclude``: a membrane-test step is a stimulus, not an event.
+    ``exclude_pad_ms`` after each such stretch (the capacitive transient), and further until the
+    recorded signal has settled back to its level before the step (:func:`settle_samples`, at
+    most ``settle_max_ms``), are marked in ``exclude``: a membrane-test step and the relaxation
+    after it are a stimulus, not events.
 
     Raises
     ------
@@ -233,6 +236,9 @@ def read_abf_trace(path: str | Path, channel: int | None = None, exclude_pad_ms:
             ends = idx[np.flatnonzero(np.diff(idx, append=idx[-1] + 2) > 1)]
             for e in ends:
                 ex[e: e + pad + 1] = True
+                # and until the current has settled back to its pre-step level (the slow
+                # relaxation after a membrane test can last hundreds of ms)
+                ex[e: e + settle_samples(y, fs, int(idx[0]), int(e), settle_max_ms) + 1] = True
         parts.append(y)
         excl.append(ex)
         segs.append((start, start + y.size))
@@ -245,6 +251,44 @@ def read_abf_trace(path: str | Path, channel: int | None = None, exclude_pad_ms:
                  {"format": "abf", "acquisition": _ABF_MODES[mode], "channel": channel,
                   "adc_name": abf.adcNames[channel], "protocol": getattr(abf, "protocol", None),
                   "n_sweeps": int(abf.sweepCount)})
+
+
+def settle_samples(y: np.ndarray, fs_hz: float, step_start: int, step_end: int, max_ms: float = 300.0,
+                   win_ms: float = 10.0, k_sd: float = 3.0, n_windows: int = 3) -> int:
+    """Samples after ``step_end`` until the trace has settled back to its pre-step level.
+
+    The level before the step is the median of the 50 ms before ``step_start``; the noise is the
+    robust SD (MAD / 0.6745) of those 50 ms. The trace has settled at the
+    first of ``n_windows`` consecutive ``win_ms`` windows (after ``step_end``) whose medians all
+    lie within ``k_sd`` noise SDs of that level (a decaying transient that only crosses the level
+    does not count).
+
+    Parameters
+    ----------
+    y : (n,) float64 one sweep (trace units); fs_hz : sampling rate (Hz)
+    step_start, step_end : first and last sample of the command step
+    max_ms : upper bound (ms) of the answer
+
+    Returns
+    -------
+    int, samples (0 when there is no pre-step baseline to compare with)
+    """
+    b0 = max(0, step_start - int(0.05 * fs_hz))
+    if step_start - b0 < 10:
+        return 0
+    pre = y[b0:step_start]
+    level = float(np.median(pre))
+    sd = float(np.median(np.abs(pre - level)) / 0.6745) or float(np.std(pre)) or 1.0
+    w = max(1, int(win_ms * 1e-3 * fs_hz))
+    limit = int(max_ms * 1e-3 * fs_hz)
+    for k in range(0, limit, w):
+        seg = y[step_end + 1 + k: step_end + 1 + k + n_windows * w]
+        if seg.size < n_windows * w:
+            return min(k, limit)
+        med = np.median(seg.reshape(n_windows, w), axis=1)
+        if np.all(np.abs(med - level) <= k_sd * sd):
+            return k
+    return limit
 
 
 def read_nwb_trace(path: str | Path, series: str | None = None) -> Trace:

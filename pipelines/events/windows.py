@@ -23,7 +23,7 @@ from ..core.errors import EphysError
 
 __all__ = ["WINDOW", "STRIDE", "POS_RANGE", "NEG_FREE", "LABEL_NAMES", "MODALITY", "minmax_windows",
            "prediction_to_samples", "training_windows", "write_window_dataset", "normalise_trace", "patches",
-           "stitch"]
+           "stitch", "window_probability"]
 
 WINDOW = 600
 STRIDE = 20
@@ -183,3 +183,26 @@ def stitch(pred: np.ndarray, starts: np.ndarray, n: int, length: int) -> np.ndar
         acc[s:s + length] += pred[k] * w
         wt[s:s + length] += w
     return (acc / np.maximum(wt, 1e-12))[:n]
+
+
+def window_probability(model, x: np.ndarray, polarity: str, batch_size: int = 512, threshold: float = 0.5,
+                       min_width: int = 5) -> np.ndarray:
+    """Slide the window classifier along a trace (stride 20): per-sample onset probability (n,).
+
+    Runs of fewer than ``min_width`` consecutive window positions above ``threshold`` are set to
+    0 before mapping to samples (miniML's minimum prediction-peak width, ``peak_w=5``): a real
+    event is seen by every window that has it in its event range, noise by one or two.
+    """
+    y = np.asarray(x, dtype=np.float64) * (1.0 if polarity == "positive" else -1.0)
+    starts = sliding_starts(y.size, WINDOW, STRIDE)
+    p = np.empty(starts.size, dtype=np.float64)
+    for k in range(0, starts.size, 4096):
+        w = minmax_windows(y, starts[k:k + 4096])
+        p[k:k + 4096] = model.predict(w, batch_size=batch_size, verbose=0)[:, 1]
+    if min_width > 1:
+        above = p > threshold
+        edges = np.diff(np.concatenate([[0], above.astype(np.int8), [0]]))
+        for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
+            if b - a < min_width:
+                p[a:b] = 0.0
+    return prediction_to_samples(p, starts, y.size)

@@ -26,7 +26,7 @@ METHODS = ("gmm", "isosplit", "hdbscan", "dbscan")
 EMBEDDINGS = ("features", "peaks", "pca", "autoencoder")
 FEATURES = EMBEDDINGS  # the option's former name
 #: the per-channel waveform features of :func:`waveform_features`
-FEATURE_KINDS = ("peak", "trough", "width", "energy", "pc")
+FEATURE_KINDS = ("peak", "trough", "p2p", "width", "energy", "pc")
 
 
 def waveform_features(waveforms: np.ndarray, fs_hz: float = 48000.0, n_pcs: int = 3,
@@ -34,6 +34,8 @@ def waveform_features(waveforms: np.ndarray, fs_hz: float = 48000.0, n_pcs: int 
     """Per-channel tetrode features, standardised (the field's practice: Tint, MClust, KlustaKwik).
 
     For each channel ``c`` of each spike: ``peak`` (maximum, ADC units), ``trough`` (minimum),
+    ``p2p`` (peak-to-trough amplitude, maximum minus minimum, ADC units: Tint's amplitude; unlike
+    ``peak`` it does not pile up at the trigger threshold of the channel that fired),
     ``width`` (time from the peak to the lowest sample after it, ms), ``energy`` (root mean
     square of the snippet, ADC units; Schmitzer-Torbert et al. 2005 use the L2 norm, the same up
     to a constant) and ``pc`` (scores on the first ``n_pcs`` principal components of that
@@ -79,6 +81,8 @@ def waveform_features(waveforms: np.ndarray, fs_hz: float = 48000.0, n_pcs: int 
                 cols.append(x.max(axis=1)); names.append(f"ch{c + 1} peak")
             elif kind == "trough":
                 cols.append(x.min(axis=1)); names.append(f"ch{c + 1} trough")
+            elif kind == "p2p":
+                cols.append(x.max(axis=1) - x.min(axis=1)); names.append(f"ch{c + 1} p2p")
             elif kind == "width":
                 after = np.where(np.arange(n_s)[None, :] >= i_pk[:, None], x, np.inf)
                 cols.append((after.argmin(axis=1) - i_pk) / fs_hz * 1e3); names.append(f"ch{c + 1} width_ms")
@@ -347,6 +351,100 @@ def isosplit(x: np.ndarray, seed: int = 0) -> tuple[np.ndarray, dict]:
     return lab.astype(np.int64), {"k": int(lab.max() + 1) if lab.size else 0, "jitter_sd": 1e-3 * scale}
 
 
+def _isocut_dip(proj: np.ndarray) -> float:
+    """Dip score of isosplit6's isocut (1-D unimodality test of ISO-SPLIT) on sorted values.
+
+    isosplit6 0.1.4's Python ``isocut6`` calls a misspelt C++ entry (``isocut6_fn``; the module
+    exports ``isocust6_fn``), so the C++ function is called directly, under either name.
+    """
+    import isosplit6_cpp
+
+    fn = getattr(isosplit6_cpp, "isocut6_fn", None) or getattr(isosplit6_cpp, "isocust6_fn")
+    out = np.zeros(2, dtype=np.float64)
+    fn(out, np.ascontiguousarray(np.sort(np.asarray(proj, dtype=np.float64))))
+    return float(out[0])
+
+
+def _isolation_sq(x: np.ndarray, inside: np.ndarray) -> float:
+    """Isolation distance (Harris et al. 2000) of the spikes ``inside`` in the space x.
+
+    The squared Mahalanobis distance of the n_C-th closest spike outside; when fewer than n_C
+    spikes lie outside (a cluster holding most of the file), of the farthest one; inf if none.
+    """
+    xi = x[inside]
+    d = x[~inside] - xi.mean(axis=0)
+    if d.shape[0] == 0:
+        return float("inf")
+    d2 = np.einsum("ij,ij->i", d @ np.linalg.pinv(np.cov(xi, rowvar=False)), d)
+    k = min(int(inside.sum()), d2.size)
+    return float(np.partition(d2, k - 1)[k - 1])
+
+
+def merge_unimodal(x: np.ndarray, labels: np.ndarray, dip_threshold: float = 2.0,
+                   min_size: int = 10) -> tuple[np.ndarray, dict]:
+    """Merge mixture components that over-split one cluster (ISO-SPLIT's merge test, guarded).
+
+    A Gaussian mixture chosen by BIC covers a non-Gaussian cluster (e.g. a multi-unit cloud, or
+    Tint's noise cluster) with several components. For every pair of clusters the spikes of both
+    are projected on the Fisher discriminant axis ``(S_i + S_j)^-1 (mu_i - mu_j)`` and the
+    projection is tested for unimodality with isocut (Magland & Barnett 2015, the test of
+    ISO-SPLIT; isosplit6's implementation): a dip score below ``dip_threshold`` means no
+    significant dip, i.e. one cluster. Candidate pairs are taken in increasing dip score, and a
+    merge is accepted only when the union's isolation distance (in ``x``) exceeds both parts' —
+    a cut through one cloud leaves two poorly isolated halves, two distinct units touching each
+    other do not gain isolation by being merged. Repeats until no pair qualifies.
+
+    Parameters
+    ----------
+    x : np.ndarray float (n_spikes, d), the clustered space
+    labels : np.ndarray int (n_spikes,), cluster ids (-1 = noise, left alone)
+    dip_threshold : isocut dip score under which a pair counts as unimodal (ISO-SPLIT: 2.0);
+        0 disables merging
+    min_size : clusters smaller than this are left alone (the noise rule handles them)
+
+    Returns
+    -------
+    (labels int64 (n,), the ids of merged clusters replaced by the kept id; facts dict:
+    ``n_merges``, ``merges`` [[kept, merged, dip], ...], ``merge_rule`` in words)
+    """
+    x = np.asarray(x, dtype=np.float64)
+    lab = np.asarray(labels, dtype=np.int64).copy()
+    merges: list[list] = []
+    rejected: set = set()
+    d = x.shape[1]
+    while dip_threshold > 0:
+        ids = [c for c in sorted(set(lab.tolist()) - {-1}) if (lab == c).sum() >= max(min_size, d + 2)]
+        cand = []
+        for a in range(len(ids)):
+            for b in range(a + 1, len(ids)):
+                i, j = ids[a], ids[b]
+                mi, mj = lab == i, lab == j
+                key = (i, j, int(mi.sum()), int(mj.sum()))
+                if key in rejected:
+                    continue
+                xi, xj = x[mi], x[mj]
+                s = np.cov(xi, rowvar=False) + np.cov(xj, rowvar=False) + 1e-9 * np.eye(d)
+                v = np.linalg.solve(s.reshape(d, d), xi.mean(axis=0) - xj.mean(axis=0))
+                dip = _isocut_dip(np.concatenate([xi, xj]) @ v)
+                if dip < dip_threshold:
+                    cand.append((dip, i, j, key))
+        merged = False
+        for dip, i, j, key in sorted(cand):
+            union = (lab == i) | (lab == j)
+            if _isolation_sq(x, union) > max(_isolation_sq(x, lab == i), _isolation_sq(x, lab == j)):
+                lab[lab == j] = i
+                merges.append([int(i), int(j), round(dip, 3)])
+                merged = True
+                break
+            rejected.add(key)
+        if not merged:
+            break
+    return lab, {"n_merges": len(merges), "merges": merges, "merge_dip_threshold": dip_threshold,
+                 "merge_rule": (f"merge two clusters when isocut finds no dip (score < {dip_threshold:g}) along "
+                                "their Fisher discriminant axis and the union is better isolated than either part")
+                 if dip_threshold > 0 else "no merge step"}
+
+
 def outlier_noise(x: np.ndarray, labels: np.ndarray, p_outlier: float = 1e-3,
                   min_cluster_size: int = 30) -> tuple[np.ndarray, dict]:
     """The noise rule for mixture / ISO-SPLIT clusters: outliers and tiny clusters get -1.
@@ -398,10 +496,11 @@ def outlier_noise(x: np.ndarray, labels: np.ndarray, p_outlier: float = 1e-3,
 
 def cluster_embedding(x: np.ndarray, method: str = "gmm", min_samples: int = 10,
                       min_cluster_size: int = 30, max_k: int = 12, p_outlier: float = 1e-3,
-                      seed: int = 0) -> tuple[np.ndarray, dict]:
+                      seed: int = 0, merge_dip: float = 0.0) -> tuple[np.ndarray, dict]:
     """Cluster an embedding; returns labels (int64, -1 = noise) and the parameters used.
 
-    ``gmm``: :func:`gmm_bic` then :func:`outlier_noise`; ``isosplit``: :func:`isosplit` then
+    ``gmm``: :func:`gmm_bic`, :func:`merge_unimodal` (when ``merge_dip`` > 0), then
+    :func:`outlier_noise`; ``isosplit``: :func:`isosplit` then
     :func:`outlier_noise`; ``hdbscan``: ``sklearn.cluster.HDBSCAN`` (its own noise);
     ``dbscan``: eps at the knee of the k-distance curve (:func:`kdistance_eps`).
 
@@ -425,6 +524,8 @@ def cluster_embedding(x: np.ndarray, method: str = "gmm", min_samples: int = 10,
         if method == "gmm":
             raw, facts = gmm_bic(x, max_k=max_k, seed=seed)
             params = {"method": method, "max_k": int(max_k), "k_bic": facts["k"], "bic": facts["bic"]}
+            raw, mfacts = merge_unimodal(x, raw, dip_threshold=merge_dip)
+            params.update(mfacts)
         else:
             raw, facts = isosplit(x, seed=seed)
             params = {"method": method, "k_isosplit": facts["k"], "jitter_sd": facts["jitter_sd"]}
@@ -483,9 +584,16 @@ NOT_TETRODE = {".eeg": "an Axona EEG (LFP) file", ".egf": "an Axona high-rate EE
                ".cut": "a Tint cut file", ".clu": "a cluster file", ".inp": "an Axona input file",
                ".log": "a log file"}
 
-#: the frozen defaults of ``ephys cluster`` (chosen on RatGPS tetrodes 5 and 7; see README)
-DEFAULTS = {"method": "gmm", "features": "features", "n_dims": 8, "max_k": 12, "p_outlier": 1e-3,
-            "min_cluster_size": 30, "kinds": ("peak", "trough", "energy", "pc")}
+#: the frozen defaults of ``ephys cluster``: chosen on RatGPS tetrodes 5 and 7 only, by the rule and
+#: the candidates of ``benchmarks/bench_cluster.py --table`` (results in benchmarks/results/cluster.json;
+#: README): Gaussian mixture + BIC on the standardised peak-to-trough amplitude and energy of each
+#: channel, no PCA, no merge step
+DEFAULTS = {"method": "gmm", "features": "features", "n_dims": 0, "max_k": 12, "p_outlier": 1e-3,
+            "min_cluster_size": 30, "kinds": ("p2p", "energy"), "merge_dip": 0.0}
+
+
+#: default size of the ``pca`` / ``autoencoder`` embeddings
+EMBED_DIMS = 8
 
 
 def _check_tetrode_path(path: Path) -> None:
@@ -514,12 +622,13 @@ def outcome_warning(res: dict) -> str | None:
 
 def cluster_tetrode(tetrode: str | Path, out_dir: str | Path, cut: str | Path | None = None,
                     method: str = DEFAULTS["method"], features: str = DEFAULTS["features"],
-                    n_dims: int = DEFAULTS["n_dims"], min_samples: int = 10,
+                    n_dims: int | None = None, min_samples: int = 10,
                     min_cluster_size: int = DEFAULTS["min_cluster_size"], seed: int = 0,
                     ae_epochs: int = 60, ae_batch_size: int = 256, ae_lr: float = 1e-3,
                     report: bool = True, max_k: int = DEFAULTS["max_k"],
                     p_outlier: float = DEFAULTS["p_outlier"],
-                    kinds: tuple[str, ...] = DEFAULTS["kinds"]) -> dict:
+                    kinds: tuple[str, ...] = DEFAULTS["kinds"],
+                    merge_dip: float = DEFAULTS["merge_dip"]) -> dict:
     """``ephys cluster``: sort an Axona tetrode file; compare with a Tint cut file if given.
 
     Parameters
@@ -529,12 +638,14 @@ def cluster_tetrode(tetrode: str | Path, out_dir: str | Path, cut: str | Path | 
     cut : Tint ``.cut`` file of the same tetrode (only compared with, never used to fit)
     method : one of :data:`METHODS` (see :func:`cluster_embedding`); default ``gmm``
     features : the embedding, one of :data:`EMBEDDINGS` (see :func:`spike_features`)
-    n_dims : PCA components of the features / of the waveform, autoencoder bottleneck
+    n_dims : PCA components of the features (default ``DEFAULTS["n_dims"]``, 0 = all) / of the
+        waveform, autoencoder bottleneck (default :data:`EMBED_DIMS`)
     min_samples : DBSCAN / HDBSCAN
     min_cluster_size : HDBSCAN; for gmm / isosplit the smallest cluster kept (else noise)
     max_k : largest mixture tried by BIC (gmm)
     p_outlier : the outlier rule of :func:`outlier_noise` (gmm / isosplit)
     kinds : which per-channel features (``features`` embedding), see :func:`waveform_features`
+    merge_dip : gmm: isocut dip threshold of the merge step (:func:`merge_unimodal`; 0 = none)
     seed : PCA / mixture / autoencoder seed; the result is deterministic for a seed
     ae_epochs, ae_batch_size, ae_lr : autoencoder training (see :func:`autoencoder_embed`)
     report : also write ``OUT/report.html`` and ``OUT/report.md`` (+ ``OUT/report_files/``)
@@ -561,6 +672,10 @@ def cluster_tetrode(tetrode: str | Path, out_dir: str | Path, cut: str | Path | 
 
     if method not in METHODS:
         raise EphysError(f"unknown clustering method {method!r}; choose one of {', '.join(METHODS)}")
+    if n_dims is None:
+        n_dims = DEFAULTS["n_dims"] if features == "features" else EMBED_DIMS
+    if features in ("pca", "autoencoder") and n_dims < 1:
+        raise EphysError(f"--dims must be at least 1 for the {features} embedding, got {n_dims}")
     if features not in EMBEDDINGS:
         raise EphysError(f"unknown embedding {features!r}; choose one of {', '.join(EMBEDDINGS)}")
     _check_tetrode_path(Path(tetrode))
@@ -573,7 +688,7 @@ def cluster_tetrode(tetrode: str | Path, out_dir: str | Path, cut: str | Path | 
     emb = spike_features(spk.waveforms, features, n_dims, seed, ae_epochs=ae_epochs, ae_batch_size=ae_batch_size,
                          ae_lr=ae_lr, info=info, fs_hz=spk.fs_hz, kinds=tuple(kinds))
     labels, params = cluster_embedding(emb, method, min_samples, min_cluster_size, max_k=max_k,
-                                       p_outlier=p_outlier, seed=seed)
+                                       p_outlier=p_outlier, seed=seed, merge_dip=merge_dip)
     seconds = time.perf_counter() - t0
     try:
         duration = float(str(spk.header.get("duration", "")).split()[0])

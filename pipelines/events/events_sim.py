@@ -1,19 +1,25 @@
 """``ephys reproduce events-sim``: the simulated cohort end to end.
 
 1. Cohort: the recordings of ``data`` (a ``fetch synthetic --pipeline events`` folder) or, when
-   it does not exist, a fresh seeded cohort (mEPP-like and mEPSC-like at SNR 2.5, 5, 10; two
+   it does not exist, a fresh seeded cohort (mEPP-like and mEPSC-like at SNR 2.5, 5, 10; three
    recordings each, 10 s) written to ``OUT/data``.
 2. Split by recording: for each (kind, SNR) the last recording is the test recording, the
-   others train (no recording on both sides).
+   others train (no recording on both sides). The training side gets ``n_extra_train`` more
+   simulated recordings per (kind, SNR) and a separate set of ``n_calibration`` simulated
+   calibration recordings, both from seeds no cohort recording uses (:func:`extra_recordings`).
 3. Models, all fitted on training recordings only: ``cnn_bilstm`` (window dataset in
    ``OUT/windows``, trained by the core's ``train()`` with validation by recording),
    ``unet1d`` and ``autoencoder`` (fitted here, see :mod:`.seg`), and the plain threshold
    detector (4 robust SDs; no fitting).
-4. Every method's per-sample probability goes through the shared detection step
-   (:func:`.detect.detect_events`); ``OUT/events/<method>/<recording>.csv`` per test recording.
+4. Detection settings per method (probability threshold, the low-pass on which the rise is
+   located, a minimum amplitude in noise SDs) are chosen on the calibration recordings only
+   (:func:`calibrate_detection`); every method's per-sample probability then goes through the
+   shared detection step (:func:`.detect.detect_events`) with its settings;
+   ``OUT/events/<method>/<recording>.csv`` per test recording.
 5. ``OUT/metrics.json``: per method event-level precision / recall / F1 (onsets matched one to
    one within ±1 ms) per SNR level and overall, mask IoU (U-Net), kinetics errors, seconds of
-   compute per minute of trace; ``per_snr`` (method -> SNR -> f1 / precision / recall); the top
+   compute per minute of trace; ``detection_params`` and ``calibration`` (the chosen settings, the
+   calibration recordings and their F1); ``per_snr`` (method -> SNR -> f1 / precision / recall); the top
    level ``f1`` / ``precision`` / ``recall`` are the primary model's (``cnn_bilstm``);
    ``best_on_test`` names the method with the highest test F1 (a description of the result, not
    a model selection). ``OUT/report.html`` with the figures.
@@ -32,10 +38,9 @@ from ..core.errors import EphysError
 from . import detect as D
 from .metrics import DEFAULT_TOL_S, event_prf, kinetics_errors, mask_iou
 from .simulate import SNR_LEVELS, read_truth, simulate_recording, write_cohort
-from .windows import (LABEL_NAMES, STRIDE, WINDOW, minmax_windows, normalise_trace, prediction_to_samples,
-                      sliding_starts, training_windows, write_window_dataset)
+from .windows import LABEL_NAMES, normalise_trace, training_windows, write_window_dataset
 
-__all__ = ["load_cohort", "run_events_sim", "window_probability", "METHODS"]
+__all__ = ["load_cohort", "run_events_sim", "METHODS"]
 
 METHODS = ("cnn_bilstm", "unet1d", "autoencoder", "threshold")
 
@@ -85,27 +90,86 @@ def split_recordings(recs: list[dict]) -> tuple[list[dict], list[dict]]:
     return train, test
 
 
-def window_probability(model, x: np.ndarray, polarity: str, batch_size: int = 512, threshold: float = 0.5,
-                       min_width: int = 5) -> np.ndarray:
-    """Slide the window classifier along a trace (stride 20): per-sample onset probability (n,).
 
-    Runs of fewer than ``min_width`` consecutive window positions above ``threshold`` are set to
-    0 before mapping to samples (miniML's minimum prediction-peak width, ``peak_w=5``): a real
-    event is seen by every window that has it in its event range, noise by one or two.
+def extra_recordings(like: list[dict], n_each: int, duration_s: float, seed: int, tag: str,
+                     offset: int) -> list[dict]:
+    """``n_each`` fresh simulated recordings per (kind, SNR, fs) found in ``like``, as cohort dicts.
+
+    Seeds are ``seed * 100_003 + offset + j`` (the cohort's own recordings use offsets below
+    ``len(cohort)``), so these never repeat a training or test recording.
     """
-    y = np.asarray(x, dtype=np.float64) * (1.0 if polarity == "positive" else -1.0)
-    starts = sliding_starts(y.size, WINDOW, STRIDE)
-    p = np.empty(starts.size, dtype=np.float64)
-    for k in range(0, starts.size, 4096):
-        w = minmax_windows(y, starts[k:k + 4096])
-        p[k:k + 4096] = model.predict(w, batch_size=batch_size, verbose=0)[:, 1]
-    if min_width > 1:
-        above = p > threshold
-        edges = np.diff(np.concatenate([[0], above.astype(np.int8), [0]]))
-        for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
-            if b - a < min_width:
-                p[a:b] = 0.0
-    return prediction_to_samples(p, starts, y.size)
+    combos = sorted({(r["kind"], r["snr"], r["fs_hz"]) for r in like})
+    out, j = [], 0
+    for kind, snr, fs in combos:
+        for _ in range(n_each):
+            r = simulate_recording(kind, snr, duration_s, seed=seed * 100_003 + offset + j, fs_hz=fs,
+                                   rec_id=f"{tag}_{kind}_snr{snr:g}_{j:03d}")
+            out.append({"id": r.id, "kind": kind, "fs_hz": r.fs_hz, "units": r.units, "polarity": r.polarity,
+                        "snr": r.snr, "x": r.trace, "mask": r.mask, "truth": r.truth})
+            j += 1
+    return out
+
+
+def params_dict(prm) -> dict:
+    """A :class:`~.detect.DetectionParams` as a JSON-able dict (its public fields)."""
+    from dataclasses import asdict
+
+    d = asdict(prm)
+    d["search_ms"] = list(d["search_ms"])
+    return d
+
+
+#: the grids :func:`calibrate_detection` searches
+PROB_THRESHOLDS = (0.3, 0.5, 0.7, 0.9)
+LOCATE_HZ = (None, 1000.0, 500.0, 300.0)
+AMPLITUDE_SDS = (0.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0)
+
+
+def calibrate_detection(det: dict, calib: list[dict], tol_s: float = DEFAULT_TOL_S, log=print,
+                        methods=METHODS) -> dict:
+    """Per method, the detection settings (probability threshold :data:`PROB_THRESHOLDS`, low-pass
+    that locates the rise :data:`LOCATE_HZ`, minimum amplitude in noise SDs :data:`AMPLITUDE_SDS`)
+    with the highest pooled event F1 (onsets within ``tol_s``) on the calibration recordings
+    ``calib``.
+
+    The calibration recordings are simulated afresh (:func:`extra_recordings`), never the test
+    recordings: a threshold chosen on the traces it is scored on would be tuned on the test set.
+    ``threshold`` (a fixed 4-SD detector, the plain baseline) and ``autoencoder`` (its 0/1 trace
+    is already thresholded on training data) only get the amplitude criterion searched; with no
+    calibration recordings every method keeps the defaults.
+
+    Returns
+    -------
+    dict method -> :class:`~.detect.DetectionParams` (with ``_calibration_f1`` set)
+    """
+    from .apply import method_probability
+
+    out = {}
+    for m in methods:
+        best = (-1.0, D.DetectionParams())
+        if calib:
+            probs = [method_probability(m, det, r["x"], r["fs_hz"], r["polarity"]) for r in calib]
+            noise = [D.trace_noise_sd(D.smooth(r["x"], r["fs_hz"], 0.2 * r["fs_hz"]), r["fs_hz"]) for r in calib]
+            thrs = PROB_THRESHOLDS if m in ("cnn_bilstm", "unet1d") else (0.5,)
+            for pt, loc in ((a, b) for a in thrs for b in LOCATE_HZ):
+                evs = [D.detect_events(r["x"], r["fs_hz"], p, r["polarity"],
+                                       D.DetectionParams(threshold=pt, locate_hz=loc))
+                       for r, p in zip(calib, probs)]
+                for k in AMPLITUDE_SDS:
+                    tp = nd = nt = 0
+                    for r, ev, sd in zip(calib, evs, noise):
+                        on = [e["onset_s"] for e in ev if abs(e["amplitude"]) >= k * sd]
+                        res = event_prf(r["truth"]["onset_s"], on, tol_s)
+                        tp, nd, nt = tp + res["tp"], nd + res["n_detected"], nt + res["n_true"]
+                    f1 = 2 * tp / (nd + nt) if nd + nt else 0.0
+                    if f1 > best[0] + 1e-9:
+                        best = (f1, D.DetectionParams(threshold=pt, min_amplitude_sd=k, locate_hz=loc))
+        prm = best[1]
+        prm._calibration_f1 = best[0] if calib else None
+        log(f"{m}: detection threshold {prm.threshold:g}, minimum amplitude {prm.min_amplitude_sd:g} noise SD, "
+            f"rise located at {prm.locate_hz or 'the measuring'} Hz low-pass (calibration F1 {best[0]:.3f})")
+        out[m] = prm
+    return out
 
 
 def _train_window_model(train: list[dict], out: Path, epochs: int, seed: int, log) -> Path:
@@ -136,8 +200,14 @@ def _train_window_model(train: list[dict], out: Path, epochs: int, seed: int, lo
 
 
 def run_events_sim(data: str | Path | None, out: str | Path, *, seed: int = 0, epochs: int = 8, log=print,
-                   n_per_combo: int = 3, duration_s: float = 10.0, tol_s: float = DEFAULT_TOL_S) -> dict:
-    """The ``events-sim`` recipe (module docstring); returns the metrics dict."""
+                   n_per_combo: int = 3, duration_s: float = 10.0, tol_s: float = DEFAULT_TOL_S,
+                   n_extra_train: int = 1, n_calibration: int = 1) -> dict:
+    """The ``events-sim`` recipe (module docstring); returns the metrics dict.
+
+    n_extra_train, n_calibration : simulated recordings per (kind, SNR, fs) of the training side
+        added to the training set / used to choose the detection settings (fresh seeds, never the
+        test recordings' seeds)
+    """
     import keras
 
     from ..core.models import load_keras_model
@@ -161,7 +231,11 @@ def run_events_sim(data: str | Path | None, out: str | Path, *, seed: int = 0, e
             log(f"simulated {len(recs)} recordings into {data}")
     recs = load_cohort(data)
     train, test = split_recordings(recs)
-    log(f"{len(train)} training recordings, {len(test)} test recordings")
+    extra = extra_recordings(train, n_extra_train, duration_s, seed, "extra", 50_000)
+    calib = extra_recordings(train, n_calibration, duration_s, seed, "calib", 70_000)
+    train = train + extra
+    log(f"{len(train)} training recordings ({len(extra)} simulated extra), {len(calib)} calibration recordings, "
+        f"{len(test)} test recordings")
     timing: dict[str, float] = {}
 
     t0 = time.perf_counter()
@@ -181,6 +255,12 @@ def run_events_sim(data: str | Path | None, out: str | Path, *, seed: int = 0, e
     timing["autoencoder_train_s"] = time.perf_counter() - t0
     log(f"trained: cnn_bilstm {run_w}, unet1d {run_u}, autoencoder {run_a} (threshold {thr:.3g})")
 
+    from .apply import method_probability
+
+    det = {"cnn_bilstm": wmodel, "unet1d": umodel, "autoencoder": amodel, "autoencoder_threshold": thr}
+    t0 = time.perf_counter()
+    params = calibrate_detection(det, calib, tol_s, log=log)
+    timing["calibration_s"] = time.perf_counter() - t0
     per: dict[str, dict[str, dict]] = {m: {} for m in METHODS}
     secs = {m: 0.0 for m in METHODS}
     minutes = 0.0
@@ -189,24 +269,14 @@ def run_events_sim(data: str | Path | None, out: str | Path, *, seed: int = 0, e
         x, fs, pol = r["x"], r["fs_hz"], r["polarity"]
         minutes += x.size / fs / 60.0
         probs = {}
-        t = time.perf_counter()
-        probs["cnn_bilstm"] = window_probability(wmodel, x, pol)
-        secs["cnn_bilstm"] += time.perf_counter() - t
-        t = time.perf_counter()
-        z = normalise_trace(x, fs, pol)
-        probs["unet1d"] = seg.predict_unet(umodel, z)
-        secs["unet1d"] += time.perf_counter() - t
-        t = time.perf_counter()
-        z = normalise_trace(x, fs, pol)
-        probs["autoencoder"] = (seg.anomaly_score(amodel, z, fs) > thr).astype(np.float64)
-        secs["autoencoder"] += time.perf_counter() - t
-        t = time.perf_counter()
-        probs["threshold"] = D.threshold_probability(x, fs, pol)
-        secs["threshold"] += time.perf_counter() - t
+        for m in METHODS:
+            t = time.perf_counter()
+            probs[m] = method_probability(m, det, x, fs, pol)
+            secs[m] += time.perf_counter() - t
         keep[("unet1d_prob", r["id"])] = probs["unet1d"].astype(np.float32)
         for m in METHODS:
             t = time.perf_counter()
-            ev = D.detect_events(x, fs, probs[m], pol)
+            ev = D.detect_events(x, fs, probs[m], pol, params[m])
             secs[m] += time.perf_counter() - t
             D.events_to_csv(out / "events" / m / f"{r['id']}.csv", ev)
             res = event_prf(r["truth"]["onset_s"], [e["onset_s"] for e in ev], tol_s)
@@ -218,7 +288,12 @@ def run_events_sim(data: str | Path | None, out: str | Path, *, seed: int = 0, e
     metrics = summarise(per, secs, minutes, tol_s)
     metrics.update({"split": {"train": [r["id"] for r in train], "test": [r["id"] for r in test]},
                     "data": str(data), "timing_s": {k: round(v, 2) for k, v in timing.items()},
-                    "autoencoder_threshold": thr, "train_fs_hz": sorted({r["fs_hz"] for r in train}), "runs": {"cnn_bilstm": str(run_w), "unet1d": str(run_u),
+                    "autoencoder_threshold": thr,
+                    "detection_params": {m: params_dict(params[m]) for m in METHODS},
+                    "calibration": {"recordings": [r["id"] for r in calib], "chosen_by": "pooled event F1 (±"
+                                    f"{tol_s * 1e3:g} ms) on the calibration recordings only",
+                                    "f1": {m: getattr(params[m], "_calibration_f1", None) for m in METHODS}},
+                    "extra_training_recordings": [r["id"] for r in extra], "train_fs_hz": sorted({r["fs_hz"] for r in train}), "runs": {"cnn_bilstm": str(run_w), "unet1d": str(run_u),
                                                            "autoencoder": str(run_a)}})
     write_json(out / "metrics.json", metrics)
     try:

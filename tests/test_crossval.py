@@ -1,0 +1,125 @@
+"""Cross-validation folds as units of work (core/crossval.py): `ephys train --fold`, `--hold-out`,
+`--fold all`, `ephys aggregate`, `ephys prepare folds`, on a simulated 4-patient MER cohort with
+LightGBM (no network training: seconds per fold)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ephys, one_line_error
+
+
+@pytest.fixture(scope="module")
+def mer4(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("mer4")
+    ephys("fetch", "synthetic", "--pipeline", "mer", "--size", "4", root / "raw", check=0)
+    ephys("prepare", "mer", root / "raw", root / "ds", check=0)
+    return root / "ds"
+
+
+def test_plan_folds_schemes_never_leak(mer4):
+    from ephys.pipelines.core.crossval import plan_folds, select_fold
+    from ephys.pipelines.core.datasets import load_dataset
+    from ephys.pipelines.core.errors import EphysError
+
+    ds = load_dataset(mer4)
+    g = np.asarray(ds.groups)
+    plan = plan_folds(ds)  # the mer manifest says lopo
+    assert plan.scheme == "lopo" and plan.names == ["lopo-P01", "lopo-P02", "lopo-P03", "lopo-P04"]
+    for f in plan.folds:
+        assert set(g[f.test]) == set(f.held_out) and not set(g[f.train]) & set(g[f.test])
+    assert sorted(np.concatenate([f.test for f in plan.folds]).tolist()) == ds.labelled_indices().tolist()
+    two = plan_folds(ds, "grouped", n_folds=2)
+    assert len(two.folds) == 2 and all(not set(g[f.train]) & set(g[f.test]) for f in two.folds)
+    assert select_fold(plan, hold_out="P03")[1].name == "lopo-P03"
+    assert select_fold(plan, fold="2")[0] == 2
+    with pytest.raises(EphysError, match="folds 0..3"):
+        select_fold(plan, fold=7)
+    with pytest.raises(EphysError, match="one recording"):
+        plan_folds(ds, "blocked")
+
+
+def _rows(path: Path) -> list[dict]:
+    return list(csv.DictReader(path.open()))
+
+
+def test_one_fold_then_aggregate_refuses_missing_then_all_equals_in_process(mer4, tmp_path):
+    cv = tmp_path / "cv"
+    ephys("train", "--model", "lightgbm", "--data", mer4, "--hold-out", "P02", "--out", cv, check=0)
+    run = cv / "lopo-P02"
+    fold = json.loads((run / "fold.json").read_text())
+    assert fold["held_out"] == ["P02"] and fold["scheme"] == "lopo" and len(fold["folds"]) == 4
+    man = json.loads((mer4 / "manifest.json").read_text())
+    group_of = {s["id"]: s["group"] for s in man["samples"]}
+    split = json.loads((run / "split.json").read_text())
+    assert {group_of[s] for s in split["test"]} == {"P02"}
+    assert "P02" not in {group_of[s] for s in split["train"] + split["val"]}
+
+    # three folds have no finished run: refused, naming them, nothing written
+    proc = ephys("aggregate", cv)
+    one_line_error(proc, "3 fold(s) have no finished run", "lopo-P01", "lopo-P04")
+    assert not (cv / "metrics.json").exists()
+    ephys("aggregate", cv, "--allow-missing", "--out", tmp_path / "part", check=0)
+    part = json.loads((tmp_path / "part" / "metrics.json").read_text())
+    assert part["complete"] is False and part["missing_folds"] == ["lopo-P01", "lopo-P03", "lopo-P04"]
+
+    for k in ("0", "lopo-P03", "3"):
+        ephys("train", "--model", "lightgbm", "--data", mer4, "--fold", k, "--out", cv, check=0)
+    # a finished fold is left alone
+    again = ephys("train", "--model", "lightgbm", "--data", mer4, "--fold", "1", "--out", cv, check=0)
+    assert "already finished" in again.stderr + again.stdout
+    ephys("aggregate", cv, check=0)
+    pooled = json.loads((cv / "metrics.json").read_text())
+    assert pooled["complete"] and pooled["n_folds_done"] == 4 and set(pooled["per_participant"]) == {"P01", "P02", "P03", "P04"}
+    labelled = [s["id"] for s in man["samples"] if s.get("label") is not None]
+    assert pooled["n_test"] == len(labelled) == len(_rows(cv / "predictions.csv"))
+    assert (cv / "report.html").stat().st_size > 10_000
+    # the majority baseline: every held-out segment against its own fold's training-side majority
+    rows = _rows(cv / "predictions.csv")
+    maj = {}
+    for f in pooled["per_fold"]:
+        counts = json.loads((cv / f["fold"] / "fold.json").read_text())["train_class_counts"]
+        maj[f["fold"]] = max(counts, key=counts.get)
+    assert pooled["majority_baseline_accuracy"] == pytest.approx(np.mean([r["true"] == maj[r["fold"]] for r in rows]))
+    assert set(labelled) == {r["id"] for r in rows}
+
+    # the in-process path (every fold here, then aggregate) gives exactly the same numbers
+    ephys("train", "--model", "lightgbm", "--data", mer4, "--fold", "all", "--out", tmp_path / "all", check=0)
+    inproc = json.loads((tmp_path / "all" / "metrics.json").read_text())
+    for k in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_ovr", "majority_baseline_accuracy",
+              "confusion_matrix", "per_participant"):
+        assert inproc[k] == pooled[k], k
+
+
+def test_fold_errors_are_one_line(mer4, tmp_path):
+    one_line_error(ephys("train", "--model", "lightgbm", "--data", mer4, "--fold", "9", "--out", tmp_path / "x"),
+                   "--fold 9", "lopo-P01")
+    one_line_error(ephys("train", "--model", "lightgbm", "--data", mer4, "--hold-out", "P99", "--out", tmp_path / "x"),
+                   "P99", "P01")
+    one_line_error(ephys("train", "--model", "lightgbm", "--data", mer4, "--fold", "0", "--cv", "nope"), "--cv")
+    assert not (tmp_path / "x").exists()
+    one_line_error(ephys("aggregate", tmp_path), "holds none")
+    proc = ephys("prepare", "folds", mer4, "--models", "mlp lightgbm", "--tasks-file", tmp_path / "t.tsv", check=0)
+    assert proc.stdout.strip() == "8"
+    rows = (tmp_path / "t.tsv").read_text().splitlines()
+    assert rows[0].split("\t")[:4] == ["task", "dataset", "model", "fold"] and len(rows) == 9
+
+
+def test_prepare_events_windows_grouped_by_recording(tmp_path):
+    ephys("fetch", "synthetic", "--pipeline", "events", "--size", "6", tmp_path / "raw", check=0)
+    ephys("prepare", "events", tmp_path / "raw", tmp_path / "ds", check=0)
+    man = json.loads((tmp_path / "ds" / "manifest.json").read_text())
+    assert man["modality"] == "event_window" and len({s["group"] for s in man["samples"]}) == 6
+    assert {s["label"] for s in man["samples"]} == {"event", "no_event"}
+    # the same call again is a no-op; other settings into the same folder are refused
+    ephys("prepare", "events", tmp_path / "raw", tmp_path / "ds", check=0)
+    one_line_error(ephys("prepare", "events", tmp_path / "raw", tmp_path / "ds", "--seed", "3"), "other input")
+    one_line_error(ephys("prepare", "events", tmp_path, tmp_path / "ds2"), "recordings.csv")
+    assert not (tmp_path / "ds2").exists()
+    # 6 recordings: participant-grouped 5-fold over recordings
+    assert ephys("prepare", "folds", tmp_path / "ds", check=0).stdout.strip() == "5"
