@@ -124,6 +124,17 @@ def test_minis_windows_blocked_cv_tiny(tmp_path):
     assert m["n_windows"] == 172 and 0 <= m["roc_auc"] <= 1
     assert 0 < m["majority_baseline"] < 1 and len(m["folds"]) == 2
     assert m["reference"]["miniml_paper"]["roc_auc"] == 0.998
+    # overlapping windows never straddle a fold boundary: training windows start at least one
+    # window (600 samples) away from every test window
+    import json
+
+    man = json.loads((tmp_path / "minis" / "windows" / "manifest.json").read_text())
+    t = {s["id"]: s["t_s"] for s in man["samples"]}
+    for run in sorted(p for p in (tmp_path / "minis" / "runs").iterdir() if p.is_dir()):
+        split = json.loads((run / "split.json").read_text())
+        test = np.array([t[i] for i in split["test"]])
+        train = np.array([t[i] for i in split["train"] + split["val"]])
+        assert np.abs(train[:, None] - test[None, :]).min() >= man["window_s"] - 1e-9
 
 
 def test_unet_long_patch_inference_matches_training_patches():

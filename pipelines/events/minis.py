@@ -4,9 +4,11 @@ Windows (``../shared/data/minis/*.h5``, O'Neill et al. 2025): scores 0 / 1 windo
 (2 = exclude is dropped), each window min-max scaled and flipped so events point up (the
 recording's events are inward currents). They overlap in time, so cross-validation is in
 contiguous blocks of ``raw_indices`` (:func:`ephys.pipelines.core.validation.blocked_time_folds`,
-a gap of one window on both sides of each test block), never random. Each fold is trained with
-the core's ``train()`` (validation for early stopping: the last 20 % of the fold's training
-windows in time); we report pooled out-of-fold accuracy beside the majority-class baseline of
+a gap of one window on both sides of each test block), never random. Each fold is trained by
+:func:`ephys.pipelines.core.crossval.train_fold` and the folds pooled by
+:func:`~ephys.pipelines.core.crossval.aggregate` (``OUT/runs/metrics.json``; the same two steps
+as ``ephys train --fold K`` / ``ephys aggregate``), validation for early stopping being the last
+20 % of the fold's training windows in time; we report pooled out-of-fold accuracy beside the majority-class baseline of
 each test block, and ROC-AUC.
 
 The real ABF is analysed with ``ephys events detect`` (models of the ``events-sim`` run, which
@@ -63,10 +65,9 @@ def run_minis(data: str | Path, out: str | Path, *, seed: int = 0, epochs: int =
     """The ``minis`` recipe (module docstring); returns the metrics dict."""
     from sklearn.metrics import roc_auc_score
 
-    from ..core import validation
+    from ..core import crossval
     from ..core.datasets import load_dataset
-    from ..core.models import load_keras_model
-    from ..core.training import TrainConfig, train as core_train
+    from ..core.training import TrainConfig
 
     data, out = Path(data), Path(out)
     h5 = data if data.is_file() else next(iter(sorted(data.glob("*.h5"))), None)
@@ -75,27 +76,28 @@ def run_minis(data: str | Path, out: str | Path, *, seed: int = 0, epochs: int =
     man, raw = minis_dataset(h5, out / "windows")
     ds = load_dataset(out / "windows")
     y = ds.y(np.arange(len(ds.ids)))
-    folds = validation.blocked_time_folds(raw.astype(np.float64), n_folds=cv_folds, gap=float(WINDOW),
-                                          prefix="block")
-    oof = np.full(y.size, np.nan)
-    fold_rows = []
-    for f in folds:
-        cut = int(round(0.8 * f.train.size))
-        fit, val = f.train[:cut], f.train[cut:]  # time order: validation = the latest training windows
+    # one code path with `ephys train --fold K` + `ephys aggregate`: blocked folds of t_s =
+    # raw_indices / fs with a gap of one window (the manifest's window_s); validation for early
+    # stopping = the latest 20 % of each fold's training windows
+    cv_dir = out / "runs"
+    plan = crossval.plan_folds(ds, "blocked", n_folds=cv_folds, seed=seed)
+    for k, f in enumerate(plan.folds):
         cfg = TrainConfig(model="cnn_bilstm", data=str(out / "windows"), epochs=epochs, batch_size=32, lr=2e-3,
-                          seed=seed, patience=4, dropout=0.2, out=str(out / "runs" / f.name), split=f.name,
-                          hparams={"width": 16, "lstm": 16})
-        run = core_train(cfg, split_ids=validation.fold_split_ids(ds.ids, fit, val, f.test), log=log)
-        model = load_keras_model(run / "model.keras")
-        p = model.predict(ds.load(f.test), verbose=0)[:, 1]
-        oof[f.test] = p
-        yt = y[f.test]
-        acc = float(np.mean((p > 0.5) == yt))
-        maj_class = int(np.bincount(y[f.train], minlength=2).argmax())
-        fold_rows.append({"fold": f.name, "held_out": f.held_out, "n_test": int(f.test.size),
-                          "accuracy": acc, "majority_baseline": float(np.mean(yt == maj_class)),
-                          "roc_auc": float(roc_auc_score(yt, p)) if len(set(yt)) == 2 else None})
-        log(f"{f.name}: accuracy {acc:.3f} (majority {fold_rows[-1]['majority_baseline']:.3f}), n={f.test.size}")
+                          seed=seed, patience=4, dropout=0.2, out=str(cv_dir), hparams={"width": 16, "lstm": 16})
+        crossval.train_fold(cfg, fold=k, scheme="blocked", n_folds=cv_folds, log=log)
+    pooled = crossval.aggregate([cv_dir], cv_dir)
+    pos = {sid: i for i, sid in enumerate(ds.ids)}
+    oof = np.full(y.size, np.nan)
+    import csv
+
+    with open(cv_dir / "predictions.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            oof[pos[row["id"]]] = float(row["p_event"])
+    fold_rows = [{"fold": r["fold"], "held_out": r["held_out"], "n_test": r["n_test"], "accuracy": r["accuracy"],
+                  "majority_baseline": r["majority_baseline_accuracy"], "roc_auc": r["roc_auc_ovr"]}
+                 for r in pooled["per_fold"]]
+    for r in fold_rows:
+        log(f"{r['fold']}: accuracy {r['accuracy']:.3f} (majority {r['majority_baseline']:.3f}), n={r['n_test']}")
     pred = oof > 0.5
     maj = sum(r["majority_baseline"] * r["n_test"] for r in fold_rows) / y.size
     metrics = {"n_windows": int(y.size), "class_counts": man["class_counts"], "cv": f"{cv_folds} blocked folds of raw_indices, gap {WINDOW} samples",

@@ -152,6 +152,8 @@ def write_window_dataset(out, windows: np.ndarray, labels, groups, t_s, fs_hz: f
     manifest = {"modality": MODALITY, "sample_shape": list(windows.shape[1:]), "array": "windows.npy",
                 "label_names": LABEL_NAMES, "window": int(windows.shape[1]), "stride": STRIDE,
                 "fs_hz": fs_hz, "pos_range": list(POS_RANGE), "n_samples": len(samples),
+                # window length (s): the gap of blocked cross-validation folds (core.crossval)
+                **({"window_s": float(windows.shape[1]) / float(fs_hz)} if fs_hz else {}),
                 "class_counts": {c: sum(1 for s in samples if s["label"] == c) for c in LABEL_NAMES},
                 "samples": samples, "provenance": provenance or {}}
     write_json(out / "manifest.json", manifest)
