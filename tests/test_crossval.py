@@ -123,3 +123,21 @@ def test_prepare_events_windows_grouped_by_recording(tmp_path):
     assert not (tmp_path / "ds2").exists()
     # 6 recordings: participant-grouped 5-fold over recordings
     assert ephys("prepare", "folds", tmp_path / "ds", check=0).stdout.strip() == "5"
+
+
+def test_training_leaves_no_dataset_alive(mer4, tmp_path):
+    """keras keeps the training PyDataset alive after fit (tf.data's generator registry): the
+    core must not let it hold the Dataset (memory map + manifest), or every fold trained in one
+    process stays in memory (16.7 GB over lfp-ratgps's folds before this was fixed)."""
+    import gc
+
+    from ephys.pipelines.core.crossval import train_fold
+    from ephys.pipelines.core.datasets import Dataset
+    from ephys.pipelines.core.training import TrainConfig
+
+    for k in range(2):
+        cfg = TrainConfig(model="mlp", data=str(mer4), epochs=1, batch_size=256, lr=3e-3, dropout=0.0,
+                          eager=True, out=str(tmp_path / "cv"))
+        train_fold(cfg, fold=k, log=lambda s: None)
+        gc.collect()
+        assert not [o for o in gc.get_objects() if isinstance(o, Dataset)], f"a Dataset outlived fold {k}"

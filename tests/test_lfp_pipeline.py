@@ -204,13 +204,3 @@ def test_simulated_intensity_is_the_ceiling(cohort, prepared):
     shifted = roc_auc_score(y, oracle_bin_probability(cohort / "P01", "inh1", t - 0.1, 0.02))
     assert aligned > shifted + 0.05
     assert oracle_bin_probability(cohort / "P01", "nope", t, 0.02) is None
-
-
-def test_release_finished_datasets_keeps_the_ones_in_use(prepared):
-    from ephys.pipelines.lfp.cv import release_finished_datasets
-
-    used = load_dataset(prepared / "units" / "inh1")
-    done = load_dataset(prepared / "units" / "exc1")
-    assert done.array is not None and used.array is not None
-    assert release_finished_datasets(keep=[used]) >= 1
-    assert not done.__dict__ and used.load([0, 1]).shape[0] == 2

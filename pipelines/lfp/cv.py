@@ -111,34 +111,6 @@ def _predict_keras(model, windows, rows, batch=2048) -> np.ndarray:
                           or [np.zeros(0)]).astype(np.float64)
 
 
-def release_finished_datasets(keep=()) -> int:
-    """Empty every core ``Dataset`` object still alive other than those in ``keep``; returns how many.
-
-    Why: ``core.training.train`` feeds keras a ``PyDataset`` whose class closes over the
-    ``Dataset``; keras wraps it in ``tf.data.Dataset.from_generator``, and TensorFlow's global
-    py-function registry keeps that generator (and so the ``Dataset``: its memory-mapped
-    ``windows.npy`` with every page training touched, and its manifest of one record per window)
-    alive after ``train`` returns, and ``keras.backend.clear_session`` does not free it. On
-    ``reproduce lfp-ratgps`` that was ~0.3 GB per unit and fold (16.7 GB over 8 units x 5 folds
-    with LOBO). The leaked objects are no longer used by anything; clearing their ``__dict__``
-    drops the memory map and the manifest (any later use would raise AttributeError, not read
-    stale data).
-    """
-    import gc
-
-    from ..core.datasets import Dataset
-
-    gc.collect()
-    keep_ids = {id(d) for d in keep}
-    n = 0
-    for obj in gc.get_objects():
-        if isinstance(obj, Dataset) and id(obj) not in keep_ids and obj.__dict__:
-            obj.__dict__.clear()
-            n += 1
-    gc.collect()
-    return n
-
-
 class _Fitter:
     """Fits one model on one fold and returns (p_test, threshold)."""
 
@@ -148,7 +120,6 @@ class _Fitter:
         self.kw = dict(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed)
         self.hp = dict(bilstm_hparams or {})
         self.eager, self.log, self.seed = eager, log, seed
-        self.keep_datasets = []  # the unit datasets cross_validate still uses
 
     def keep(self, drop_band):
         return [i for i, c in enumerate(self.channels) if drop_band is None or c["band"] != drop_band]
@@ -180,7 +151,6 @@ class _Fitter:
 
         del net
         keras.backend.clear_session()  # one model per unit and fold: free the previous graphs
-        release_finished_datasets(keep=[ds, *self.keep_datasets])
         return p_test, thr
 
 
@@ -234,7 +204,6 @@ def cross_validate(prepared: str | Path, out: str | Path, *, scheme: str = "auto
                                  f"{ds.root} (unit {unit})")
         plan.append((unit, uinfo, ds, rows, y, t, groups, keys, folds))
         schemes[unit] = used
-    fitter.keep_datasets = [p[2] for p in plan]
     if not plan:
         raise EphysError(f"no unit to cross-validate (asked for {', '.join(units or [])})", prepared)
     for unit, uinfo, ds, rows, y, t, groups, keys, folds in plan:
