@@ -62,6 +62,18 @@ def _submit(env, cwd):
     return proc
 
 
+def _wait_for_epoch(state: Path, epoch: int, what: str, timeout_s: float = 600) -> int:
+    """Poll a run's checkpoints/state.json until it has finished ``epoch`` (0-based); returns it."""
+    import json
+
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if state.exists() and json.loads(state.read_text()).get("epoch", -1) >= epoch:
+            return json.loads(state.read_text())["epoch"]
+        time.sleep(1)
+    pytest.fail(f"{what} never reached epoch {epoch + 1}")
+
+
 def test_slurm_all_runs_the_sts_dag(tmp_path):
     env = _env(tmp_path)
     proc = _submit(env, tmp_path)
@@ -110,22 +122,13 @@ def test_dask_on_slurm_gives_the_same_scalograms(tiny_synthetic, tmp_path):
 
 
 def test_requeued_train_job_resumes_from_its_checkpoint(tiny_synthetic, tmp_path):
-    import json
-
     env = _env(tmp_path, EPHYS_INPUT=str(tiny_synthetic), EPHYS_MODELS="resnet18",
                EPHYS_TRAIN_ARGS="--weights none --epochs 5 --input-size 48 --patience 100 --eager")
     _submit(env, tmp_path)
     jobs = dict(ln.split("\t") for ln in (tmp_path / "runs" / "slurm" / "jobs.tsv").read_text().splitlines())
     assert "fetch" not in jobs  # the input exists
     state = tmp_path / "runs" / "resnet18-scalograms" / "checkpoints" / "state.json"
-    deadline = time.time() + 600
-    while time.time() < deadline:
-        if state.exists() and json.loads(state.read_text()).get("epoch", -1) >= 1:
-            break
-        time.sleep(1)
-    else:
-        pytest.fail("training never reached epoch 2")
-    epoch_at_kill = json.loads(state.read_text())["epoch"]
+    epoch_at_kill = _wait_for_epoch(state, 1, "training")
     assert epoch_at_kill < 4, "training finished before it could be requeued"
     subprocess.run(["scontrol", "requeue", f"{jobs['train']}_0"], check=True, capture_output=True)
     st = _wait(env, tmp_path)
@@ -223,20 +226,11 @@ def test_lfp_cohort_dag_equals_in_process(tmp_path):
 
 
 def test_requeued_fold_resumes_and_a_failed_fold_is_named(tmp_path):
-    import json
-
     env = _cv_env(tmp_path, "mer", EPHYS_FETCH_SIZE="2", EPHYS_MODELS="mlp nosuchmodel", EPHYS_ARRAY_MAX="1",
                   EPHYS_TRAIN_ARGS="--epochs 5 --patience 100 --batch-size 64 --lr 3e-3 --dropout 0")
     _submit(env, tmp_path)
     state = tmp_path / "runs" / "cv" / "mlp" / "lopo-P01" / "checkpoints" / "state.json"
-    deadline = time.time() + 600
-    while time.time() < deadline:
-        if state.exists() and json.loads(state.read_text()).get("epoch", -1) >= 1:
-            break
-        time.sleep(1)
-    else:
-        pytest.fail("fold lopo-P01 never reached epoch 2")
-    assert json.loads(state.read_text())["epoch"] < 3, "the fold finished before it could be requeued"
+    assert _wait_for_epoch(state, 1, "fold lopo-P01") < 3, "the fold finished before it could be requeued"
     train_id = dict(_jobs(tmp_path))["train"]
     subprocess.run(["scontrol", "requeue", f"{train_id}_0"], check=True, capture_output=True)
     st = _wait(env, tmp_path)

@@ -315,7 +315,7 @@ def aggregate(paths, out: str | Path | None = None, allow_missing: bool = False)
     by_ds: dict[str, list[Path]] = {}
     for r, i in infos.items():
         by_ds.setdefault(i["dataset"], []).append(r)
-    missing, rows, pooled, per_fold, datasets = [], [], [], [], {}
+    missing, rows, per_fold, datasets = [], [], [], {}
     label_names = None
     for ds_path, runs in sorted(by_ds.items()):
         first = infos[runs[0]]
