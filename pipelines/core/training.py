@@ -317,34 +317,37 @@ def check_class_sizes(ds: Dataset, labelled: np.ndarray) -> list[str]:
     return []
 
 
-def check_split_classes(ds: Dataset, split: dict[str, list[int]]) -> list[str]:
+def check_split_classes(ds: Dataset, split: dict[str, list[int]], few_test_warning: bool = True) -> list[str]:
     """A split whose training part lacks a class is refused; a validation or test part that
-    lacks a class (or a test part of fewer than 2 cells per class) is reported with the numbers:
-    the warnings are returned (train logs them once the model is built, so an error raised
-    before that stays the only line).
+    lacks a class (or, with ``few_test_warning``, a test part of fewer than 2 groups per class:
+    meant for the random grouped split, not for a cross-validation fold or a published split,
+    which hold out few groups by design) is reported with the numbers, counted in the dataset's
+    groups (``group_noun``: cells, patients, channels). The warnings are returned (train logs them
+    once the model is built, so an error raised before that stays the only line).
 
     Raises
     ------
     EphysError
         A class with labelled samples that has none in the training part.
     """
+    noun = str(ds.manifest.get("group_noun") or "cell")
     present = sorted({ds.labels[i] for part in split.values() for i in part if ds.labels[i]})
     counts = {part: {c: len({ds.groups[i] for i in split.get(part, []) if ds.labels[i] == c}) for c in present}
               for part in ("train", "val", "test")}
     missing_train = [c for c in present if counts["train"][c] == 0]
     if missing_train:
-        raise EphysError(f"the training part of the split has no cell of class {', '.join(map(repr, missing_train))} "
-                         f"(cells per class: train {counts['train']}, val {counts['val']}, test {counts['test']})",
+        raise EphysError(f"the training part of the split has no {noun} of class {', '.join(map(repr, missing_train))} "
+                         f"({noun}s per class: train {counts['train']}, val {counts['val']}, test {counts['test']})",
                          ds.root / "manifest.json")
     warnings = []
     for part in ("val", "test"):
         lacking = [c for c in present if counts[part][c] == 0]
         if lacking and split.get(part):
-            warnings.append(f"warning: the {part} part of the split has no cell of class "
-                f"{', '.join(map(repr, lacking))} (cells per class: {counts[part]})")
+            warnings.append(f"warning: the {part} part of the split has no {noun} of class "
+                f"{', '.join(map(repr, lacking))} ({noun}s per class: {counts[part]})")
     n_test = sum(counts["test"].values())
-    if split.get("test") and n_test < 2 * len(present):
-        warnings.append(f"warning: the test part holds only {n_test} cells for {len(present)} classes; "
+    if few_test_warning and split.get("test") and n_test < 2 * len(present):
+        warnings.append(f"warning: the test part holds only {n_test} {noun}s for {len(present)} classes; "
                         "its metrics will be very uncertain")
     return warnings
 
@@ -455,7 +458,7 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
             rel = named_split(grps, ds.manifest.get("splits") or {}, cfg.split, ds.root / "manifest.json")
         split = {k: [int(labelled[j]) for j in v] for k, v in rel.items()}
 
-    split_warnings = size_warnings + check_split_classes(ds, split)
+    split_warnings = size_warnings + check_split_classes(ds, split, few_test_warning=cfg.split == "grouped")
     fingerprint = dataset_fingerprint(ds.manifest)
 
     if spec.trainer is not None:  # a model trained by its own code (e.g. LightGBM's cross-validated fit)
