@@ -195,8 +195,7 @@ def train_fold(cfg, fold: str | int | None = None, hold_out: str | None = None, 
         f"{len(split_ids['train'])} fit / {len(split_ids['val'])} validation / {len(split_ids['test'])} test samples")
     train(cfg, on_epoch=on_epoch, log=log, split_ids=split_ids)
     metrics = evaluate_run(run)
-    train_side = np.array([i for i in f.train], dtype=np.int64)
-    counts = np.bincount(ds.y(train_side), minlength=len(ds.label_names))
+    counts = np.bincount(ds.y(f.train), minlength=len(ds.label_names))
     write_json(run / FOLD_FILE, {
         "fold": f.name, "index": k, "scheme": plan.scheme, "n_folds": plan.n_folds, "seed": plan.seed,
         "folds": plan.names, "held_out": f.held_out, "model": cfg.model, "dataset": str(Path(ds.root).resolve()),
