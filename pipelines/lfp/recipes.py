@@ -17,6 +17,16 @@ Options beyond ``--seed/--epochs/--cv-folds`` come as ``--hparam KEY=VALUE``: re
 ``lobo_model`` (glm | bilstm), ``batch_size``, ``lr``, ``patience``, ``window_s``, ``bin_s``,
 ``target``, ``inputs`` (comma list), ``units`` (comma list of unit ids; default all)); every other key goes to the BiLSTM builder (``units1``,
 ``units2``, ``dropout``).
+
+The BiLSTM size of both recipes is frozen (:data:`BILSTM_HPARAMS`: 16 -> 8 units, dropout 0.5,
+instead of the seed's 64 -> 32, dropout 0.2; ``--hparam units1=64 --hparam units2=32 --hparam
+dropout=0.2`` restores the seed). It was chosen before any reported run, on a development cohort
+simulated with seed 1 (the recipe scores seed 0), and is applied unchanged to the rat recording:
+on that cohort the seed's size reached its best inner-validation loss after 1-3 epochs and then
+lost held-out ROC-AUC while the training loss kept falling (0.44 -> 0.24), i.e. it memorised the
+few thousand training windows of a fold; the smaller, more strongly regularised network was as
+good or better on every unit tried and trains ~4x faster (measurements in the issue's closing
+note). Training stops after ``patience`` = 2 epochs without a better inner-validation loss.
 """
 
 from __future__ import annotations
@@ -30,8 +40,12 @@ _RECIPE_KEYS = ("participants", "duration_s", "max_train", "lobo", "lobo_model",
                 "window_s", "bin_s", "target", "inputs", "units", "eager")
 
 
+#: the frozen BiLSTM size of both recipes (see the module docstring); --hparam overrides a key
+BILSTM_HPARAMS = {"units1": 16, "units2": 8, "dropout": 0.5}
+
+
 def _split_hparams(hparams: dict | None):
-    hp = dict(hparams or {})
+    hp = {**BILSTM_HPARAMS, **dict(hparams or {})}
     rec = {k: hp.pop(k) for k in list(hp) if k in _RECIPE_KEYS}
     return rec, hp
 
@@ -49,7 +63,7 @@ def _params(rec: dict):
 
 
 def _run(recordings, out: Path, scheme: str, *, seed, epochs, cv_folds, rec, hp, log, name,
-         max_train: int = 8000, patience: int = 3) -> dict:
+         max_train: int = 8000, patience: int = 2) -> dict:
     from .cv import cross_validate
     from .sequence import prepare_lfp
 
@@ -81,13 +95,13 @@ def reproduce_sim(data, out, *, seed: int = 0, epochs: int = 40, cv_folds: int =
                   log=print) -> dict:
     """``reproduce lfp-sim`` (see the module docstring); ``data`` None or a cohort folder."""
     from ..blocks.readers.lfp_recordings import read_lfp_recordings
-    from .synthetic import fetch_synthetic
+    from .synthetic import DURATION_S, fetch_synthetic
 
     out = Path(out)
     rec, hp = _split_hparams(hparams)
     if data is None or str(data) in ("", "."):
         data = fetch_synthetic(out / "cohort", n_participants=int(rec.get("participants", 5)), seed=seed,
-                               duration_s=float(rec.get("duration_s", 60.0)))
+                               duration_s=float(rec.get("duration_s", DURATION_S)))
     recordings = read_lfp_recordings(data)
     metrics = _run(recordings, out, "grouped", seed=seed, epochs=epochs, cv_folds=cv_folds, rec=rec, hp=hp,
                    log=log, name="lfp-sim")
