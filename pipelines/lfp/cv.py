@@ -191,6 +191,8 @@ def cross_validate(prepared: str | Path, out: str | Path, *, scheme: str = "auto
     numbers as flat keys (``roc_auc``, ``pr_auc``, ``positive_rate``, ``rate_correlation``, ...),
     ``pooled``, ``per_unit`` (key ``recording/unit``), the second model under ``reference``, and
     ``lobo`` (when asked). Out-of-fold predictions go to ``OUT/predictions_<model>.csv``.
+    ``prior_correction`` (default true): every model's held-out output, LOBO's included, goes
+    through :func:`prior_shift` with the fold's training spike rate.
 
     Raises
     ------
@@ -255,6 +257,8 @@ def cross_validate(prepared: str | Path, out: str | Path, *, scheme: str = "auto
                 for b in bands:
                     p_b, _ = fitter.fit(lobo_model, uinfo["dataset"].split("/", 1)[1], ds, rows, y, fold, fit, val,
                                         drop_band=b)
+                    if prior_correction:  # as the full model's, so per-unit AUCs over blocks compare alike
+                        p_b, _ = prior_shift(p_b, 0.5, float(y[fold.train].mean()))
                     a_full, a_b = _auc(y[fold.test], full[lobo_model]), _auc(y[fold.test], p_b)
                     lobo_folds[unit][b].append(None if a_full is None or a_b is None else a_full - a_b)
                     lobo_oof[b] += [(keys[i], y[i], pf, pb) for i, pf, pb in zip(fold.test, full[lobo_model], p_b)]
