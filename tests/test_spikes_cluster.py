@@ -268,3 +268,15 @@ def test_p2p_feature_is_peak_minus_trough():
     p2p = w[:, :2].max(axis=2) - w[:, :2].min(axis=2)
     assert names == ["ch1 p2p", "ch2 p2p"]
     np.testing.assert_allclose(raw, (p2p - p2p.mean(axis=0)) / p2p.std(axis=0), atol=1e-9)
+
+
+def test_logp2p_feature_is_log_amplitude_and_rejects_unknown_kinds():
+    w, _ = _units(n_per=40)
+    raw, names = cluster.waveform_features(w[:, :2], kinds=("logp2p",))
+    lp = np.log1p(w[:, :2].max(axis=2) - w[:, :2].min(axis=2))
+    assert names == ["ch1 log_p2p", "ch2 log_p2p"]
+    np.testing.assert_allclose(raw, (lp - lp.mean(axis=0)) / lp.std(axis=0), atol=1e-9)
+    # the base set (no names given) does not repeat p2p as logp2p
+    _, base = cluster.waveform_features(w, n_pcs=1)
+    assert not any("log_p2p" in n for n in base) and "logp2p" in cluster.FEATURE_KINDS
+

@@ -26,16 +26,20 @@ METHODS = ("gmm", "isosplit", "hdbscan", "dbscan")
 EMBEDDINGS = ("features", "peaks", "pca", "autoencoder")
 FEATURES = EMBEDDINGS  # the option's former name
 #: the per-channel waveform features of :func:`waveform_features`
-FEATURE_KINDS = ("peak", "trough", "p2p", "width", "energy", "pc")
+FEATURE_KINDS = ("peak", "trough", "p2p", "logp2p", "width", "energy", "pc")
+#: the per-channel features computed when none are named (``logp2p`` is left out: it repeats ``p2p``)
+BASE_KINDS = ("peak", "trough", "p2p", "width", "energy", "pc")
 
 
 def waveform_features(waveforms: np.ndarray, fs_hz: float = 48000.0, n_pcs: int = 3,
-                      kinds: tuple[str, ...] = FEATURE_KINDS, seed: int = 0) -> tuple[np.ndarray, list[str]]:
+                      kinds: tuple[str, ...] = BASE_KINDS, seed: int = 0) -> tuple[np.ndarray, list[str]]:
     """Per-channel tetrode features, standardised (the field's practice: Tint, MClust, KlustaKwik).
 
     For each channel ``c`` of each spike: ``peak`` (maximum, ADC units), ``trough`` (minimum),
     ``p2p`` (peak-to-trough amplitude, maximum minus minimum, ADC units: Tint's amplitude; unlike
     ``peak`` it does not pile up at the trigger threshold of the channel that fired),
+    ``logp2p`` (natural logarithm of 1 + ``p2p``: amplitudes are heavy-tailed and their spread
+    grows with their size, so a unit's cloud is closer to Gaussian on a log scale),
     ``width`` (time from the peak to the lowest sample after it, ms), ``energy`` (root mean
     square of the snippet, ADC units; Schmitzer-Torbert et al. 2005 use the L2 norm, the same up
     to a constant) and ``pc`` (scores on the first ``n_pcs`` principal components of that
@@ -48,7 +52,8 @@ def waveform_features(waveforms: np.ndarray, fs_hz: float = 48000.0, n_pcs: int 
     waveforms : np.ndarray, shape (n_spikes, n_channels, n_samples), ADC units
     fs_hz : waveform sampling rate, Hz (for ``width``)
     n_pcs : principal components per channel (default 3)
-    kinds : which of :data:`FEATURE_KINDS` to compute, in this order per channel
+    kinds : which of :data:`FEATURE_KINDS` to compute, in this order per channel (default
+        :data:`BASE_KINDS`)
     seed : PCA solver seed
 
     Returns
@@ -83,6 +88,8 @@ def waveform_features(waveforms: np.ndarray, fs_hz: float = 48000.0, n_pcs: int 
                 cols.append(x.min(axis=1)); names.append(f"ch{c + 1} trough")
             elif kind == "p2p":
                 cols.append(x.max(axis=1) - x.min(axis=1)); names.append(f"ch{c + 1} p2p")
+            elif kind == "logp2p":
+                cols.append(np.log1p(x.max(axis=1) - x.min(axis=1))); names.append(f"ch{c + 1} log_p2p")
             elif kind == "width":
                 after = np.where(np.arange(n_s)[None, :] >= i_pk[:, None], x, np.inf)
                 cols.append((after.argmin(axis=1) - i_pk) / fs_hz * 1e3); names.append(f"ch{c + 1} width_ms")
@@ -107,7 +114,7 @@ def waveform_features(waveforms: np.ndarray, fs_hz: float = 48000.0, n_pcs: int 
 def spike_features(waveforms: np.ndarray, features: str = "peaks", n_dims: int = 3, seed: int = 0,
                    ae_epochs: int = 60, ae_batch_size: int = 256, ae_lr: float = 1e-3,
                    info: dict | None = None, fs_hz: float = 48000.0,
-                   kinds: tuple[str, ...] = FEATURE_KINDS, n_pcs: int = 3) -> np.ndarray:
+                   kinds: tuple[str, ...] = BASE_KINDS, n_pcs: int = 3) -> np.ndarray:
     """Embedding of tetrode spikes for clustering.
 
     Parameters
