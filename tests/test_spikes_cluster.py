@@ -280,3 +280,16 @@ def test_logp2p_feature_is_log_amplitude_and_rejects_unknown_kinds():
     _, base = cluster.waveform_features(w, n_pcs=1)
     assert not any("log_p2p" in n for n in base) and "logp2p" in cluster.FEATURE_KINDS
 
+
+
+def test_min_posterior_sends_ambiguous_spikes_between_components_to_noise():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal([0, 0], 1.0, (300, 2)), rng.normal([4, 0], 1.0, (300, 2))])
+    lab0, p0 = cluster.cluster_embedding(x, "gmm", max_k=4, min_posterior=0.0)
+    lab9, p9 = cluster.cluster_embedding(x, "gmm", max_k=4, min_posterior=0.99)
+    assert p0["k_bic"] == p9["k_bic"] == 2 and p0["n_ambiguous"] == 0 and set(lab0.tolist()) - {-1} == {0, 1}
+    assert (lab0 == -1).sum() < 5  # the outlier rule alone: a few far tails
+    amb = lab9 == -1
+    # the spikes dropped are the ones near the midpoint between the two means, not the cores
+    assert p9["n_ambiguous"] > 10 and amb.sum() >= p9["n_ambiguous"]
+    assert np.median(np.abs(x[amb, 0] - 2.0)) < 0.8 < np.median(np.abs(x[~amb, 0] - 2.0))

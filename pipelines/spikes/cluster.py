@@ -311,7 +311,8 @@ def gmm_bic(x: np.ndarray, max_k: int = 12, seed: int = 0, patience: int = 2,
 
     Returns
     -------
-    (labels int64 (n,), 0..k-1; facts dict: ``k``, ``bic`` {k: value})
+    (labels int64 (n,), 0..k-1; facts dict: ``k``, ``bic`` {k: value}, ``posterior`` float64 (n,):
+    each spike's posterior probability of the component it is given)
     """
     from sklearn.mixture import GaussianMixture
 
@@ -332,7 +333,8 @@ def gmm_bic(x: np.ndarray, max_k: int = 12, seed: int = 0, patience: int = 2,
             if worse >= patience:
                 break
     _, k, g = best
-    return g.predict(x).astype(np.int64), {"k": int(k), "bic": bics}
+    post = g.predict_proba(x)
+    return post.argmax(axis=1).astype(np.int64), {"k": int(k), "bic": bics, "posterior": post.max(axis=1)}
 
 
 def isosplit(x: np.ndarray, seed: int = 0) -> tuple[np.ndarray, dict]:
@@ -503,10 +505,13 @@ def outlier_noise(x: np.ndarray, labels: np.ndarray, p_outlier: float = 1e-3,
 
 def cluster_embedding(x: np.ndarray, method: str = "gmm", min_samples: int = 10,
                       min_cluster_size: int = 30, max_k: int = 12, p_outlier: float = 1e-3,
-                      seed: int = 0, merge_dip: float = 0.0) -> tuple[np.ndarray, dict]:
+                      seed: int = 0, merge_dip: float = 0.0,
+                      min_posterior: float = 0.0) -> tuple[np.ndarray, dict]:
     """Cluster an embedding; returns labels (int64, -1 = noise) and the parameters used.
 
-    ``gmm``: :func:`gmm_bic`, :func:`merge_unimodal` (when ``merge_dip`` > 0), then
+    ``gmm``: :func:`gmm_bic`; spikes whose posterior probability of their component is below
+    ``min_posterior`` are noise (ambiguous spikes between components: what a manual cutter leaves
+    in Tint's cluster 0; 0 = none); :func:`merge_unimodal` (when ``merge_dip`` > 0), then
     :func:`outlier_noise`; ``isosplit``: :func:`isosplit` then
     :func:`outlier_noise`; ``hdbscan``: ``sklearn.cluster.HDBSCAN`` (its own noise);
     ``dbscan``: eps at the knee of the k-distance curve (:func:`kdistance_eps`).
@@ -531,6 +536,9 @@ def cluster_embedding(x: np.ndarray, method: str = "gmm", min_samples: int = 10,
         if method == "gmm":
             raw, facts = gmm_bic(x, max_k=max_k, seed=seed)
             params = {"method": method, "max_k": int(max_k), "k_bic": facts["k"], "bic": facts["bic"]}
+            ambiguous = facts["posterior"] < min_posterior
+            raw[ambiguous] = -1
+            params.update({"min_posterior": float(min_posterior), "n_ambiguous": int(ambiguous.sum())})
             raw, mfacts = merge_unimodal(x, raw, dip_threshold=merge_dip)
             params.update(mfacts)
         else:
@@ -596,7 +604,7 @@ NOT_TETRODE = {".eeg": "an Axona EEG (LFP) file", ".egf": "an Axona high-rate EE
 #: README): Gaussian mixture + BIC on the standardised peak-to-trough amplitude and energy of each
 #: channel, no PCA, no merge step
 DEFAULTS = {"method": "gmm", "features": "features", "n_dims": 0, "max_k": 12, "p_outlier": 1e-3,
-            "min_cluster_size": 30, "kinds": ("p2p", "energy"), "merge_dip": 0.0}
+            "min_cluster_size": 30, "kinds": ("p2p", "energy"), "merge_dip": 0.0, "min_posterior": 0.0}
 
 
 #: default size of the ``pca`` / ``autoencoder`` embeddings
@@ -635,7 +643,8 @@ def cluster_tetrode(tetrode: str | Path, out_dir: str | Path, cut: str | Path | 
                     report: bool = True, max_k: int = DEFAULTS["max_k"],
                     p_outlier: float = DEFAULTS["p_outlier"],
                     kinds: tuple[str, ...] = DEFAULTS["kinds"],
-                    merge_dip: float = DEFAULTS["merge_dip"]) -> dict:
+                    merge_dip: float = DEFAULTS["merge_dip"],
+                    min_posterior: float = DEFAULTS["min_posterior"]) -> dict:
     """``ephys cluster``: sort an Axona tetrode file; compare with a Tint cut file if given.
 
     Parameters
@@ -653,6 +662,8 @@ def cluster_tetrode(tetrode: str | Path, out_dir: str | Path, cut: str | Path | 
     p_outlier : the outlier rule of :func:`outlier_noise` (gmm / isosplit)
     kinds : which per-channel features (``features`` embedding), see :func:`waveform_features`
     merge_dip : gmm: isocut dip threshold of the merge step (:func:`merge_unimodal`; 0 = none)
+    min_posterior : gmm: spikes whose posterior probability of their component is below this are
+        noise (see :func:`cluster_embedding`; 0 = none)
     seed : PCA / mixture / autoencoder seed; the result is deterministic for a seed
     ae_epochs, ae_batch_size, ae_lr : autoencoder training (see :func:`autoencoder_embed`)
     report : also write ``OUT/report.html`` and ``OUT/report.md`` (+ ``OUT/report_files/``)
@@ -695,7 +706,8 @@ def cluster_tetrode(tetrode: str | Path, out_dir: str | Path, cut: str | Path | 
     emb = spike_features(spk.waveforms, features, n_dims, seed, ae_epochs=ae_epochs, ae_batch_size=ae_batch_size,
                          ae_lr=ae_lr, info=info, fs_hz=spk.fs_hz, kinds=tuple(kinds))
     labels, params = cluster_embedding(emb, method, min_samples, min_cluster_size, max_k=max_k,
-                                       p_outlier=p_outlier, seed=seed, merge_dip=merge_dip)
+                                       p_outlier=p_outlier, seed=seed, merge_dip=merge_dip,
+                                       min_posterior=min_posterior)
     seconds = time.perf_counter() - t0
     try:
         duration = float(str(spk.header.get("duration", "")).split()[0])
