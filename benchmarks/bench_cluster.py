@@ -70,6 +70,7 @@ def _spikes(n: int) -> tuple[np.ndarray, np.ndarray, str]:
 
 #: candidate settings for the default (issue 13), tried on tetrodes 5 and 7 only: feature set x merge step
 #: (the second round), the log amplitude, and the posterior noise rule (the third round)
+#: and the entropy merge step (the fourth)
 _FEATS = {"peak,trough,energy,pc | PCA 8": {"kinds": ("peak", "trough", "energy", "pc"), "n_dims": 8},
           "p2p,energy | all": {"kinds": ("p2p", "energy"), "n_dims": 0},
           "p2p,energy,pc | PCA 8": {"kinds": ("p2p", "energy", "pc"), "n_dims": 8},
@@ -83,6 +84,10 @@ CANDIDATES.update({f"gmm | logp2p | all | merge {m:g}": {**_FEATS["logp2p | all"
 CANDIDATES["gmm | logp2p,pc | PCA 8 | merge 0"] = {**_FEATS["logp2p,pc | PCA 8"], "merge_dip": 0.0}
 CANDIDATES.update({f"gmm | {f} | merge 0 | posterior {p:g}": {**_FEATS[f], "merge_dip": 0.0, "min_posterior": p}
                    for f in ("p2p,energy | all", "logp2p | all") for p in POSTERIORS})
+#: the entropy merge step (Baudry et al. 2010; the fourth round), nats per spike
+ENTROPY_GAINS = (0.1, 0.2, 0.3)
+CANDIDATES.update({f"gmm | {f} | entropy merge {h:g}": {**_FEATS[f], "merge_dip": 0.0, "merge_entropy_gain": h}
+                   for f in ("p2p,energy | all", "logp2p | all") for h in ENTROPY_GAINS})
 #: every candidate is run with each of these seeds (k-means initialisation of the mixture, PCA solver)
 SEEDS = (0, 1, 2)
 #: issue 13's goals: units-only ARI per tetrode, and all-spikes ARI above the previous default's

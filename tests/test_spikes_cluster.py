@@ -293,3 +293,25 @@ def test_min_posterior_sends_ambiguous_spikes_between_components_to_noise():
     # the spikes dropped are the ones near the midpoint between the two means, not the cores
     assert p9["n_ambiguous"] > 10 and amb.sum() >= p9["n_ambiguous"]
     assert np.median(np.abs(x[amb, 0] - 2.0)) < 0.8 < np.median(np.abs(x[~amb, 0] - 2.0))
+
+
+def test_merge_entropy_joins_overlapping_components_keeps_a_separate_one():
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0.3, 0.7, 200)  # two components that share these spikes, a third that owns its own
+    proba = np.concatenate([np.column_stack([a, 1 - a, np.zeros(200)]),
+                            np.column_stack([np.zeros(100), np.full(100, 1e-4), np.full(100, 1 - 1e-4)])])
+    lab, p, facts = cluster.merge_entropy(proba, min_gain=0.2)
+    assert facts["n_entropy_merges"] == 1 and p.shape == (300, 2)
+    assert len(set(lab[:200].tolist())) == 1 and set(lab[:200].tolist()).isdisjoint(lab[200:].tolist())
+    assert 0.5 < facts["entropy_merges"][0][1] < np.log(2) + 1e-9
+    np.testing.assert_allclose(p.sum(axis=1), 1.0)
+    lab0, p0, f0 = cluster.merge_entropy(proba, min_gain=0.0)
+    assert f0["n_entropy_merges"] == 0 and p0.shape == (300, 3)
+    # through the mixture: an elongated uniform cloud (several Gaussian components) and a far blob
+    x = np.concatenate([rng.uniform([0, 0], [12, 1], (900, 2)), rng.normal([6, 8], 0.3, (200, 2))])
+    raw, params = cluster.cluster_embedding(x, "gmm", max_k=8, merge_entropy_gain=0.0)
+    merged, mparams = cluster.cluster_embedding(x, "gmm", max_k=8, merge_entropy_gain=0.1)
+    assert params["k_bic"] > 2 and mparams["n_entropy_merges"] >= 1
+    assert len(set(merged.tolist()) - {-1}) < len(set(raw.tolist()) - {-1})
+    far = merged[900:][merged[900:] != -1]
+    assert len(set(far.tolist())) == 1 and far[0] not in set(merged[:900].tolist())
