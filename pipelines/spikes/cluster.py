@@ -661,11 +661,11 @@ NOT_TETRODE = {".eeg": "an Axona EEG (LFP) file", ".egf": "an Axona high-rate EE
 #: the frozen defaults of ``ephys cluster``: chosen on RatGPS tetrodes 5 and 7 only, by the rule and
 #: the candidates of ``benchmarks/bench_cluster.py --table`` (results in benchmarks/results/cluster.json;
 #: README): Gaussian mixture + BIC on the standardised log peak-to-trough amplitude of each channel,
-#: no PCA, no merge step, no posterior noise rule (third round, seeds 0-2; the second round's
-#: p2p + energy had 0.442 / 0.873 units-only ARI on tetrodes 5 / 7 against 0.458 / 0.941)
+#: then the entropy merge step at 0.2 nats per spike (Baudry et al. 2010); no PCA, no isocut merge, no
+#: posterior noise rule (fourth round, seed means over seeds 0-2: 3 of issue 13's 4 goals met)
 DEFAULTS = {"method": "gmm", "features": "features", "n_dims": 0, "max_k": 12, "p_outlier": 1e-3,
             "min_cluster_size": 30, "kinds": ("logp2p",), "merge_dip": 0.0, "min_posterior": 0.0,
-            "merge_entropy_gain": 0.0}
+            "merge_entropy_gain": 0.2}
 
 
 #: default size of the ``pca`` / ``autoencoder`` embeddings
