@@ -72,8 +72,15 @@ def _run(recordings, out: Path, scheme: str, *, seed, epochs, cv_folds, rec, hp,
         k: max(((b, v) for b, v in d["ppc"].items() if v is not None), key=lambda bv: bv[1], default=(None, None))
         for k, d in desc.items()}}
 
+    if scheme == "blocked":  # one animal: also train on the other units, score the held-out one
+        from .heldout_units import held_out_units
+
+        metrics["held_out_units"] = held_out_units(out / "prepared", n_folds=cv_folds, seed=seed, log=log)
     write_json(out / "metrics.json", metrics)
     write_text(out / "report.md", report_md(metrics))
+    from .report import build_lfp_report
+
+    build_lfp_report(out, metrics, recordings, log=log)
     return metrics
 
 
@@ -98,6 +105,9 @@ def reproduce_sim(data, out, *, seed: int = 0, epochs: int = 40, cv_folds: int =
 
         write_json(out / "metrics.json", metrics)
         write_text(out / "report.md", report_md(metrics))
+        from .report import build_lfp_report
+
+        build_lfp_report(out, metrics, recordings, log=log)
     return metrics
 
 
