@@ -118,9 +118,10 @@ def _fig_traces(rec, unit: str, preds: dict, bands: dict, seconds: float = 4.0) 
         off = -3.0 * k
         axes[1].plot(t, x / s + off, lw=0.7, color=OKABE_ITO[k % 7])
         axes[1].plot(t, amp[i0:i1, 0] / s + off, lw=0.7, color=OKABE_ITO[k % 7], alpha=0.45)
-        axes[1].text(t[0], off + 1.2, b, fontsize=8, color=OKABE_ITO[k % 7])
-    axes[1].set_yticks([])
-    axes[1].set_ylabel("bands (z; envelope pale)", fontsize=9)
+    axes[1].set_yticks([-3.0 * k for k in range(len(sig))], list(sig), fontsize=8)
+    for k, lab in enumerate(axes[1].get_yticklabels()):
+        lab.set_color(OKABE_ITO[k % 7])
+    axes[1].set_ylabel("bands (z-scored; pale: envelope)", fontsize=9)
     spk = rec.units[unit]
     spk = spk[(spk >= t_a) & (spk < t_b)]
     axes[2].vlines(spk, 0, 0.12, color="k", lw=1, label="true spikes")
