@@ -112,6 +112,7 @@ def _fig_traces(rec, unit: str, preds: dict, bands: dict, seconds: float = 4.0) 
     fig, axes = plt.subplots(3, 1, figsize=(10.5, 6.4), sharex=True, gridspec_kw={"height_ratios": [1, 2, 1.4]})
     axes[0].plot(t, rec.lfp[i0:i1, 0], color="0.2", lw=0.7)
     axes[0].set_ylabel(f"LFP {rec.channel_names[0]}", fontsize=9)
+    axes[0].set_title(f"{key}: held-out stretch {t_a:.1f}-{t_b:.1f} s", fontsize=10)
     for k, (b, (filt, amp, _)) in enumerate(sig.items()):
         x = filt[i0:i1, 0]
         s = np.std(x) or 1.0
