@@ -203,6 +203,9 @@ def summary_lines(m: dict) -> list[str]:
     if lobo and lobo.get("hit_rate") is not None:
         lines.append(f"LOBO ({lobo['model']}): generating band named for {lobo['n_hits']}/{lobo['n_coupled']} "
                      f"coupled units ({_f(lobo['hit_rate'], 2)})")
+    hu = m.get("held_out_units")
+    if hu and hu.get("roc_auc") is not None:
+        lines.append(f"held-out units (GLM trained on the other units): pooled ROC-AUC {_f(hu['roc_auc'])}")
     return lines
 
 
@@ -245,4 +248,11 @@ def report_md(m: dict) -> str:
                 "Highest pairwise phase consistency (PPC, Vinck et al. 2010) per unit, channel:band:", ""]
         out += [f"- {k}: {bv[0]} PPC {_f(bv[1], 4)}" for k, bv in desc["max_ppc"].items()]
         out += ["", f"![spike-triggered LFP averages]({desc['figure']})"]
+    hu = m.get("held_out_units")
+    if hu and hu.get("per_unit"):
+        out += ["", "## Held-out units (GLM trained on the other units, same time folds)", "", hu["what"] + ".", "",
+                "| held-out unit | ROC-AUC | PR-AUC | positive rate |", "|---|---:|---:|---:|"]
+        out += [f"| {k} | {_f(d['roc_auc'])} | {_f(d['pr_auc'])} | {_f(d['positive_rate'], 4)} |"
+                for k, d in {**hu["per_unit"], "pooled": hu["pooled"]}.items()]
+    out += ["", "The same content with figures: report.html."]
     return "\n".join(out) + "\n"
