@@ -333,8 +333,9 @@ def _unit_table(m: dict) -> list[list[str]]:
     for _, part in models:
         pooled += [fmt(part.get("roc_auc")), fmt(part.get("pr_auc")), fmt(part.get("rate_correlation")),
                    fmt(part.get("balanced_accuracy"))]
-    if hu:
-        pooled.append(fmt(m["held_out_units"].get("roc_auc")))
+    if hu:  # its pooled number covers every held-out unit, the same set only when all units were cross-validated
+        pooled.append(fmt(m["held_out_units"].get("roc_auc")) if set(hu) == set(m.get("per_unit", {}))
+                      else "see Held-out units")
     if orc:
         pooled.append(fmt(m["oracle"].get("roc_auc")))
     rows.append(pooled)
