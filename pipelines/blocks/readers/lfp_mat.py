@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ...core.errors import EphysError
-from .lfp_recordings import LfpRecording, read_spikes_csv
+from .lfp_types import LfpRecording, read_spikes_csv
 
 __all__ = ["read_mat_lfp", "spikes_csv_for"]
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ...core.errors import EphysError
-from .lfp_recordings import LfpRecording
+from .lfp_types import LfpRecording
 
 __all__ = ["read_nwb_lfp"]
 
