@@ -153,7 +153,7 @@ def _fig_roc_pr(preds: dict) -> Figure | None:
     plt = pyplot()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4.3))
     drawn = False
-    base = None
+    base, top = None, 0.0
     for name, pr in preds.items():
         c = MODEL_COLOURS.get(name, OKABE_ITO[2])
         for u in sorted(set(pr["unit"].tolist())):
@@ -167,6 +167,7 @@ def _fig_roc_pr(preds: dict) -> Figure | None:
         a1.plot(f, tp, color=c, lw=2, label=f"{name} pooled (AUC {roc_auc_score(pr['y'], pr['p']):.3f})")
         prec, rec, _ = precision_recall_curve(pr["y"], pr["p"])
         a2.plot(rec, prec, color=c, lw=2, label=f"{name} (AP {average_precision_score(pr['y'], pr['p']):.3f})")
+        top = max(top, float(prec[rec >= 0.02].max()) if (rec >= 0.02).any() else 0.0)
         base = float(pr["y"].mean())
         drawn = True
     if not drawn:
@@ -175,7 +176,9 @@ def _fig_roc_pr(preds: dict) -> Figure | None:
     a1.plot([0, 1], [0, 1], color="k", lw=0.8, ls=":", label="chance")
     a2.axhline(base, color="k", lw=0.8, ls=":", label=f"positive rate {base:.3f}")
     a1.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (held-out windows)")
-    a2.set(xlabel="recall", ylabel="precision", title="precision-recall (held-out windows)", ylim=(0, 1.02))
+    # rare spikes: a 0-1 precision axis would flatten every curve onto the positive rate
+    a2.set(xlabel="recall", ylabel="precision", title="precision-recall (held-out windows)",
+           ylim=(0, min(1.02, max(4 * base, 1.15 * top))))
     for ax in (a1, a2):
         style_axes(ax)
         ax.legend(fontsize=8, frameon=False)
@@ -183,7 +186,7 @@ def _fig_roc_pr(preds: dict) -> Figure | None:
     fig.tight_layout()
     return Figure(png_bytes(fig), "ROC and precision-recall curves",
                   "Pooled out-of-fold predictions of every unit (thick) and each unit alone (thin). A PR curve at "
-                  "the positive rate is chance.", "rocpr")
+                  "the positive rate is chance (the precision axis is cut to the curves' range).", "rocpr")
 
 
 def _fig_lobo(lobo: dict) -> list[Figure]:
