@@ -64,8 +64,10 @@ if [ ! -e "$EPHYS_INPUT" ] && [ -z "$EPHYS_FETCH_SIZE" ]; then
 fi
 dataset_ready() { [ -f "$EPHYS_DATASET/manifest.json" ] || [ -f "$EPHYS_DATASET/index.json" ]; }
 
-mkdir -p "$EPHYS_LOGS"
-EPHYS_LOGS=$(cd "$EPHYS_LOGS" && pwd)
+# the checks render into a temporary folder: a refused or check-only run writes nothing under runs/
+logs_dir=$EPHYS_LOGS
+EPHYS_LOGS=$(mktemp -d "${TMPDIR:-/tmp}/ephys-preflight.XXXXXX")
+trap 'rm -rf "$EPHYS_LOGS"' EXIT
 source "$SLURM_DIR/dag.sh"
 # job log names: <step>-<job id>, an array's <step>-<array id>_<task>
 export EPHYS_PREPARE_LOG=$([ "$EPHYS_SHARDS" = 1 ] && echo "%A_%a" || echo "%j")
@@ -91,6 +93,12 @@ if [ -n "${EPHYS_PREFLIGHT_ONLY:-}" ]; then
     echo "every step fits partition '${EPHYS_PARTITION:-(default)}'; EPHYS_PREFLIGHT_ONLY is set: nothing submitted"
     exit 0
 fi
+rm -rf "$EPHYS_LOGS"
+trap - EXIT
+mkdir -p "$logs_dir"
+EPHYS_LOGS=$(cd "$logs_dir" && pwd)
+rendered="$EPHYS_LOGS/sbatch"
+mkdir -p "$rendered"
 
 read -r -a models <<< "$EPHYS_MODELS"
 : > "$EPHYS_LOGS/jobs.tsv"

@@ -440,6 +440,7 @@ def test_slurm_all_refuses_a_request_the_partition_cannot_hold(tmp_path):
                                        EPHYS_MEM_FETCH="1G", EPHYS_PREFLIGHT_ONLY="1"),
                         capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0 and "every step fits" in ok.stdout, ok.stderr
+    assert not (tmp_path / "runs").exists(), "a refused or check-only slurm-all wrote under runs/"
 
 
 @needs_slurm
