@@ -181,7 +181,8 @@ def diagnostics(seed: int = 0) -> dict:
     oracle on that mixture; (3) a mixture fitted to the Tint-unit spikes alone with the true
     number of units (the noise removed by hand); (4) the field's quality rule as a noise rule:
     the default mixture's clusters with isolation distance (in the clustered space) < 20 relabelled
-    noise.
+    noise; (5) the frozen default on each half of the recording (same tetrodes: a stability check,
+    not a held-out estimate).
     """
     from sklearn.metrics import adjusted_rand_score as ari
     from sklearn.mixture import GaussianMixture
@@ -228,6 +229,23 @@ def diagnostics(seed: int = 0) -> dict:
                                                "n_noise": int((rule == -1).sum())},
                       "gmm_bic": {"units_only_ari": round(ari(ref[u], lab[u]), 3), "ari": round(ari(ref, lab), 3)}}
             print(tet, key, json.dumps(d[key]), flush=True)
+        # (5) stability on subsets: the frozen default on each half of the recording (time order)
+        from ephys.pipelines.spikes.cluster import cluster_embedding, spike_features
+
+        halves = []
+        n = len(ref)
+        for name, sl in (("first half", slice(0, n // 2)), ("second half", slice(n // 2, n))):
+            f = spike_features(s.waveforms[sl], DEFAULTS["features"], DEFAULTS["n_dims"], seed,
+                               kinds=tuple(DEFAULTS["kinds"]))
+            lab, p = cluster_embedding(f, DEFAULTS["method"], min_cluster_size=DEFAULTS["min_cluster_size"],
+                                       max_k=DEFAULTS["max_k"], p_outlier=DEFAULTS["p_outlier"], seed=seed,
+                                       merge_dip=DEFAULTS["merge_dip"], min_posterior=DEFAULTS["min_posterior"],
+                                       merge_entropy_gain=DEFAULTS["merge_entropy_gain"])
+            r = ref[sl]
+            halves.append({"part": name, "n_spikes": int(r.size), "n_clusters": int(len(set(lab.tolist()) - {-1})),
+                           "units_only_ari": round(ari(r[r != 0], lab[r != 0]), 3), "ari": round(ari(r, lab), 3)})
+        d["default_on_halves"] = halves
+        print(tet, "halves", json.dumps(halves), flush=True)
         out[str(tet)] = d
     return out
 
