@@ -16,8 +16,10 @@ def cluster(
     method: str = typer.Option(None, "--method", help="gmm (Gaussian mixture, k by BIC; default) | isosplit (ISO-SPLIT, isosplit6) | hdbscan (sklearn) | dbscan (eps at the knee of the k-distance curve)."),
     embed: str = typer.Option(None, "--embed", "--features", help="features (per-channel features of --feature-kinds, standardised; default) | peaks (peak amplitude per channel) | pca (PCA of the whole waveform) | autoencoder (bottleneck of a dense autoencoder fitted to these spikes); --dims sets the size."),
     dims: int = typer.Option(None, "--dims", min=0, help="PCA components of the features (0 = all, the default for features) / of the waveform, autoencoder bottleneck."),
-    kinds: str = typer.Option(None, "--feature-kinds", help="Comma-separated per-channel features for --embed features, from peak,trough,p2p,width,energy,pc [default: see README]."),
+    kinds: str = typer.Option(None, "--feature-kinds", help="Comma-separated per-channel features for --embed features, from peak,trough,p2p,logp2p,width,energy,pc [default: see README]."),
     merge_dip: float = typer.Option(None, "--merge-dip", min=0.0, help="gmm: merge clusters with no isocut dip below this score along their discriminant axis whose union is better isolated (0 = no merge) [default: see README]."),
+    min_posterior: float = typer.Option(None, "--min-posterior", min=0.0, max=1.0, help="gmm: spikes whose posterior probability of their component is below this are noise (0 = none) [default: see README]."),
+    merge_entropy: float = typer.Option(None, "--merge-entropy", min=0.0, help="gmm: merge mixture components by the entropy criterion (Baudry et al. 2010) while a merge lowers the posterior entropy by at least this many nats per spike (0 = none) [default: see README]."),
     max_k: int = typer.Option(None, "--max-k", min=1, help="gmm: largest number of components tried by BIC [default: 12]."),
     p_outlier: float = typer.Option(None, "--p-outlier", help="gmm / isosplit noise rule: spikes beyond the chi-square 1 - p quantile of their cluster's Mahalanobis distance are noise [default: 0.001]."),
     min_samples: int = typer.Option(10, "--min-samples", min=1, help="DBSCAN / HDBSCAN min_samples (k of the k-distance curve)."),
@@ -35,7 +37,8 @@ def cluster(
     from ephys.pipelines.spikes.cluster import cluster_tetrode
 
     given = {"method": method, "features": embed, "n_dims": dims, "max_k": max_k, "p_outlier": p_outlier,
-             "min_cluster_size": min_cluster_size, "merge_dip": merge_dip,
+             "min_cluster_size": min_cluster_size, "merge_dip": merge_dip, "min_posterior": min_posterior,
+             "merge_entropy_gain": merge_entropy,
              "kinds": tuple(k.strip() for k in kinds.split(",") if k.strip()) if kinds else None}
     out = out or common.runs_root() / f"cluster-{tetrode.name}"
     res = cluster_tetrode(tetrode, out, cut, min_samples=min_samples, seed=seed, ae_epochs=ae_epochs,

@@ -12,7 +12,7 @@ from .prepare import prepare_app
 
 @prepare_app.command("lfp")
 def prepare_lfp(
-    input: Path = typer.Argument(..., help="An Axona trial folder (.eeg* + tetrode .N + Tint .cut), a folder with lfp.npy + spikes.csv (unit,t_s) + recording.json (fs_hz), or a folder of such folders (a cohort, e.g. `ephys fetch synthetic --pipeline lfp`)."),
+    input: Path = typer.Argument(..., help="An .nwb file (LFP ElectricalSeries + Units table), a .mat file (lfp, fs_hz) with NAME_spikes.csv or spikes.csv (unit,t_s), an Axona trial folder (.eeg* + tetrode .N + Tint .cut), a folder with lfp.npy + spikes.csv (unit,t_s) + recording.json (fs_hz), or a folder of such folders (a cohort, e.g. `ephys fetch synthetic --pipeline lfp`)."),
     out: Path = typer.Argument(None, help="Output folder [default: DATA/processed/lfp]."),
     window_s: float = typer.Option(0.1, "--window-s", help="Window length (s); the seed: 100 samples at 1 kHz."),
     bin_s: float = typer.Option(0.02, "--bin-s", help="Prediction bin (s): spike = at least one spike in it."),

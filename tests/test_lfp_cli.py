@@ -96,6 +96,7 @@ def test_ratgps_cut_length_mismatch(tmp_path):
     (d / "83812141_5.cut").write_text(text.rstrip().rsplit(None, 1)[0] + "\n", encoding="latin-1")
     proc = ephys("--quiet", "reproduce", "lfp-ratgps", "--data", d, "--out", tmp_path / "out")
     one_line_error(proc, "83812141_5.cut", "expected")
+    assert not (tmp_path / "out" / "metrics.json").exists() and not (tmp_path / "out" / "prepared" / "index.json").exists()
 
 
 @needs_shared

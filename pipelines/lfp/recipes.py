@@ -89,8 +89,15 @@ def _run(recordings, out: Path, scheme: str, *, seed, epochs, cv_folds, rec, hp,
         k: max(((b, v) for b, v in d["ppc"].items() if v is not None), key=lambda bv: bv[1], default=(None, None))
         for k, d in desc.items()}}
 
+    if scheme == "blocked":  # one animal: also train on the other units, score the held-out one
+        from .heldout_units import held_out_units
+
+        metrics["held_out_units"] = held_out_units(out / "prepared", n_folds=cv_folds, seed=seed, log=log)
     write_json(out / "metrics.json", metrics)
     write_text(out / "report.md", report_md(metrics))
+    from .report import build_lfp_report
+
+    build_lfp_report(out, metrics, recordings, log=log)
     return metrics
 
 
@@ -115,6 +122,9 @@ def reproduce_sim(data, out, *, seed: int = 0, epochs: int = 40, cv_folds: int =
 
         write_json(out / "metrics.json", metrics)
         write_text(out / "report.md", report_md(metrics))
+        from .report import build_lfp_report
+
+        build_lfp_report(out, metrics, recordings, log=log)
     return metrics
 
 
@@ -210,6 +220,9 @@ def summary_lines(m: dict) -> list[str]:
     if lobo and lobo.get("hit_rate") is not None:
         lines.append(f"LOBO ({lobo['model']}): generating band named for {lobo['n_hits']}/{lobo['n_coupled']} "
                      f"coupled units ({_f(lobo['hit_rate'], 2)})")
+    hu = m.get("held_out_units")
+    if hu and hu.get("roc_auc") is not None:
+        lines.append(f"held-out units (GLM trained on the other units): pooled ROC-AUC {_f(hu['roc_auc'])}")
     return lines
 
 
@@ -252,4 +265,11 @@ def report_md(m: dict) -> str:
                 "Highest pairwise phase consistency (PPC, Vinck et al. 2010) per unit, channel:band:", ""]
         out += [f"- {k}: {bv[0]} PPC {_f(bv[1], 4)}" for k, bv in desc["max_ppc"].items()]
         out += ["", f"![spike-triggered LFP averages]({desc['figure']})"]
+    hu = m.get("held_out_units")
+    if hu and hu.get("per_unit"):
+        out += ["", "## Held-out units (GLM trained on the other units, same time folds)", "", hu["what"] + ".", "",
+                "| held-out unit | ROC-AUC | PR-AUC | positive rate |", "|---|---:|---:|---:|"]
+        out += [f"| {k} | {_f(d['roc_auc'])} | {_f(d['pr_auc'])} | {_f(d['positive_rate'], 4)} |"
+                for k, d in {**hu["per_unit"], "pooled": hu["pooled"]}.items()]
+    out += ["", "The same content with figures: report.html."]
     return "\n".join(out) + "\n"

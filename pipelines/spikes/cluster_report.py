@@ -184,7 +184,9 @@ def build_cluster_report(out_dir: str | Path, res: dict, emb: np.ndarray, labels
     if res.get("warning"):
         rows.append(("Warning", res["warning"]))
     params = {k: res[k] for k in ("eps", "min_samples", "min_cluster_size", "max_k", "k_bic", "k_isosplit",
-                                  "p_outlier", "noise_rule", "feature_kinds", "seed") if k in res}
+                                  "p_outlier", "noise_rule", "min_posterior", "n_ambiguous", "merge_rule", "entropy_merge_rule",
+                                  "n_entropy_merges",
+                                  "feature_kinds", "seed") if k in res}
     tables = []
     if res.get("quality"):
         tables.append(("Quality per cluster", _quality_rows(res), res.get("quality_rule", "")))

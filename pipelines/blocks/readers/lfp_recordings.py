@@ -6,59 +6,32 @@ Readers:
   per sample at 250 Hz, or ``.egf`` 2 bytes at 4.8 kHz) and tetrode spike files ``TRIAL.N`` with
   their Tint cut ``TRIAL_N.cut`` (read by :mod:`ephys.pipelines.blocks.readers.axona`); every
   cluster id other than 0 (Tint's noise cluster) is a unit, named ``t<N>c<id>``.
+- :func:`ephys.pipelines.blocks.readers.lfp_nwb.read_nwb_lfp` — an NWB file (LFP
+  ``ElectricalSeries`` + ``Units`` table);
+- :func:`ephys.pipelines.blocks.readers.lfp_mat.read_mat_lfp` — a ``.mat`` file (``lfp``,
+  ``fs_hz``) + a spike-time CSV;
 - :func:`read_npy_lfp` — a folder with ``lfp.npy`` (float, (n_samples, n_channels)),
   ``spikes.csv`` (columns ``unit``, ``t_s``) and ``recording.json`` (``fs_hz``; optional ``t0_s``,
   ``channel_names``, ``group``).
 
-Both return spike times on the LFP's clock (seconds); :func:`check_recording` applies the checks
+All return spike times on the LFP's clock (seconds); :func:`check_recording` applies the checks
 the LFP pipeline needs before windowing (NaN samples, spikes outside the recording, clocks that
 do not overlap).
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ...core.errors import EphysError
 from .axona import _header, _number, read_cut, read_tetrode
+from .lfp_types import LfpRecording, read_spikes_csv
 
-__all__ = ["LfpRecording", "read_axona_lfp", "read_npy_lfp", "read_lfp_recordings", "check_recording"]
-
-
-@dataclass
-class LfpRecording:
-    """One recording: multichannel LFP and the spike times of its units.
-
-    Attributes
-    ----------
-    name : str               recording / participant id (the CV group)
-    lfp : np.ndarray         float64, shape (n_samples, n_channels), the file's unit (ADC or µV)
-    fs_hz : float            LFP sampling rate
-    t0_s : float             time of the first LFP sample on the spike clock, s
-    channel_names : list[str]
-    units : dict[str, np.ndarray]  unit id -> sorted spike times, float64, s (same clock as t0_s)
-    sources : list[str]      files read
-    unit_info : dict[str, dict]  optional per-unit metadata (e.g. simulated ground truth)
-    """
-
-    name: str
-    lfp: np.ndarray
-    fs_hz: float
-    t0_s: float
-    channel_names: list[str]
-    units: dict[str, np.ndarray]
-    sources: list[str] = field(default_factory=list)
-    unit_info: dict[str, dict] = field(default_factory=dict)
-
-    @property
-    def duration_s(self) -> float:
-        return self.lfp.shape[0] / self.fs_hz
+__all__ = ["LfpRecording", "read_axona_lfp", "read_npy_lfp", "read_spikes_csv", "read_lfp_recordings", "check_recording"]
 
 
 def _read_axona_eeg(path: Path) -> tuple[np.ndarray, float]:
@@ -158,30 +131,42 @@ def read_npy_lfp(folder: str | Path) -> LfpRecording:
         lfp = lfp[:, None]
     if lfp.ndim != 2 or not np.issubdtype(lfp.dtype, np.number):
         raise EphysError(f"expected a numeric (n_samples, n_channels) array, got {lfp.dtype} {lfp.shape}", lfp_path)
-    units: dict[str, list[float]] = {}
-    with open(csv_path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        if not reader.fieldnames or not {"unit", "t_s"} <= set(reader.fieldnames):
-            raise EphysError("needs columns unit,t_s", csv_path)
-        for k, row in enumerate(reader, start=2):
-            unit = (row.get("unit") or "").strip()
-            try:
-                t = float(row["t_s"])
-            except (TypeError, ValueError):
-                raise EphysError(f"row {k}: t_s is not a number ({row.get('t_s')!r})", csv_path) from None
-            if not unit:
-                raise EphysError(f"row {k}: empty unit", csv_path)
-            units.setdefault(unit, []).append(t)
+    units = read_spikes_csv(csv_path)
     names = list(meta.get("channel_names") or [f"ch{i + 1}" for i in range(lfp.shape[1])])
     return LfpRecording(str(meta.get("group") or folder.name), lfp.astype(np.float64), fs,
                         float(meta.get("t0_s", 0.0)), names,
-                        {u: np.sort(np.asarray(v, dtype=np.float64)) for u, v in units.items()},
+                        units,
                         [str(lfp_path), str(csv_path), str(meta_path)], dict(meta.get("units") or {}))
 
 
+def _read_file(p: Path) -> LfpRecording:
+    suffix = p.suffix.lower()
+    if suffix == ".nwb":
+        from .lfp_nwb import read_nwb_lfp
+
+        return read_nwb_lfp(p)
+    if suffix == ".mat":
+        from .lfp_mat import read_mat_lfp
+
+        return read_mat_lfp(p)
+    raise EphysError("expected an .nwb or .mat file, or a recording folder (Axona trial, or lfp.npy + "
+                     "spikes.csv + recording.json)", p)
+
+
+def _read_folder(p: Path) -> list[LfpRecording]:
+    if (p / "lfp.npy").is_file() or (p / "recording.json").is_file():
+        return [read_npy_lfp(p)]
+    if any(p.glob("*.eeg")) or any(p.glob("*.egf")):
+        return [read_axona_lfp(p, eeg_ext="eeg" if any(p.glob("*.eeg")) else "egf")]
+    return [_read_file(f) for f in sorted(p.iterdir()) if f.is_file() and f.suffix.lower() in (".nwb", ".mat")]
+
+
 def read_lfp_recordings(path: str | Path) -> list[LfpRecording]:
-    """Every recording under ``path``: an Axona trial folder, an ``lfp.npy`` folder, or a folder
-    of such folders (a cohort; sorted by name).
+    """Every recording under ``path``: an ``.nwb`` file
+    (:func:`ephys.pipelines.blocks.readers.lfp_nwb.read_nwb_lfp`), a ``.mat`` file + spike CSV
+    (:func:`ephys.pipelines.blocks.readers.lfp_mat.read_mat_lfp`), an Axona trial folder, an
+    ``lfp.npy`` folder, a folder of ``.nwb`` / ``.mat`` files, or a folder of such folders (a
+    cohort; sorted by name).
 
     Raises
     ------
@@ -192,19 +177,12 @@ def read_lfp_recordings(path: str | Path) -> list[LfpRecording]:
     if not path.exists():
         raise EphysError("no such file or folder", path)
     if path.is_file():
-        raise EphysError("expected a recording folder (Axona trial, or lfp.npy + spikes.csv + recording.json)", path)
-
-    def one(p: Path) -> LfpRecording | None:
-        if (p / "lfp.npy").is_file() or (p / "recording.json").is_file():
-            return read_npy_lfp(p)
-        if any(p.glob("*.eeg")) or any(p.glob("*.egf")):
-            return read_axona_lfp(p, eeg_ext="eeg" if any(p.glob("*.eeg")) else "egf")
-        return None
-
-    rec = one(path)
-    recs = [rec] if rec is not None else [r for r in (one(p) for p in sorted(path.iterdir()) if p.is_dir()) if r]
+        recs = [_read_file(path)]
+    else:
+        recs = _read_folder(path) or [r for p in sorted(path.iterdir()) if p.is_dir() for r in _read_folder(p)]
     if not recs:
-        raise EphysError("no LFP recording found (Axona .eeg + tetrode/.cut files, or lfp.npy + spikes.csv)", path)
+        raise EphysError("no LFP recording found (.nwb, .mat + spike CSV, Axona .eeg + tetrode/.cut files, or "
+                         "lfp.npy + spikes.csv)", path)
     names = [r.name for r in recs]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
