@@ -36,6 +36,8 @@ It replaces the SpikeInference seed's toy generator, whose label was a threshold
   phase can describe them only in part: the simulation is meant to show what a sequence model
   adds, with the true intensity as the ceiling.
 
+Every revision above was tried on a development cohort (seed 1), never on the recipe's seed 0.
+
 Recording length: 120 s per participant by default (it was 60 s; real sessions are many minutes,
 the rat recording 20 min): 6,000 prediction bins per unit and participant at 20 ms. On a
 development cohort (seed 1, never the recipe's seed 0) the BiLSTM's held-out ROC-AUC of one fold
