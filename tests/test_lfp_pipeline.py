@@ -204,3 +204,22 @@ def test_simulated_intensity_is_the_ceiling(cohort, prepared):
     shifted = roc_auc_score(y, oracle_bin_probability(cohort / "P01", "inh1", t - 0.1, 0.02))
     assert aligned > shifted + 0.05
     assert oracle_bin_probability(cohort / "P01", "nope", t, 0.02) is None
+
+
+def test_simulated_units_fire_at_their_drawn_rate():
+    from ephys.pipelines.lfp.synthetic import simulate_participant
+
+    fs = 250.0
+    sim = simulate_participant(np.random.default_rng(5), 240.0, fs, 1)  # minutes: rare, strong drive peaks
+    for unit, truth in sim["units"].items():
+        assert sim["p_spike"][unit].mean() * fs == pytest.approx(truth["rate_hz"], rel=0.02), unit
+        assert sim["spikes"][unit].size / 240.0 == pytest.approx(truth["rate_hz"], rel=0.2), unit
+
+
+def test_prior_shift_maps_balanced_outputs_to_the_training_prior():
+    from ephys.pipelines.lfp.cv import prior_shift
+
+    p = np.array([0.1, 0.5, 0.9])
+    q, thr = prior_shift(p, 0.5, 0.05)
+    assert q[1] == pytest.approx(0.05) and thr == pytest.approx(0.05)
+    assert np.all(np.diff(q) > 0) and np.all(q < p)  # monotone: per-unit ROC-AUC unchanged

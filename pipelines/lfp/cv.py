@@ -15,7 +15,10 @@ windows); the decision threshold is fitted on the training side (Youden); the tr
 be subsampled (every spike window kept, ``no_spike`` windows drawn at random up to ``max_train``),
 test windows never are. Models: ``bilstm`` is trained by the core (:func:`ephys.pipelines.core.
 training.train` with the fold as ``split_ids``; one run folder per unit and fold under
-``OUT/runs/``), the ``glm`` baseline is fitted here (:mod:`ephys.pipelines.lfp.glm`).
+``OUT/runs/``), the ``glm`` baseline is fitted here (:mod:`ephys.pipelines.lfp.glm`). Both are
+fitted with balanced class weights; their held-out outputs are mapped back to the fold's training
+spike prior (:func:`prior_shift`, both models alike), so that pooled metrics compare
+probabilities across units rather than outputs that each assume a 50 % spike rate.
 
 LOBO: the chosen model is retrained on the same folds without every input channel of one band;
 ΔROC-AUC = AUC(all bands) - AUC(without the band), per fold (mean and a t-based 95 % CI over
@@ -105,6 +108,29 @@ def _glm_table(windows: np.ndarray, feature_samples: int, chunk: int = 4096) -> 
     return out
 
 
+def prior_shift(p: np.ndarray, threshold: float, positive_rate: float) -> tuple[np.ndarray, float]:
+    """Map a class-balanced model's P(spike) back to the training side's spike prior.
+
+    Both models are fitted with balanced class weights (the core's training; the GLM's
+    ``class_weight="balanced"``), so their output is the posterior under a prior of 0.5. Adding
+    ``log(pi / (1 - pi))`` to its log-odds, ``pi`` the positive rate of the fold's training
+    windows before any subsampling, gives the posterior under the training prior (the prior-shift
+    correction of Saerens, Latinne & Decaestecker 2002, Neural Comput 14:21). Monotone within a
+    model, so per-unit ROC-AUC and the Youden decision are unchanged; across units (the pooled
+    metrics, the predicted rates of ``rate_correlation``) the outputs become comparable
+    probabilities. ``p`` (n,) float in [0, 1]; returns (shifted p, shifted threshold).
+    """
+    eps = 1e-7
+    pi = float(np.clip(positive_rate, eps, 1 - eps))
+    shift = np.log(pi / (1 - pi))
+
+    def f(v):
+        v = np.clip(np.asarray(v, dtype=np.float64), eps, 1 - eps)
+        return 1.0 / (1.0 + np.exp(-(np.log(v / (1 - v)) + shift)))
+
+    return f(p), float(f(threshold))
+
+
 def _predict_keras(model, windows, rows, batch=2048) -> np.ndarray:
     return np.concatenate([np.asarray(model.predict(np.asarray(windows[rows[k:k + batch]], dtype=np.float32),
                                                     verbose=0))[:, 1] for k in range(0, rows.size, batch)]
@@ -158,13 +184,15 @@ def cross_validate(prepared: str | Path, out: str | Path, *, scheme: str = "auto
                    models=MODELS, epochs: int = 10, seed: int = 0, bilstm_hparams: dict | None = None,
                    batch_size: int = 128, lr: float = 1e-3, patience: int = 3, max_train: int | None = 8000,
                    lobo: bool = True, lobo_model: str = "glm", eager: bool = False, units=None,
-                   log=print) -> dict:
+                   prior_correction: bool = True, log=print) -> dict:
     """Cross-validate ``models`` on every unit dataset of a prepared LFP folder; LOBO; metrics.
 
     Returns the metrics dict (also written to ``OUT/metrics.json``): the first model's pooled
     numbers as flat keys (``roc_auc``, ``pr_auc``, ``positive_rate``, ``rate_correlation``, ...),
     ``pooled``, ``per_unit`` (key ``recording/unit``), the second model under ``reference``, and
     ``lobo`` (when asked). Out-of-fold predictions go to ``OUT/predictions_<model>.csv``.
+    ``prior_correction`` (default true): every model's held-out output, LOBO's included, goes
+    through :func:`prior_shift` with the fold's training spike rate.
 
     Raises
     ------
@@ -218,6 +246,8 @@ def cross_validate(prepared: str | Path, out: str | Path, *, scheme: str = "auto
             for m in models + ([lobo_model] if lobo and lobo_model not in models else []):
                 t0 = time.perf_counter()
                 p, thr = fitter.fit(m, uinfo["dataset"].split("/", 1)[1], ds, rows, y, fold, fit, val)
+                if prior_correction:
+                    p, thr = prior_shift(p, thr, float(y[fold.train].mean()))
                 full[m] = p
                 if m in oof:
                     oof[m] += [(ds.ids[i], keys[i], t[i], y[i], pi, thr, fold.name) for i, pi in zip(fold.test, p)]
@@ -227,6 +257,8 @@ def cross_validate(prepared: str | Path, out: str | Path, *, scheme: str = "auto
                 for b in bands:
                     p_b, _ = fitter.fit(lobo_model, uinfo["dataset"].split("/", 1)[1], ds, rows, y, fold, fit, val,
                                         drop_band=b)
+                    if prior_correction:  # as the full model's, so per-unit AUCs over blocks compare alike
+                        p_b, _ = prior_shift(p_b, 0.5, float(y[fold.train].mean()))
                     a_full, a_b = _auc(y[fold.test], full[lobo_model]), _auc(y[fold.test], p_b)
                     lobo_folds[unit][b].append(None if a_full is None or a_b is None else a_full - a_b)
                     lobo_oof[b] += [(keys[i], y[i], pf, pb) for i, pf, pb in zip(fold.test, full[lobo_model], p_b)]

@@ -17,6 +17,21 @@ Options beyond ``--seed/--epochs/--cv-folds`` come as ``--hparam KEY=VALUE``: re
 ``lobo_model`` (glm | bilstm), ``batch_size``, ``lr``, ``patience``, ``window_s``, ``bin_s``,
 ``target``, ``inputs`` (comma list), ``units`` (comma list of unit ids; default all)); every other key goes to the BiLSTM builder (``units1``,
 ``units2``, ``dropout``).
+
+The BiLSTM size of both recipes is frozen (:data:`BILSTM_HPARAMS`: 16 -> 8 units, dropout 0.5,
+instead of the seed's 64 -> 32, dropout 0.2; ``--hparam units1=64 --hparam units2=32 --hparam
+dropout=0.2`` restores the seed). The candidate came from a diagnostic run on the earlier
+(60-s, since revised) seed-0 cohort; it was checked on a development cohort of the revised
+simulation with seed 1 (the recipe scores seed 0) before the reported run, and is applied
+unchanged to the rat recording.
+On one fold of that cohort (unit inh1, GLM 0.924) the seed's size scored held-out ROC-AUC 0.923,
+its best inner-validation loss at epoch 2 with the training loss already 0.24 (memorising a
+fold's few thousand training windows); 32 -> 16 units (amplitude and phase inputs, dropout 0.3)
+0.942, 16 -> 8 units (dropout 0.5, every training window) 0.936; the 32 -> 16 network traced
+over 8 epochs lost held-out ROC-AUC from the first epoch on (0.942 -> 0.925). Over the five
+folds of inh1, 16 -> 8 with dropout 0.5 scored 0.934 on average against the GLM's 0.927. The
+smallest of the sizes that did as well was kept, as the rat's folds hold far fewer spike windows
+(~270). Training stops after ``patience`` = 2 epochs without a better inner-validation loss.
 """
 
 from __future__ import annotations
@@ -30,8 +45,12 @@ _RECIPE_KEYS = ("participants", "duration_s", "max_train", "lobo", "lobo_model",
                 "window_s", "bin_s", "target", "inputs", "units", "eager")
 
 
+#: the frozen BiLSTM size of both recipes (see the module docstring); --hparam overrides a key
+BILSTM_HPARAMS = {"units1": 16, "units2": 8, "dropout": 0.5}
+
+
 def _split_hparams(hparams: dict | None):
-    hp = dict(hparams or {})
+    hp = {**BILSTM_HPARAMS, **dict(hparams or {})}
     rec = {k: hp.pop(k) for k in list(hp) if k in _RECIPE_KEYS}
     return rec, hp
 
@@ -49,7 +68,7 @@ def _params(rec: dict):
 
 
 def _run(recordings, out: Path, scheme: str, *, seed, epochs, cv_folds, rec, hp, log, name,
-         max_train: int = 8000, patience: int = 3) -> dict:
+         max_train: int = 8000, patience: int = 2) -> dict:
     from .cv import cross_validate
     from .sequence import prepare_lfp
 
@@ -88,13 +107,13 @@ def reproduce_sim(data, out, *, seed: int = 0, epochs: int = 40, cv_folds: int =
                   log=print) -> dict:
     """``reproduce lfp-sim`` (see the module docstring); ``data`` None or a cohort folder."""
     from ..blocks.readers.lfp_recordings import read_lfp_recordings
-    from .synthetic import fetch_synthetic
+    from .synthetic import DURATION_S, fetch_synthetic
 
     out = Path(out)
     rec, hp = _split_hparams(hparams)
     if data is None or str(data) in ("", "."):
         data = fetch_synthetic(out / "cohort", n_participants=int(rec.get("participants", 5)), seed=seed,
-                               duration_s=float(rec.get("duration_s", 60.0)))
+                               duration_s=float(rec.get("duration_s", DURATION_S)))
     recordings = read_lfp_recordings(data)
     metrics = _run(recordings, out, "grouped", seed=seed, epochs=epochs, cv_folds=cv_folds, rec=rec, hp=hp,
                    log=log, name="lfp-sim")

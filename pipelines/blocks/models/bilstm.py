@@ -4,7 +4,11 @@ Default architecture from the SpikeInference seed (``spike_inference.py``): BiLS
 step) -> Dropout(0.2) -> BiLSTM(32) -> Dropout(0.2) -> Dense; the seed's single sigmoid output
 is written here as a 2-class softmax (the same model for binary cross-entropy), so the core's
 training applies. Two additions: a leading ``BatchNormalization`` (the inputs are standardised
-with statistics of the training batches only; LFP amplitudes are in ADC units or µV) and an
+with statistics of the training batches only; LFP amplitudes are in ADC units or µV; momentum
+0.9 rather than Keras' 0.99, because early stopping keeps a model after 1-3 epochs of ~60 steps,
+when 0.99 moving statistics still carry ~30 % of their initial mean 0 / variance 1 and the
+model predicts on inputs scaled unlike its training batches: on the development cohort the
+held-out ROC-AUC after one epoch was 0.854 with 0.99 and 0.888 with 0.9) and an
 optional channel selection (``keep_channels``), used to retrain without a band (LOBO) on the same
 prepared windows.
 """
@@ -84,7 +88,7 @@ def build_bilstm(input_shape, n_classes: int, **hparams) -> keras.Model:
             raise EphysError(f"model {name}: keep_channels must index 0..{shape[1] - 1}")
         x = SelectChannels(keep, name="select_channels")(x)
     if hparams.get("input_norm", True):
-        x = layers.BatchNormalization(name="input_norm")(x)
+        x = layers.BatchNormalization(momentum=0.9, name="input_norm")(x)
     x = layers.Bidirectional(layers.LSTM(u1, return_sequences=True), name="bilstm1")(x)
     x = layers.Dropout(dropout)(x)
     x = layers.Bidirectional(layers.LSTM(u2), name="bilstm2")(x)
