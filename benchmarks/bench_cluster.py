@@ -148,6 +148,9 @@ def choose(rows: list[dict]) -> tuple[str, dict]:
 
 
 def table() -> dict:
+    """The ``--table`` part (see the module docstring): every candidate on tetrodes 5 and 7 for
+    each seed, the other methods at seed 0, and the choice of :func:`choose`; returns the dict
+    stored under ``table`` in the results JSON. Needs ``../shared/data``."""
     rows, others = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for name, kw in CANDIDATES.items():

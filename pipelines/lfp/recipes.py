@@ -68,7 +68,7 @@ def _params(rec: dict):
 
 
 def _run(recordings, out: Path, scheme: str, *, seed, epochs, cv_folds, rec, hp, log, name,
-         max_train: int = 8000, patience: int = 2) -> dict:
+         max_train: int = 8000, patience: int = 2, oracle: bool = False) -> dict:
     from .cv import cross_validate
     from .sequence import prepare_lfp
 
@@ -95,6 +95,10 @@ def _run(recordings, out: Path, scheme: str, *, seed, epochs, cv_folds, rec, hp,
         from .heldout_units import held_out_units
 
         metrics["held_out_units"] = held_out_units(out / "prepared", n_folds=cv_folds, seed=seed, log=log)
+    if oracle:  # simulated recordings: the true intensity scored like a model (the ceiling)
+        ceiling = oracle_metrics(out / "prepared", recordings, keys=set(metrics["per_unit"]))
+        if ceiling:
+            metrics["oracle"] = ceiling
     write_json(out / "metrics.json", metrics)
     write_text(out / "report.md", report_md(metrics))
     from .report import build_lfp_report
@@ -115,19 +119,8 @@ def reproduce_sim(data, out, *, seed: int = 0, epochs: int = 40, cv_folds: int =
         data = fetch_synthetic(out / "cohort", n_participants=int(rec.get("participants", 5)), seed=seed,
                                duration_s=float(rec.get("duration_s", DURATION_S)))
     recordings = read_lfp_recordings(data)
-    metrics = _run(recordings, out, "grouped", seed=seed, epochs=epochs, cv_folds=cv_folds, rec=rec, hp=hp,
-                   log=log, name="lfp-sim")
-    oracle = oracle_metrics(out / "prepared", recordings, keys=set(metrics["per_unit"]))
-    if oracle:
-        metrics["oracle"] = oracle
-        from ..core.atomic import write_json
-
-        write_json(out / "metrics.json", metrics)
-        write_text(out / "report.md", report_md(metrics))
-        from .report import build_lfp_report
-
-        build_lfp_report(out, metrics, recordings, log=log)
-    return metrics
+    return _run(recordings, out, "grouped", seed=seed, epochs=epochs, cv_folds=cv_folds, rec=rec, hp=hp,
+                log=log, name="lfp-sim", oracle=True)
 
 
 def oracle_metrics(prepared: Path, recordings, keys=None) -> dict | None:

@@ -35,6 +35,7 @@ from typing import Callable
 import numpy as np
 
 from ...core.atomic import atomic_path, write_json, write_text
+from ...core.layouts import FEATURES
 from ...core.errors import EphysError
 
 MODEL_FILE = "model.lgb.txt"
@@ -283,7 +284,7 @@ def train_tabular(cfg, ds, split: dict, run: Path, meta: dict, log: Callable[[st
     meta = {**meta, "backend": "lightgbm", "backend_version": meta.get("backend_version") or lightgbm.__version__}
     import yaml
 
-    if ds.modality != "features":
+    if ds.modality != FEATURES:
         raise EphysError(f"lightgbm needs a feature-table dataset (modality features), not {ds.modality}", ds.root)
     hp = resolve_hparams(dict(cfg.hparams))
     names = list(ds.manifest["feature_names"])
