@@ -116,7 +116,7 @@ def test_prepare_lfp_cli(tmp_path):
     proc = ephys("prepare", "lfp", tmp_path / "c", tmp_path / "p", "--inputs", "amplitude", "--window-s", "0.2", check=0)
     assert str(tmp_path / "p") in proc.stdout
     index = json.loads((tmp_path / "p" / "index.json").read_text())
-    assert index["sample_shape"] == [50, 2 * 6] and set(index["units"]) == {"inh1", "exc1", "unc1"}
+    assert index["sample_shape"] == [50, 2 * 6] and set(index["units"]) == {"inh1", "exc1", "unc1", "reb1"}
     bad = ephys("prepare", "lfp", tmp_path / "c", tmp_path / "q", "--inputs", "wavelet")
     one_line_error(bad, "inputs must be among")
     assert not (tmp_path / "q" / "index.json").exists()
