@@ -45,7 +45,9 @@ def test_reproduce_lfp_sim_tiny(tmp_path):
             assert k in part and k in part["per_unit"]["P01/inh1"]
     assert set(m["per_unit"]) == {"P01/inh1", "P02/inh1", "P03/inh1"}
     assert m["scheme"] == {"inh1": "grouped"}
-    assert m["lobo"]["model"] == "glm" and "high_gamma" in m["lobo"]["pooled"]
+    # lfp-sim's LOBO retrains the BiLSTM without each band, on the same folds
+    assert m["lobo"]["model"] == "bilstm" and "high_gamma" in m["lobo"]["pooled"]
+    assert len(list(out.glob("runs/inh1/bilstm-no-high_gamma/fold-*/model.keras"))) == 3
     # the BiLSTM runs are core run folders, one per fold, tested on one held-out participant each
     splits = [json.loads(p.read_text()) for p in sorted(out.glob("runs/inh1/bilstm/fold-*/split.json"))]
     assert len(splits) == 3
