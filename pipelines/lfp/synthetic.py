@@ -36,12 +36,12 @@ It replaces the SpikeInference seed's toy generator, whose label was a threshold
     it, the BiLSTM 0.83-0.86, the oracle 0.93-0.97. Added last, with its own draws after the other
     units', so those units' spikes are the same as before for a given seed.
 
-  Mean rates ``r0`` drawn per participant: 4-10 Hz for the coupled units (reb1's coupling 2.5-3.5), 1-3 Hz for ``unc1``
+  Mean rates ``r0`` drawn per participant: 4-10 Hz for the coupled units, 1-3 Hz for ``unc1``
   (firing rates of principal cells are log-normally distributed with most cells under a few Hz,
   Mizuseki & Buzsaki 2013 Cell Rep 4:1010; ``unc1`` stands for such a cell with no relation to
   the recorded LFP; at 4-10 Hz it carried about half of the positive windows, which no model can
   rank). Coupling ``k``: inh1 3-4.5 (raised from 2-3 with the narrower gate, whose mean is
-  ``I0(2) exp(-2) ~ 0.31`` instead of 0.5), exc1 2.5-3.5.
+  ``I0(2) exp(-2) ~ 0.31`` instead of 0.5), exc1 2.5-3.5, reb1 2.5-3.5.
   Both couplings are multiplicative (amplitude x phase), so a GLM additive in band amplitude and
   phase can describe them only in part: the simulation is meant to show what a sequence model
   adds, with the true intensity as the ceiling.
@@ -113,7 +113,12 @@ def _smooth_noise(rng, n: int, fs_hz: float, tau_s: float) -> np.ndarray:
 def rebound_drive(envelope: np.ndarray, fs_hz: float, tau_s: float) -> np.ndarray:
     """``envelope`` (n_samples,) convolved causally with the unit-area alpha function
     ``s / tau^2 exp(-s / tau)`` (s >= 0, peak at ``tau_s``), minus the envelope itself: negative
-    while a burst is under way, positive in the tens of ms after it ends. (n_samples,) float64."""
+    while a burst is under way, positive in the tens of ms after it ends. (n_samples,) float64.
+
+    ``fs_hz`` in Hz, ``tau_s`` in s; the kernel is cut at ``8 * tau_s``. The drive of the simulated
+    rebound unit ``reb1`` (post-inhibitory rebound of pyramidal cells after basket-cell IPSPs,
+    Cobb et al. 1995 Nature 378:75); the alpha-function kernel is the classical synaptic time
+    course (Rall 1967 J Neurophysiol 30:1138). Raises nothing (pure numpy/scipy)."""
     from scipy.signal import lfilter
 
     s = np.arange(int(np.ceil(8 * tau_s * fs_hz)) + 1) / fs_hz
