@@ -166,6 +166,35 @@ def test_next_sample_target_of_the_seed(tmp_path):
     assert ds.sample_shape == (100, 1)
 
 
+def test_prediction_bin_sits_after_s_before_the_window_end(tmp_path):
+    """The label's bin and the samples the GLM averages (bin_samples) are the same LFP samples,
+    with after_s of LFP after them in the window."""
+    from ephys.pipelines.lfp.glm import glm_features
+    from ephys.pipelines.lfp.sequence import bin_samples
+
+    fs = 250.0
+    rng = np.random.default_rng(2)
+    spikes = np.sort(rng.uniform(0.5, 19.5, 400))
+    clock = (np.arange(5000) / fs)[:, None]  # the LFP is the sample's own time, s
+    rec = LfpRecording("r", clock, fs, 0.0, ["c"], {"u": spikes}, ["mem"])
+    out = prepare_lfp([rec], tmp_path / "p", SequenceParams(window_s=0.16, after_s=0.04, inputs=("raw",),
+                                                            bands={"beta": (13, 30)}), log=lambda s: None)
+    index = json.loads((out / "index.json").read_text())
+    assert index["sample_shape"] == [40, 1] and index["after_samples"] == 10 and index["feature_samples"] == 5
+    ds = load_dataset(out / "units" / "u")
+    windows = np.load(out / "windows.npy", mmap_mode="r")
+    rows = np.array([s["row"] for s in ds.manifest["samples"]])
+    t_s = np.array([s["t_s"] for s in ds.manifest["samples"]])
+    # the bin's samples start at t_s and span bin_s; 40 ms of LFP follow them in the window
+    bin_mean = glm_features(windows, bin_samples(index), rows=rows)[:, 0]
+    assert np.allclose(bin_mean, t_s + 2.0 / fs, atol=1e-4)
+    assert np.allclose(windows[rows, -1, 0], t_s + 0.02 + 0.04 - 1.0 / fs, atol=1e-4)
+    for s in ds.manifest["samples"][::40]:
+        assert s["count"] == int(((spikes >= s["t_s"] - 1e-9) & (spikes < s["t_s"] + 0.02 - 1e-9)).sum())
+    with pytest.raises(EphysError, match="longer than the window"):
+        SequenceParams(window_s=0.05, bin_s=0.02, after_s=0.04).check()
+
+
 def test_ppc_unbiased_and_spike_triggered_average(cohort):
     from ephys.pipelines.lfp.descriptive import ppc, spike_lfp_summary
 

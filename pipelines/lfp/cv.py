@@ -39,9 +39,9 @@ from ..core.atomic import write_json, write_text
 from ..core.datasets import load_dataset
 from ..core.errors import EphysError
 from ..core.validation import blocked_time_folds, grouped_kfold, inner_validation, fold_split_ids
-from .glm import fit_glm, glm_feature_columns
+from .glm import fit_glm, glm_feature_columns, glm_features
 from .metrics import spike_metrics, youden_threshold
-from .sequence import WINDOWS, load_index
+from .sequence import WINDOWS, bin_samples, load_index
 
 MODELS = ("bilstm", "glm")
 
@@ -99,13 +99,6 @@ def _cap(idx: np.ndarray, y: np.ndarray, cap: int | None, rng) -> np.ndarray:
     pos, neg = idx[y[idx] == 1], idx[y[idx] == 0]
     keep = max(cap - pos.size, min(neg.size, pos.size))
     return np.sort(np.concatenate([pos, rng.choice(neg, size=min(keep, neg.size), replace=False)]))
-
-
-def _glm_table(windows: np.ndarray, feature_samples: int, chunk: int = 4096) -> np.ndarray:
-    out = np.empty((windows.shape[0], windows.shape[2]), dtype=np.float64)
-    for k in range(0, windows.shape[0], chunk):
-        out[k:k + chunk] = np.asarray(windows[k:k + chunk, -feature_samples:, :], dtype=np.float64).mean(axis=1)
-    return out
 
 
 def prior_shift(p: np.ndarray, threshold: float, positive_rate: float) -> tuple[np.ndarray, float]:
@@ -208,7 +201,7 @@ def cross_validate(prepared: str | Path, out: str | Path, *, scheme: str = "auto
             raise EphysError(f"unknown model {m!r} for LFP cross-validation (known: {', '.join(MODELS)})")
     windows = np.load(prepared / WINDOWS, mmap_mode="r")
     channels = index["channels"]
-    table = _glm_table(windows, int(index["feature_samples"])) if "glm" in models + [lobo_model] else None
+    table = glm_features(windows, bin_samples(index)) if "glm" in models + [lobo_model] else None
     bands = list(index["bands"])
     fitter = _Fitter(prepared, out, windows, table, channels, epochs=epochs, batch_size=batch_size, lr=lr,
                      patience=patience, seed=seed, bilstm_hparams=bilstm_hparams, eager=eager, log=log)
@@ -273,7 +266,8 @@ def cross_validate(prepared: str | Path, out: str | Path, *, scheme: str = "auto
                "pooled": results[primary]["pooled"], "per_unit": results[primary]["per_unit"],
                **({"pooled_coupled": results[primary]["pooled_coupled"]} if "pooled_coupled" in results[primary] else {}),
                "label_names": ["no_spike", "spike"], "prediction_bin_s": index["bin_s"],
-               "window_s": index["window_s"], "target": index["target"]}
+               "window_s": index["window_s"], "after_s": round(index.get("after_samples", 0) / index["fs_hz"], 6),
+               "target": index["target"]}
     if len(models) > 1:
         ref = models[1]
         metrics["reference"] = {"model": ref, **_flat(results[ref]), "pooled": results[ref]["pooled"],

@@ -2,7 +2,7 @@
 
 Fitted inside the recipe (not a registered model kind): per window, for every LFP channel and
 band, the mean Hilbert amplitude and the mean cos / sin of the phase over the prediction bin's
-samples (the last ``feature_samples`` of the window), standardised with the training windows'
+samples (:func:`ephys.pipelines.lfp.sequence.bin_samples`), standardised with the training windows'
 statistics (``StandardScaler``) and fed to ``sklearn.linear_model.LogisticRegression`` with
 balanced class weights. cos/sin of the phase make a von Mises-shaped phase tuning log-linear,
 the classical spike-phase GLM.
@@ -33,9 +33,18 @@ def glm_feature_columns(channels: list[dict], drop_band: str | None = None) -> l
     return cols
 
 
-def glm_features(windows: np.ndarray, feature_samples: int) -> np.ndarray:
-    """(n, n_time, C) windows -> (n, C) mean over the last ``feature_samples`` samples, float64."""
-    return np.asarray(windows[:, -int(feature_samples):, :], dtype=np.float64).mean(axis=1)
+def glm_features(windows: np.ndarray, bin_slice: slice, rows: np.ndarray | None = None,
+                 cols: list[int] | None = None, chunk: int = 4096) -> np.ndarray:
+    """(n_windows, n_time, C) windows (a memmap is read ``chunk`` windows at a time) -> (n, C')
+    float64: the mean over the prediction bin's samples ``bin_slice``, of the windows ``rows``
+    (default all) and the input channels ``cols`` (default all)."""
+    n = windows.shape[0] if rows is None else len(rows)
+    out = np.empty((n, windows.shape[2] if cols is None else len(cols)), dtype=np.float64)
+    for k in range(0, n, chunk):
+        w = windows[k:k + chunk] if rows is None else windows[rows[k:k + chunk]]
+        w = np.asarray(w[:, bin_slice, :], dtype=np.float64)
+        out[k:k + chunk] = (w if cols is None else w[:, :, cols]).mean(axis=1)
+    return out
 
 
 def fit_glm(X: np.ndarray, y: np.ndarray, seed: int = 0, C: float = 1.0):

@@ -29,19 +29,11 @@ import numpy as np
 from ..core.datasets import load_dataset
 from ..core.errors import EphysError
 from ..core.validation import blocked_time_folds
-from .glm import glm_feature_columns
+from .glm import glm_feature_columns, glm_features
 from .metrics import spike_metrics, youden_threshold
-from .sequence import WINDOWS, load_index
+from .sequence import WINDOWS, bin_samples, load_index
 
 __all__ = ["held_out_units"]
-
-
-def _features(windows, rows: np.ndarray, feature_samples: int, cols: list[int], chunk: int = 4096) -> np.ndarray:
-    out = np.empty((rows.size, len(cols)), dtype=np.float64)
-    for k in range(0, rows.size, chunk):
-        w = np.asarray(windows[rows[k:k + chunk]][:, -feature_samples:, :][:, :, cols], dtype=np.float64)
-        out[k:k + chunk] = w.mean(axis=1)
-    return out
 
 
 def _fit_weighted(X, n_pos, n_other, seed: int, C: float = 1.0):
@@ -106,7 +98,7 @@ def held_out_units(prepared: str | Path, *, n_folds: int = 5, seed: int = 0, min
         Y.append(np.array([s["label"] == "spike" for s in smp], dtype=np.int64))
     Y = np.stack(Y, axis=1)  # (n_windows, n_units)
     cols = glm_feature_columns(index["channels"])
-    X = _features(windows, rows, int(index["feature_samples"]), cols)
+    X = glm_features(windows, bin_samples(index), rows=rows, cols=cols)
     folds = blocked_time_folds(t, n_folds=n_folds, gap=float(index["window_s"]))
     p_oof = np.full(Y.shape, np.nan)
     thr_oof = np.full(Y.shape, np.nan)

@@ -1,7 +1,8 @@
 """``ephys reproduce lfp-sim`` and ``ephys reproduce lfp-ratgps``.
 
 Both: prepare ``sequence`` windows (100 ms of raw LFP + Hilbert amplitude and phase of every band
-below 0.9 x Nyquist; target: a spike in the window's last 20 ms), cross-validate the seed's
+below 0.9 x Nyquist; target: a spike in the window's last 20 ms; ``--hparam after_s`` keeps LFP
+after the bin, :mod:`ephys.pipelines.lfp.sequence`), cross-validate the seed's
 BiLSTM (trained by the core) and the GLM baseline per unit (:mod:`ephys.pipelines.lfp.cv`), run
 leave-one-band-out, and write ``OUT/metrics.json`` (BiLSTM at the top, the GLM under
 ``reference``), ``OUT/predictions_<model>.csv`` and ``OUT/report.md``.
@@ -19,7 +20,7 @@ leave-one-band-out, and write ``OUT/metrics.json`` (BiLSTM at the top, the GLM u
 
 Options beyond ``--seed/--epochs/--cv-folds`` come as ``--hparam KEY=VALUE``: recipe keys
 (``participants``, ``duration_s`` for the simulation; ``max_train``, ``lobo`` (true/false),
-``lobo_model`` (glm | bilstm; default bilstm in ``lfp-sim``, glm in ``lfp-ratgps``), ``batch_size``, ``lr``, ``patience``, ``window_s``, ``bin_s``,
+``lobo_model`` (glm | bilstm; default bilstm in ``lfp-sim``, glm in ``lfp-ratgps``), ``batch_size``, ``lr``, ``patience``, ``window_s``, ``bin_s``, ``after_s``,
 ``target``, ``inputs`` (comma list), ``units`` (comma list of unit ids; default all)); every other key goes to the BiLSTM builder (``units1``,
 ``units2``, ``dropout``).
 
@@ -47,7 +48,7 @@ from ..core.atomic import write_text
 from ..core.errors import EphysError
 
 _RECIPE_KEYS = ("participants", "duration_s", "max_train", "lobo", "lobo_model", "batch_size", "lr", "patience",
-                "window_s", "bin_s", "target", "inputs", "units", "eager")
+                "window_s", "bin_s", "after_s", "target", "inputs", "units", "eager")
 
 
 #: the frozen BiLSTM size of both recipes (see the module docstring); --hparam overrides a key
@@ -64,7 +65,7 @@ def _params(rec: dict):
     from .sequence import SequenceParams
 
     p = SequenceParams()
-    for k in ("window_s", "bin_s", "target"):
+    for k in ("window_s", "bin_s", "after_s", "target"):
         if k in rec:
             setattr(p, k, type(getattr(p, k))(rec[k]))
     if "inputs" in rec:
