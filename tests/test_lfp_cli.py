@@ -39,8 +39,8 @@ def test_reproduce_lfp_sim_tiny(tmp_path):
           "--hparam", "units=inh1", "--hparam", "units1=4", "--hparam", "units2=2", "--hparam", "max_train=600",
           "--hparam", "batch_size=200", check=0)
     m = json.loads((out / "metrics.json").read_text())
-    assert m["model"] == "bilstm" and m["reference"]["model"] == "glm"
-    for part in (m, m["reference"]):
+    assert m["model"] == "bilstm" and m["reference"]["model"] == "glm" and list(m["also"]) == ["lightgbm"]
+    for part in (m, m["reference"], m["also"]["lightgbm"]):
         for k in ("roc_auc", "pr_auc", "rate_correlation", "positive_rate"):
             assert k in part and k in part["per_unit"]["P01/inh1"]
     assert set(m["per_unit"]) == {"P01/inh1", "P02/inh1", "P03/inh1"}
@@ -58,6 +58,7 @@ def test_reproduce_lfp_sim_tiny(tmp_path):
     # the ceiling: the simulator's true intensity scored on the same windows
     assert set(m["oracle"]["per_unit"]) == set(m["per_unit"]) and 0.5 <= m["oracle"]["roc_auc"] <= 1
     assert "oracle ROC-AUC" in (out / "report.md").read_text()
+    assert set(m["plug_in"]["per_unit"]) == set(m["per_unit"]) and "plug-in ROC-AUC" in (out / "report.html").read_text()
 
 
 @pytest.mark.parametrize("case", ["nan", "outside", "clocks", "short", "fold"])

@@ -130,6 +130,19 @@ def test_glm_cv_and_lobo_name_the_generating_band(prepared, tmp_path):
     assert (tmp_path / "metrics.json").is_file() and (tmp_path / "predictions_glm.csv").is_file()
 
 
+def test_lightgbm_baseline_on_the_same_bin_features(prepared, tmp_path):
+    """LightGBM beside the GLM on the same features and folds: it learns the coupled units and not
+    the uncoupled one, and its held-out predictions cover every window."""
+    m = cross_validate(prepared, tmp_path, scheme="grouped", n_folds=3, models=["glm", "lightgbm"], lobo=False,
+                       log=lambda s: None)
+    assert m["model"] == "glm" and m["reference"]["model"] == "lightgbm" and "also" not in m
+    per = m["reference"]["per_unit"]
+    assert np.mean([per[f"P0{k}/inh1"]["roc_auc"] for k in (1, 2, 3)]) > 0.75
+    assert max(abs(per[f"P0{k}/unc1"]["roc_auc"] - 0.5) for k in (1, 2, 3)) < 0.1
+    rows = list(csv.DictReader(open(tmp_path / "predictions_lightgbm.csv")))
+    assert len(rows) == sum(len(load_dataset(prepared / "units" / u).ids) for u in ("inh1", "exc1", "unc1", "reb1"))
+
+
 def test_bilstm_builder_selects_channels_and_round_trips(tmp_path):
     import keras
 
@@ -229,6 +242,12 @@ def test_simulated_intensity_is_the_ceiling(cohort, prepared):
         assert per[f"P0{k}/unc1"]["roc_auc"] == pytest.approx(0.5)
         assert per[f"P0{k}/reb1"]["roc_auc"] > 0.85
     assert orc["pooled_coupled"]["roc_auc"] > orc["roc_auc"]
+    # the plug-in (the formulas on the LFP's band estimates, population parameters): above chance on
+    # the coupled units, below the true intensity, which it only estimates
+    plug = oracle_metrics(prepared, recs, source="plug_in")
+    for key in ("P01/inh1", "P02/inh1", "P01/exc1", "P02/exc1"):
+        assert 0.65 < plug["per_unit"][key]["roc_auc"] < per[key]["roc_auc"], key
+    assert plug["per_unit"]["P01/unc1"]["roc_auc"] == pytest.approx(0.5) and plug["roc_auc"] < orc["roc_auc"]
     # the bin probability lines up with the labels of the prepared windows (a shifted bin would not)
     ds = load_dataset(prepared / "units" / "inh1")
     smp = [s for s in ds.manifest["samples"] if s["group"] == "P01"]

@@ -101,10 +101,13 @@ def _run(recordings, out: Path, scheme: str, *, seed, epochs, cv_folds, rec, hp,
         from .heldout_units import held_out_units
 
         metrics["held_out_units"] = held_out_units(out / "prepared", n_folds=cv_folds, seed=seed, log=log)
-    if oracle:  # simulated recordings: the true intensity scored like a model (the ceiling)
+    if oracle:  # simulated recordings: the true intensity scored like a model (the ceiling), and the
+        # simulator's formulas read from the LFP at population parameters (a ceiling for LFP models)
         ceiling = oracle_metrics(out / "prepared", recordings, keys=set(metrics["per_unit"]))
         if ceiling:
             metrics["oracle"] = ceiling
+            metrics["plug_in"] = oracle_metrics(out / "prepared", recordings, keys=set(metrics["per_unit"]),
+                                                source="plug_in")
     write_json(out / "metrics.json", metrics)
     write_text(out / "report.md", report_md(metrics))
     from .report import build_lfp_report
@@ -129,31 +132,49 @@ def reproduce_sim(data, out, *, seed: int = 0, epochs: int = 40, cv_folds: int =
                 log=log, name="lfp-sim", oracle=True, lobo_model="bilstm")
 
 
-def oracle_metrics(prepared: Path, recordings, keys=None) -> dict | None:
-    """The ceiling on the simulated cohort: ROC-AUC / PR-AUC of the simulator's true bin
-    probability (:func:`ephys.pipelines.lfp.synthetic.oracle_bin_probability`) on every window of
-    the prepared datasets (the same windows the cross-validated models are scored on), per
-    recording/unit, pooled and pooled over the coupled units. None when no recording carries an
-    ``intensity.npy`` (not simulated). ``keys`` (set of ``recording/unit``): only those (the
-    units that were cross-validated)."""
+def oracle_metrics(prepared: Path, recordings, keys=None, source: str = "true") -> dict | None:
+    """The ceilings on the simulated cohort, scored on every window of the prepared datasets (the
+    same windows the cross-validated models are scored on), per recording/unit, pooled and pooled
+    over the coupled units: ROC-AUC / PR-AUC of the bin probability from
+
+    - ``source="true"`` (``oracle``): the simulator's true intensity
+      (:func:`ephys.pipelines.lfp.synthetic.oracle_bin_probability`), what no model reading the
+      LFP can beat;
+    - ``source="plug_in"`` (``plug_in``): the simulator's formulas applied to the drives as the LFP
+      shows them, at population parameters (:func:`ephys.pipelines.lfp.synthetic.
+      plug_in_probability`): what a model that knew the generating formulas, trained on other
+      participants, would score with the models' band filters.
+
+    None when no recording carries an ``intensity.npy`` (not simulated). ``keys`` (set of
+    ``recording/unit``): only those (the units that were cross-validated)."""
+    import json
+
     import numpy as np
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     from ..core.datasets import load_dataset
     from .sequence import load_index
-    from .synthetic import oracle_bin_probability
+    from .synthetic import bin_probability, oracle_bin_probability, plug_in_probability
 
     index = load_index(prepared)
+    by_name = {r.name: r for r in recordings}
     folders = {r.name: Path(r.sources[0]).parent for r in recordings}
+    plug_in = {}
     per_unit, ys, ps, coupled = {}, [], [], []
     for unit, uinfo in index["units"].items():
         smp = load_dataset(prepared / uinfo["dataset"]).manifest["samples"]
         for rec_name in sorted({s["group"] for s in smp}):
             sel = [s for s in smp if s["group"] == rec_name]
-            p = oracle_bin_probability(folders.get(rec_name, Path("/nonexistent")), unit,
-                                       np.array([s["t_s"] for s in sel]), float(index["bin_s"]))
+            t_s = np.array([s["t_s"] for s in sel])
+            p = oracle_bin_probability(folders.get(rec_name, Path("/nonexistent")), unit, t_s, float(index["bin_s"]))
             if p is None:
                 return None
+            if source == "plug_in":
+                rec = by_name[rec_name]
+                if rec_name not in plug_in:
+                    meta = json.loads((folders[rec_name] / "recording.json").read_text())
+                    plug_in[rec_name] = plug_in_probability(rec.lfp, rec.fs_hz, meta["units"])
+                p = bin_probability(plug_in[rec_name][unit], rec.fs_hz, rec.t0_s, t_s, float(index["bin_s"]))
             y = np.array([s["label"] == "spike" for s in sel], dtype=np.int64)
             key = f"{rec_name}/{unit}"
             if keys is not None and key not in keys:
@@ -167,7 +188,9 @@ def oracle_metrics(prepared: Path, recordings, keys=None) -> dict | None:
             coupled.append(bool(((uinfo.get("info") or {}).get(rec_name) or {}).get("band")))
     y, p = np.concatenate(ys), np.concatenate(ps)
     c = np.concatenate([np.full(a.size, f) for a, f in zip(ys, coupled)])
-    out = {"what": "the simulator's true bin probability scored like a model (the ceiling)",
+    out = {"what": "the simulator's true bin probability scored like a model (the ceiling)" if source == "true" else
+           "the simulator's formulas on the LFP's band amplitude and phase, population parameters (a ceiling "
+           "for models trained on other participants; not a strict bound)",
            "roc_auc": float(roc_auc_score(y, p)), "pr_auc": float(average_precision_score(y, p)),
            "positive_rate": float(y.mean()), "per_unit": per_unit}
     if c.any() and np.unique(y[c]).size == 2:
@@ -209,14 +232,23 @@ def summary_lines(m: dict) -> list[str]:
     if ref:
         lines.append(f"{ref['model']} (reference): pooled ROC-AUC {_f(ref['roc_auc'])}  PR-AUC {_f(ref['pr_auc'])}  "
                      f"rate r {_f(ref['rate_correlation'])}")
+    for part in (m.get("also") or {}).values():
+        lines.append(f"{part['model']}: pooled ROC-AUC {_f(part['roc_auc'])}  PR-AUC {_f(part['pr_auc'])}  "
+                     f"rate r {_f(part['rate_correlation'])}")
     if m.get("pooled_coupled"):
+        others = [p for p in [ref, *(m.get("also") or {}).values()] if p and p.get("pooled_coupled")]
         lines.append(f"{m['model']} pooled over the coupled (simulated) units: ROC-AUC {_f(m['pooled_coupled']['roc_auc'])}"
-                     + (f"; {ref['model']} {_f(ref['pooled_coupled']['roc_auc'])}" if ref and ref.get("pooled_coupled") else ""))
+                     + "".join(f"; {p['model']} {_f(p['pooled_coupled']['roc_auc'])}" for p in others))
     orc = m.get("oracle")
     if orc:
         lines.append(f"oracle (true simulated intensity, the ceiling): pooled ROC-AUC {_f(orc['roc_auc'])}"
                      + (f"; over the coupled units {_f(orc['pooled_coupled']['roc_auc'])}"
                         if orc.get("pooled_coupled") else ""))
+    plug = m.get("plug_in")
+    if plug:
+        lines.append(f"plug-in (the simulator's formulas on the LFP, population parameters): pooled ROC-AUC "
+                     f"{_f(plug['roc_auc'])}" + (f"; over the coupled units {_f(plug['pooled_coupled']['roc_auc'])}"
+                                                 if plug.get("pooled_coupled") else ""))
     lobo = m.get("lobo")
     if lobo and lobo.get("hit_rate") is not None:
         lines.append(f"LOBO ({lobo['model']}): generating band named for {lobo['n_hits']}/{lobo['n_coupled']} "
@@ -229,8 +261,9 @@ def summary_lines(m: dict) -> list[str]:
 
 def report_md(m: dict) -> str:
     """A plain Markdown report of a recipe's metrics (per-unit table, LOBO table)."""
-    models = [m["model"]] + ([m["reference"]["model"]] if m.get("reference") else [])
-    per = {m["model"]: m["per_unit"], **({m["reference"]["model"]: m["reference"]["per_unit"]} if m.get("reference") else {})}
+    parts = [m] + ([m["reference"]] if m.get("reference") else []) + list((m.get("also") or {}).values())
+    models = [p["model"] for p in parts]
+    per = {p["model"]: p["per_unit"] for p in parts}
     out = [f"# {m.get('recipe', 'lfp')}", "",
            f"Cross-validation: {', '.join(sorted(set(m['scheme'].values())))}, {m['n_folds']} folds; window "
            f"{m['window_s']} s, prediction bin {m['prediction_bin_s']} s ({m['target']}). Every number is from "
@@ -239,17 +272,20 @@ def report_md(m: dict) -> str:
                                                     for x in models) + " |",
            "|---|---:|" + "---:|" * (4 * len(models))]
     orc_units = (m.get("oracle") or {}).get("per_unit") or {}
-    if orc_units:
-        out[-2] = out[-2][:-1] + "| oracle ROC-AUC |"
-        out[-1] += "---:|"
+    plug_units = (m.get("plug_in") or {}).get("per_unit") or {}
+    for extra, name in ((orc_units, "oracle"), (plug_units, "plug-in")):
+        if extra:
+            out[-2] = out[-2][:-1] + f"| {name} ROC-AUC |"
+            out[-1] += "---:|"
     for k in m["per_unit"]:
         cells = [k, _f(m["per_unit"][k]["positive_rate"], 4)]
         for x in models:
             u = per[x].get(k, {})
             cells += [_f(u.get("roc_auc")), _f(u.get("pr_auc")), _f(u.get("rate_correlation")),
                       _f(u.get("balanced_accuracy"))]
-        if orc_units:
-            cells.append(_f((orc_units.get(k) or {}).get("roc_auc")))
+        for extra in (orc_units, plug_units):
+            if extra:
+                cells.append(_f((extra.get(k) or {}).get("roc_auc")))
         out.append("| " + " | ".join(cells) + " |")
     lobo = m.get("lobo")
     if lobo:

@@ -12,7 +12,7 @@ Sections (each from files the recipe already wrote; a missing input leaves a one
   signals (filtered over the whole recording, as the models' inputs), the true spikes and both
   models' held-out P(spike) per prediction bin (``predictions_<model>.csv``);
 - per-unit table (ROC-AUC, PR-AUC, rate r, balanced accuracy per model; held-out-unit and
-  oracle ROC-AUC when present);
+  oracle and plug-in ROC-AUC when present);
 - ROC and PR curves of both models, pooled held-out predictions (thin lines: per unit);
 - leave-one-band-out: pooled ΔROC-AUC per band with the 95 % CI over folds, and a per-unit
   heat map (the named band marked, the ground truth when simulated);
@@ -83,6 +83,7 @@ def _models(m: dict) -> list[tuple[str, dict]]:
     out = [(m["model"], m)]
     if m.get("reference"):
         out.append((m["reference"]["model"], m["reference"]))
+    out += [(name, part) for name, part in (m.get("also") or {}).items()]
     return out
 
 
@@ -313,6 +314,7 @@ def _unit_table(m: dict) -> list[list[str]]:
     models = _models(m)
     hu = (m.get("held_out_units") or {}).get("per_unit") or {}
     orc = (m.get("oracle") or {}).get("per_unit") or {}
+    plug = (m.get("plug_in") or {}).get("per_unit") or {}
     head = ["unit", "positive rate", "spike bins"]
     for name, _ in models:
         head += [f"{name} ROC-AUC", f"{name} PR-AUC", f"{name} rate r", f"{name} bal. acc."]
@@ -320,6 +322,8 @@ def _unit_table(m: dict) -> list[list[str]]:
         head.append("GLM, other units: ROC-AUC")
     if orc:
         head.append("oracle ROC-AUC")
+    if plug:
+        head.append("plug-in ROC-AUC")
     rows = [head]
     for k, u0 in m.get("per_unit", {}).items():
         r = [k, fmt(u0.get("positive_rate"), 4), fmt(u0.get("n_positive"))]
@@ -331,6 +335,8 @@ def _unit_table(m: dict) -> list[list[str]]:
             r.append(fmt((hu.get(k) or {}).get("roc_auc")))
         if orc:
             r.append(fmt((orc.get(k) or {}).get("roc_auc")))
+        if plug:
+            r.append(fmt((plug.get(k) or {}).get("roc_auc")))
         rows.append(r)
     pooled = ["pooled", fmt(m.get("positive_rate"), 4), fmt((m.get("pooled") or {}).get("n_positive"))]
     for _, part in models:
@@ -341,6 +347,8 @@ def _unit_table(m: dict) -> list[list[str]]:
                       else "see Held-out units")
     if orc:
         pooled.append(fmt(m["oracle"].get("roc_auc")))
+    if plug:
+        pooled.append(fmt(m["plug_in"].get("roc_auc")))
     rows.append(pooled)
     return rows
 
@@ -426,6 +434,9 @@ def build_lfp_report(out: str | Path, metrics: dict, recordings=None, log=print)
         cards.append(("held-out units ROC-AUC", fmt(hu["roc_auc"]), "GLM trained on the other units"))
     if metrics.get("oracle"):
         cards.append(("oracle ROC-AUC", fmt(metrics["oracle"].get("roc_auc")), "true simulated intensity (ceiling)"))
+    if metrics.get("plug_in"):
+        cards.append(("plug-in ROC-AUC", fmt(metrics["plug_in"].get("roc_auc")),
+                      "simulator's formulas on the LFP, population parameters"))
     schemes = sorted(set((metrics.get("scheme") or {}).values()))
     intro = (f"Cross-validation: {', '.join(schemes) or '?'}, {metrics.get('n_folds')} folds; window "
              f"{metrics.get('window_s')} s, prediction bin {metrics.get('prediction_bin_s')} s ({metrics.get('target')}). "

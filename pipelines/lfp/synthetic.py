@@ -93,6 +93,12 @@ GATE_KAPPA = 2.0
 REBOUND_TAU_S = (0.02, 0.03)
 #: default recording length per participant, s
 DURATION_S = 120.0
+#: per-participant draw range of each unit's coupling k (uniform)
+COUPLING = {"inh1": (3.0, 4.5), "exc1": (2.5, 3.5), "unc1": (0.0, 0.0), "reb1": (2.5, 3.5)}
+#: per-participant draw range of each unit's mean rate r0, Hz (uniform)
+RATE_HZ = {"inh1": (4.0, 10.0), "exc1": (4.0, 10.0), "unc1": (1.0, 3.0), "reb1": (4.0, 10.0)}
+#: mean preferred theta phase (rad) of inh1 and exc1 (per participant: normal, SD 0.3 rad)
+PREFERRED_PHASE_RAD = {"inh1": float(np.pi), "exc1": 0.0}
 
 
 def _pink(rng, n: int, beta: float) -> np.ndarray:
@@ -146,6 +152,74 @@ def spike_probability(log_drive: np.ndarray, rate_hz: float, fs_hz: float) -> np
     return 1.0 - np.exp(-np.sqrt(lo * hi) * rate_hz * lam / fs_hz)
 
 
+def unit_log_drive(unit: str, k: float, gamma_envelope: np.ndarray, theta_phase_rad: np.ndarray,
+                   theta_amplitude: np.ndarray, fs_hz: float, phi_rad: float | None = None,
+                   tau_s: float | None = None) -> np.ndarray:
+    """Log-drive (n_samples,) float64 of a simulated unit (the module docstring's formulas):
+    ``inh1`` ``k E exp(kappa (cos(theta - phi) - 1))``, ``exc1`` ``k A cos(theta - phi)``,
+    ``reb1`` ``k ((g * E) - E)`` (:func:`rebound_drive`, time constant ``tau_s``), ``unc1`` 0.
+    ``gamma_envelope`` E and ``theta_amplitude`` A over their means (dimensionless),
+    ``theta_phase_rad`` in rad, all (n_samples,). The simulator passes its latent signals; the
+    plug-in ceiling (:func:`plug_in_probability`) passes estimates from the LFP.
+
+    Raises
+    ------
+    KeyError
+        ``unit`` is not one of :data:`UNITS`.
+    """
+    if unit == "inh1":  # theta-phase-gated gamma: burst drive only within a window of the preferred phase
+        return k * gamma_envelope * np.exp(GATE_KAPPA * (np.cos(theta_phase_rad - phi_rad) - 1.0))
+    if unit == "exc1":  # theta phase locking whose depth scales with the theta amplitude
+        return k * theta_amplitude * np.cos(theta_phase_rad - phi_rad)
+    if unit == "reb1":  # post-inhibitory rebound: silenced during a burst, firing in the tens of ms after
+        return k * rebound_drive(gamma_envelope, fs_hz, tau_s)
+    if unit == "unc1":
+        return np.zeros(np.asarray(gamma_envelope).shape[0])
+    raise KeyError(unit)
+
+
+def plug_in_probability(lfp: np.ndarray, fs_hz: float, units: dict, population: bool = True) -> dict:
+    """A ceiling for models that read the LFP: the simulator's own formulas
+    (:func:`unit_log_drive`) with the latent drives replaced by their estimates from the recorded
+    LFP, per sample and unit. {unit: (n_samples,) float64 spike probability per sample}.
+
+    Estimates: the high-gamma band's Hilbert amplitude averaged over channels (for the burst
+    envelope E), the theta band's amplitude averaged over channels (A), both over their means,
+    and the Hilbert phase of the channel-summed theta band (theta phase) — the bands and filters
+    of the models' inputs (:func:`ephys.pipelines.blocks.signal.bands.band_signals`).
+    ``population=True``: coupling, rate, preferred phase and rebound time constant at the
+    population values (midpoints of :data:`COUPLING`, :data:`RATE_HZ`, :data:`REBOUND_TAU_S`;
+    :data:`PREFERRED_PHASE_RAD`), which is what a model trained on other participants can know;
+    False: each participant's drawn values from ``units`` (``recording.json["units"]``).
+    ``lfp`` (n_samples, n_channels) float, any unit; ``fs_hz`` in Hz.
+
+    Not a strict bound: a model may estimate the drives better than these fixed band filters.
+    """
+    from scipy.signal import hilbert
+
+    from ..blocks.signal.bands import DEFAULT_BANDS, band_signals, usable_bands
+
+    bands = usable_bands(fs_hz, dict(DEFAULT_BANDS))
+    sig = band_signals(np.asarray(lfp, dtype=np.float64), fs_hz,
+                       {b: bands[b] for b in ("theta", "high_gamma")})
+    env = sig["high_gamma"][1].mean(axis=1)
+    a_theta = sig["theta"][1].mean(axis=1)
+    phase = np.angle(hilbert(sig["theta"][0].sum(axis=1)))
+    env, a_theta = env / env.mean(), a_theta / a_theta.mean()
+    out = {}
+    for unit, g in units.items():
+        if unit not in UNITS:
+            continue
+        if population:
+            k, r0 = float(np.mean(COUPLING[unit])), float(np.mean(RATE_HZ[unit]))
+            phi, tau = PREFERRED_PHASE_RAD.get(unit), float(np.mean(REBOUND_TAU_S))
+        else:
+            k, r0 = float(g["coupling"]), float(g["rate_hz"])
+            phi, tau = g.get("preferred_theta_phase_rad"), g.get("rebound_tau_s")
+        out[unit] = spike_probability(unit_log_drive(unit, k, env, phase, a_theta, fs_hz, phi, tau), r0, fs_hz)
+    return out
+
+
 def simulate_participant(rng: np.random.Generator, duration_s: float, fs_hz: float, n_channels: int) -> dict:
     """One participant: ``lfp`` (n_samples, n_channels) float64 µV, ``spikes`` {unit: times s},
     ``units`` {unit: ground truth dict}, ``p_spike`` {unit: (n_samples,) true per-sample spike
@@ -175,26 +249,18 @@ def simulate_participant(rng: np.random.Generator, duration_s: float, fs_hz: flo
         lfp[:, c] = (40.0 * bg + rng.uniform(15, 30) * theta + rng.uniform(8, 14) * carrier
                      + rng.uniform(1, 4) * line + 2.0 * rng.standard_normal(n))
     env_n = env / (env.mean() + 1e-12)
-    phi_inh, phi_exc = float(rng.normal(np.pi, 0.3)), float(rng.normal(0.0, 0.3))
-    log_drive = {
-        # theta-phase-gated gamma: gamma-burst drive only within a window of the preferred theta phase
-        "inh1": lambda k: k * env_n * np.exp(GATE_KAPPA * (np.cos(phase - phi_inh) - 1.0)),
-        # theta phase locking whose depth scales with the theta amplitude
-        "exc1": lambda k: k * a_theta * np.cos(phase - phi_exc),
-        "unc1": lambda k: np.zeros(n),
-        # post-inhibitory rebound: silenced during a gamma burst, firing in the tens of ms after it
-        "reb1": lambda k: k * rebound_drive(env_n, fs_hz, tau_reb),
-    }
-    coupling = {"inh1": (3.0, 4.5), "exc1": (2.5, 3.5), "unc1": (0.0, 0.0), "reb1": (2.5, 3.5)}
-    rates = {"inh1": (4.0, 10.0), "exc1": (4.0, 10.0), "unc1": (1.0, 3.0), "reb1": (4.0, 10.0)}
+    phi_inh = float(rng.normal(PREFERRED_PHASE_RAD["inh1"], 0.3))
+    phi_exc = float(rng.normal(PREFERRED_PHASE_RAD["exc1"], 0.3))
     spikes, truth, p_spike = {}, {}, {}
     tau_reb = None
     for unit, (kind, band, gate) in UNITS.items():
-        r0 = float(rng.uniform(*rates[unit]))
-        k = float(rng.uniform(*coupling[unit]))
+        r0 = float(rng.uniform(*RATE_HZ[unit]))
+        k = float(rng.uniform(*COUPLING[unit]))
         if unit == "reb1":  # drawn here, after the other units' draws, so they do not change
             tau_reb = float(rng.uniform(*REBOUND_TAU_S))
-        p = spike_probability(log_drive[unit](k), r0, fs_hz)
+        drive = unit_log_drive(unit, k, env_n, phase, a_theta, fs_hz,
+                               phi_inh if unit == "inh1" else phi_exc, tau_reb)
+        p = spike_probability(drive, r0, fs_hz)
         hit = rng.random(n) < p
         spikes[unit] = np.sort((np.flatnonzero(hit) + rng.random(int(hit.sum()))) / fs_hz)
         p_spike[unit] = p
@@ -259,8 +325,15 @@ def oracle_bin_probability(folder: str | Path, unit: str, bin_start_s: np.ndarra
     if unit not in names:
         return None
     p = np.load(folder / INTENSITY, mmap_mode="r")[:, names.index(unit)].astype(np.float64)
-    fs = float(meta["fs_hz"])
-    n_bin = max(1, int(round(bin_s * fs)))
-    i0 = np.round((np.asarray(bin_start_s, dtype=np.float64) - float(meta.get("t0_s", 0.0))) * fs).astype(np.int64)
-    idx = np.clip(i0[:, None] + np.arange(n_bin)[None, :], 0, p.size - 1)
-    return 1.0 - np.prod(1.0 - p[idx], axis=1)
+    return bin_probability(p, float(meta["fs_hz"]), float(meta.get("t0_s", 0.0)), bin_start_s, bin_s)
+
+
+def bin_probability(p_sample: np.ndarray, fs_hz: float, t0_s: float, bin_start_s: np.ndarray,
+                    bin_s: float) -> np.ndarray:
+    """``1 - prod(1 - p)`` over each bin's samples: (n_samples,) per-sample spike probability ->
+    (n_bins,) float64 probability of at least one spike in each bin starting at ``bin_start_s``
+    (s, on the recording clock that starts at ``t0_s``), ``bin_s`` long."""
+    n_bin = max(1, int(round(bin_s * fs_hz)))
+    i0 = np.round((np.asarray(bin_start_s, dtype=np.float64) - t0_s) * fs_hz).astype(np.int64)
+    idx = np.clip(i0[:, None] + np.arange(n_bin)[None, :], 0, p_sample.size - 1)
+    return 1.0 - np.prod(1.0 - np.asarray(p_sample, dtype=np.float64)[idx], axis=1)
