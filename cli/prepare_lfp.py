@@ -20,6 +20,7 @@ def prepare_lfp(
     target: str = typer.Option(None, "--target", help="last [default]: the bin ends after_s before the window's end; next: the bin follows the window (after_s ignored; the seed: --target next --bin-s 0.001)."),
     inputs: str = typer.Option(None, "--inputs", help="Comma list of raw, band (band-passed), amplitude, phase (cos and sin) per LFP channel and band [default raw,amplitude,phase]."),
     stride_s: float = typer.Option(None, "--stride-s", help="Window step (s) [default: bin_s]."),
+    units: str = typer.Option(None, "--units", help="Comma list of unit ids to keep [default: every unit]."),
 ):
     """LFP recordings -> a prepared LFP folder: windows.npy (all windows), one "sequence" dataset
     per unit (units/UNIT/manifest.json, group = recording; `ephys train --model bilstm --data
@@ -31,5 +32,6 @@ def prepare_lfp(
     params = SequenceParams(**{k: v for k, v in given.items() if v is not None})
     if inputs is not None:
         params.inputs = tuple(s.strip() for s in inputs.split(",") if s.strip())
-    path = run(input, out or common.data_root() / "processed" / "lfp", params, log=common.info)
+    keep = [u.strip() for u in units.split(",") if u.strip()] if units else None
+    path = run(input, out or common.data_root() / "processed" / "lfp", params, log=common.info, units=keep)
     common.out.print(str(path), highlight=False, markup=False, soft_wrap=True)

@@ -208,6 +208,16 @@ def test_prediction_bin_sits_after_s_before_the_window_end(tmp_path):
         SequenceParams(window_s=0.05, bin_s=0.02, after_s=0.04).check()
 
 
+def test_prepare_keeps_the_named_units(cohort, tmp_path):
+    recs = read_lfp_recordings(cohort)
+    out = prepare_lfp(recs, tmp_path / "p", units=["reb1"], log=lambda s: None)
+    assert sorted(p.name for p in (out / "units").iterdir()) == ["reb1"] and set(recs[0].units) == {
+        "inh1", "exc1", "unc1", "reb1"}  # the caller's recordings are left as they were
+    with pytest.raises(EphysError, match="no recording has unit"):
+        prepare_lfp(recs, tmp_path / "q", units=["nosuch"], log=lambda s: None)
+    assert not (tmp_path / "q").exists()
+
+
 def test_ppc_unbiased_and_spike_triggered_average(cohort):
     from ephys.pipelines.lfp.descriptive import ppc, spike_lfp_summary
 

@@ -202,15 +202,16 @@ def test_lfp_cohort_dag_equals_in_process(tmp_path):
     from conftest import ephys
 
     args = "--epochs 1 --batch-size 128 --lr 1e-3 --patience 3 --dropout 0.2"
-    # windows every 200 ms instead of every 20-ms bin: 10x fewer windows, same code path
-    env = _cv_env(tmp_path, "lfp", EPHYS_FETCH_SIZE="2", EPHYS_TRAIN_ARGS=args, EPHYS_PREPARE_ARGS="--stride-s 0.2")
+    # windows every 200 ms instead of every 20-ms bin: 10x fewer windows; two of the four units: the same code path
+    env = _cv_env(tmp_path, "lfp", EPHYS_FETCH_SIZE="2", EPHYS_TRAIN_ARGS=args,
+                  EPHYS_PREPARE_ARGS="--stride-s 0.2 --units inh1,exc1")
     _submit(env, tmp_path)
     st = _wait(env, tmp_path)
     logs = "\n".join(p.read_text() for p in sorted((tmp_path / "runs" / "slurm").glob("*.out")))
     assert st.returncode == 0, st.stdout + logs
     units = sorted(p.name for p in (tmp_path / "data" / "processed" / "lfp" / "units").iterdir())
     n = st.stdout.count("  fold bilstm")
-    assert n == 2 * len(units) >= 4, st.stdout  # per unit, one fold per held-out participant
+    assert units == ["exc1", "inh1"] and n == 2 * len(units), st.stdout  # per unit, one fold per held-out participant
     slurm = json.loads((tmp_path / "runs" / "cv" / "bilstm" / "metrics.json").read_text())
     assert slurm["complete"] and set(slurm["per_dataset"]) == set(units) and set(slurm["per_participant"]) == {"P01", "P02"}
     # one unit's folds in one process: the same numbers as its array tasks

@@ -152,7 +152,7 @@ def _window_ends(rec: LfpRecording, p: SequenceParams, n_win: int, stride_n: int
 
 
 def prepare_lfp(recordings: list[LfpRecording] | str | Path, out: str | Path, params: SequenceParams | None = None,
-                log=print) -> Path:
+                log=print, units: list[str] | None = None) -> Path:
     """Window recordings into a prepared LFP folder (see the module docstring); returns ``out``.
 
     Parameters
@@ -160,17 +160,27 @@ def prepare_lfp(recordings: list[LfpRecording] | str | Path, out: str | Path, pa
     recordings : list of :class:`LfpRecording`, or a path read with ``read_lfp_recordings``
     out : output folder
     params : windowing parameters (default :class:`SequenceParams`)
+    units : unit ids to keep (default all); the others get no dataset
 
     Raises
     ------
     EphysError
         A recording that fails :func:`check_recording` (NaN samples, shorter than a window,
         clocks that do not overlap, spikes outside it), recordings that differ in sampling rate or
-        channel count, or no window at all.
+        channel count, a unit of ``units`` that no recording has, or no window at all.
     """
     p = (params or SequenceParams()).check()
+    where = recordings if not isinstance(recordings, list) else None
     if not isinstance(recordings, list):
         recordings = read_lfp_recordings(recordings)
+    if units:
+        missing = sorted(set(units) - {u for r in recordings for u in r.units})
+        if missing:
+            raise EphysError(f"no recording has unit(s) {', '.join(missing)} (units: "
+                             f"{', '.join(sorted({u for r in recordings for u in r.units}))})", where)
+        from dataclasses import replace
+
+        recordings = [replace(r, units={u: t for u, t in r.units.items() if u in units}) for r in recordings]
     out = Path(out)
     need = p.window_s + (p.bin_s if p.target == "next" else 0.0)
     for rec in recordings:
