@@ -73,8 +73,10 @@ def data_root() -> Path:
 
 def synthetic_dir(pipeline: str) -> Path:
     """Where ``ephys fetch synthetic --pipeline NAME`` writes by default: DATA/raw/synthetic for
-    the front door's STS cells, DATA/raw/synthetic-NAME for the others."""
-    return data_root() / "raw" / ("synthetic" if pipeline == "sts" else f"synthetic-{pipeline}")
+    the default pipeline, DATA/raw/synthetic-NAME for the others."""
+    from ephys.pipelines.core.registry import default_pipeline
+
+    return data_root() / "raw" / ("synthetic" if pipeline == default_pipeline().name else f"synthetic-{pipeline}")
 
 
 def runs_root() -> Path:

@@ -1,4 +1,4 @@
-"""``ephys prepare``: recordings -> a prepared dataset (manifest.json + arrays)."""
+"""``ephys prepare NAME``: one command per declared prepare step (the registry's), plus ``tasks``."""
 
 from __future__ import annotations
 
@@ -6,222 +6,94 @@ from pathlib import Path
 
 import typer
 
+from ephys.pipelines.core import registry
+from ephys.pipelines.core.prepare import PrepareRunOptions
+
 from . import common
+from .options import command_from, help_doc, parameters, values
 
 prepare_app = typer.Typer(help="Turn raw recordings into a prepared dataset.", no_args_is_help=True)
 
 
-@prepare_app.command("scalograms")
-def prepare_scalograms(
-    input: str = typer.Argument(None, help="A recording (.nwb, .abf) or a folder of them [default: DATA/raw/synthetic]; with --stream: an NWB URL, a file of URLs, or a dandiset id (000020)."),
-    out: Path = typer.Argument(None, help="Dataset folder to write [default: DATA/processed/scalograms]."),
-    labels: Path = typer.Option(None, "--labels", help="CSV with columns path,label (path relative to the CSV; 'unknown' = unlabelled) [default: INPUT/labels.csv if present]."),
-    workers: int = typer.Option(None, "--workers", min=1, help="dask worker processes for the local cluster [default: all cores]."),
-    scheduler: str = typer.Option("auto", "--scheduler", help="'auto' (in-process unless a dask LocalCluster saves more time than its ~8 s start-up: remaining cells x seconds per cell x (1 - 1/workers) > 8), 'local' (always a dask LocalCluster), 'synchronous' (no dask, one process), 'slurm' (dask-jobqueue: --workers sbatch jobs), or a scheduler address tcp://HOST:PORT."),
-    slurm_queue: str = typer.Option("", "--slurm-queue", envvar="EPHYS_PARTITION", help="--scheduler slurm: partition of the worker jobs [default: the cluster's]."),
-    slurm_cores: int = typer.Option(1, "--slurm-cores", min=1, help="--scheduler slurm: cores per worker job."),
-    slurm_memory: str = typer.Option("4GB", "--slurm-memory", help="--scheduler slurm: memory per worker job."),
-    slurm_walltime: str = typer.Option("01:00:00", "--slurm-walltime", help="--scheduler slurm: walltime per worker job."),
-    slurm_extra: list[str] = typer.Option(None, "--slurm-extra", help="--scheduler slurm: an extra #SBATCH directive, e.g. --slurm-extra=--account=lab (repeatable)."),
-    n_scales: int = typer.Option(180, "--n-scales", min=4, help="CWT scales (scalogram rows)."),
-    f_min: float = typer.Option(2.0, "--f-min", help="Lowest scale pseudo-frequency (Hz)."),
-    f_max: float = typer.Option(500.0, "--f-max", help="Highest scale pseudo-frequency (Hz), at most 0.5/bin."),
-    bin_ms: float = typer.Option(1.0, "--bin-ms", help="Spike-train bin width (ms)."),
-    window: tuple[float, float] = typer.Option((-0.1, 1.1), "--window", help="Spike-train window around step onset (s)."),
-    stream: bool = typer.Option(False, "--stream", help="Read NWB files remotely (HTTP Range via remfile + h5py: only the bytes of the sweeps used; retried on dropped connections) instead of local files."),
-    include: str = typer.Option(None, "--include", help="--stream with a dandiset: glob on the asset paths, e.g. 'sub-6*/*.nwb'."),
-    limit: int = typer.Option(None, "--limit", min=1, help="--stream: at most this many files (in path order)."),
-    consolidated: str = typer.Option("float32", "--consolidated", help="Also write all samples as one memory-mappable samples.npy that training slices: float32 (values unchanged), float16 (half the bytes, |error| <= 2.4e-4), or none."),
-    shard: str = typer.Option(None, "--shard", help="K/N: prepare only every N-th cell from the K-th (0-based; one SLURM array task, e.g. $SLURM_ARRAY_TASK_ID/N); writes no manifest: run once more without --shard to write it (finished cells are skipped)."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing dataset in OUT prepared with other parameters (refused otherwise; runs trained on it will then refuse it)."),
-):
-    """Per cell: choose the rheobase, ~1.5x and ~2x rheobase long-square sweeps, detect spikes
-    (dV/dt threshold, IPFX rule), bin the spike trains (1 ms), complex-Morlet CWT, log-magnitude,
-    normalise -> float32 (scales x time x sweeps). Parallel on dask; a re-run skips finished cells."""
-    from ephys.pipelines.core.atomic import check_writable_dir
-    from ephys.pipelines.sts.scalograms import ScalogramParams, SlurmWorkers, prepare_scalograms as run
+def _input_params(step) -> list:
+    import inspect
 
-    if stream and not input:
-        from ephys.pipelines.core.errors import EphysError
+    where = f"DATA/{step.input_default}" if step.input_default else None
+    text = step.input_help + (f" [default: {where}]" if where else "")
+    out_help = f"Dataset folder to write [default: DATA/{step.out_default}]."
+    kind = str if step.input_text else Path
+    return [inspect.Parameter("input", inspect.Parameter.KEYWORD_ONLY, annotation=kind | None,
+                              default=typer.Argument(None if where else ..., help=text, show_default=False,
+                                                             metavar="INPUT")),
+            inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, annotation=Path | None,
+                              default=typer.Argument(None, help=out_help, show_default=False, metavar="OUT"))]
 
-        raise EphysError("--stream needs INPUT: an NWB URL, a file of URLs, or a dandiset id")
-    input = input if stream else Path(input) if input else common.data_root() / "raw" / "synthetic"
-    out = out or common.data_root() / "processed" / "scalograms"
-    if labels is None and not stream and input.is_dir() and (input / "labels.csv").is_file():
-        labels = input / "labels.csv"
-    params = ScalogramParams(n_scales=n_scales, f_min_hz=f_min, f_max_hz=f_max, bin_s=bin_ms / 1000.0,
-                             window_s=(float(window[0]), float(window[1])))
-    params.check()  # before any folder or dask worker
-    check_writable_dir(out, "dataset folder")
-    shard_kn = None
-    if shard is not None:
-        try:
-            k, n = (int(v) for v in shard.split("/"))
-        except ValueError:
-            from ephys.pipelines.core.errors import EphysError
 
-            raise EphysError(f"--shard must look like K/N (e.g. 3/10), not {shard!r}") from None
-        shard_kn = (k, n)
-    with common.progress_bar("scalograms", None) as advance:
-        def progress(done, total, rec):
-            note = rec.get("id", "") + (" (skipped)" if rec.get("status") != "ok" else " (done before)" if rec.get("resumed") else "")
-            note += common_bytes(rec)
+def _run(step, pipeline: str, kw: dict) -> None:
+    from ephys.pipelines.core.prepare import run_prepare
+    from ephys.pipelines.core.runfolder import runs_using
+
+    params = values(step.params, kw) if step.params is not None else None
+    options = values(step.options, kw) if step.options is not None else None
+    gen = values(PrepareRunOptions, {k: v for k, v in kw.items() if k != "labels" or step.labels})
+    raw = kw.get("input")
+    if raw is None:
+        raw = common.data_root() / step.input_default
+    input_path = raw if step.input_text and not Path(str(raw)).exists() else Path(raw)
+    out = Path(kw.get("out") or common.data_root() / step.out_default)
+    labels = gen.labels
+    if labels is None and step.labels and isinstance(input_path, Path) and (input_path / "labels.csv").is_file():
+        labels = input_path / "labels.csv"
+    with common.progress_bar(f"{step.noun}s", None) as advance:
+        def progress(done, total, info):
+            res = info["result"] if isinstance(info["result"], dict) else {}
+            note = info["key"] + (" (skipped)" if res.get("status") not in (None, "ok") else
+                                  " (done before)" if info["resumed"] else "") + str(res.get("note") or "")
             advance(1, note, total=total)
 
-        from ephys.pipelines.core.runfolder import runs_using
-
-        res = run(input, out, labels_csv=labels, params=params, workers=workers, scheduler=scheduler,
-                  progress=progress, shard=shard_kn,
-                  consolidated=None if consolidated == "none" else consolidated,
-                  stream=stream, include=include, limit=limit,
-                  force=force, log=common.notice,
-                  n_runs_using=len(runs_using(out, common.runs_root())),
-                  slurm=SlurmWorkers(queue=slurm_queue, cores=slurm_cores, memory=slurm_memory,
-                                     walltime=slurm_walltime, extra=tuple(slurm_extra or ()),
-                                     log_directory=str(out / "dask-logs")))
+        res = run_prepare(pipeline, step, input_path, out, params, options=options, labels_csv=labels,
+                          force=gen.force, run=gen.run_options(out), progress=progress,
+                          n_runs_using=len(runs_using(out, common.runs_root())) if out.exists() else 0,
+                          log=common.info, notice=common.notice)
     for s in res.skipped:
         common.err.print(f"skipped {s['path']}: {s['reason']}", highlight=False, markup=False, soft_wrap=True)
-    common.info(f"{res.n_ok} cells prepared ({res.n_resumed} already done), {len(res.skipped)} skipped")
-    if res.manifest_path is None:
-        common.info(f"shard {shard}: done; run without --shard to write {out / 'manifest.json'}")
+    common.info(f"{res.n_ok} {step.noun}s prepared ({res.n_resumed} done before), {len(res.skipped)} skipped")
+    if res.main_file is None:
+        common.info(f"shard {gen.shard}: done; run without --shard to write {out / step.main_file}")
     else:
-        common.out.print(str(res.manifest_path), highlight=False, markup=False, soft_wrap=True)
+        common.out.print(str(res.main_file), highlight=False, markup=False, soft_wrap=True)
 
 
-@prepare_app.command("features")
-def prepare_features(
-    input: str = typer.Argument(None, help="A recording (.nwb, .abf) or a folder of them [default: DATA/raw/synthetic]; with --stream: an NWB URL, a file of URLs, or a dandiset id (000020)."),
-    out: Path = typer.Argument(None, help="Dataset folder to write [default: DATA/processed/features]."),
-    labels: Path = typer.Option(None, "--labels", help="CSV with columns path,label (as for `prepare scalograms`) [default: INPUT/labels.csv if present]."),
-    stream: bool = typer.Option(False, "--stream", help="Read NWB files remotely (HTTP Range via remfile + h5py: only the bytes of the sweeps used; retried on dropped connections) instead of local files."),
-    include: str = typer.Option(None, "--include", help="--stream with a dandiset: glob on the asset paths, e.g. 'sub-6*/*.nwb'."),
-    limit: int = typer.Option(None, "--limit", min=1, help="--stream: at most this many files (in path order)."),
-    preset: str = typer.Option(None, "--preset", help="'sts': import the published STS/Allen EP feature tables from INPUT instead of computing features."),
-):
-    """Per cell: electrophysiological features from its long-square sweeps, as IPFX defines them
-    (Gouwens et al. 2019): rheobase, f-I slope, first-spike shape at rheobase, latency / ISI /
-    adaptation on the hero sweep, input resistance, tau, sag, Vrest -> a "features" dataset
-    (features.npy, features.csv, manifest.json)."""
-    from ephys.pipelines.core.atomic import check_writable_dir
-
-    if preset is not None:
-        check_writable_dir(out or common.data_root() / "processed" / "features", "dataset folder")
-        if preset != "sts":
-            from ephys.pipelines.core.errors import EphysError
-
-            raise EphysError(f"--preset must be 'sts', not {preset!r}")
-        from ephys.pipelines.sts.tables import prepare_sts_features
-
-        input = Path(input) if input else common.data_root() / "raw" / "sts"
-        out = out or common.data_root() / "processed" / "features"
-        path = prepare_sts_features(input, out, log=common.info)
-        common.out.print(str(path), highlight=False, markup=False, soft_wrap=True)
-        return
-    from ephys.pipelines.sts.ep_features import prepare_features as run
-
-    if stream and not input:
-        from ephys.pipelines.core.errors import EphysError
-
-        raise EphysError("--stream needs INPUT: an NWB URL, a file of URLs, or a dandiset id")
-    input = input if stream else Path(input) if input else common.data_root() / "raw" / "synthetic"
-    out = out or common.data_root() / "processed" / "features"
-    check_writable_dir(out, "dataset folder")
-    if labels is None and not stream and input.is_dir() and (input / "labels.csv").is_file():
-        labels = input / "labels.csv"
-    with common.progress_bar("features", None) as advance:
-        def progress(done, total, rec):
-            advance(1, rec.get("id", "") + (" (skipped)" if rec.get("status") != "ok" else "") + common_bytes(rec),
-                    total=total)
-
-        res = run(input, out, labels_csv=labels, progress=progress, stream=stream, include=include, limit=limit)
-    for s in res.skipped:
-        common.err.print(f"skipped {s['path']}: {s['reason']}", highlight=False, markup=False, soft_wrap=True)
-    for f in res.flagged:
-        common.notice(f"warning: {f['source']}: {'; '.join(f['flags'])}")
-    common.info(f"{res.n_ok} cells with features, {len(res.skipped)} skipped"
-                + (f", {len(res.flagged)} flagged as implausible (column `plausibility` of features.csv)"
-                   if res.flagged else ""))
-    common.out.print(str(res.manifest_path), highlight=False, markup=False, soft_wrap=True)
+def add_step(step, pipeline: str) -> None:
+    """Register ``ephys prepare STEP`` built from its declaration."""
+    params = _input_params(step)
+    for cls in (step.params, step.options):
+        if cls is not None:
+            params += parameters(cls)
+    params += parameters(PrepareRunOptions, skip=() if step.labels else ("labels",))
+    doc = help_doc(step.summary, step.description)
+    prepare_app.command(step.name, help=doc)(command_from(lambda kw: _run(step, pipeline, kw), params, doc))
 
 
 @prepare_app.command("tasks")
 def prepare_tasks(
-    input: Path = typer.Argument(None, help="Recordings as for `prepare scalograms` [default: DATA/raw/synthetic]."),
-    labels: Path = typer.Option(None, "--labels", help="Labels CSV as for `prepare scalograms`."),
-    cells_per_task: int = typer.Option(25, "--cells-per-task", min=1, help="Cells one array task prepares."),
+    input: Path = typer.Argument(None, help="Recordings as for `ephys prepare STEP` [default: the step's]."),
+    step: str = typer.Option(None, "--step", help="Prepare step [default: the default pipeline's main step]."),
+    labels: Path = typer.Option(None, "--labels", help="Labels CSV as for the step."),
+    items_per_task: int = typer.Option(25, "--items-per-task", "--cells-per-task", min=1, help="Items one array task prepares."),
 ):
-    """Print how many SLURM array tasks `prepare scalograms --shard K/N` needs for INPUT
+    """Print how many SLURM array tasks `ephys prepare STEP --shard K/N` needs for INPUT
     (for `sbatch --array=0-$((N-1))`)."""
-    from ephys.pipelines.sts.scalograms import count_array_tasks
+    from ephys.pipelines.core.prepare import count_tasks
 
-    input = input or common.data_root() / "raw" / "synthetic"
-    if labels is None and input.is_dir() and (input / "labels.csv").is_file():
+    st = registry.prepare_step(step)[0] if step else registry.default_pipeline().prepare[0]
+    input = input or common.data_root() / (st.input_default or "")
+    if labels is None and st.labels and input.is_dir() and (input / "labels.csv").is_file():
         labels = input / "labels.csv"
-    common.out.print(str(count_array_tasks(input, labels, cells_per_task)), highlight=False)
+    common.out.print(str(count_tasks(st, input, labels_csv=labels, items_per_task=items_per_task)), highlight=False)
 
 
-@prepare_app.command("spikes")
-def prepare_spikes(
-    input: Path = typer.Argument(..., help="A folder of labelled snippet sets (channel_spikes_CH.npy, channel_background_CH.npy: the spike seed's layout) or a raw extracellular trace (.npy in µV with --fs-hz, or .nwb with an ElectricalSeries)."),
-    out: Path = typer.Argument(None, help="Dataset folder to write [default: DATA/processed/spikes]."),
-    fs_hz: float = typer.Option(None, "--fs-hz", help="Sampling rate in Hz (required for a raw trace; snippet sets default to the seed's 30000)."),
-    normalise: str = typer.Option("none", "--normalise", help="none (µV) | channel (divide each channel by its own noise level, median|x|/0.6745, from that channel's data only)."),
-    band: tuple[float, float] = typer.Option((300.0, 8000.0), "--band", help="Raw trace: band-pass edges (Hz)."),
-    notch: float = typer.Option(50.0, "--notch", help="Raw trace: line-noise notch (Hz); 0 = none, 60 in the Americas."),
-    k: float = typer.Option(3.0, "--k", help="Raw trace: threshold = -k x noise."),
-    noise: str = typer.Option("sd", "--noise", help="Raw trace: noise estimate, sd (the seed) or mad (Quiroga et al. 2004)."),
-    refractory_ms: float = typer.Option(1.0, "--refractory-ms", help="Raw trace: refractory period (ms)."),
-    pre_ms: float = typer.Option(0.4, "--pre-ms", help="Snippet start before the crossing (ms)."),
-    post_ms: float = typer.Option(1.0, "--post-ms", help="Raw trace: snippet end after the crossing (ms)."),
-    channel: int = typer.Option(0, "--channel", min=0, help="Raw trace: column of a 2-D .npy or of the NWB ElectricalSeries."),
-    series: str = typer.Option(None, "--series", help="NWB: name of the ElectricalSeries in acquisition [default: the first]."),
-):
-    """Extracellular spike waveforms -> a "waveform" dataset (manifest.json + waveforms.npy).
-    Snippet sets keep their labels (background / spike; group = channel) and offer the seed's
-    split (`ephys train --split seed`: train 9, 16, 33 / validation 11 / test 40). A raw trace
-    is band-passed (zero-phase, 300-8000 Hz), notched, thresholded at -3 SD with a 1 ms
-    refractory period, and cut into 0.4 ms + 1.0 ms snippets (unlabelled)."""
-    from ephys.pipelines.core.errors import EphysError
-    from ephys.pipelines.spikes.waveforms import DetectionParams, prepare_raw_trace, prepare_waveform_sets
-
-    from ephys.pipelines.core.atomic import check_writable_dir
-
-    import math
-
-    if fs_hz is not None and not (math.isfinite(fs_hz) and fs_hz > 0):
-        raise EphysError(f"--fs-hz must be a sampling rate > 0 Hz, not {fs_hz:g}")
-    if not (math.isfinite(pre_ms) and pre_ms > 0):
-        raise EphysError(f"--pre-ms must be > 0 ms, not {pre_ms:g}")
-    if not (math.isfinite(post_ms) and post_ms > 0):
-        raise EphysError(f"--post-ms must be > 0 ms, not {post_ms:g}")
-    out = out or common.data_root() / "processed" / "spikes"
-    check_writable_dir(out, "dataset folder")
-    if input.is_dir():
-        path = prepare_waveform_sets(input, out, fs_hz=fs_hz or 30000.0, pre_ms=pre_ms, normalise=normalise)
-    elif input.is_file() and input.suffix in (".npy", ".nwb"):
-        if noise not in ("sd", "mad"):
-            raise EphysError(f"--noise must be sd or mad, not {noise!r}")
-        if normalise not in ("none", "channel"):
-            raise EphysError(f"--normalise must be none or channel, not {normalise!r}")
-        params = DetectionParams(band_hz=(float(band[0]), float(band[1])), notch_hz=notch or None, k=k,
-                                 noise=noise, refractory_ms=refractory_ms, pre_ms=pre_ms, post_ms=post_ms)
-        path = prepare_raw_trace(input, out, fs_hz=fs_hz, params=params, normalise=normalise,
-                                 channel=channel, series=series)
-    elif input.exists():
-        raise EphysError("not a folder of snippet sets nor a raw trace (.npy, .nwb)", input)
-    else:
-        raise EphysError("no such file or folder", input)
-    import json
-
-    n = len(json.loads(path.read_text())["samples"])
-    common.info(f"{n} waveforms prepared")
-    common.out.print(str(path), highlight=False, markup=False, soft_wrap=True)
-
-
-def common_bytes(rec: dict) -> str:
-    """`` (412 kB of 2.1 MB read)`` for a streamed cell's progress line, else ''."""
-    got = [i for i in rec.get("inputs") or [] if i.get("bytes_read") is not None]
-    if not got:
-        return ""
-    n, size = sum(i["bytes_read"] for i in got), sum(i.get("size") or 0 for i in got)
-    return f" ({n / 1e3:.0f} kB of {size / 1e6:.1f} MB read)"
+def register_steps() -> None:
+    """One ``ephys prepare NAME`` per declared step (called when the app is built)."""
+    for step, pipeline in registry.prepare_steps().values():
+        add_step(step, pipeline)

@@ -25,7 +25,15 @@ def slurm_plan(pipeline: str = typer.Option("sts", "--pipeline", help="Registere
              ("EPHYS_FETCH_SIZE", size, "="), ("EPHYS_TRAIN_ARGS", c.train_args, "="),
              ("EPHYS_PREPARE_ARGS", c.prepare_args, "="),
              ("EPHYS_INPUT", str(common.synthetic_dir(pipeline)), ":="),
-             ("EPHYS_DATASET", str(common.data_root() / "processed" / c.prepare), ":=")]
+             ("EPHYS_DATASET", str(common.data_root() / _step_out(p, c.prepare)), ":=")]
     for var, value, op in lines:
         test = f'"${{{var}+set}}"' if op == "=" else f'"${{{var}:-}}"'
         print(f"[ -n {test} ] || export {var}={shlex.quote(value)}")
+
+
+def _step_out(p, name: str) -> str:
+    """Where the pipeline's prepare step ``name`` writes by default (relative to the data root)."""
+    for s in p.prepare:
+        if s.name == name:
+            return s.out_default
+    return f"processed/{name}"

@@ -12,7 +12,7 @@ from . import common
 
 def train(
     model: str = typer.Option(None, "--model", "-m", help="densenet121 (alias densenet), resnet18, resnet50, inceptionv3, mobilenetv2 (scalograms); cnn1d, gru (waveforms); see `ephys models`."),
-    data: Path = typer.Option(None, "--data", help="Prepared dataset folder [default: DATA/processed/scalograms]."),
+    data: Path = typer.Option(None, "--data", help="Prepared dataset folder [default: the default pipeline's, DATA/processed/scalograms]."),
     weights: str = typer.Option(None, "--weights", help="imagenet | none | PATH to a backbone weights file [default: none]."),
     freeze: str = typer.Option(None, "--freeze", help="none (fine-tune everything, as STS) | full (train the head only) [default: none]."),
     epochs: int = typer.Option(None, "--epochs", min=1, help="Maximum epochs [default: 20]."),
@@ -47,7 +47,9 @@ def train(
         cfg = TrainConfig.from_yaml(config, check=False)
         cfg.out = None
     else:
-        cfg = TrainConfig(data=str(common.data_root() / "processed" / "scalograms"))
+        from ephys.pipelines.core.registry import default_pipeline
+
+        cfg = TrainConfig(data=str(common.data_root() / (default_pipeline().default_dataset() or "processed")))
     given = dict(model=model, data=None if data is None else str(data), weights=weights, freeze=freeze,
                  epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, patience=patience, dropout=dropout,
                  split=split, input_size=input_size, out=None if out is None else str(out),

@@ -114,7 +114,7 @@ n_tasks=1
 if dataset_ready; then
     echo "dataset $EPHYS_DATASET exists: no prepare job"
 elif [ "$EPHYS_SHARDS" = 1 ]; then
-    if [ -e "$EPHYS_INPUT" ]; then n_tasks=${EPHYS_PREPARE_TASKS:-$(ephys_cmd --quiet prepare tasks "$EPHYS_INPUT")}
+    if [ -e "$EPHYS_INPUT" ]; then n_tasks=${EPHYS_PREPARE_TASKS:-$(ephys_cmd --quiet prepare tasks "$EPHYS_INPUT" --step "$EPHYS_PREPARE_VERB")}
     else n_tasks=${EPHYS_PREPARE_TASKS:-4}; fi
     export EPHYS_PREPARE_TASKS=$n_tasks
     prepare=$(submit prepare prepare.sbatch "${dep[@]}" --array="0-$((n_tasks - 1))")

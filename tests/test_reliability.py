@@ -35,7 +35,9 @@ def _toy(tmp_path: Path, name="toy", n_per_class=12, labels=None, x=None) -> Pat
 def trained(tmp_path_factory):
     """One finished toy run (model, split, config), trained in-process."""
     old = os.environ.get("EPHYS_PLUGINS")
+    old_path = os.environ.get("PYTHONPATH")
     os.environ["EPHYS_PLUGINS"] = "toy_modality"  # restored below: later tests spawn jobs that inherit it
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(__file__).parent), old_path) if p)
     from ephys.pipelines.core.training import TrainConfig, train
 
     tmp = tmp_path_factory.mktemp("trained")
@@ -45,10 +47,11 @@ def trained(tmp_path_factory):
     try:
         yield run, data
     finally:
-        if old is None:
-            os.environ.pop("EPHYS_PLUGINS", None)
-        else:
-            os.environ["EPHYS_PLUGINS"] = old
+        for key, value in (("EPHYS_PLUGINS", old), ("PYTHONPATH", old_path)):
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 # ---------------------------------------------------------------------------------------------

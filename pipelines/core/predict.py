@@ -1,7 +1,8 @@
 """``ephys predict RUN INPUT [OUT]``: apply a trained run to new recordings or a prepared dataset.
 
-Raw input is prepared by the run's modality (its ``prepare_for_predict`` hook) with exactly the
-parameters recorded in the manifest of the dataset the run was trained on; a prepared dataset is
+Raw input is prepared with exactly the parameters recorded in the manifest of the dataset the run
+was trained on: by the modality's ``prepare_for_predict`` hook when it has one, else by the prepare
+step that made that dataset (:func:`ephys.pipelines.core.prepare.prepare_like`); a prepared dataset is
 accepted when its modality, sample shape and preparation parameters equal the run's (otherwise one
 line says what differs). Labels in the input are ignored. Writes, into ``OUT`` (created at the end,
 from a temporary sibling, so a failure leaves nothing):
@@ -29,6 +30,7 @@ import numpy as np
 from .atomic import check_writable_dir, write_json, write_text
 from .datasets import check_same_dataset, load_dataset
 from .errors import EphysError
+from .prepare import prepare_like
 from .registry import Figure, ReportContext, modality as find_modality
 from .runfolder import find_dataset, load_run_config, read_manifest, write_predictions
 
@@ -106,10 +108,12 @@ def predict_run(run_dir: str | Path, input_path: str | Path, out_dir: str | Path
             data_dir, prepared_here = input_path, False
         else:
             hook = mod.hook("prepare_for_predict")
-            if hook is None:
+            data_dir = (hook(input_path, trained, tmp / "data", log) if hook is not None
+                        else prepare_like(input_path, trained, tmp / "data", log))
+            if data_dir is None:
                 raise EphysError(f"{mod.name} runs predict on prepared datasets only (a folder with "
                                  "manifest.json); prepare the input first", input_path)
-            data_dir, prepared_here = hook(input_path, trained, tmp / "data", log), True
+            prepared_here = True
         ds = load_dataset(data_dir)
         if ds.modality != trained.get("modality"):
             raise EphysError(f"input is a {ds.modality} dataset; the run needs {trained.get('modality')}", input_path)

@@ -6,7 +6,12 @@ pipeline and never tests a modality string. A pipeline is one folder under ``pip
 (each a :class:`Modality`: how a sample is drawn in a report, which explanation applies, which
 extra report sections and metrics it adds, how raw input is prepared for ``ephys predict``), its
 models (:class:`ephys.pipelines.core.models.ModelSpec`, registered into the model registry), its
-``reproduce`` recipes (:class:`Recipe`) and its simulated default (``fetch synthetic``).
+prepare steps (:class:`ephys.pipelines.core.prepare.PrepareStep`: ``ephys prepare NAME``), its extra
+commands (:class:`Command`: ``ephys PIPELINE NAME``, or ``ephys fetch NAME``), its ``reproduce``
+recipes (:class:`Recipe`), its simulated default (``fetch synthetic``) and how ``make slurm-all``
+runs it (:class:`ClusterSteps`). The command line, ``ephys models`` and the docs' reference are built
+from these declarations; one pipeline declares itself the default (``default=True``: what ``ephys
+train`` and ``ephys fetch synthetic`` use when no dataset or pipeline is named).
 
 Which pipelines exist is the list ``ephys.pipelines.PIPELINES`` (one line per pipeline, like
 SpikeInterface's sorter list); ``$EPHYS_PLUGINS`` (comma-separated module names) adds modules
@@ -26,7 +31,8 @@ from .errors import EphysError
 
 __all__ = ["resolve", "Figure", "Section", "ReportContext", "Modality", "Recipe", "Pipeline", "ClusterSteps", "register_modality",
            "register_pipeline", "modality", "modalities", "pipeline", "pipelines", "recipe", "recipes",
-           "load_pipelines", "PLUGINS_ENV"]
+           "load_pipelines", "PLUGINS_ENV", "Command", "CommandContext", "default_pipeline", "prepare_steps",
+           "prepare_step"]
 
 #: environment variable naming extra modules that register pipelines or modalities
 PLUGINS_ENV = "EPHYS_PLUGINS"
@@ -189,6 +195,60 @@ class Recipe:
 
 
 @dataclass
+class CommandContext:
+    """What a :class:`Command`'s ``run`` gets from the command line besides its parameters.
+
+    Attributes
+    ----------
+    info : a progress message (silent with ``--quiet``). notice : a message shown even with ``--quiet``.
+    progress : ``progress(description, total=None)``, a context manager yielding
+        ``advance(n=1, text=None, total=None)`` (a bar on a terminal, plain lines in a batch log).
+    import_backend : imports Keras and its backend with their start-up chatter hidden (call it
+        before loading a model).
+    data_root, runs_root : the data root (``$EPHYS_DATA``) and the runs root (``$EPHYS_RUNS``).
+    echo : a result line on stdout (what scripts read).
+    """
+
+    info: Callable[[str], None]
+    notice: Callable[[str], None]
+    progress: Callable[..., Any]
+    import_backend: Callable[[], None]
+    data_root: Path
+    runs_root: Path
+    echo: Callable[[str], None] = print
+
+
+@dataclass
+class Command:
+    """An extra command a pipeline brings (``ephys spikes cluster``, ``ephys events detect``, ...).
+
+    Attributes
+    ----------
+    name : the verb.
+    summary : first line of ``--help``.
+    run : ``run(params, ctx: CommandContext) -> str | Path | None`` (the result path printed on
+        stdout), or ``"package.module:function"``.
+    params : a dataclass of :func:`ephys.pipelines.core.params.param` fields: its positional
+        arguments (``argument=True``) and options, the single source of the CLI and the docs.
+    description : the rest of ``--help`` (plain text).
+    group : ``""``: mounted under the pipeline (``ephys PIPELINE NAME``); ``"fetch"``: ``ephys fetch NAME``.
+    aliases : old spellings at the top level (``ephys NAME``) kept hidden for one release; using
+        one prints a one-line deprecation notice.
+    """
+
+    name: str
+    summary: str
+    run: Callable[..., Any] | str
+    params: type
+    description: str = ""
+    group: str = ""
+    aliases: tuple[str, ...] = ()
+
+    def hook(self, name: str) -> Callable[..., Any] | None:
+        return resolve(getattr(self, name))
+
+
+@dataclass
 class ClusterSteps:
     """How ``make slurm-all PIPELINE=name`` runs a pipeline: the one DAG shape of ``slurm/submit.sh``
     (fetch -> prepare -> train array -> aggregate / report), filled from these fields.
@@ -247,8 +307,19 @@ class Pipeline:
         pipeline's simulated default dataset (``ephys fetch synthetic --pipeline NAME``).
     synthetic_size : str
         What ``--size`` counts for it ("cells per class", "patients", ...).
+    synthetic_params : dataclass or None
+        Extra settings of its simulated default (``ephys fetch synthetic --pipeline NAME`` options,
+        passed to ``synthetic`` as keywords).
     cluster : ClusterSteps or None
         Its steps in ``make slurm-all PIPELINE=name`` (None: not runnable there).
+    prepare : tuple[PrepareStep, ...]
+        Its ``ephys prepare NAME`` steps (:class:`ephys.pipelines.core.prepare.PrepareStep`); the
+        first is its main one (``make slurm-all``, the default dataset of ``ephys train``).
+    commands : tuple[Command, ...]
+        Its extra commands.
+    default : bool
+        The pipeline of the front door: ``ephys fetch synthetic`` and ``ephys train`` without a
+        dataset use it.
     """
 
     name: str
@@ -259,11 +330,20 @@ class Pipeline:
     synthetic: Callable[..., Path] | None = None
     synthetic_size: str = ""
     cluster: ClusterSteps | None = None
+    synthetic_params: type | None = None
+    prepare: tuple[Any, ...] = ()
+    commands: tuple[Command, ...] = ()
+    default: bool = False
+
+    def default_dataset(self) -> str | None:
+        """Where its main prepare step writes by default, relative to the data root."""
+        return self.prepare[0].out_default if self.prepare else None
 
 
 _MODALITIES: dict[str, Modality] = {}
 _PIPELINES: dict[str, Pipeline] = {}
 _RECIPES: dict[str, tuple[Recipe, str]] = {}
+_STEPS: dict[str, tuple[Any, str]] = {}
 _LOADED = [False]
 
 
@@ -298,6 +378,11 @@ def register_pipeline(p: Pipeline, replace: bool = False) -> Pipeline:
         if r.name in _RECIPES and _RECIPES[r.name][1] != p.name and not replace:
             raise ValueError(f"recipe {r.name!r} is already registered by {_RECIPES[r.name][1]}")
         _RECIPES[r.name] = (r, p.name)
+    for s in p.prepare:
+        other = _STEPS.get(s.name)
+        if other is not None and other[1] != p.name and not replace:
+            raise ValueError(f"prepare step {s.name!r} is already registered by {other[1]}")
+        _STEPS[s.name] = (s, p.name)
     _PIPELINES[p.name] = p
     return p
 
@@ -384,3 +469,40 @@ def recipes() -> dict[str, Recipe]:
     """All ``reproduce`` recipes by name."""
     load_pipelines()
     return {k: v[0] for k, v in sorted(_RECIPES.items())}
+
+
+def default_pipeline() -> Pipeline:
+    """The pipeline that declares ``default=True`` (else the first registered).
+
+    Raises
+    ------
+    EphysError
+        No pipeline is registered.
+    """
+    ps = pipelines()
+    for p in ps.values():
+        if p.default:
+            return p
+    if not ps:
+        raise EphysError("no pipeline is registered")
+    return next(iter(ps.values()))
+
+
+def prepare_steps() -> dict[str, tuple[Any, str]]:
+    """Every prepare step by name: ``{name: (PrepareStep, pipeline name)}``, in registration order."""
+    load_pipelines()
+    return dict(_STEPS)
+
+
+def prepare_step(name: str) -> tuple[Any, str]:
+    """The prepare step ``name`` and its pipeline's name.
+
+    Raises
+    ------
+    EphysError
+        Unknown step (the message lists those known).
+    """
+    steps = prepare_steps()
+    if name not in steps:
+        raise EphysError(f"unknown prepare step {name!r}; known: {', '.join(steps)}")
+    return steps[name]

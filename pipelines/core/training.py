@@ -41,8 +41,8 @@ _VOLATILE = {"out", "created", "ephys_version", "keras_version", "backend", "bac
 class TrainConfig:
     """Settings of one training run (written to ``config.yaml``)."""
 
-    model: str = "densenet121"
-    data: str = "data/processed/scalograms"  # the CLI passes DATA/processed/scalograms, the embedded default
+    model: str = ""  # a registered model name (required)
+    data: str = ""  # a prepared dataset folder (the CLI's default: the default pipeline's main dataset)
     weights: str = "none"
     freeze: str = "none"
     epochs: int = 20

@@ -12,7 +12,9 @@ autoencoder training), ``detect`` (the detection step), ``metrics`` (event F1, I
 """
 
 from ..core.models import ModelSpec
-from ..core.registry import ClusterSteps, Modality, Pipeline, Recipe, register_pipeline
+from ..core.prepare import PrepareStep
+from ..core.registry import ClusterSteps, Command, Modality, Pipeline, Recipe, register_pipeline
+from .params import DetectParams, WindowParams
 
 MODELS = (
     ModelSpec("cnn_bilstm", "ephys.pipelines.events.models:build_cnn_bilstm", ("event_window",), None, ("miniml",),
@@ -56,6 +58,27 @@ def _synthetic(out, *, seed=0, size=None, progress=None):
     return synthetic(out, seed=seed, size=size, progress=progress)
 
 
+PREPARE_EVENTS = PrepareStep(
+    "events", "Labelled windows of event traces -> an event_window dataset for the window classifier.",
+    discover="ephys.pipelines.events.prepare:discover", process="ephys.pipelines.events.prepare:process",
+    collect="ephys.pipelines.events.prepare:collect", params=WindowParams, noun="recording",
+    modalities=("event_window",),
+    description="A simulated cohort: 600-sample windows of every recording (event / no_event, min-max scaled; "
+                "group = recording). A miniML HDF5 windows file (events, scores, raw_indices): its windows, scaled "
+                "the same way, labelled by score (2 = unlabelled). For `ephys train --model cnn_bilstm` (and "
+                "`--fold K`: cross-validation over recordings) and `ephys predict`.",
+    input_help="A simulated events folder (`ephys fetch synthetic --pipeline events`) or a miniML HDF5 windows "
+               "file (.h5).", input_default="raw/synthetic-events", out_default="processed/events")
+
+COMMANDS = (
+    Command("detect", "Detect miniature synaptic events in a continuous trace with each method.",
+            "ephys.pipelines.events.commands:detect", DetectParams,
+            description="Measures each event (onset, peak, amplitude, 10-90 % rise, decay tau, charge) and writes "
+                        "OUT/events_METHOD.csv, OUT/summary.json (frequency, amplitude and kinetics distributions) "
+                        "and OUT/report.html. Stimulus samples (an episodic ABF's command steps, e.g. a membrane "
+                        "test) are excluded."),
+)
+
 PIPELINE = register_pipeline(Pipeline(
     "events", "miniature synaptic events (mEPPs, mEPSCs): window classifier, 1-D U-Net, autoencoder, threshold",
     modalities=(EVENT_WINDOW,), models=MODELS,
@@ -68,7 +91,7 @@ PIPELINE = register_pipeline(Pipeline(
                     "blocks of raw_indices; accuracy beside the majority baseline, ROC-AUC; miniML's "
                     "published numbers under `reference`", _minis, default_data="../shared/data/minis",
                     summary=_minis_summary)),
-    synthetic=_synthetic, synthetic_size="recordings",
+    synthetic=_synthetic, synthetic_size="recordings", prepare=(PREPARE_EVENTS,), commands=COMMANDS,
     # the window classifier, cross-validated over recordings (the events-sim recipe's settings)
     cluster=ClusterSteps("events", ("cnn_bilstm",), fetch_size=12,
                          train_args="--epochs 8 --batch-size 64 --lr 2e-3 --patience 4 --dropout 0.2 "

@@ -9,7 +9,9 @@ cross-validation that cannot leak and leave-one-band-out (:mod:`.cv`), and the `
 """
 
 from ..core.models import ModelSpec
-from ..core.registry import Modality, ClusterSteps, Pipeline, Recipe, register_pipeline
+from ..core.prepare import PrepareStep
+from ..core.registry import ClusterSteps, Modality, Pipeline, Recipe, register_pipeline
+from .params import LfpOptions, SequenceParams
 
 MODELS = (
     ModelSpec("bilstm", "ephys.pipelines.blocks.models.bilstm:build_bilstm", ("sequence",), None, (),
@@ -47,6 +49,20 @@ def _summary(res: dict) -> list[str]:
     return summary_lines(res)
 
 
+PREPARE_LFP = PrepareStep(
+    "lfp", "LFP recordings + spike times -> windows with a per-unit spike target (one dataset per unit).",
+    discover="ephys.pipelines.lfp.sequence:discover", process="ephys.pipelines.lfp.sequence:process",
+    collect="ephys.pipelines.lfp.sequence:collect", params=SequenceParams, options=LfpOptions,
+    noun="recording", modalities=("sequence",), main_file="index.json",
+    description="windows.npy (all windows), one sequence dataset per unit (units/UNIT/manifest.json, group = "
+                "recording; `ephys train --model bilstm --data OUT/units/UNIT`), index.json written last. Bands "
+                "delta..high gamma below 0.9 x Nyquist, zero-phase filters over each whole recording, Hilbert "
+                "amplitude and phase.",
+    input_help="An .nwb file (LFP ElectricalSeries + Units table), a .mat file (lfp, fs_hz) with NAME_spikes.csv or "
+               "spikes.csv (unit,t_s), an Axona trial folder (.eeg* + tetrode .N + Tint .cut), a folder with lfp.npy + "
+               "spikes.csv (unit,t_s) + recording.json (fs_hz), or a folder of such folders (a cohort, e.g. `ephys "
+               "fetch synthetic --pipeline lfp`).", out_default="processed/lfp")
+
 PIPELINE = register_pipeline(Pipeline(
     "lfp", "single-neuron spiking from local field potentials (BiLSTM and a GLM on band amplitude/phase; LOBO)",
     modalities=(SEQUENCE,), models=MODELS,
@@ -56,7 +72,7 @@ PIPELINE = register_pipeline(Pipeline(
              Recipe("lfp-ratgps", "the Axona rat recording (3 LFP channels at 250 Hz, tetrodes 5 and 7 sorted in "
                     "Tint): blocked-time 5-fold CV per unit with a one-window gap, BiLSTM and GLM, LOBO",
                     _ratgps, default_data="../shared/data/lfp_spikes/ratgps", summary=_summary)),
-    synthetic=_synthetic, synthetic_size="participants",
+    synthetic=_synthetic, synthetic_size="participants", prepare=(PREPARE_LFP,),
     # one task per unit x participant-grouped fold; the seed's Adam 1e-3
     cluster=ClusterSteps("lfp", ("bilstm",), fetch_size=5,
                          train_args="--epochs 10 --batch-size 128 --lr 1e-3 --patience 3 --dropout 0.2")))

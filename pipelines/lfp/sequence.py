@@ -58,55 +58,22 @@ a window that ends with the bin has that exposure for the bin's own 20 ms alread
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from .. import __version__
 from ..blocks.readers.lfp_recordings import LfpRecording, check_recording, read_lfp_recordings
-from ..blocks.signal.bands import DEFAULT_BANDS, band_signals, usable_bands
+from ..blocks.signal.bands import band_signals, usable_bands
 from ..core.atomic import atomic_path, sha256_file, write_json
 from ..core.errors import EphysError
+from .params import INPUTS, LfpOptions, SequenceParams  # noqa: F401  (the step's parameters live in .params)
 
 SEQUENCE = "sequence"
 LABELS = ["no_spike", "spike"]
-INPUTS = ("raw", "band", "amplitude", "phase")
 WINDOWS = "windows.npy"
 INDEX = "index.json"
-
-
-@dataclass
-class SequenceParams:
-    """Windowing parameters (recorded in ``index.json`` and every unit manifest)."""
-
-    window_s: float = 0.1
-    bin_s: float = 0.02
-    stride_s: float | None = None
-    target: str = "last"
-    after_s: float = 0.0
-    inputs: tuple[str, ...] = ("raw", "amplitude", "phase")
-    bands: dict = field(default_factory=lambda: dict(DEFAULT_BANDS))
-    filter_order: int = 4
-
-    def check(self) -> "SequenceParams":
-        if self.target not in ("last", "next"):
-            raise EphysError(f"target must be last or next, got {self.target!r}")
-        bad = [i for i in self.inputs if i not in INPUTS]
-        if bad or not self.inputs:
-            raise EphysError(f"inputs must be among {', '.join(INPUTS)}, got {', '.join(self.inputs) or 'none'}")
-        if not (self.window_s > 0 and self.bin_s > 0):
-            raise EphysError("window_s and bin_s must be positive")
-        if self.after_s < 0:
-            raise EphysError(f"after_s must be >= 0, got {self.after_s:g}")
-        if self.target == "next":  # the bin follows the window: no LFP after it
-            self.after_s = 0.0
-        if self.target == "last" and self.bin_s + self.after_s > self.window_s:
-            raise EphysError(f"bin_s {self.bin_s:g} s + after_s {self.after_s:g} s is longer than the window "
-                             f"{self.window_s:g} s")
-        self.inputs = tuple(self.inputs)
-        self.bands = {k: [float(v[0]), float(v[1])] for k, v in self.bands.items()}
-        return self
 
 
 def input_channels(rec_channels: list[str], bands: dict, inputs) -> list[dict]:
@@ -151,25 +118,19 @@ def _window_ends(rec: LfpRecording, p: SequenceParams, n_win: int, stride_n: int
     return ends
 
 
-def prepare_lfp(recordings: list[LfpRecording] | str | Path, out: str | Path, params: SequenceParams | None = None,
-                log=print, units: list[str] | None = None) -> Path:
-    """Window recordings into a prepared LFP folder (see the module docstring); returns ``out``.
-
-    Parameters
-    ----------
-    recordings : list of :class:`LfpRecording`, or a path read with ``read_lfp_recordings``
-    out : output folder
-    params : windowing parameters (default :class:`SequenceParams`)
-    units : unit ids to keep (default all); the others get no dataset
+def discover(recordings, params: SequenceParams | None = None, labels_csv=None, options: LfpOptions | None = None):
+    """The ``prepare lfp`` step's ``discover`` hook: the recordings (read with ``read_lfp_recordings``
+    unless given as :class:`LfpRecording` objects), restricted to ``options.units``, each checked.
 
     Raises
     ------
     EphysError
-        A recording that fails :func:`check_recording` (NaN samples, shorter than a window,
-        clocks that do not overlap, spikes outside it), recordings that differ in sampling rate or
-        channel count, a unit of ``units`` that no recording has, or no window at all.
+        A recording that fails :func:`check_recording` (NaN samples, shorter than a window, clocks
+        that do not overlap, spikes outside it), recordings that differ in sampling rate or channel
+        count, or a unit of ``units`` that no recording has.
     """
-    p = (params or SequenceParams()).check()
+    p = params or SequenceParams()
+    units = list(options.units) if options is not None and options.units else None
     where = recordings if not isinstance(recordings, list) else None
     if not isinstance(recordings, list):
         recordings = read_lfp_recordings(recordings)
@@ -181,7 +142,6 @@ def prepare_lfp(recordings: list[LfpRecording] | str | Path, out: str | Path, pa
         from dataclasses import replace
 
         recordings = [replace(r, units={u: t for u, t in r.units.items() if u in units}) for r in recordings]
-    out = Path(out)
     need = p.window_s + (p.bin_s if p.target == "next" else 0.0)
     for rec in recordings:
         check_recording(rec, need)
@@ -190,7 +150,48 @@ def prepare_lfp(recordings: list[LfpRecording] | str | Path, out: str | Path, pa
     if len(fs) != 1 or len(n_ch) != 1:
         raise EphysError("recordings differ in LFP sampling rate or channel count "
                          f"({sorted(fs)} Hz, {sorted(n_ch)} channels)", recordings[0].sources[0])
-    fs_hz = fs.pop()
+    return recordings, []
+
+
+def process(rec: LfpRecording, params: SequenceParams, out_dir=None, options=None) -> dict:
+    """The step's ``process`` hook: one recording's model inputs ``(n_samples, n_inputs)`` float32
+    (zero-phase band filters over the whole recording, Hilbert amplitude and phase)."""
+    return {"x": _inputs_of(rec, usable_bands(rec.fs_hz, params.bands), params)}
+
+
+def collect(out, results: list[dict], params: SequenceParams, ctx) -> Path:
+    """The step's ``collect`` hook: ``windows.npy``, one dataset per unit, ``index.json`` last."""
+    _write(ctx.items, [r["x"] for r in results], Path(out), params, ctx.log)
+    return Path(out) / INDEX
+
+
+def prepare_lfp(recordings: list[LfpRecording] | str | Path, out: str | Path, params: SequenceParams | None = None,
+                log=print, units: list[str] | None = None) -> Path:
+    """Window recordings into a prepared LFP folder (see the module docstring; ``ephys prepare lfp``
+    from Python); returns ``out``.
+
+    Parameters
+    ----------
+    recordings : list of :class:`LfpRecording`, or a path read with ``read_lfp_recordings``
+    out : output folder
+    params : windowing parameters (default :class:`SequenceParams`)
+    units : unit ids to keep (default all); the others get no dataset
+
+    Raises
+    ------
+    EphysError
+        See :func:`discover`; no window at all.
+    """
+    from ..core.prepare import ShardOptions, run_prepare
+    from . import PREPARE_LFP
+
+    run_prepare("lfp", PREPARE_LFP, recordings, out, params or SequenceParams(),
+                options=LfpOptions(units=tuple(units or ())), run=ShardOptions(scheduler="synchronous"), log=log)
+    return Path(out)
+
+
+def _write(recordings: list[LfpRecording], inputs: list[np.ndarray], out: Path, p: SequenceParams, log) -> None:
+    fs_hz = recordings[0].fs_hz
     bands = usable_bands(fs_hz, p.bands)
     n_win = int(round(p.window_s * fs_hz))
     stride_n = max(1, int(round((p.stride_s or p.bin_s) * fs_hz)))
@@ -202,7 +203,6 @@ def prepare_lfp(recordings: list[LfpRecording] | str | Path, out: str | Path, pa
     if total == 0:
         raise EphysError("no complete window in any recording", recordings[0].sources[0])
 
-    out.mkdir(parents=True, exist_ok=True)
     feature_n = max(1, int(round(p.bin_s * fs_hz))) if p.target == "last" else 1
     after_n = int(round(p.after_s * fs_hz)) if p.target == "last" else 0
     samples_by_unit: dict[str, list[dict]] = {}
@@ -210,10 +210,9 @@ def prepare_lfp(recordings: list[LfpRecording] | str | Path, out: str | Path, pa
     row = 0
     with atomic_path(out / WINDOWS, suffix=".npy") as tmp:
         arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(total, n_win, len(channels)))
-        for rec, e in zip(recordings, ends):
+        for rec, e, x in zip(recordings, ends, inputs):
             log(f"{rec.name}: {rec.lfp.shape[1]} LFP channels at {rec.fs_hz:g} Hz, {rec.duration_s:.1f} s, "
                 f"{len(rec.units)} units, {e.size} windows")
-            x = _inputs_of(rec, bands, p)
             for k0 in range(0, e.size, 4096):
                 ee = e[k0:k0 + 4096]
                 idx = ee[:, None] - n_win + np.arange(n_win)[None, :]
@@ -250,7 +249,6 @@ def prepare_lfp(recordings: list[LfpRecording] | str | Path, out: str | Path, pa
     write_json(out / INDEX, {**{k: v for k, v in common.items() if k != "array"}, "array": WINDOWS,
                              "n_windows": total, "recordings": rec_index,
                              "units": {u: {"dataset": f"units/{_safe(u)}", **v} for u, v in unit_index.items()}})
-    return out
 
 
 def bin_samples(meta: dict) -> slice:

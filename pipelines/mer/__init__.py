@@ -15,7 +15,9 @@ inside), ``trajectory`` (the HMM along depth), ``recipe`` (``ephys reproduce mer
 
 from ..blocks.models.lightgbm import FEATURE_TABLE, LIGHTGBM_SPEC
 from ..core.models import ModelSpec
-from ..core.registry import ClusterSteps, Pipeline, Recipe, register_pipeline
+from ..core.prepare import PrepareStep
+from ..core.registry import ClusterSteps, Command, Pipeline, Recipe, register_pipeline
+from .params import MerParams, StreamParams
 
 MLP_SPEC = ModelSpec("mlp", "ephys.pipelines.mer.mlp:build_mlp", ("features",), None, ("mlstim",),
                      "ML-STIM multilayer perceptron 9-7-4-4-2, tanh, min-max scaler fitted on the training data "
@@ -48,6 +50,24 @@ def _mer_sim_summary(res):
     return summary_lines(res)
 
 
+PREPARE_MER = PrepareStep(
+    "mer", "Microelectrode recordings -> the 9 ML-STIM features of every 1-s segment (a feature table).",
+    discover="ephys.pipelines.mer.prepare:discover", process="ephys.pipelines.mer.prepare:process",
+    collect="ephys.pipelines.mer.prepare:collect", params=MerParams, noun="recording", modalities=("features",),
+    description="Per recording: resample to 24 kHz, band-pass 250-5000 Hz + 96 notches (causal), variance-ratio "
+                "artifact removal (100-ms windows), then the 9 ML-STIM features of every 1-s segment (50 % overlap) "
+                "-> one row per segment, group = patient, for `ephys train --model mlp|lightgbm`.",
+    input_help="ML-STIM folder (data.npz + metadata.csv), its .npz or metadata .csv, or a CSV / .npy of columns "
+               "(one electrode each).", input_default="raw/synthetic-mer", out_default="processed/mer")
+
+COMMANDS = (
+    Command("stream", "Real-time STN detection on a file played in chunks or a Lab Streaming Layer stream.",
+            "ephys.pipelines.mer.commands:stream", StreamParams,
+            description="Filters keep their state across chunks, one prediction per 1-s segment (every 0.5 s) with "
+                        "its processing latency, and the trajectory's STN entry / exit (3-state HMM) updated "
+                        "whenever a depth is finished."),
+)
+
 PIPELINE = register_pipeline(Pipeline(
     "mer", "STN detection in intraoperative microelectrode recordings (ML-STIM features -> MLP / LightGBM; "
            "trajectory borders by HMM)",
@@ -58,6 +78,7 @@ PIPELINE = register_pipeline(Pipeline(
                     _mer_sim, default_data=None, summary=_mer_sim_summary),),
     synthetic=_synthetic, synthetic_size="patients",
     # leave-one-patient-out (the dataset says lopo); the recipe's MLP settings (ML-STIM: no dropout)
+    prepare=(PREPARE_MER,), commands=COMMANDS,
     cluster=ClusterSteps("mer", ("mlp", "lightgbm"), fetch_size=20,
                          train_args="--epochs 40 --batch-size 64 --lr 3e-3 --patience 6 --dropout 0")))
 

@@ -63,14 +63,37 @@ def process_recordings(recs: list[MerRecording], progress: Callable[[int, int], 
     return out
 
 
+def discover(input_path, params=None, labels_csv=None, options=None):
+    """The ``prepare mer`` step's ``discover`` hook: every recording of INPUT, read and checked
+    (:func:`.readers.read_input`), plus what the reader found (format, files)."""
+    recs, info = read_input(input_path, getattr(params, "fs_hz", None))
+    return recs, [], {"info": info}
+
+
+def process(rec: MerRecording, params=None, out_dir=None, options=None) -> dict:
+    """The step's ``process`` hook: one recording's features (n_seg, 9) float64, the clean-to-original
+    sample index and the artifact mask (fast path, :func:`.dsp.process_fast`)."""
+    feats, mask = process_fast(rec.signal, rec.fs_hz)
+    return {"feats": feats, "keep_idx": np.flatnonzero(~mask), "mask": mask}
+
+
+def collect(out, results: list[dict], params, ctx) -> Path:
+    """The step's ``collect`` hook: the feature table (one row per segment) and the artifact masks."""
+    recs, info = ctx.items, ctx.discovered["info"]
+    return _write(Path(ctx.input), recs, info, [(r["feats"], r["keep_idx"], r["mask"]) for r in results], out,
+                  ctx.log)
+
+
 def prepare_mer(input_path: str | Path, out: str | Path, fs_hz: float | None = None,
                 progress: Callable[[int, int], None] | None = None, log: Callable[[str], None] | None = None) -> Path:
-    """Prepare ``input_path`` (ML-STIM folder / files, CSV / ``.npy`` columns) into ``out``.
+    """Prepare ``input_path`` (ML-STIM folder / files, CSV / ``.npy`` columns) into ``out``
+    (``ephys prepare mer`` from Python).
 
     Parameters
     ----------
     fs_hz : sampling rate of the input in Hz (default 24 kHz); other rates are resampled to
         24 kHz before filtering and the manifest records it.
+    progress : ``progress(done, total)`` after each recording.
 
     Returns
     -------
@@ -83,8 +106,17 @@ def prepare_mer(input_path: str | Path, out: str | Path, fs_hz: float | None = N
         has a full second left after artifact removal is written (with no rows, every recording's
         reason in the manifest), not refused.
     """
-    recs, info = read_input(input_path, fs_hz)
-    results = process_recordings(recs, progress)
+    from ..core.prepare import ShardOptions, run_prepare
+    from . import PREPARE_MER
+    from .params import MerParams
+
+    res = run_prepare("mer", PREPARE_MER, input_path, out, MerParams(fs_hz=fs_hz),
+                      run=ShardOptions(scheduler="synchronous"),
+                      progress=(lambda d, t, _: progress(d, t)) if progress else None, log=log or (lambda m: None))
+    return res.main_file
+
+
+def _write(input_path: Path, recs, info, results, out, log) -> Path:
     ids, X, labels, groups = [], [], [], []
     extra = {k: [] for k in ("recording", "patient", "side", "electrode", "depth_um", "segment_start_s",
                              "artifact_fraction")}
@@ -120,7 +152,6 @@ def prepare_mer(input_path: str | Path, out: str | Path, fs_hz: float | None = N
                   "ephys_version": __version__, "parameters": PARAMETERS, "input_fs_hz": rates,
                   "resampling": resampled or "none (input at 24 kHz)"}
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / MASKS, suffix=".npz") as tmp:  # the detected artifacts, per recording
         np.savez_compressed(tmp, **{f"r{i:05d}": res[2] for i, res in enumerate(results)})
     n_skipped = sum(1 for r in records if r.get("reason"))

@@ -1,12 +1,15 @@
 """Pipeline ``spikes``: extracellular spike detection, spike-vs-noise classification, clustering.
 
-Modules: ``waveforms`` (snippet sets and raw traces -> ``waveform`` datasets; ``reproduce
-spikes-seed``), ``cluster`` / ``cluster_report`` (``ephys cluster`` on Axona tetrode files),
-``figures`` (waveform figures in reports and explanations).
+Modules: ``params`` (every step's settings), ``waveforms`` (snippet sets and raw traces ->
+``waveform`` datasets; ``reproduce spikes-seed``), ``cluster`` / ``cluster_report`` / ``commands``
+(``ephys spikes cluster`` on Axona tetrode files), ``figures`` (waveform figures in reports and
+explanations).
 """
 
 from ..core.models import ModelSpec
-from ..core.registry import Modality, ClusterSteps, Pipeline, Recipe, register_pipeline
+from ..core.prepare import PrepareStep
+from ..core.registry import ClusterSteps, Command, Modality, Pipeline, Recipe, register_pipeline
+from .params import ClusterParams, SpikesParams
 
 _SEQ = "ephys.pipelines.blocks.models.sequence"
 
@@ -41,6 +44,27 @@ def _seed_summary(res: dict) -> list[str]:
     return lines
 
 
+_W = "ephys.pipelines.spikes.waveforms"
+PREPARE_SPIKES = PrepareStep(
+    "spikes", "Extracellular spike waveforms -> a waveform dataset (manifest.json + waveforms.npy).",
+    discover=f"{_W}:discover", process=f"{_W}:process", collect=f"{_W}:collect", params=SpikesParams,
+    noun="channel", modalities=("waveform",),
+    description="Snippet sets keep their labels (background / spike; group = channel) and offer the seed's split "
+                "(`ephys train --split seed`: train 9, 16, 33 / validation 11 / test 40). A raw trace is "
+                "band-passed (zero-phase, 300-8000 Hz), notched, thresholded at -3 SD with a 1 ms refractory "
+                "period, and cut into 0.4 ms + 1.0 ms snippets (unlabelled).",
+    input_help="A folder of labelled snippet sets (channel_spikes_CH.npy, channel_background_CH.npy: the spike "
+               "seed's layout) or a raw extracellular trace (.npy in µV with --fs-hz, or .nwb with an "
+               "ElectricalSeries).", out_default="processed/spikes")
+
+COMMANDS = (
+    Command("cluster", "Cluster the spikes of one Axona tetrode file (spike sorting).",
+            "ephys.pipelines.spikes.commands:cluster", ClusterParams, aliases=("cluster",),
+            description="Writes OUT/clusters.csv, OUT/embedding.npy, OUT/cluster_metrics.json (quality per "
+                        "cluster: isolation distance, L-ratio, ISI violations, SNR, rate; with --cut: ARI / NMI, "
+                        "confusion table, best matches) and OUT/report.html / .md."),
+)
+
 PIPELINE = register_pipeline(Pipeline(
     "spikes", "extracellular spike detection, spike-vs-noise CNN/GRU, clustering of tetrode spikes",
     modalities=(WAVEFORM,), models=MODELS,
@@ -50,4 +74,5 @@ PIPELINE = register_pipeline(Pipeline(
                     "published numbers under `reference`",
                     _seed, default_data="../shared/data/spikes", summary=_seed_summary),),
     # no simulated default: EPHYS_INPUT names snippet sets (e.g. ../shared/data/spikes); one fold per channel
+    prepare=(PREPARE_SPIKES,), commands=COMMANDS,
     cluster=ClusterSteps("spikes", ("cnn1d", "gru"), train_args="--epochs 40 --batch-size 256 --lr 1e-3 --patience 6")))

@@ -25,8 +25,7 @@ from ..core.errors import EphysError
 METHODS = ("gmm", "isosplit", "hdbscan", "dbscan")
 EMBEDDINGS = ("features", "peaks", "pca", "autoencoder")
 FEATURES = EMBEDDINGS  # the option's former name
-#: the per-channel waveform features of :func:`waveform_features`
-FEATURE_KINDS = ("peak", "trough", "p2p", "logp2p", "width", "energy", "pc")
+from .params import CLUSTER_DEFAULTS, FEATURE_KINDS  # noqa: E402  (the per-channel features of waveform_features)
 #: the per-channel features computed when none are named (``logp2p`` is left out: it repeats ``p2p``)
 BASE_KINDS = ("peak", "trough", "p2p", "width", "energy", "pc")
 
@@ -663,9 +662,7 @@ NOT_TETRODE = {".eeg": "an Axona EEG (LFP) file", ".egf": "an Axona high-rate EE
 #: README): Gaussian mixture + BIC on the standardised log peak-to-trough amplitude of each channel,
 #: then the entropy merge step at 0.2 nats per spike (Baudry et al. 2010); no PCA, no isocut merge, no
 #: posterior noise rule (fourth round, seed means over seeds 0-2: 3 of issue 13's 4 goals met)
-DEFAULTS = {"method": "gmm", "features": "features", "n_dims": 0, "max_k": 12, "p_outlier": 1e-3,
-            "min_cluster_size": 30, "kinds": ("logp2p",), "merge_dip": 0.0, "min_posterior": 0.0,
-            "merge_entropy_gain": 0.2}
+DEFAULTS = CLUSTER_DEFAULTS
 
 
 #: default size of the ``pca`` / ``autoencoder`` embeddings

@@ -252,9 +252,128 @@ def _channel_key(ch: str):
     return (0, int(ch), ch) if ch.isdigit() else (1, 0, ch)
 
 
+def discover(input_path, params=None, labels_csv=None, options=None):
+    """The ``prepare spikes`` step's ``discover`` hook: one item per channel of a folder of snippet
+    sets (``channel_spikes_<ch>.npy`` + ``channel_background_<ch>.npy``), or one item for a raw
+    trace (``.npy`` / ``.nwb``).
+
+    Raises
+    ------
+    EphysError
+        Missing input, no snippet sets, a channel missing one of its two files, an input that is
+        neither a folder of snippet sets nor a raw trace.
+    """
+    src = Path(input_path)
+    if src.is_dir():
+        sets = _discover_sets(src)
+        if not sets:
+            raise EphysError("no channel_spikes_<ch>.npy / channel_background_<ch>.npy files", src)
+        for ch, files in sets.items():
+            for kind in ("spikes", "background"):
+                if kind not in files:
+                    raise EphysError(f"channel {ch} has no channel_{kind}_{ch}.npy", src)
+        return [{"id": f"ch{ch}", "kind": "set", "ch": ch, "files": {k: str(v) for k, v in files.items()}}
+                for ch, files in sorted(sets.items(), key=lambda kv: _channel_key(kv[0]))], []
+    if src.is_file() and src.suffix in (".npy", ".nwb"):
+        return [{"id": src.stem, "kind": "trace", "path": str(src)}], []
+    if src.exists():
+        raise EphysError("not a folder of snippet sets nor a raw trace (.npy, .nwb)", src)
+    raise EphysError("no such file or folder", src)
+
+
+def detection_params(p) -> DetectionParams:
+    """The :class:`DetectionParams` of ``prepare spikes`` parameters (a notch of 0 Hz = none)."""
+    return DetectionParams(band_hz=tuple(p.band_hz), notch_hz=p.notch_hz or None, k=p.k, noise=p.noise,
+                           refractory_ms=p.refractory_ms, pre_ms=p.pre_ms, post_ms=p.post_ms)
+
+
+def process(item: dict, params, out_dir=None, options=None) -> dict:
+    """The step's ``process`` hook: one channel's snippet sets read and checked (and its noise
+    scale with ``normalise="channel"``), or a raw trace read and its spikes detected."""
+    if item["kind"] == "set":
+        parts, inputs = {}, []
+        for kind in ("background", "spikes"):
+            path = Path(item["files"][kind])
+            parts[kind] = _load_set(path, None)
+            inputs.append({"file": path.name, "sha256": sha256_file(path), "n": int(parts[kind].shape[0])})
+        if parts["background"].shape[1] != parts["spikes"].shape[1]:
+            raise EphysError(f"snippets have {parts['spikes'].shape[1]} samples, other files "
+                             f"{parts['background'].shape[1]}", Path(item["files"]["spikes"]))
+        scale = (channel_scale(np.concatenate([parts["background"], parts["spikes"]]))
+                 if params.normalise == "channel" else 1.0)
+        return {"ch": item["ch"], "parts": parts, "inputs": inputs, "scale": scale,
+                "source": str(Path(item["files"]["spikes"]).parent)}
+    path = Path(item["path"])
+    p = detection_params(params)
+    x, fs = read_trace(path, params.fs_hz, params.channel, params.series)
+    try:
+        idx, snips, thr = detect_spikes(x, fs, p)
+    except EphysError as exc:
+        raise EphysError(exc.message, path) from None
+    if idx.size == 0:
+        raise EphysError(f"no threshold crossing below {thr:.1f} µV", path)
+    return {"path": str(path), "idx": idx, "snips": snips, "thr": thr, "fs": fs, "n": int(x.size)}
+
+
+def collect(out, results: list[dict], params, ctx) -> Path:
+    """The step's ``collect`` hook: ``waveforms.npy`` (float32 ``(n, n_samples, 1)``) and
+    ``manifest.json`` (see :func:`prepare_waveform_sets` and :func:`prepare_raw_trace`)."""
+    out = Path(out)
+    if "ch" in results[0]:
+        return _collect_sets(out, results, params)
+    r = results[0]
+    path, p, fs = Path(r["path"]), detection_params(params), r["fs"]
+    scale = channel_scale(r["snips"]) if params.normalise == "channel" else 1.0
+    group = f"{path.stem}-ch{params.channel}"
+    samples = [{"id": f"{group}-{k}", "row": k, "label": None, "group": group,
+                "t_s": round(float(t) / fs, 7)} for k, t in enumerate(r["idx"])]
+    xw = (r["snips"] / scale).astype(np.float32)[:, :, None]
+    write_npy(out / ARRAY, xw, require_finite=True)
+    manifest = _manifest(xw.shape, fs, p.pre_ms, samples, LABEL_NAMES, {}, params.normalise, {group: scale},
+                         {"input": str(path.resolve()), "sha256": sha256_file(path), "channel": params.channel,
+                          "series": params.series, "n_samples_trace": r["n"], "threshold_uV": r["thr"],
+                          "source": "detection after the spike seed (band-pass 300-8000 Hz, notch, "
+                                    "3 SD threshold, 1 ms refractory)"},
+                         parameters={**asdict(p), "fs_hz": float(fs)})
+    ctx.log(f"{len(samples)} waveforms prepared")
+    return write_json(out / MANIFEST, manifest)
+
+
+def _collect_sets(out: Path, results: list[dict], params) -> Path:
+    fs_hz = params.fs_hz or 30000.0
+    n_len = results[0]["parts"]["spikes"].shape[1]
+    arrays, samples, inputs, scales, row = [], [], [], {}, 0
+    for r in results:
+        ch = r["ch"]
+        if r["parts"]["spikes"].shape[1] != n_len:
+            raise EphysError(f"snippets have {r['parts']['spikes'].shape[1]} samples, other files {n_len}",
+                             r["source"])
+        inputs += r["inputs"]
+        scales[ch] = r["scale"]
+        for kind, label in (("background", "background"), ("spikes", "spike")):
+            a = r["parts"][kind]
+            arrays.append((a / r["scale"]).astype(np.float32))
+            for k in range(a.shape[0]):
+                samples.append({"id": f"ch{ch}-{label}-{k}", "row": row, "label": label, "group": ch})
+                row += 1
+    x = np.concatenate(arrays)[:, :, None]
+    write_npy(out / ARRAY, x, require_finite=True)  # after the float32 cast (1e300 µV is Inf)
+    chans = [r["ch"] for r in results]
+    splits = {"seed": SEED_SPLIT} if set(sum(SEED_SPLIT.values(), [])) <= set(chans) else {}
+    counts = {ch: {lab: sum(1 for s in samples if s["group"] == ch and s["label"] == lab)
+                   for lab in LABEL_NAMES} for ch in chans}
+    manifest = _manifest(x.shape, fs_hz, params.pre_ms, samples, LABEL_NAMES, splits, params.normalise, scales, {
+        "input": str(Path(results[0]["source"]).resolve()), "inputs": inputs, "counts_per_channel": counts,
+        "source": "spike seed: henryxcham/spike_detection_classification (Apache-2.0), zebra finch, "
+                  "labels from manual clustering in PCA space"},
+        parameters={"fs_hz": float(fs_hz), "normalise": params.normalise, "pre_ms": float(params.pre_ms)})
+    return write_json(out / MANIFEST, manifest)
+
+
 def prepare_waveform_sets(input_dir: str | Path, out_dir: str | Path, fs_hz: float = 30000.0,
                           pre_ms: float = 0.4, normalise: str = "none") -> Path:
-    """Labelled snippet sets (the spike seed's layout) -> a prepared waveform dataset.
+    """Labelled snippet sets (the spike seed's layout) -> a prepared waveform dataset
+    (``ephys prepare spikes FOLDER`` from Python).
 
     Parameters
     ----------
@@ -277,49 +396,20 @@ def prepare_waveform_sets(input_dir: str | Path, out_dir: str | Path, fs_hz: flo
         Missing folder, no snippet sets, a channel missing one of its two files, bad arrays,
         unknown ``normalise``.
     """
+    from .params import SpikesParams
+
     src = Path(input_dir)
     if not src.is_dir():
         raise EphysError("no such folder of waveform sets", src)
-    if normalise not in ("none", "channel"):
-        raise EphysError(f"--normalise must be none or channel, not {normalise!r}")
-    sets = _discover_sets(src)
-    if not sets:
-        raise EphysError("no channel_spikes_<ch>.npy / channel_background_<ch>.npy files", src)
-    for ch, files in sets.items():
-        for kind in ("spikes", "background"):
-            if kind not in files:
-                raise EphysError(f"channel {ch} has no channel_{kind}_{ch}.npy", src)
-    arrays, samples, inputs, scales = [], [], [], {}
-    n_len, row = None, 0
-    for ch in sorted(sets, key=_channel_key):
-        parts = {}
-        for kind in ("background", "spikes"):
-            a = _load_set(sets[ch][kind], n_len)
-            n_len = a.shape[1]
-            parts[kind] = a
-            inputs.append({"file": sets[ch][kind].name, "sha256": sha256_file(sets[ch][kind]),
-                           "n": int(a.shape[0])})
-        scale = channel_scale(np.concatenate([parts["background"], parts["spikes"]])) \
-            if normalise == "channel" else 1.0
-        scales[ch] = scale
-        for kind, label in (("background", "background"), ("spikes", "spike")):
-            a = parts[kind]
-            arrays.append((a / scale).astype(np.float32))
-            for k in range(a.shape[0]):
-                samples.append({"id": f"ch{ch}-{label}-{k}", "row": row, "label": label, "group": ch})
-                row += 1
-    x = np.concatenate(arrays)[:, :, None]
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_npy(out / ARRAY, x, require_finite=True)  # after the float32 cast (1e300 µV is Inf)
-    splits = {"seed": SEED_SPLIT} if set(sum(SEED_SPLIT.values(), [])) <= set(sets) else {}
-    counts = {ch: {lab: sum(1 for s in samples if s["group"] == ch and s["label"] == lab)
-                   for lab in LABEL_NAMES} for ch in sets}
-    manifest = _manifest(x.shape, fs_hz, pre_ms, samples, LABEL_NAMES, splits, normalise, scales, {
-        "input": str(src.resolve()), "inputs": inputs, "counts_per_channel": counts,
-        "source": "spike seed: henryxcham/spike_detection_classification (Apache-2.0), zebra finch, "
-                  "labels from manual clustering in PCA space"})
-    return write_json(out / MANIFEST, manifest)
+    return _run(src, out_dir, SpikesParams(fs_hz=fs_hz, pre_ms=pre_ms, normalise=normalise))
+
+
+def _run(src, out_dir, params) -> Path:
+    from ..core.prepare import ShardOptions, run_prepare
+    from . import PREPARE_SPIKES
+
+    return run_prepare("spikes", PREPARE_SPIKES, src, out_dir, params, run=ShardOptions(scheduler="synchronous"),
+                       log=lambda m: None).main_file
 
 
 def _manifest(shape, fs_hz, pre_ms, samples, label_names, splits, normalise, scales, provenance,
@@ -426,7 +516,8 @@ def read_trace(path: str | Path, fs_hz: float | None = None, channel: int = 0,
 def prepare_raw_trace(trace_path: str | Path, out_dir: str | Path, fs_hz: float | None = None,
                       params: DetectionParams | None = None, normalise: str = "none",
                       channel: int = 0, series: str | None = None) -> Path:
-    """A raw extracellular trace (``.npy`` or NWB ``ElectricalSeries``) -> an unlabelled waveform dataset.
+    """A raw extracellular trace (``.npy`` or NWB ``ElectricalSeries``) -> an unlabelled waveform dataset
+    (``ephys prepare spikes TRACE`` from Python).
 
     Reads one channel with :func:`read_trace`, filters and detects with :func:`detect_spikes`
     (seed settings by default) and stores the snippets (float32 ``(m, n_pre + n_post, 1)``,
@@ -438,30 +529,13 @@ def prepare_raw_trace(trace_path: str | Path, out_dir: str | Path, fs_hz: float 
     EphysError
         See :func:`read_trace`; bad detection settings; no spike detected.
     """
+    from .params import SpikesParams
+
     p = params or DetectionParams()
-    path = Path(trace_path)
-    x, fs = read_trace(path, fs_hz, channel, series)
-    try:
-        idx, snips, thr = detect_spikes(x, fs, p)
-    except EphysError as exc:
-        raise EphysError(exc.message, path) from None
-    if idx.size == 0:
-        raise EphysError(f"no threshold crossing below {thr:.1f} µV", path)
-    scale = channel_scale(snips) if normalise == "channel" else 1.0
-    group = f"{path.stem}-ch{channel}"
-    samples = [{"id": f"{group}-{k}", "row": k, "label": None, "group": group,
-                "t_s": round(float(t) / fs, 7)} for k, t in enumerate(idx)]
-    xw = (snips / scale).astype(np.float32)[:, :, None]
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_npy(out / ARRAY, xw, require_finite=True)
-    manifest = _manifest(xw.shape, fs, p.pre_ms, samples, LABEL_NAMES, {}, normalise, {group: scale},
-                         {"input": str(path.resolve()), "sha256": sha256_file(path), "channel": channel,
-                          "series": series, "n_samples_trace": int(x.size), "threshold_uV": thr,
-                          "source": "detection after the spike seed (band-pass 300-8000 Hz, notch, "
-                                    "3 SD threshold, 1 ms refractory)"},
-                         parameters={**asdict(p), "fs_hz": float(fs)})
-    return write_json(out / MANIFEST, manifest)
+    sp = SpikesParams(fs_hz=fs_hz, normalise=normalise, band_hz=tuple(p.band_hz), notch_hz=p.notch_hz or 0.0,
+                      k=p.k, noise=p.noise, refractory_ms=p.refractory_ms, pre_ms=p.pre_ms, post_ms=p.post_ms,
+                      channel=channel, series=series)
+    return _run(Path(trace_path), out_dir, sp)
 
 
 #: the spike seed's published test-channel (40) numbers (its README, "Model Performance")

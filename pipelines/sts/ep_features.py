@@ -1091,18 +1091,86 @@ def process_cell_features(cell) -> dict:
             "skipped_files": [{"path": p, "reason": r} for p, r in bad_files]}
 
 
+def discover_features(input_path, params=None, labels_csv=None, options=None):
+    """The step's ``discover`` hook: the cells of INPUT (as ``prepare scalograms``), or with
+    ``params.preset == "sts"`` one item, the folder of the STS paper's feature tables."""
+    if params is not None and params.preset == "sts":
+        return [{"id": "sts-tables", "preset": "sts"}], []
+    from .scalograms import discover
+
+    return discover(input_path, None, labels_csv, options)
+
+
+def process_features(item, params=None, out_dir=None, options=None) -> dict:
+    """The step's ``process`` hook: one cell's features (:func:`process_cell_features`); the STS
+    tables item is read in ``collect``."""
+    if isinstance(item, dict) and item.get("preset"):
+        return {"status": "ok", "preset": item["preset"]}
+    return process_cell_features(item)
+
+
+def collect_features(out, results: list[dict], params, ctx) -> "Path":
+    """The step's ``collect`` hook: the feature table (``features.npy`` float64 (n_cells, 20) in
+    :data:`FEATURE_NAMES` order, NaN = not computable; ``features.csv``; ``manifest.json`` last),
+    or the STS tables with ``--preset sts`` (:func:`.tables.prepare_sts_features`).
+
+    Raises
+    ------
+    EphysError
+        No cell gave features (the first reasons are named).
+    """
+    from pathlib import Path
+
+    from .. import __version__
+    from ..core.errors import EphysError
+    from ..core.layouts import write_feature_table
+
+    if params is not None and params.preset == "sts":
+        from .tables import prepare_sts_features
+
+        return prepare_sts_features(ctx.input, out, log=ctx.log)
+    stream = bool(getattr(ctx.options, "stream", False))
+    ok = [r for r in results if r["status"] == "ok"]
+    skipped = ctx.skipped
+    skipped += [{"path": r["path"], "reason": r["reason"]} for r in results if r["status"] != "ok"]
+    skipped += [f for r in ok for f in r.get("skipped_files", [])]
+    if not ok:
+        reasons = "; ".join(f"{Path(s['path']).name}: {s['reason']}" for s in skipped[:3])
+        raise EphysError(f"no cell gave features ({reasons})", ctx.input)
+    X = np.array([[r["values"][k] for k in FEATURE_NAMES] for r in ok], dtype=np.float64)
+    labels = [r["label"] for r in ok]
+    label_names = sorted({lab for lab in labels if lab})
+    provenance = {
+        "input": str(ctx.input) if stream else str(Path(ctx.input).resolve()),
+        "labels_csv": str(Path(ctx.labels_csv).resolve()) if ctx.labels_csv else None,
+        "method": "IPFX long-square features (Gouwens et al. 2019), ephys.pipelines.ep_features",
+        "ephys_version": __version__,
+        "feature_descriptions": {name: desc for name, _, desc in FEATURES},
+        "cells": [{"id": r["id"], "source": r["source"], "inputs": r["inputs"], **_jsonable(r["info"])} for r in ok],
+        "skipped": skipped,
+    }
+    path = write_feature_table(out, [r["id"] for r in ok], X, list(FEATURE_NAMES), labels, label_names,
+                               feature_units=dict(FEATURE_UNITS), provenance=provenance,
+                               extra_columns={"source": [r["source"] for r in ok],
+                                              "plausibility": ["; ".join(r["info"].get("plausibility") or []) for r in ok]})
+    flagged = [r for r in ok if r["info"].get("plausibility")]
+    for r in flagged:
+        ctx.notice(f"warning: {r['source']}: {'; '.join(r['info']['plausibility'])}")
+    if flagged:
+        ctx.log(f"{len(flagged)} cells flagged as implausible (column `plausibility` of features.csv)")
+    return path
+
+
 def prepare_features(input_path, out_dir, labels_csv=None, progress=None, stream: bool = False,
                      include: str | None = None, limit: int | None = None) -> FeaturesResult:
-    """EP feature table of every cell under INPUT (``ephys prepare features``).
+    """EP feature table of every cell under INPUT (``ephys prepare features`` from Python).
 
     Parameters
     ----------
     input_path : a recording (.nwb, .abf) or a folder of them (``discover_cells``).
-    out_dir : dataset folder; written with :func:`~ephys.pipelines.feature_table.write_feature_table`
-        (modality ``"features"``; ``features.npy`` float64 (n_cells, 20) in :data:`FEATURE_NAMES`
-        order, NaN = not computable; ``features.csv``; ``manifest.json`` last).
+    out_dir : dataset folder (modality ``"features"``, see :func:`collect_features`).
     labels_csv : optional ``path,label`` CSV (as ``prepare scalograms``).
-    progress : called as ``progress(done, total, record)`` after each cell.
+    progress : called as ``progress(done, total, {"key", "resumed", "result"})`` after each cell.
     stream, include, limit : remote NWB files instead (as ``prepare_scalograms``; :mod:`.stream`).
 
     Raises
@@ -1110,51 +1178,19 @@ def prepare_features(input_path, out_dir, labels_csv=None, progress=None, stream
     EphysError
         Missing input, no recordings, a bad labels CSV, or no cell could be used.
     """
-    from pathlib import Path
+    from ..core.prepare import ShardOptions, run_prepare
+    from . import PREPARE_FEATURES
+    from .params import FeatureParams, RemoteOptions
 
-    from .. import __version__
-    from ..core.errors import EphysError
-    from ..core.layouts import write_feature_table
-    from ..blocks.readers.patchclamp import discover_cells
+    res = run_prepare("sts", PREPARE_FEATURES, input_path, out_dir, FeatureParams(),
+                      options=RemoteOptions(stream=stream, include=include, limit=limit), labels_csv=labels_csv,
+                      run=ShardOptions(scheduler="synchronous"), progress=progress, log=lambda m: None)
+    import json
 
-    if stream:
-        from .stream import stream_cells
-
-        cells, skipped_files = stream_cells(str(input_path), labels_csv, include, limit)
-    else:
-        cells, skipped_files = discover_cells(input_path, labels_csv)
-    skipped = [{"path": str(p), "reason": r} for p, r in skipped_files]
-    results = []
-    for cell in cells:
-        rec = process_cell_features(cell)
-        results.append(rec)
-        if progress:
-            progress(len(results), len(cells), rec)
-    ok = [r for r in results if r["status"] == "ok"]
-    skipped += [{"path": r["path"], "reason": r["reason"]} for r in results if r["status"] != "ok"]
-    skipped += [f for r in ok for f in r.get("skipped_files", [])]
-    if not ok:
-        reasons = "; ".join(f"{Path(s['path']).name}: {s['reason']}" for s in skipped[:3])
-        raise EphysError(f"no cell gave features ({reasons})", input_path)
-    X = np.array([[r["values"][k] for k in FEATURE_NAMES] for r in ok], dtype=np.float64)
-    labels = [r["label"] for r in ok]
-    label_names = sorted({lab for lab in labels if lab})
-    provenance = {
-        "input": str(input_path) if stream else str(Path(input_path).resolve()),
-        "labels_csv": str(Path(labels_csv).resolve()) if labels_csv else None,
-        "method": "IPFX long-square features (Gouwens et al. 2019), ephys.pipelines.ep_features",
-        "ephys_version": __version__,
-        "feature_descriptions": {name: desc for name, _, desc in FEATURES},
-        "cells": [{"id": r["id"], "source": r["source"], "inputs": r["inputs"], **_jsonable(r["info"])} for r in ok],
-        "skipped": skipped,
-    }
-    path = write_feature_table(out_dir, [r["id"] for r in ok], X, list(FEATURE_NAMES), labels, label_names,
-                               feature_units=dict(FEATURE_UNITS), provenance=provenance,
-                               extra_columns={"source": [r["source"] for r in ok],
-                                              "plausibility": ["; ".join(r["info"].get("plausibility") or []) for r in ok]})
-    flagged = [{"id": r["id"], "source": r["source"], "flags": r["info"]["plausibility"]}
-               for r in ok if r["info"].get("plausibility")]
-    return FeaturesResult(path, len(ok), skipped, flagged)
+    rows = json.loads(res.main_file.read_text()).get("provenance", {}).get("cells", [])
+    flagged = [{"id": r["id"], "source": r["source"], "flags": r["plausibility"]} for r in rows
+               if r.get("plausibility")]
+    return FeaturesResult(res.main_file, res.n_ok, res.skipped, flagged)
 
 
 def _jsonable(d: dict) -> dict:

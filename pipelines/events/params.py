@@ -1,0 +1,57 @@
+"""The settings of the events pipeline's steps, declared once (CLI options, manifest, docs).
+
+Kept free of heavy imports: the command line reads these declarations at start-up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from ..core.params import param
+
+#: the detection methods of ``ephys events detect``
+METHODS = ("cnn_bilstm", "unet1d", "autoencoder", "threshold")
+
+
+@dataclass
+class WindowParams:
+    """Parameters of ``ephys prepare events``."""
+
+    seed: int = param(0, "Seed of the window positions (simulated cohorts).", min=0)
+    polarity: str = param("negative", "miniML HDF5 windows: the sign of the events (negative: inward currents, "
+                          "flipped so events point up).", choices=("negative", "positive"))
+
+
+@dataclass
+class DetectParams:
+    """``ephys events detect``: events in a continuous trace."""
+
+    trace: str = param(None, "A continuous recording: .abf (gap-free or episodic), .nwb (patch-clamp series) or "
+                       ".npy (with --fs-hz).", argument=True)
+    out: Optional[str] = param(None, "Output folder.", argument=True, default_text="runs/events-FILENAME")
+    run: Optional[str] = param(None, "An `ephys reproduce events-sim` folder holding the trained models (needed by "
+                               "every method but threshold).")
+    method: tuple[str, ...] = param((), "cnn_bilstm | unet1d | autoencoder | threshold | all (repeatable, or "
+                                    "comma-separated).", default_text="threshold, or all with --run")
+    fs_hz: Optional[float] = param(None, ".npy traces: sampling rate.", unit="Hz", min=0.0, min_exclusive=True)
+    units: Optional[str] = param(None, ".npy traces: pA (voltage clamp) or mV (current clamp).", default_text="pA")
+    polarity: Optional[str] = param(None, "negative | positive.", choices=("negative", "positive"),
+                                    default_text="negative in voltage clamp, positive in current clamp")
+    labels: Optional[str] = param(None, "CSV of true onsets (onset_s[, peak_s, amplitude]): adds precision / "
+                                  "recall / F1 (±1 ms).")
+    no_resample: bool = param(False, "Refuse a trace whose sampling rate the models were not trained at "
+                              "(default: resample to the nearest).")
+    channel: Optional[int] = param(None, "ABF ADC channel.", min=0, default_text="the first in A or V")
+
+    def check(self):
+        from ..core.errors import EphysError
+
+        methods = [m for v in self.method for m in str(v).replace(",", " ").split()]
+        bad = [m for m in methods if m not in (*METHODS, "all")]
+        if bad:
+            raise EphysError(f"--method must be among {', '.join(METHODS)} or all, not {bad[0]!r}")
+        if not methods:
+            methods = ["all"] if self.run else ["threshold"]
+        self.method = tuple(METHODS) if "all" in methods else tuple(dict.fromkeys(methods))
+        return self

@@ -1,0 +1,29 @@
+"""The spikes pipeline's extra command: ``ephys spikes cluster``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+
+def cluster(p, ctx) -> Path:
+    """Cluster the spikes of one tetrode (:func:`.cluster.cluster_tetrode`); prints a one-line
+    summary and returns ``OUT/cluster_metrics.json``."""
+    if p.features == "autoencoder":
+        ctx.import_backend()
+    from .cluster import cluster_tetrode
+
+    kw = {k: v for k, v in asdict(p).items() if k not in ("tetrode", "out", "cut") and v is not None}
+    out = Path(p.out) if p.out else ctx.runs_root / f"cluster-{Path(p.tetrode).name}"
+    res = cluster_tetrode(Path(p.tetrode), out, Path(p.cut) if p.cut else None, **kw)
+    sil = res.get("silhouette")
+    msg = (f"{res['n_clusters']} clusters, {res['n_noise']} noise spikes of {res['n_spikes']}; silhouette "
+           + ("n/a" if sil is None else f"{sil:.3f}"))
+    if "ari" in res:
+        msg += f"; vs cut: ARI {res['ari']:.3f}, NMI {res['nmi']:.3f}"
+        if "units_only" in res:
+            msg += f", units only ARI {res['units_only']['ari']:.3f}"
+    ctx.info(msg)
+    if res.get("warning"):
+        ctx.notice(f"warning: {res['warning']}")
+    return out / "cluster_metrics.json"
