@@ -122,12 +122,12 @@ def test_real_ratgps_tetrodes_and_cli(tmp_path):
         c = axona.read_cut(root / f"83812141_{tet}.cut", len(s.times_s))
         assert s.waveforms.shape == (n, 4, 50) and 1190 < s.times_s[-1] < 1202
         assert np.all(np.diff(s.times_s) >= 0) and c.min() == 0
-    ephys("--quiet", "cluster", root / "83812141.5", tmp_path / "c5", "--cut", root / "83812141_5.cut", check=0)
+    ephys("--quiet", "spikes", "cluster", root / "83812141.5", tmp_path / "c5", "--cut", root / "83812141_5.cut", check=0)
     m = json.loads((tmp_path / "c5" / "cluster_metrics.json").read_text())
     assert m["n_spikes"] == 5656 and -1 <= m["ari"] <= 1 and m["reference"]["n_units"] == 5
     assert m["silhouette"] is None or -1 <= m["silhouette"] <= 1
     assert (tmp_path / "c5" / "report.html").is_file()
-    proc = ephys("cluster", root / "83812141.pos", tmp_path / "x", "--cut", root / "83812141_5.cut")
+    proc = ephys("spikes", "cluster", root / "83812141.pos", tmp_path / "x", "--cut", root / "83812141_5.cut")
     one_line_error(proc, "83812141.pos", "position file")
     m7 = cluster.cluster_tetrode(root / "83812141.7", tmp_path / "c7", root / "83812141_7.cut", report=False)
     # the frozen default on the tetrodes it was chosen on (not held out): the three of issue 13's goals it
@@ -210,7 +210,7 @@ def test_default_run_writes_quality_confusion_and_warns_on_one_cluster(tmp_path)
     w, ids = _units()
     _write_axona(tmp_path / "t.1", w, np.arange(len(ids)) * 0.01)
     (tmp_path / "t_1.cut").write_text("Exact_cut_for: t spikes: 450\n" + " ".join(map(str, ids)) + "\n")
-    proc = ephys("cluster", tmp_path / "t.1", tmp_path / "out", "--cut", tmp_path / "t_1.cut", check=0)
+    proc = ephys("spikes", "cluster", tmp_path / "t.1", tmp_path / "out", "--cut", tmp_path / "t_1.cut", check=0)
     assert "warning" not in proc.stderr
     m = json.loads((tmp_path / "out" / "cluster_metrics.json").read_text())
     assert m["method"] == "gmm" and m["embed"] == "features" and m["n_clusters"] == 3 and m["warning"] is None
@@ -226,9 +226,10 @@ def test_default_run_writes_quality_confusion_and_warns_on_one_cluster(tmp_path)
     # one unit only: one cluster, and one line says so with a hint (exit 0: the run itself worked)
     one = w[ids == 1]
     _write_axona(tmp_path / "u.1", one, np.arange(len(one)) * 0.01)
-    proc = ephys("cluster", tmp_path / "u.1", tmp_path / "one", check=0)
+    proc = ephys("cluster", tmp_path / "u.1", tmp_path / "one", check=0)  # the old spelling, kept one release
     warn = [ln for ln in proc.stderr.splitlines() if ln.startswith("warning:")]
     assert len(warn) == 1 and "1 cluster" in warn[0] and "try" in warn[0]
+    assert "`ephys cluster` is now `ephys spikes cluster`" in proc.stderr
 
 
 def test_outcome_warning_rules():

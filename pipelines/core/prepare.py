@@ -244,11 +244,15 @@ def _items_key(folder: Path) -> set[str]:
     return keys
 
 
+#: top-level keys by which a JSON file is recognised as a dataset's main file
+_DATASET_KEYS = ("modality", "prepared_by", "units", "samples")
+
+
 def _old_dataset(out: Path, step: PrepareStep) -> dict | None:
     """The main file's content of an existing dataset in ``out`` (any kind), else None."""
     for name in dict.fromkeys((step.main_file, "manifest.json", "index.json")):
         m = _read_json(out / name)
-        if m is not None and ("modality" in m or "prepared_by" in m or "units" in m or "samples" in m):
+        if m is not None and any(k in m for k in _DATASET_KEYS):
             return m
     return None
 
