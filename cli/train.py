@@ -26,7 +26,7 @@ def train(
     decision: str = typer.Option(None, "--decision", help="argmax (default) or val_macro_f1: two-class runs predict the second class above a probability threshold chosen for macro-F1 on the validation part (never the test part)."),
     eager: bool = typer.Option(False, "--eager", envvar="EPHYS_EAGER", help="Run training steps eagerly: no graph-build wait (about a minute for DenseNet on a CPU) but slower steps; for tiny runs and debugging."),
     out: Path = typer.Option(None, "--out", help="Run folder [default: runs/<model>-<dataset>]. Re-running the same command resumes it."),
-    hparam: list[str] = typer.Option(None, "--hparam", help="Model hyper-parameter KEY=VALUE, repeatable (e.g. --hparam width=128 --hparam dropout=0.2); int/float/bool/str; stored in config.yaml `hparams`; `ephys models` builders list what they accept."),
+    hparam: list[str] = typer.Option(None, "--hparam", help="Model hyper-parameter KEY=VALUE, repeatable (e.g. --hparam width=128 --hparam dropout=0.2); int/float/bool/str; stored in config.yaml `hparams`; `ephys models --hparams` lists what each model accepts (type, default, range)."),
     config: Path = typer.Option(None, "--config", help="A run's config.yaml to reproduce; other options override it."),
     fold: str = typer.Option(None, "--fold", help="Train one fold of the dataset's cross-validation: its 0-based index (a SLURM array task id) or name (lopo-P03, fold-2); 'all' trains every fold here and aggregates. --out is then the cross-validation folder [default: runs/<model>-<dataset>-cv], the fold goes to OUT/<fold name>."),
     hold_out: str = typer.Option(None, "--hold-out", help="Train the leave-one-participant-out fold that holds out this participant (implies --cv lopo)."),
@@ -61,14 +61,12 @@ def train(
         cfg.hparams = {**(cfg.hparams or {}), **parse_hparams(hparam)}
     if config is None and model is None:
         raise EphysError("--model is required (e.g. --model densenet); see `ephys models`")
-    if cfg.decision not in ("argmax", "val_macro_f1"):
-        raise EphysError(f"--decision must be argmax or val_macro_f1, not {cfg.decision!r}")
-    if cfg.freeze not in ("none", "full"):
-        raise EphysError(f"--freeze must be none or full, not {cfg.freeze!r}")
     allowed = {f.name for f in fields(TrainConfig)}
     assert set(given) <= allowed
-    # one validation place (core.training.check_config), before Keras is imported or a folder made
-    check_config(cfg, source=config, options={k for k, v in given.items() if v is not None})
+    # one validation place (core.training.check_config: settings, --decision, the model's declared
+    # hyper-parameters), before Keras is imported or a folder made
+    options = {k for k, v in given.items() if v is not None} | ({"hparams"} if hparam else set())
+    check_config(cfg, source=config, options=options)
     from ephys.pipelines.core.atomic import check_writable_dir
     from ephys.pipelines.core.training import default_run_dir
 

@@ -7,6 +7,7 @@ import ast
 import csv
 import json
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +24,17 @@ def test_toy_modality_train_evaluate_predict_report(tmp_path):
     x, y = toy_modality.simulate(20, seed=1)
     data = toy_modality.write_dataset(tmp_path / "toy", x, y)
     run = tmp_path / "run"
+    # a plug-in model's declared hyper-parameter: checked by the core, listed, and given to its builder
+    one_line_error(ephys("train", "--model", "toy_dense", "--data", data, "--hparam", "unit=12", "--out", run,
+                         env=PLUGIN_ENV), "--hparam", "toy_dense has no hyper-parameter unit", "accepts: units")
+    assert not run.exists()
+    assert "units of the hidden layer" in ephys("models", "toy_dense", env=PLUGIN_ENV, check=0).stdout
     ephys("train", "--model", "toy_dense", "--data", data, "--epochs", "15", "--lr", "0.01", "--batch-size", "8",
-          "--out", run, env=PLUGIN_ENV, check=0)
+          "--hparam", "units=12", "--out", run, env=PLUGIN_ENV, check=0)
     assert (run / "model.keras").is_file()
+    with zipfile.ZipFile(run / "model.keras") as z:
+        layers = json.loads(z.read("config.json"))["config"]["layers"]
+    assert [ly["config"]["units"] for ly in layers if ly["config"].get("name") == "hidden"] == [12]
     ephys("evaluate", run, env=PLUGIN_ENV, check=0)
     m = json.loads((run / "metrics.json").read_text())
     assert m["n_test"] > 0 and 0.0 <= m["balanced_accuracy"] <= 1.0

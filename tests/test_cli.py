@@ -65,6 +65,38 @@ def test_train_without_dataset_and_unknown_model(tmp_path):
     one_line_error(ephys("evaluate", tmp_path), "config.yaml")
 
 
+def test_train_refuses_bad_hparam_and_decision_before_any_work(tmp_path):
+    run = tmp_path / "run"
+    one_line_error(ephys("train", "--model", "gru", "--data", tmp_path, "--hparam", "widht=3", "--out", run),
+                   "--hparam: model gru has no hyper-parameter widht", "accepts: dropout, width")
+    one_line_error(ephys("train", "--model", "cnn", "--data", tmp_path, "--hparam", "width=abc", "--out", run),
+                   "--hparam: model cnn1d: width must be an integer >= 1, not 'abc'")
+    one_line_error(ephys("train", "--model", "gru", "--data", tmp_path, "--decision", "best", "--out", run),
+                   "--decision must be argmax or val_macro_f1, not 'best'")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump({"model": "gru", "data": str(tmp_path), "decision": "max"}))
+    one_line_error(ephys("train", "--config", cfg, "--out", run), "config.yaml", "`decision` must be argmax")
+    assert not run.exists()
+    # the check imports no Keras (so it answers in about a second)
+    code = ("import sys; from ephys.pipelines.core.training import TrainConfig, check_config; "
+            "from ephys.pipelines.core.models import describe_models; describe_models(); "
+            "check_config(TrainConfig(model='gru', hparams={'width': 8})); "
+            "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules, 'keras imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=120)
+
+
+def test_models_lists_hparams():
+    out = ephys("models", check=0).stdout
+    assert "bn_momentum" in out and "keep_channels" in out and "hidden" in out  # names, per model
+    full = ephys("models", "--hparams", check=0).stdout
+    for model in ("densenet121", "gru", "mlp", "cnn_bilstm", "bilstm", "lightgbm"):
+        assert f"{model} hyper-parameters" in full
+    gru = ephys("models", "GRU", check=0).stdout
+    assert "gru hyper-parameters" in gru and "densenet121" not in gru
+    assert "last, mean" in gru and "[0, 1)" in gru and "0.3" in gru and "int" in gru
+    one_line_error(ephys("models", "vgg16"), "unknown model 'vgg16'")
+
+
 def test_whole_chain_on_tiny_synthetic(tiny_synthetic, tmp_path):
     data = tmp_path / "scalograms"
     ephys("prepare", "scalograms", tiny_synthetic, data, "--scheduler", "synchronous", "--n-scales", "48",

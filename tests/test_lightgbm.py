@@ -60,7 +60,7 @@ def test_hparams_are_checked():
     from ephys.pipelines.core.errors import EphysError
     from ephys.pipelines.blocks.models.lightgbm import resolve_hparams
 
-    with pytest.raises(EphysError, match="accepted: .*num_leaves"):
+    with pytest.raises(EphysError, match="accepts: .*num_leaves"):
         resolve_hparams({"num_leafs": 3})
     with pytest.raises(EphysError, match="imputation"):
         resolve_hparams({"imputation": "mean"})

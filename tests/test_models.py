@@ -21,6 +21,10 @@ from ephys.pipelines.core.errors import EphysError  # noqa: E402
 
 # smallest sizes each keras.applications backbone accepts, to keep the tests fast
 SMALL = {"resnet18": 32, "densenet121": 32, "resnet50": 32, "inceptionv3": 75, "mobilenetv2": 32}
+#: parameter counts with the declared default hyper-parameters (only input_size made small, which
+#: changes no count), 3 classes; measured before the hyper-parameters moved onto the ModelSpecs
+BACKBONE_PARAMS = {"resnet18": 11_187_651, "densenet121": 7_040_579, "resnet50": 23_593_859,
+                   "inceptionv3": 21_808_931, "mobilenetv2": 2_261_827}
 SHAPE = (20, 60, 3)  # (n_scales, n_time, n_sweeps), resized inside the model
 
 
@@ -127,7 +131,7 @@ def test_bad_arguments():
         M.build_model("resnet18", SHAPE, 3, freeze="half")
     with pytest.raises(EphysError, match="learning_rate"):
         M.build_model("resnet18", SHAPE, 3, learning_rate=0.1)
-    with pytest.raises(EphysError, match="input_size must be >= 75"):
+    with pytest.raises(EphysError, match="input_size must be an integer >= 75"):
         M.build_model("inception", SHAPE, 3, input_size=64)
     with pytest.raises(EphysError, match="n_classes"):
         M.build_model("resnet18", SHAPE, 1)
@@ -145,6 +149,8 @@ def test_backbone_builds_and_predicts(name, request):
     else:
         model = M.build_model(name, SHAPE, 3, input_size=SMALL[name])
     assert tuple(model.get_layer("backbone").inputs[0].shape[1:]) == (SMALL[name], SMALL[name], 3)
+    assert model.count_params() == BACKBONE_PARAMS[name]  # the declared defaults build the same model
+    assert model.get_layer("dropout").rate == 0.3
     y = _predict(model, _x(batch=2))
     assert y.shape == (2, 3) and y.dtype == np.float32
     np.testing.assert_allclose(y.sum(axis=1), 1.0, atol=1e-5)
@@ -381,3 +387,156 @@ def test_bn_momentum_defaults_to_seed_value_and_is_validated():
                if l.__class__.__name__ == "BatchNormalization")
     with pytest.raises(EphysError):
         build_model("mobilenetv2", (16, 32, 3), 2, input_size=32, bn_momentum=1.5)
+
+
+# ---------------------------------------------------------------- hyper-parameters (data on the ModelSpec)
+
+
+def test_check_hparams_refuses_unknown_keys_naming_the_accepted_ones():
+    with pytest.raises(EphysError) as e:
+        M.check_hparams("gru", {"widht": 3})
+    msg = str(e.value)
+    assert msg == ("--hparam: model gru has no hyper-parameter widht; it accepts: dropout, width, bidirectional, "
+                   "input_norm, pool")
+    with pytest.raises(EphysError, match="^model resnet18 has no hyper-parameter learning_rate; it accepts: dropout, "
+                                         "input_size, bn_momentum$"):
+        M.build_model("resnet18", SHAPE, 3, learning_rate=0.1)  # refused before anything is built
+    with pytest.raises(EphysError, match="unknown model 'vgg16'"):
+        M.check_hparams("vgg16", {})
+
+
+@pytest.mark.parametrize("model, given, needle", [
+    ("gru", {"width": "abc"}, "model gru: width must be an integer >= 1, not 'abc'"),
+    ("gru", {"width": 2.5}, "width must be an integer >= 1, not 2.5"),
+    ("gru", {"width": True}, "width must be an integer >= 1, not True"),
+    ("gru", {"width": 0}, "width must be an integer >= 1, not 0"),
+    ("gru", {"dropout": 1.0}, "dropout must be a number in [0, 1), not 1.0"),
+    ("gru", {"dropout": float("nan")}, "dropout must be a number in [0, 1)"),
+    ("gru", {"pool": "max"}, "pool must be one of last, mean, not 'max'"),
+    ("gru", {"bidirectional": "maybe"}, "bidirectional must be true or false, not 'maybe'"),
+    ("mobilenetv2", {"bn_momentum": 1.5}, "bn_momentum must be a number in (0, 1), not 1.5"),
+    ("inceptionv3", {"input_size": 64}, "input_size must be an integer >= 75, not 64"),
+    ("bilstm", {"keep_channels": "0,x"}, "keep_channels must be a comma-separated list of integers >= 0"),
+    ("mlp", {"hidden": "4,0"}, "hidden must be a comma-separated list of integers >= 1, not '4,0'"),
+    ("lightgbm", {"imputation": "mean"}, "imputation must be one of native, median, not 'mean'"),
+    ("lightgbm", {"subsample": 0}, "subsample must be a number in (0, 1], not 0"),
+])
+def test_check_hparams_refuses_bad_types_and_ranges(model, given, needle):
+    with pytest.raises(EphysError) as e:
+        M.check_hparams(model, given, where="")
+    assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_check_hparams_fills_defaults_and_converts_types():
+    assert M.check_hparams("gru", {}) == {"dropout": 0.3, "width": 64, "bidirectional": False,
+                                         "input_norm": "batch", "pool": "last"}
+    hp = M.check_hparams("gru", {"dropout": 0, "width": "8", "bidirectional": "true", "pool": "MEAN",
+                                 "input_norm": None})
+    assert hp == {"dropout": 0.0, "width": 8, "bidirectional": True, "input_norm": "batch", "pool": "mean"}
+    assert isinstance(hp["dropout"], float) and isinstance(hp["width"], int)  # an int is fine for a float
+    assert M.check_hparams("gru", {"width": 16.0})["width"] == 16  # YAML may write a whole number as 16.0
+    assert M.check_hparams("bilstm", {"keep_channels": "0,3,5"})["keep_channels"] == [0, 3, 5]
+    assert M.check_hparams("bilstm", {})["keep_channels"] is None  # not set: all channels
+    assert M.check_hparams("mlp", {"hidden": 8})["hidden"] == [8]  # --hparam hidden=8 reads an int
+    assert M.check_hparams("mlp", {})["hidden"] == [7, 4, 4, 2]
+    assert M.check_hparams("inceptionv3", {})["input_size"] == 299
+    assert M.check_hparams("densenet", {})["input_size"] == 224
+
+
+def test_hparam_declarations_are_checked():
+    with pytest.raises(ValueError):
+        M.HParam(1, list, "not a declared type")
+    with pytest.raises(ValueError):
+        M.HParam(0.5, float, "default out of its own range", max=0.1)
+    with pytest.raises(ValueError):
+        M.HParam("c", str, "default not a choice", choices=("a", "b"))
+    h = M.HParam(0.2, float, "x", min=0, max=1, max_exclusive=True)
+    assert h.range_text() == "[0, 1)" and h.what() == "a number in [0, 1)" and h.type_name == "float"
+    with pytest.raises(ValueError, match="HParam"):
+        M.register(M.ModelSpec("toy_bad_hp", lambda s, n: None, ("waveform",), None, (), "", False,
+                               hparams={"width": 3}))
+    assert "toy_bad_hp" not in M.REGISTRY
+
+
+def test_every_model_declares_its_hparams_as_its_builder_defaults():
+    import inspect
+
+    for spec in M.REGISTRY.values():
+        assert all(h.help for h in spec.hparams.values()), spec.name
+        params = inspect.signature(M.resolve_builder(spec)).parameters
+        if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            continue  # e.g. lightgbm: resolves its settings itself from the declaration
+        for key, h in spec.hparams.items():
+            default = params[key].default
+            assert (list(default) if isinstance(default, tuple) else default) == M.check_hparams(spec, {})[key], \
+                (spec.name, key)
+        assert set(spec.hparams) == set(list(params)[2:]), spec.name  # no undeclared builder argument
+    info = {d["name"]: d for d in M.describe_models()}
+    assert list(info["gru"]["hparams"]) == ["dropout", "width", "bidirectional", "input_norm", "pool"]
+    assert info["gru"]["hparams"]["pool"] == {
+        "type": "str", "default": "last", "help": info["gru"]["hparams"]["pool"]["help"], "choices": ["last", "mean"],
+        "min": None, "max": None, "min_exclusive": False, "max_exclusive": False, "many": False, "range": "",
+        "default_text": "last"}
+    assert info["mlp"]["hparams"]["hidden"]["default"] == [7, 4, 4, 2]
+
+
+@pytest.mark.parametrize("name, shape, hp, n_params", [
+    ("cnn1d", (42, 1), {}, 64_486),
+    ("gru", (42, 1), {}, 37_958),
+    ("gru", (42, 1), {"bidirectional": True, "pool": "mean", "input_norm": "none"}, 100_482),
+    ("bilstm", (25, 12), {}, 80_818),
+    ("bilstm", (25, 12), {"keep_channels": "0,3,5", "input_norm": False}, 76_162),
+    ("cnn_bilstm", (600, 1), {}, 15_762),
+    ("mlp", (9,), {}, 156),
+    ("mlp", (9,), {"hidden": "5,3"}, 94),
+])
+def test_declared_defaults_build_the_same_models_as_before(name, shape, hp, n_params):
+    """Parameter counts measured with the builders' own checks, before the hyper-parameters became
+    declarations: the declared defaults (and given values) build the same networks."""
+    model = M.build_model(name, shape, 2, **hp)
+    assert model.count_params() == n_params
+    rates = [ly.rate for ly in model.layers if isinstance(ly, keras.layers.Dropout)]
+    assert rates == {"cnn1d": [0.3], "gru": [0.3], "bilstm": [0.2, 0.2], "cnn_bilstm": [0.2], "mlp": []}[name]
+
+
+def test_lightgbm_declared_defaults_are_lightgbms():
+    pytest.importorskip("lightgbm")
+    from ephys.pipelines.blocks.models.lightgbm import LIGHTGBM_DEFAULTS
+
+    est = M.build_model("lightgbm", (5,), 2)
+    params = est.get_params()
+    assert {k: params[k] for k in LIGHTGBM_DEFAULTS} == LIGHTGBM_DEFAULTS
+    assert params["random_state"] == 0 and params["subsample_freq"] == 0
+
+
+def test_train_config_checks_decision_and_hparams_in_the_core(tmp_path):
+    import yaml
+
+    from ephys.pipelines.core.training import TrainConfig, check_config, model_hparams
+
+    with pytest.raises(EphysError, match="^--decision must be argmax or val_macro_f1, not 'best'$"):
+        check_config(TrainConfig(model="gru", decision="best"))
+    check_config(TrainConfig(model="gru", decision="val_macro_f1"))
+    cfg_file = tmp_path / "config.yaml"
+    cfg_file.write_text(yaml.safe_dump({"model": "gru", "decision": "Argmax"}))
+    with pytest.raises(EphysError, match="`decision` must be argmax or val_macro_f1") as e:
+        TrainConfig.from_yaml(cfg_file)
+    assert str(e.value).startswith(str(cfg_file))
+    cfg_file.write_text(yaml.safe_dump({"model": "gru", "hparams": {"widht": 8}}))
+    with pytest.raises(EphysError, match="`hparams`: model gru has no hyper-parameter widht; it accepts: dropout"):
+        TrainConfig.from_yaml(cfg_file)
+    with pytest.raises(EphysError, match="^--hparam: model gru: width must be an integer >= 1, not 'x'$"):
+        check_config(TrainConfig(model="gru", hparams={"width": "x"}), options={"hparams"})
+    with pytest.raises(EphysError, match="^--input-size: model cnn1d has no hyper-parameter input_size"):
+        check_config(TrainConfig(model="cnn1d", input_size=64), options={"input_size"})
+    with pytest.raises(EphysError, match="^--input-size: model inceptionv3: input_size must be an integer >= 75"):
+        check_config(TrainConfig(model="inception", input_size=64), options={"input_size"})
+    check_config(TrainConfig(model="no-such-model"))  # left to train(), which lists the known models
+    # what train() gives each model: --dropout only to models that declare one, --hparam over it
+    assert model_hparams(TrainConfig(model="gru"), M.REGISTRY["gru"]) == {"dropout": 0.3}
+    assert model_hparams(TrainConfig(model="gru", hparams={"dropout": 0.1}), M.REGISTRY["gru"]) == {"dropout": 0.1}
+    assert model_hparams(TrainConfig(model="mlp", dropout=0.5), M.REGISTRY["mlp"]) == {}
+    assert model_hparams(TrainConfig(model="resnet18", input_size=48), M.REGISTRY["resnet18"]) == {
+        "dropout": 0.3, "input_size": 48}
+    assert model_hparams(TrainConfig(model="lightgbm", hparams={"tune": True}, input_size=48),
+                         M.REGISTRY["lightgbm"]) == {"tune": True}

@@ -299,7 +299,7 @@ def test_train_hparam_cli_stored_applied_and_validated(tmp_path):
         "width": 16, "dropout": 0.25, "x": 1e-3, "flag": True, "name": "abc"}
     with pytest.raises(EphysError, match="KEY=VALUE"):
         parse_hparams(["width"])
-    with pytest.raises(EphysError, match="width must be a positive integer"):
+    with pytest.raises(EphysError, match="width must be an integer >= 1"):
         build_model("gru", (42, 1), 2, width="abc")
     with pytest.raises(EphysError, match="dropout must be"):
         build_model("cnn1d", (42, 1), 2, dropout=1.5)

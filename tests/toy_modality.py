@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ephys.pipelines.core.models import ModelSpec
+from ephys.pipelines.core.models import HParam, ModelSpec
 from ephys.pipelines.core.registry import Figure, Modality, Pipeline, register_pipeline
 
 N_T = 32
@@ -42,13 +42,13 @@ def write_dataset(out: Path, x: np.ndarray, labels: list[str | None], params: di
     return out
 
 
-def build_toy_dense(input_shape, n_classes, **hparams):
+def build_toy_dense(input_shape, n_classes, units=16):
     import keras
     from keras import layers
 
     inp = keras.Input(tuple(input_shape))
     x = layers.Flatten()(inp)
-    x = layers.Dense(16, activation="relu")(x)
+    x = layers.Dense(units, activation="relu", name="hidden")(x)
     out = layers.Dense(n_classes, activation="softmax")(x)
     return keras.Model(inp, out, name="toy_dense")
 
@@ -86,4 +86,5 @@ TOY = Modality("toyseq", "toy 1-D sequences", sample_noun="sequence", examples_t
                examples=examples, prepare_for_predict=prepare_like, predict_batch_size=64)
 
 register_pipeline(Pipeline("toy", "a toy pipeline for the architecture test", modalities=(TOY,),
-                           models=(ModelSpec("toy_dense", build_toy_dense, ("toyseq",), None, (), "toy", False),)))
+                           models=(ModelSpec("toy_dense", build_toy_dense, ("toyseq",), None, (), "toy", False,
+                                             hparams={"units": HParam(16, int, "units of the hidden layer", min=1)}),)))

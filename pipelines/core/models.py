@@ -2,10 +2,13 @@
 
 Every model is a small builder ``build_<name>(input_shape, n_classes, **hparams) -> keras.Model``
 (in ``blocks/models/`` or a pipeline's folder) declared by a pipeline as a :class:`ModelSpec`
-with the data modalities it fits, and registered here under a canonical name (plus aliases) in
-:data:`REGISTRY`. :func:`build_model` is the one entry point callers use: it resolves the name,
-builds the model, loads backbone weights (``"none"``, ``"imagenet"`` or a file path) and freezes
-the backbone when asked. :func:`load_keras_model` reads a saved ``.keras`` file after importing
+with the data modalities it fits and the hyper-parameters it takes (:class:`HParam`: default,
+type, meaning, allowed values), and registered here under a canonical name (plus aliases) in
+:data:`REGISTRY`. :func:`check_hparams` is the one check of hyper-parameters (unknown keys,
+types, ranges; fills the defaults), so builders trust what they get. :func:`build_model` is the
+one entry point callers use: it resolves the name, checks the hyper-parameters, builds the model,
+loads backbone weights (``"none"``, ``"imagenet"`` or a file path) and freezes the backbone when
+asked. :func:`load_keras_model` reads a saved ``.keras`` file after importing
 every registered model's module (so their custom layers are known; safe mode stays on).
 
 Nothing here imports Keras at module import time: declaring models is cheap.
@@ -13,18 +16,199 @@ Nothing here imports Keras at module import time: declaring models is cheap.
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from .errors import EphysError
 
-__all__ = ["ModelSpec", "REGISTRY", "register", "resolve_model_name", "resolve_builder", "models_for_modality",
-           "check_modality", "build_model", "describe_models", "parse_hparams", "load_keras_model", "run_model_spec",
-           "load_predictor"]
+__all__ = ["HParam", "ModelSpec", "REGISTRY", "check_hparams", "register", "resolve_model_name", "resolve_builder",
+           "models_for_modality", "check_modality", "build_model", "describe_models", "parse_hparams", "load_keras_model",
+           "run_model_spec", "load_predictor"]
+
+
+# --------------------------------------------------------------------------------------------
+# Hyper-parameters
+# --------------------------------------------------------------------------------------------
+
+_TYPE_NAMES = {int: "int", float: "float", bool: "bool", str: "str"}
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+
+
+@dataclass(frozen=True)
+class HParam:
+    """One hyper-parameter a model declares (``ModelSpec.hparams[name]``).
+
+    Attributes
+    ----------
+    default : int | float | bool | str | tuple | None
+        The value the builder gets when none is given (a tuple for ``many``). ``None``: "not set"
+        (the builder then does what ``help`` says, e.g. "all inputs"); a ``None`` given as a
+        value also means the default.
+    type : type
+        ``int``, ``float``, ``bool`` or ``str``. An int is accepted for a float, a number for a
+        str (``--hparam`` reads ``8`` as an int), ``0``/``1`` and ``"true"``/``"false"``
+        (also yes/no, on/off) for a bool, and a string that reads as the type (``"15"`` for an
+        int, as a YAML file may hold); values come back converted to ``type``.
+    help : str
+        One line for ``ephys models``: what it does, with units.
+    choices : tuple | None
+        The allowed values (strings match case-insensitively), or None.
+    min, max : float | None
+        Bounds of a number (of each item for ``many``); inclusive unless ``min_exclusive`` /
+        ``max_exclusive``.
+    min_exclusive, max_exclusive : bool
+        The bound itself is not allowed (``dropout``: ``min=0, max=1, max_exclusive=True`` is
+        [0, 1)).
+    many : bool
+        A non-empty list of ``type`` values: a list/tuple, or a comma-separated string
+        (``"0,3,5"``); returned as a list.
+
+    Raises
+    ------
+    ValueError
+        ``type`` not one of int/float/bool/str, or a ``default`` its own checks refuse (a
+        programming error in a declaration).
+    """
+
+    default: Any
+    type: type
+    help: str
+    choices: tuple | None = None
+    min: float | None = None
+    max: float | None = None
+    min_exclusive: bool = False
+    max_exclusive: bool = False
+    many: bool = False
+
+    def __post_init__(self):
+        if self.type not in _TYPE_NAMES:
+            raise ValueError(f"HParam type must be int, float, bool or str, not {self.type!r}")
+        if self.choices is not None:
+            object.__setattr__(self, "choices", tuple(self.choices))
+        if self.many and self.default is not None:
+            object.__setattr__(self, "default", tuple(self.default))
+        if self.default is not None:
+            try:
+                self.check(self.default)
+            except ValueError:
+                raise ValueError(f"HParam default {self.default!r} is not {self.what()}") from None
+
+    @property
+    def type_name(self) -> str:
+        """``"int"``, ``"float"``, ``"bool"``, ``"str"``; ``"int list"`` etc. for ``many``."""
+        return _TYPE_NAMES[self.type] + (" list" if self.many else "")
+
+    def range_text(self) -> str:
+        """The bounds as text: ``"[0, 1)"``, ``">= 1"``, ``"> 0"``; ``""`` when unbounded."""
+        lo, hi = self.min, self.max
+        if lo is not None and hi is not None:
+            return f"{'(' if self.min_exclusive else '['}{lo:g}, {hi:g}{')' if self.max_exclusive else ']'}"
+        if lo is not None:
+            return f"{'>' if self.min_exclusive else '>='} {lo:g}"
+        if hi is not None:
+            return f"{'<' if self.max_exclusive else '<='} {hi:g}"
+        return ""
+
+    def what(self) -> str:
+        """What a value must be, for messages: ``"a number in [0, 1)"``, ``"one of last, mean"``,
+        ``"a comma-separated list of integers >= 0"``."""
+        rng = self.range_text()
+        rng = "" if not rng else (f" in {rng}" if rng[0] in "[(" else f" {rng}")
+        if self.choices is not None:
+            return ("a comma-separated list of: " if self.many else "one of ") + ", ".join(map(str, self.choices))
+        if self.many:
+            return "a comma-separated list of " + {int: "integers", float: "numbers", bool: "true/false values",
+                                                   str: "names"}[self.type] + rng
+        return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[self.type] + rng
+
+    def default_text(self) -> str:
+        """The default as a user types it (``"7,4,4,2"``, ``"true"``, ``"-"`` for not set)."""
+        d = self.default
+        if d is None:
+            return "-"
+        if isinstance(d, bool):
+            return "true" if d else "false"
+        if isinstance(d, tuple):
+            return ",".join(str(v) for v in d)
+        return f"{d:g}" if isinstance(d, float) else str(d)
+
+    def describe(self) -> dict:
+        """The declaration as plain data (``describe_models()["hparams"][name]``): ``type`` (str),
+        ``default``, ``help``, ``choices`` (list | None), ``min``, ``max``, ``min_exclusive``,
+        ``max_exclusive``, ``many``, ``range`` and ``default_text`` (text)."""
+        return {"type": self.type_name, "default": list(self.default) if isinstance(self.default, tuple) else self.default,
+                "help": self.help, "choices": None if self.choices is None else list(self.choices),
+                "min": self.min, "max": self.max, "min_exclusive": self.min_exclusive,
+                "max_exclusive": self.max_exclusive, "many": self.many, "range": self.range_text(),
+                "default_text": self.default_text()}
+
+    def check(self, value):
+        """``value`` converted to this hyper-parameter's type (a list for ``many``).
+
+        Raises
+        ------
+        ValueError
+            Wrong type, out of range or not among ``choices`` (no message: the caller names the
+            model and key, see :func:`check_hparams`).
+        """
+        if not self.many:
+            return self._one(value)
+        if isinstance(value, str):
+            items = [v.strip() for v in value.replace(";", ",").split(",") if v.strip()]
+        elif isinstance(value, (list, tuple)):
+            items = list(value)
+        else:
+            items = [value]
+        if not items:
+            raise ValueError(value)
+        return [self._one(v) for v in items]
+
+    def _one(self, v):
+        t = self.type
+        if t is bool:
+            if isinstance(v, bool):
+                return v
+            if isinstance(v, numbers.Integral) and int(v) in (0, 1):
+                return bool(v)
+            if isinstance(v, str) and v.strip().lower() in _TRUE + _FALSE:
+                return v.strip().lower() in _TRUE
+            raise ValueError(v)
+        if isinstance(v, bool) or not isinstance(v, (str, numbers.Real)):
+            raise ValueError(v)
+        if t is str:
+            out = v if isinstance(v, str) else str(v)
+            if self.choices is not None:
+                match = [c for c in self.choices if str(c).lower() == out.strip().lower()]
+                if not match:
+                    raise ValueError(v)
+                out = match[0]
+            return out
+        if isinstance(v, str):
+            v = v.strip()
+            out = int(v) if t is int else float(v)  # ValueError for "abc"
+        elif t is int:
+            if not float(v).is_integer():
+                raise ValueError(v)
+            out = int(v)
+        else:
+            out = float(v)
+        if not math.isfinite(out):
+            raise ValueError(v)
+        lo, hi = self.min, self.max
+        if lo is not None and (out < lo or self.min_exclusive and out == lo):
+            raise ValueError(v)
+        if hi is not None and (out > hi or self.max_exclusive and out == hi):
+            raise ValueError(v)
+        if self.choices is not None and out not in self.choices:
+            raise ValueError(v)
+        return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -71,6 +255,11 @@ class ModelSpec:
         ``"keras"`` (trained by gradient descent in :func:`ephys.pipelines.training.train`) or
         ``"lightgbm"`` (gradient-boosted trees on feature tables, :mod:`ephys.pipelines.tabular`;
         its builder returns an unfitted ``LGBMClassifier``).
+    hparams : dict[str, HParam]
+        The hyper-parameters the builder (or trainer) takes, by name, in the order ``ephys
+        models`` lists them; :func:`check_hparams` refuses any other and fills the defaults. A
+        Keras model that declares ``dropout`` gets ``ephys train --dropout``; one that declares
+        ``input_size`` gets ``--input-size``.
     """
 
     name: str
@@ -85,6 +274,7 @@ class ModelSpec:
     trainer: Callable[..., Path] | str | None = None
     predictor: Callable[..., Callable] | str | None = None
     imagenet_weights: Callable[[str], Path] | str | None = None
+    hparams: dict[str, HParam] = field(default_factory=dict)
 
 
 class _Registry(dict):
@@ -161,12 +351,17 @@ def register(spec: ModelSpec, replace: bool = False) -> ModelSpec:
     Raises
     ------
     ValueError
-        Empty name, the name already registered (and ``replace`` is false), or a name/alias that
-        collides with another model's name or alias. (A programming error, not a user error.)
+        Empty name, the name already registered (and ``replace`` is false), a name/alias that
+        collides with another model's name or alias, or an ``hparams`` entry that is not an
+        :class:`HParam`. (A programming error, not a user error.)
     """
     name = str(spec.name).strip().lower()
     if not name:
         raise ValueError("a model needs a name")
+    bad = [k for k, v in dict(spec.hparams or {}).items() if not isinstance(v, HParam) or not str(k).isidentifier()]
+    if bad:
+        raise ValueError(f"model {name}: hparams {bad} must be identifiers mapped to HParam declarations")
+    spec.hparams = dict(spec.hparams or {})
     spec.name = name
     spec.aliases = tuple(str(a).strip().lower() for a in spec.aliases)
     spec.modalities = tuple(str(m).strip().lower() for m in spec.modalities)
@@ -293,7 +488,8 @@ def describe_models() -> list[dict]:
     list[dict]
         Keys: ``name`` (str), ``aliases`` (list[str]), ``modalities`` (list[str]),
         ``input_size`` (int | None), ``imagenet`` (bool), ``description`` (str), ``kind``
-        (``"keras"`` | ``"lightgbm"``).
+        (``"keras"`` | ``"lightgbm"``), ``hparams`` (dict: name -> :meth:`HParam.describe`, in
+        declaration order).
     """
     return [
         {
@@ -304,6 +500,7 @@ def describe_models() -> list[dict]:
             "imagenet": s.imagenet,
             "description": s.description,
             "kind": s.kind,
+            "hparams": {k: h.describe() for k, h in s.hparams.items()},
         }
         for s in REGISTRY.values()
     ]
@@ -350,7 +547,8 @@ def parse_hparams(items) -> dict:
 
     A value is read as an int (``128``), else a float (``0.25``, ``1e-3``), else a bool
     (``true`` / ``false``, any case), else kept as a string. A key given twice keeps the last
-    value. Which keys a model accepts is checked by its builder (see :func:`build_model`).
+    value. Which keys a model accepts, and their types and ranges, is checked by
+    :func:`check_hparams` against the model's declaration.
 
     Raises
     ------
@@ -372,6 +570,55 @@ def parse_hparams(items) -> dict:
             except ValueError:
                 value = {"true": True, "false": False}.get(raw.lower(), raw)
         out[key] = value
+    return out
+
+
+def check_hparams(spec_or_name: ModelSpec | str, given: dict | None, where: str = "--hparam") -> dict:
+    """Check hyper-parameters ``given`` against a model's declaration; return them complete.
+
+    Parameters
+    ----------
+    spec_or_name : ModelSpec | str
+        The model (a spec, or a name or alias in :data:`REGISTRY`).
+    given : dict | None
+        ``{name: value}`` (``--hparam`` values after :func:`parse_hparams`, a config.yaml's
+        ``hparams``, keyword arguments). A ``None`` value means the default.
+    where : str
+        Where the values came from, put first in messages (``"--hparam"``, ``"`hparams`"``);
+        ``""``: nothing.
+
+    Returns
+    -------
+    dict
+        Every declared hyper-parameter, in declaration order: the given value converted to its
+        declared type (see :class:`HParam`), else the default.
+
+    Raises
+    ------
+    EphysError
+        An unknown model; a key the model does not declare (one line naming the model and the
+        keys it accepts); a value of the wrong type, out of range or not among the choices
+        (naming the model, the key and what it must be).
+    """
+    spec = spec_or_name if isinstance(spec_or_name, ModelSpec) else REGISTRY[resolve_model_name(spec_or_name)]
+    given = dict(given or {})
+    declared = spec.hparams or {}
+    prefix = f"{where}: " if where else ""
+    unknown = [k for k in given if k not in declared]
+    if unknown:
+        accepts = ", ".join(declared) if declared else "none"
+        raise EphysError(f"{prefix}model {spec.name} has no hyper-parameter {', '.join(map(str, unknown))}; "
+                         f"it accepts: {accepts}")
+    out = {}
+    for key, hp in declared.items():
+        value = given.get(key)
+        if value is None:
+            out[key] = list(hp.default) if isinstance(hp.default, tuple) else hp.default
+            continue
+        try:
+            out[key] = hp.check(value)
+        except (ValueError, TypeError, OverflowError):
+            raise EphysError(f"{prefix}model {spec.name}: {key} must be {hp.what()}, not {value!r}") from None
     return out
 
 
@@ -405,10 +652,9 @@ def build_model(
         ``"none"``: everything trainable. ``"full"``: ``backbone.trainable = False`` (its
         BatchNorm layers then run in inference mode); only the head trains.
     **hparams
-        Builder hyper-parameters (image backbones: ``dropout``, ``input_size``,
-        ``bn_momentum``; ``cnn1d``: ``dropout``, ``width``; ``gru``: also ``bidirectional``,
-        ``input_norm``, ``pool``); an unknown key raises
-        EphysError naming the keys the model accepts.
+        Hyper-parameters the model declares (``ModelSpec.hparams``, listed by ``ephys models``;
+        e.g. image backbones: ``dropout``, ``input_size``, ``bn_momentum``), checked and
+        completed with the defaults by :func:`check_hparams` before the builder sees them.
 
     Returns
     -------
@@ -427,6 +673,7 @@ def build_model(
     """
     canonical = resolve_model_name(name)
     spec = REGISTRY[canonical]
+    hparams = check_hparams(spec, hparams, where="")  # before any weights are looked for
     freeze_mode = str(freeze if freeze is not None else "none").strip().lower()
     if freeze_mode not in _FREEZE:
         raise EphysError(f"--freeze must be one of {', '.join(_FREEZE)}, got {freeze!r}")

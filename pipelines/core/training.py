@@ -97,6 +97,10 @@ def _is_num(v) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
 
 
+#: how a run turns probabilities into a class: the most probable one, or (two classes) a threshold
+#: on the second class's probability chosen for macro-F1 on the validation part
+DECISIONS = ("argmax", "val_macro_f1")
+
 #: the one table of allowed values: field -> (test, what it must be). Used for CLI options and
 #: config.yaml alike, before any folder is created or any Keras import.
 _RULES: dict[str, tuple[Callable[[object], bool], str]] = {
@@ -116,6 +120,7 @@ _RULES: dict[str, tuple[Callable[[object], bool], str]] = {
     "input_size": (lambda v: v is None or (_is_int(v) and v >= 32), "an integer >= 32"),
     "out": (lambda v: v is None or (isinstance(v, str) and bool(v.strip())), "a folder"),
     "eager": (lambda v: isinstance(v, bool), "true or false"),
+    "decision": (lambda v: v in DECISIONS, "argmax or val_macro_f1"),
     "hparams": (lambda v: v is None or isinstance(v, dict), "a mapping of KEY: VALUE"),
 }
 
@@ -123,16 +128,22 @@ _RULES: dict[str, tuple[Callable[[object], bool], str]] = {
 def check_config(cfg: "TrainConfig", source: str | Path | None = None,
                  options: set[str] | frozenset[str] = frozenset()) -> "TrainConfig":
     """Check every setting of ``cfg`` against one table of allowed values (``lr`` finite and > 0,
-    ``epochs``, ``patience``, ``batch_size`` >= 1, fractions in range, ...).
+    ``epochs``, ``patience``, ``batch_size`` >= 1, fractions in range, ``decision`` argmax or
+    val_macro_f1, ...), then the model's hyper-parameters against its declaration
+    (:func:`ephys.pipelines.core.models.check_hparams`: ``hparams`` plus the ``dropout`` /
+    ``input_size`` the model gets, see :func:`model_hparams`). A model name that is not
+    registered is left to :func:`train` (which names the known ones).
 
     The same checks serve ``ephys train`` options and ``config.yaml`` values: a field named in
-    ``options`` is reported as its CLI option (``--lr``), any other as the key of ``source`` (the
-    config file) when one is given. Called before any folder is created.
+    ``options`` is reported as its CLI option (``--lr``, ``--hparam``), any other as the key of
+    ``source`` (the config file) when one is given. Called before any folder is created, and
+    imports no Keras.
 
     Raises
     ------
     EphysError
-        The first value out of range, e.g. ``config.yaml: epochs must be an integer >= 1, not 0``.
+        The first value out of range, e.g. ``config.yaml: epochs must be an integer >= 1, not 0``,
+        or ``--hparam: model M has no hyper-parameter widht; it accepts: dropout, width, ...``.
     """
     for name, (ok, what) in _RULES.items():
         value = getattr(cfg, name)
@@ -145,7 +156,43 @@ def check_config(cfg: "TrainConfig", source: str | Path | None = None,
         if name in options or source is None:
             raise EphysError(f"--{name.replace('_', '-')} must be {what}, not {value!r}")
         raise EphysError(f"`{name}` must be {what}, not {value!r}", source)
+    from . import models
+
+    try:
+        spec = models.REGISTRY[models.resolve_model_name(cfg.model)]
+    except EphysError:
+        return cfg
+    given = dict(cfg.hparams or {})
+    hp = model_hparams(cfg, spec)
+    # --hparam values first, then each setting the model gets as a hyper-parameter (--input-size, --dropout)
+    parts = [("hparams", given)] + [(k, {k: v}) for k, v in hp.items() if k not in given or given[k] is not v]
+    for field_name, part in parts:
+        on_cli = field_name in options or source is None
+        where = (f"--{field_name.replace('_', '-')}" if field_name != "hparams" else "--hparam") if on_cli \
+            else f"`{field_name}`"
+        try:
+            models.check_hparams(spec, part, where=where)
+        except EphysError as exc:
+            raise EphysError(exc.message, None if on_cli else source) from None
     return cfg
+
+
+def model_hparams(cfg: "TrainConfig", spec) -> dict:
+    """The hyper-parameters :func:`train` gives the model of ``spec`` (a
+    :class:`~ephys.pipelines.core.models.ModelSpec`), before defaults are filled.
+
+    ``cfg.hparams``; for a Keras model also ``cfg.dropout`` when the model declares ``dropout``
+    and ``hparams`` has none, and ``cfg.input_size`` when set (over ``hparams``; refused by a model
+    that declares no ``input_size``). A model with its own trainer gets ``cfg.hparams`` only.
+    """
+    hp = dict(cfg.hparams or {})
+    if spec.trainer is not None:
+        return hp
+    if "dropout" in spec.hparams:
+        hp.setdefault("dropout", cfg.dropout)  # hparams (e.g. --hparam dropout=...) win
+    if cfg.input_size:
+        hp["input_size"] = cfg.input_size
+    return hp
 
 
 def default_run_dir(cfg: TrainConfig) -> Path:
@@ -498,11 +545,8 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
         log(f"resuming {run} from epoch {initial_epoch} (checkpoint {last})")
     else:
         state = {}
-        hp = {"dropout": cfg.dropout, **(cfg.hparams or {})}  # hparams (e.g. --hparam dropout=...) win
-        if cfg.input_size:
-            hp["input_size"] = cfg.input_size
         model = models.build_model(cfg.model, ds.sample_shape, len(ds.label_names), weights=cfg.weights,
-                                   freeze=cfg.freeze, **hp)
+                                   freeze=cfg.freeze, **model_hparams(cfg, spec))
         model.compile(optimizer=keras.optimizers.Adam(cfg.lr),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                       jit_compile=bool(gpu) and not cfg.eager, run_eagerly=bool(cfg.eager))

@@ -11,14 +11,20 @@ autoencoder training), ``detect`` (the detection step), ``metrics`` (event F1, I
 ``minis`` (the ``reproduce`` recipes), ``apply`` (``ephys events detect``), ``report``.
 """
 
-from ..core.models import ModelSpec
+from ..core.models import HParam, ModelSpec
 from ..core.prepare import PrepareStep
 from ..core.registry import ClusterSteps, Command, Modality, Pipeline, Recipe, register_pipeline
 from .params import DetectParams, WindowParams
 
 MODELS = (
     ModelSpec("cnn_bilstm", "ephys.pipelines.events.models:build_cnn_bilstm", ("event_window",), None, ("miniml",),
-              "CNN + bidirectional LSTM window classifier after miniML (O'Neill et al. 2025, eLife)", False),
+              "CNN + bidirectional LSTM window classifier after miniML (O'Neill et al. 2025, eLife)", False,
+              hparams={
+                  "width": HParam(16, int, "filters of the first convolution (the next two have twice as many; "
+                                  "miniML uses 32-128)", min=1),
+                  "lstm": HParam(16, int, "LSTM units per direction (miniML: 64)", min=1),
+                  "dropout": HParam(0.2, float, "dropout rate (fraction of units) after the LSTM",
+                                    min=0, max=1, max_exclusive=True)}),
 )
 
 EVENT_WINDOW = Modality(

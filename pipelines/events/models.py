@@ -30,22 +30,23 @@ def _take(name: str, hparams: dict, allowed: dict) -> dict:
     return {**allowed, **hparams}
 
 
-def build_cnn_bilstm(input_shape, n_classes: int = 2, **hparams) -> keras.Model:
+def build_cnn_bilstm(input_shape, n_classes: int = 2, width: int = 16, lstm: int = 16,
+                     dropout: float = 0.2) -> keras.Model:
     """miniML-like window classifier.
 
     Parameters
     ----------
     input_shape : (window, 1), float32 min-max scaled windows in [0, 1]
     n_classes : 2 (no_event, event)
-    hparams : ``width`` (filters of the first conv, default 16; miniML uses 32-128), ``lstm``
-        (units per direction, default 16; miniML 64), ``dropout`` (default 0.2)
+    width, lstm, dropout : hyper-parameters declared in the ``events`` pipeline (``ephys models``),
+        checked by ``build_model``: filters of the first conv (16; miniML uses 32-128), LSTM units
+        per direction (16; miniML 64), dropout rate (0.2)
 
     Returns
     -------
     keras.Model ``(batch, window, 1)`` -> ``(batch, n_classes)`` softmax.
     """
-    hp = _take("cnn_bilstm", hparams, {"width": 16, "lstm": 16, "dropout": 0.2})
-    w, u = int(hp["width"]), int(hp["lstm"])
+    w, u = int(width), int(lstm)
     inp = keras.Input(shape=tuple(input_shape), name="window")
     x = inp
     for k, (f, ks) in enumerate(((w, 9), (2 * w, 7), (2 * w, 5))):
@@ -54,7 +55,7 @@ def build_cnn_bilstm(input_shape, n_classes: int = 2, **hparams) -> keras.Model:
         x = layers.Conv1D(f, ks, padding="same", activation="relu", name=f"conv{k}")(x)
         x = layers.MaxPooling1D(3 if k < 2 else 2, name=f"pool{k}")(x)
     x = layers.Bidirectional(layers.LSTM(u), name="bilstm")(x)
-    x = layers.Dropout(float(hp["dropout"]))(x)
+    x = layers.Dropout(float(dropout))(x)
     x = layers.Dense(max(8, u), activation="relu")(x)
     out = layers.Dense(n_classes, activation="softmax", name="proba")(x)
     return keras.Model(inp, out, name="cnn_bilstm")

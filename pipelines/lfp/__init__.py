@@ -8,7 +8,7 @@ cross-validation that cannot leak and leave-one-band-out (:mod:`.cv`), and the `
 ``lfp-ratgps`` recipes (:mod:`.recipes`).
 """
 
-from ..core.models import ModelSpec
+from ..core.models import HParam, ModelSpec
 from ..core.prepare import PrepareStep
 from ..core.registry import ClusterSteps, Modality, Pipeline, Recipe, register_pipeline
 from .params import LfpOptions, SequenceParams
@@ -16,7 +16,14 @@ from .params import LfpOptions, SequenceParams
 MODELS = (
     ModelSpec("bilstm", "ephys.pipelines.blocks.models.bilstm:build_bilstm", ("sequence",), None, (),
               "two-layer bidirectional LSTM on LFP windows (the SpikeInference seed: BiLSTM 64 -> 32, dropout 0.2)",
-              False),
+              False, hparams={
+                  "dropout": HParam(0.2, float, "dropout rate (fraction of units) after each BiLSTM layer",
+                                    min=0, max=1, max_exclusive=True),
+                  "units1": HParam(64, int, "LSTM units per direction of the first layer", min=1),
+                  "units2": HParam(32, int, "LSTM units per direction of the second layer", min=1),
+                  "keep_channels": HParam(None, int, "input channels read, 0-based indices of the last axis "
+                                          "(not set: all; leave-one-band-out drops a band's)", min=0, many=True),
+                  "input_norm": HParam(True, bool, "leading BatchNormalization of the inputs (momentum 0.9)")}),
 )
 
 SEQUENCE = Modality(

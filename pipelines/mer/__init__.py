@@ -14,14 +14,16 @@ inside), ``trajectory`` (the HMM along depth), ``recipe`` (``ephys reproduce mer
 """
 
 from ..blocks.models.lightgbm import FEATURE_TABLE, LIGHTGBM_SPEC
-from ..core.models import ModelSpec
+from ..core.models import HParam, ModelSpec
 from ..core.prepare import PrepareStep
 from ..core.registry import ClusterSteps, Command, Pipeline, Recipe, register_pipeline
 from .params import MerParams, StreamParams
 
 MLP_SPEC = ModelSpec("mlp", "ephys.pipelines.mer.mlp:build_mlp", ("features",), None, ("mlstim",),
                      "ML-STIM multilayer perceptron 9-7-4-4-2, tanh, min-max scaler fitted on the training data "
-                     "inside the model (Sciscenti et al. 2025)", False)
+                     "inside the model (Sciscenti et al. 2025)", False,
+                     hparams={"hidden": HParam((7, 4, 4, 2), int, "widths of the tanh hidden layers, units "
+                                               "(ML-STIM: 7,4,4,2)", min=1, many=True)})
 
 
 def segment_features(signal, fs_hz=24000):

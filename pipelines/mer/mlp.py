@@ -22,8 +22,6 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-from ..core.errors import EphysError
-
 #: hidden layer widths of ML-STIM's MLP
 HIDDEN = (7, 4, 4, 2)
 
@@ -55,39 +53,25 @@ class MinMaxScaling(layers.Layer):
         return ops.where(ready, scaled, x)
 
 
-def build_mlp(input_shape, n_classes: int, dropout: float = 0.0, **hparams):
+def build_mlp(input_shape, n_classes: int, hidden=HIDDEN):
     """ML-STIM's MLP for feature rows.
 
     Parameters
     ----------
     input_shape : ``(n_features,)`` (9 for the ML-STIM table; any width works)
     n_classes : outputs of the softmax head (2 for inside / outside the STN)
-    dropout : accepted and ignored (the published MLP has none; ``ephys train`` always passes
-        one); hparams: ``hidden`` as a comma-separated string of widths (default ``7,4,4,2``)
+    hidden : widths of the tanh hidden layers, positive ints (default ``7,4,4,2``); the
+        hyper-parameter declared in the ``mer`` pipeline (``--hparam hidden=8,4``), checked by
+        ``build_model``. The published MLP has no dropout, so it declares none and ``ephys
+        train --dropout`` does not apply.
 
     Returns
     -------
     keras.Model (batch, n_features) float32 -> (batch, n_classes) softmax.
-
-    Raises
-    ------
-    EphysError
-        Unknown hyper-parameters or a bad ``hidden`` value.
     """
-    unknown = sorted(set(hparams) - {"hidden"})
-    if unknown:
-        raise EphysError(f"mlp does not take hyper-parameter(s) {', '.join(unknown)}; accepted: dropout, hidden")
-    hidden = HIDDEN
-    if "hidden" in hparams:
-        try:
-            hidden = tuple(int(v) for v in str(hparams["hidden"]).replace(";", ",").split(",") if v.strip())
-            if not hidden or min(hidden) < 1:
-                raise ValueError
-        except ValueError:
-            raise EphysError(f"mlp hidden must be comma-separated positive widths, got {hparams['hidden']!r}") from None
     inp = keras.Input(shape=tuple(input_shape), name="features")
     x = MinMaxScaling(name="minmax")(inp)
     for k, width in enumerate(hidden):
-        x = layers.Dense(width, activation="tanh", name=f"dense_{k}")(x)
+        x = layers.Dense(int(width), activation="tanh", name=f"dense_{k}")(x)
     out = layers.Dense(n_classes, activation="softmax", name="head")(x)
     return keras.Model(inp, out, name="mlp_mlstim")

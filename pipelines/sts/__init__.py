@@ -12,7 +12,7 @@ explanations).
 """
 
 from ..blocks.models.lightgbm import FEATURE_TABLE, LIGHTGBM_SPEC
-from ..core.models import ModelSpec
+from ..core.models import HParam, ModelSpec
 from ..core.prepare import PrepareStep
 from ..core.registry import ClusterSteps, Command, Modality, Pipeline, Recipe, register_pipeline
 from .params import (AllenParams, DandiParams, FeatureParams, RemoteOptions, ScalogramOptions, ScalogramParams,
@@ -22,9 +22,18 @@ _BB = "ephys.pipelines.blocks.models.backbones"
 _WEIGHTS = f"{_BB}:imagenet_weights_path"
 
 
-def _image(name, builder, size, aliases, description, imagenet=True):
+def _image(name, builder, size, aliases, description, imagenet=True, min_size=32):
+    hparams = {
+        "dropout": HParam(0.3, float, "dropout rate (fraction of features) before the softmax head",
+                          min=0, max=1, max_exclusive=True),
+        "input_size": HParam(size, int, "side of the square image the backbone sees, pixels (the scalogram is "
+                             "resized to it; smaller is faster, for quick tests)", min=min_size),
+        "bn_momentum": HParam(0.9, float, "moving-average momentum of the backbone's BatchNorm statistics (Keras "
+                              "convention: 0.9 is PyTorch's 0.1, as the STS seed trained)",
+                              min=0, max=1, min_exclusive=True, max_exclusive=True),
+    }
     return ModelSpec(name, f"{_BB}:{builder}", ("scalogram",), size, aliases, description, imagenet,
-                     imagenet_weights=_WEIGHTS if imagenet else None)
+                     imagenet_weights=_WEIGHTS if imagenet else None, hparams=hparams)
 
 
 MODELS = (
@@ -34,7 +43,7 @@ MODELS = (
            "ResNet-18 (He et al. 2016, Deep Residual Learning), built in Keras; no ImageNet weights", imagenet=False),
     _image("resnet50", "build_resnet50", 224, (), "ResNet-50 (He et al. 2016, Deep Residual Learning)"),
     _image("inceptionv3", "build_inceptionv3", 299, ("inception",),
-           "Inception-v3 (Szegedy et al. 2016, Rethinking the Inception Architecture)"),
+           "Inception-v3 (Szegedy et al. 2016, Rethinking the Inception Architecture)", min_size=75),
     _image("mobilenetv2", "build_mobilenetv2", 224, ("mobilenet",),
            "MobileNetV2 (Sandler et al. 2018, Inverted Residuals and Linear Bottlenecks)"),
     LIGHTGBM_SPEC,

@@ -240,48 +240,11 @@ class ImageNetPreprocess(layers.Layer):
 # Image classifier scaffolding
 # --------------------------------------------------------------------------------------------
 
-_IMAGE_HPARAMS = ("dropout", "input_size", "bn_momentum")
 #: BatchNorm moving-average momentum of every backbone BN layer. Keras applications use 0.99;
 #: the STS seed trained torchvision backbones, whose momentum 0.1 is Keras' 0.9. With the few
 #: steps per epoch of a small cell dataset, 0.99 leaves the inference-time statistics far from
 #: the training ones for many epochs (validation stuck at chance while training accuracy is 1).
 DEFAULT_BN_MOMENTUM = 0.9
-
-
-def _image_hparams(name: str, hparams: dict, default_size: int, min_size: int) -> tuple[float, int]:
-    """Validate the hyper-parameters of an image backbone: (dropout, input_size)."""
-    unknown = sorted(set(hparams) - set(_IMAGE_HPARAMS))
-    if unknown:
-        raise EphysError(
-            f"model {name} has no hyper-parameter {', '.join(unknown)}; it accepts: {', '.join(_IMAGE_HPARAMS)}"
-        )
-    dropout = hparams.get("dropout", 0.3)
-    try:
-        dropout = float(0.3 if dropout is None else dropout)
-    except (TypeError, ValueError):
-        raise EphysError(f"model {name}: dropout must be a number in [0, 1), got {dropout!r}") from None
-    if not 0.0 <= dropout < 1.0:
-        raise EphysError(f"model {name}: dropout must be in [0, 1), got {dropout}")
-    size = hparams.get("input_size")
-    if size is None:
-        size = default_size
-    if isinstance(size, bool) or not isinstance(size, int) and not (isinstance(size, float) and size.is_integer()):
-        raise EphysError(f"model {name}: input_size must be an integer, got {size!r}")
-    size = int(size)
-    if size < min_size:
-        raise EphysError(f"model {name}: input_size must be >= {min_size}, got {size}")
-    return dropout, size
-
-
-def _bn_momentum(name: str, hparams: dict) -> float:
-    value = hparams.get("bn_momentum")
-    try:
-        value = float(DEFAULT_BN_MOMENTUM if value is None else value)
-    except (TypeError, ValueError):
-        raise EphysError(f"model {name}: bn_momentum must be a number in (0, 1), got {value!r}") from None
-    if not 0.0 < value < 1.0:
-        raise EphysError(f"model {name}: bn_momentum must be in (0, 1), got {value}")
-    return value
 
 
 def _check_image_input(name: str, input_shape, n_classes) -> tuple[tuple[int, int, int], int]:
@@ -308,19 +271,19 @@ def _image_classifier(
     n_classes: int,
     backbone_fn: Callable[[tuple[int, int, int]], keras.Model],
     preprocess_mode: str,
-    default_size: int,
-    min_size: int,
-    hparams: dict,
+    dropout: float,
+    size: int,
+    momentum: float,
 ) -> keras.Model:
-    """AntialiasResize -> ChannelAdapter -> ImageNetPreprocess -> backbone -> GAP -> Dropout -> Dense."""
+    """AntialiasResize -> ChannelAdapter -> ImageNetPreprocess -> backbone -> GAP -> Dropout -> Dense.
+
+    The hyper-parameters come checked (the model's declaration, ``ModelSpec.hparams``)."""
     shape, n_classes = _check_image_input(name, input_shape, n_classes)
-    dropout, size = _image_hparams(name, hparams, default_size, min_size)
     inputs = keras.Input(shape=shape, dtype="float32", name="scalogram")
     x = AntialiasResize(size, size, name="resize")(inputs)
     x = ChannelAdapter(name="to_rgb")(x)
     x = ImageNetPreprocess(preprocess_mode, name="imagenet_preprocess")(x)
     backbone = backbone_fn((size, size, 3))
-    momentum = _bn_momentum(name, hparams)
     for layer in backbone.layers:
         if isinstance(layer, layers.BatchNormalization):
             layer.momentum = momentum
@@ -408,7 +371,8 @@ def resnet18_backbone(input_shape: tuple[int, int, int], name: str = "backbone")
 # --------------------------------------------------------------------------------------------
 
 
-def build_densenet121(input_shape, n_classes: int, **hparams) -> keras.Model:
+def build_densenet121(input_shape, n_classes: int, dropout: float = 0.3, input_size: int = 224,
+                      bn_momentum: float = DEFAULT_BN_MOMENTUM) -> keras.Model:
     """DenseNet-121 scalogram classifier. Huang et al. 2017, "Densely Connected Convolutional
     Networks" (CVPR); backbone ``keras.applications.DenseNet121`` (include_top=False).
 
@@ -418,9 +382,11 @@ def build_densenet121(input_shape, n_classes: int, **hparams) -> keras.Model:
         ``(n_scales, n_time, n_sweeps)`` of one prepared sample (float32 in [0, 1]).
     n_classes : int
         Number of classes, >= 2.
-    **hparams
-        ``dropout`` (float in [0, 1), default 0.3); ``input_size`` (int >= 32, default 224;
-        smaller only for quick tests); ``bn_momentum`` (default 0.9, see ``DEFAULT_BN_MOMENTUM``).
+    dropout, input_size, bn_momentum
+        Hyper-parameters as declared in the ``sts`` pipeline (``ephys models``), checked by
+        :func:`~ephys.pipelines.core.models.build_model`: dropout rate in [0, 1) (0.3), the
+        backbone's square input side in pixels (>= 32, default 224; smaller only for quick
+        tests), BatchNorm momentum (0.9, see ``DEFAULT_BN_MOMENTUM``).
 
     Returns
     -------
@@ -431,7 +397,7 @@ def build_densenet121(input_shape, n_classes: int, **hparams) -> keras.Model:
     Raises
     ------
     EphysError
-        Bad input shape, ``n_classes`` < 2, unknown or out-of-range hyper-parameter.
+        Bad input shape, ``n_classes`` < 2.
     """
     return _image_classifier(
         "densenet121",
@@ -439,13 +405,14 @@ def build_densenet121(input_shape, n_classes: int, **hparams) -> keras.Model:
         n_classes,
         lambda s: keras.applications.DenseNet121(include_top=False, weights=None, input_shape=s, name="backbone"),
         "torch",
-        224,
-        32,
-        hparams,
+        dropout,
+        input_size,
+        bn_momentum,
     )
 
 
-def build_resnet18(input_shape, n_classes: int, **hparams) -> keras.Model:
+def build_resnet18(input_shape, n_classes: int, dropout: float = 0.3, input_size: int = 224,
+                   bn_momentum: float = DEFAULT_BN_MOMENTUM) -> keras.Model:
     """ResNet-18 scalogram classifier. He et al. 2016, "Deep Residual Learning for Image
     Recognition" (CVPR); backbone :func:`resnet18_backbone` (Keras has no ResNet18 and no
     ImageNet weights for it).
@@ -456,8 +423,10 @@ def build_resnet18(input_shape, n_classes: int, **hparams) -> keras.Model:
         ``(n_scales, n_time, n_sweeps)`` of one prepared sample (float32 in [0, 1]).
     n_classes : int
         Number of classes, >= 2.
-    **hparams
-        ``dropout`` (float in [0, 1), default 0.3); ``input_size`` (int >= 32, default 224); ``bn_momentum`` (default 0.9, see ``DEFAULT_BN_MOMENTUM``).
+    dropout, input_size, bn_momentum
+        Hyper-parameters as declared in the ``sts`` pipeline (``ephys models``), checked by
+        :func:`~ephys.pipelines.core.models.build_model`: dropout rate in [0, 1) (0.3), the
+        backbone's square input side in pixels (>= 32, default 224), BatchNorm momentum (0.9).
 
     Returns
     -------
@@ -468,14 +437,16 @@ def build_resnet18(input_shape, n_classes: int, **hparams) -> keras.Model:
     Raises
     ------
     EphysError
-        Bad input shape, ``n_classes`` < 2, unknown or out-of-range hyper-parameter.
+        Bad input shape, ``n_classes`` < 2.
     """
     return _image_classifier(
-        "resnet18", input_shape, n_classes, lambda s: resnet18_backbone(s, name="backbone"), "torch", 224, 32, hparams
+        "resnet18", input_shape, n_classes, lambda s: resnet18_backbone(s, name="backbone"), "torch",
+        dropout, input_size, bn_momentum,
     )
 
 
-def build_resnet50(input_shape, n_classes: int, **hparams) -> keras.Model:
+def build_resnet50(input_shape, n_classes: int, dropout: float = 0.3, input_size: int = 224,
+                   bn_momentum: float = DEFAULT_BN_MOMENTUM) -> keras.Model:
     """ResNet-50 scalogram classifier. He et al. 2016, "Deep Residual Learning for Image
     Recognition" (CVPR); backbone ``keras.applications.ResNet50`` (include_top=False).
 
@@ -485,8 +456,10 @@ def build_resnet50(input_shape, n_classes: int, **hparams) -> keras.Model:
         ``(n_scales, n_time, n_sweeps)`` of one prepared sample (float32 in [0, 1]).
     n_classes : int
         Number of classes, >= 2.
-    **hparams
-        ``dropout`` (float in [0, 1), default 0.3); ``input_size`` (int >= 32, default 224); ``bn_momentum`` (default 0.9, see ``DEFAULT_BN_MOMENTUM``).
+    dropout, input_size, bn_momentum
+        Hyper-parameters as declared in the ``sts`` pipeline (``ephys models``), checked by
+        :func:`~ephys.pipelines.core.models.build_model`: dropout rate in [0, 1) (0.3), the
+        backbone's square input side in pixels (>= 32, default 224), BatchNorm momentum (0.9).
 
     Returns
     -------
@@ -497,7 +470,7 @@ def build_resnet50(input_shape, n_classes: int, **hparams) -> keras.Model:
     Raises
     ------
     EphysError
-        Bad input shape, ``n_classes`` < 2, unknown or out-of-range hyper-parameter.
+        Bad input shape, ``n_classes`` < 2.
     """
     return _image_classifier(
         "resnet50",
@@ -505,13 +478,14 @@ def build_resnet50(input_shape, n_classes: int, **hparams) -> keras.Model:
         n_classes,
         lambda s: keras.applications.ResNet50(include_top=False, weights=None, input_shape=s, name="backbone"),
         "caffe",
-        224,
-        32,
-        hparams,
+        dropout,
+        input_size,
+        bn_momentum,
     )
 
 
-def build_inceptionv3(input_shape, n_classes: int, **hparams) -> keras.Model:
+def build_inceptionv3(input_shape, n_classes: int, dropout: float = 0.3, input_size: int = 299,
+                      bn_momentum: float = DEFAULT_BN_MOMENTUM) -> keras.Model:
     """Inception-v3 scalogram classifier. Szegedy et al. 2016, "Rethinking the Inception
     Architecture for Computer Vision" (CVPR); backbone ``keras.applications.InceptionV3``
     (include_top=False).
@@ -522,8 +496,10 @@ def build_inceptionv3(input_shape, n_classes: int, **hparams) -> keras.Model:
         ``(n_scales, n_time, n_sweeps)`` of one prepared sample (float32 in [0, 1]).
     n_classes : int
         Number of classes, >= 2.
-    **hparams
-        ``dropout`` (float in [0, 1), default 0.3); ``input_size`` (int >= 75, default 299); ``bn_momentum`` (default 0.9, see ``DEFAULT_BN_MOMENTUM``).
+    dropout, input_size, bn_momentum
+        Hyper-parameters as declared in the ``sts`` pipeline (``ephys models``), checked by
+        :func:`~ephys.pipelines.core.models.build_model`: dropout rate in [0, 1) (0.3), the
+        backbone's square input side in pixels (>= 75, default 299), BatchNorm momentum (0.9).
 
     Returns
     -------
@@ -534,7 +510,7 @@ def build_inceptionv3(input_shape, n_classes: int, **hparams) -> keras.Model:
     Raises
     ------
     EphysError
-        Bad input shape, ``n_classes`` < 2, unknown or out-of-range hyper-parameter.
+        Bad input shape, ``n_classes`` < 2.
     """
     return _image_classifier(
         "inceptionv3",
@@ -542,13 +518,14 @@ def build_inceptionv3(input_shape, n_classes: int, **hparams) -> keras.Model:
         n_classes,
         lambda s: keras.applications.InceptionV3(include_top=False, weights=None, input_shape=s, name="backbone"),
         "tf",
-        299,
-        75,
-        hparams,
+        dropout,
+        input_size,
+        bn_momentum,
     )
 
 
-def build_mobilenetv2(input_shape, n_classes: int, **hparams) -> keras.Model:
+def build_mobilenetv2(input_shape, n_classes: int, dropout: float = 0.3, input_size: int = 224,
+                      bn_momentum: float = DEFAULT_BN_MOMENTUM) -> keras.Model:
     """MobileNetV2 (alpha 1.0) scalogram classifier. Sandler et al. 2018, "MobileNetV2:
     Inverted Residuals and Linear Bottlenecks" (CVPR); backbone
     ``keras.applications.MobileNetV2`` (include_top=False).
@@ -559,8 +536,10 @@ def build_mobilenetv2(input_shape, n_classes: int, **hparams) -> keras.Model:
         ``(n_scales, n_time, n_sweeps)`` of one prepared sample (float32 in [0, 1]).
     n_classes : int
         Number of classes, >= 2.
-    **hparams
-        ``dropout`` (float in [0, 1), default 0.3); ``input_size`` (int >= 32, default 224); ``bn_momentum`` (default 0.9, see ``DEFAULT_BN_MOMENTUM``).
+    dropout, input_size, bn_momentum
+        Hyper-parameters as declared in the ``sts`` pipeline (``ephys models``), checked by
+        :func:`~ephys.pipelines.core.models.build_model`: dropout rate in [0, 1) (0.3), the
+        backbone's square input side in pixels (>= 32, default 224), BatchNorm momentum (0.9).
 
     Returns
     -------
@@ -571,7 +550,7 @@ def build_mobilenetv2(input_shape, n_classes: int, **hparams) -> keras.Model:
     Raises
     ------
     EphysError
-        Bad input shape, ``n_classes`` < 2, unknown or out-of-range hyper-parameter.
+        Bad input shape, ``n_classes`` < 2.
     """
     return _image_classifier(
         "mobilenetv2",
@@ -581,9 +560,9 @@ def build_mobilenetv2(input_shape, n_classes: int, **hparams) -> keras.Model:
             include_top=False, weights=None, input_shape=s, alpha=1.0, name="backbone"
         ),
         "tf",
-        224,
-        32,
-        hparams,
+        dropout,
+        input_size,
+        bn_momentum,
     )
 
 

@@ -22,8 +22,6 @@ from ...core.errors import EphysError
 
 __all__ = ["SelectChannels", "build_bilstm"]
 
-_HPARAMS = ("dropout", "units1", "units2", "keep_channels", "input_norm")
-
 
 @keras.saving.register_keras_serializable(package="ephys")
 class SelectChannels(layers.Layer):
@@ -43,55 +41,37 @@ class SelectChannels(layers.Layer):
         return {**super().get_config(), "indices": self.indices}
 
 
-def _positive_int(name, key, value, default):
-    if value is None:
-        return default
-    if isinstance(value, bool) or not float(value).is_integer() or int(value) < 1:
-        raise EphysError(f"model {name}: {key} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def build_bilstm(input_shape, n_classes: int, **hparams) -> keras.Model:
+def build_bilstm(input_shape, n_classes: int, dropout: float = 0.2, units1: int = 64, units2: int = 32,
+                 keep_channels=None, input_norm: bool = True) -> keras.Model:
     """The seed's two-layer bidirectional LSTM.
 
     Input ``(batch, n_time, n_channels)`` float32 (e.g. 25 samples x 57 LFP inputs); output
-    ``(batch, n_classes)`` softmax. Hyper-parameters: ``units1`` (64), ``units2`` (32),
-    ``dropout`` (0.2 in the seed), ``keep_channels`` (list of channel indices or a comma string;
-    default all), ``input_norm`` (true: leading BatchNormalization).
+    ``(batch, n_classes)`` softmax. Hyper-parameters (declared in the ``lfp`` pipeline, checked by
+    ``build_model``): ``units1`` (64), ``units2`` (32), ``dropout`` (0.2 in the seed),
+    ``keep_channels`` (a list of channel indices; None: all), ``input_norm`` (true: leading
+    BatchNormalization).
 
     Raises
     ------
     EphysError
-        Unknown hyper-parameter, a bad value, a shape that is not (time >= 2, channels >= 1),
-        or a channel index out of range.
+        A shape that is not (time >= 2, channels >= 1), or a channel index out of range.
     """
     name = "bilstm"
-    unknown = sorted(set(hparams) - set(_HPARAMS))
-    if unknown:
-        raise EphysError(f"model {name} has no hyper-parameter {', '.join(unknown)}; it accepts: {', '.join(_HPARAMS)}")
     shape = tuple(int(v) for v in input_shape)
     if len(shape) != 2 or shape[0] < 2 or shape[1] < 1:
         raise EphysError(f"model {name} needs windows of shape (n_time >= 2, n_channels), got {shape}")
-    u1 = _positive_int(name, "units1", hparams.get("units1"), 64)
-    u2 = _positive_int(name, "units2", hparams.get("units2"), 32)
-    dropout = float(0.2 if hparams.get("dropout") is None else hparams["dropout"])
-    if not 0.0 <= dropout < 1.0:
-        raise EphysError(f"model {name}: dropout must be in [0, 1), got {dropout!r}")
-    keep = hparams.get("keep_channels")
-    if isinstance(keep, str):
-        keep = [int(v) for v in keep.split(",") if v.strip()]
     inputs = keras.Input(shape, name="window")
     x = inputs
-    if keep is not None:
-        keep = [int(v) for v in keep]
+    if keep_channels is not None:
+        keep = [int(v) for v in keep_channels]
         if not keep or min(keep) < 0 or max(keep) >= shape[1]:
             raise EphysError(f"model {name}: keep_channels must index 0..{shape[1] - 1}")
         x = SelectChannels(keep, name="select_channels")(x)
-    if hparams.get("input_norm", True):
+    if input_norm:
         x = layers.BatchNormalization(momentum=0.9, name="input_norm")(x)
-    x = layers.Bidirectional(layers.LSTM(u1, return_sequences=True), name="bilstm1")(x)
+    x = layers.Bidirectional(layers.LSTM(units1, return_sequences=True), name="bilstm1")(x)
     x = layers.Dropout(dropout)(x)
-    x = layers.Bidirectional(layers.LSTM(u2), name="bilstm2")(x)
+    x = layers.Bidirectional(layers.LSTM(units2), name="bilstm2")(x)
     x = layers.Dropout(dropout)(x)
     out = layers.Dense(int(n_classes), activation="softmax", dtype="float32", name="proba")(x)
     return keras.Model(inputs, out, name=name)

@@ -63,62 +63,59 @@ CANDIDATE_SETTINGS = {
                                 "colsample_bytree": 0.5, "subsample": 0.8},
 }
 IMPUTATIONS = ("native", "median")
-#: hyper-parameters ``--hparam`` accepts for lightgbm, besides :data:`LIGHTGBM_DEFAULTS`
-EXTRA_HPARAMS = {
-    "feature_set": "name of a feature set in the dataset manifest (default: all features)",
-    "features": "explicit list of feature names (overrides feature_set)",
-    "imputation": "native (LightGBM's missing-value branches) | median (training medians)",
-    "tune": "true: choose feature set, imputation and settings by cross-validation on the training split",
-    "cv_folds": "folds for tune (default 5)",
-}
 
 
-def accepted_hparams() -> list[str]:
-    """Sorted names of every hyper-parameter ``--hparam`` accepts for lightgbm."""
-    return sorted([*LIGHTGBM_DEFAULTS, *EXTRA_HPARAMS])
+def _hparams() -> dict:
+    """The ``lightgbm`` model's hyper-parameters (``--hparam``), declared on its ModelSpec."""
+    from ...core.models import HParam
+
+    d = LIGHTGBM_DEFAULTS
+    return {
+        "learning_rate": HParam(d["learning_rate"], float, "shrinkage of each tree's contribution",
+                                min=0, min_exclusive=True),
+        "n_estimators": HParam(d["n_estimators"], int, "boosting rounds (trees, per class when more than 2)", min=1),
+        "num_leaves": HParam(d["num_leaves"], int, "most leaves per tree", min=2),
+        "min_child_samples": HParam(d["min_child_samples"], int, "fewest training rows in a leaf", min=0),
+        "colsample_bytree": HParam(d["colsample_bytree"], float, "fraction of the features each tree sees",
+                                   min=0, max=1, min_exclusive=True),
+        "subsample": HParam(d["subsample"], float, "fraction of the rows each tree sees (bagging every round when < 1)",
+                            min=0, max=1, min_exclusive=True),
+        "reg_lambda": HParam(d["reg_lambda"], float, "L2 penalty on leaf values", min=0),
+        "class_weight": HParam(d["class_weight"], str, "none (not set) or balanced (weights inverse to class frequency)",
+                               choices=("none", "balanced")),
+        "feature_set": HParam(None, str, "a feature set the dataset manifest offers (not set: all features)"),
+        "features": HParam(None, str, "explicit feature names, comma-separated (overrides feature_set)", many=True),
+        "imputation": HParam("native", str, "native: LightGBM's missing-value branches; median: training medians",
+                             choices=IMPUTATIONS),
+        "tune": HParam(False, bool, "choose feature set, imputation and settings by cross-validation on the "
+                       "training split"),
+        "cv_folds": HParam(5, int, "folds of the cross-validation inside the training split", min=2),
+    }
 
 
 def resolve_hparams(hparams: dict) -> dict:
-    """Defaults + ``hparams``, checked.
+    """Defaults + ``hparams``, checked (:func:`ephys.pipelines.core.models.check_hparams` against the
+    ``lightgbm`` declaration), with ``class_weight`` ``"none"`` as None.
 
     Raises
     ------
     EphysError
         An unknown key (the message lists the accepted ones) or a value of the wrong kind.
     """
-    unknown = sorted(set(hparams) - set(accepted_hparams()))
-    if unknown:
-        raise EphysError(f"lightgbm does not take hyper-parameter(s) {', '.join(unknown)}; accepted: "
-                         + ", ".join(accepted_hparams()))
-    hp = {**LIGHTGBM_DEFAULTS, "feature_set": None, "features": None, "imputation": "native",
-          "tune": False, "cv_folds": 5, **hparams}
-    if hp["class_weight"] in ("none", "None", ""):
+    from ...core.models import check_hparams
+
+    hp = check_hparams(LIGHTGBM_SPEC, hparams, where="")
+    if hp["class_weight"] == "none":
         hp["class_weight"] = None
-    if hp["class_weight"] not in (None, "balanced"):
-        raise EphysError(f"lightgbm class_weight must be none or balanced, got {hp['class_weight']!r}")
-    if hp["imputation"] not in IMPUTATIONS:
-        raise EphysError(f"lightgbm imputation must be one of {', '.join(IMPUTATIONS)}, got {hp['imputation']!r}")
-    try:
-        for k in ("n_estimators", "num_leaves", "min_child_samples", "cv_folds"):
-            hp[k] = int(hp[k])
-        for k in ("learning_rate", "colsample_bytree", "subsample", "reg_lambda"):
-            hp[k] = float(hp[k])
-    except (TypeError, ValueError) as exc:
-        raise EphysError(f"bad lightgbm hyper-parameter value ({exc})") from None
-    if isinstance(hp["tune"], str):
-        hp["tune"] = hp["tune"].strip().lower() in ("1", "true", "yes", "on")
-    if isinstance(hp["features"], str):
-        hp["features"] = [f.strip() for f in hp["features"].split(",") if f.strip()]
     return hp
 
 
 def build_lightgbm(input_shape, n_classes: int, **hparams):
     """Registry builder: an unfitted ``lightgbm.LGBMClassifier`` for ``n_classes`` classes.
 
-    ``input_shape`` is ``(n_features,)``. Raises EphysError on unknown hyper-parameters.
+    ``input_shape`` is ``(n_features,)``; ``hparams`` as declared (checked by ``build_model``).
     """
-    hp = resolve_hparams({k: v for k, v in hparams.items() if k not in ("dropout", "input_size")})
-    return make_estimator(hp, seed=0)
+    return make_estimator(resolve_hparams(hparams), seed=0)
 
 
 def make_estimator(hp: dict, seed: int, n_jobs: int = 1):
@@ -409,7 +406,8 @@ def _declare():
     spec = ModelSpec("lightgbm", f"{__name__}:build_lightgbm", ("features",), None, ("lgbm", "lgb"),
                      "LightGBM gradient-boosted trees on feature tables (Ke et al. 2017; the STS paper's baseline)",
                      False, kind="lightgbm", model_file=MODEL_FILE,
-                     trainer=f"{__name__}:train_tabular", predictor=f"{__name__}:make_predictor")
+                     trainer=f"{__name__}:train_tabular", predictor=f"{__name__}:make_predictor",
+                     hparams=_hparams())
     modality = Modality(
         "features", "a table of named numeric features per sample (features.npy + features.csv)",
         sample_noun="sample", examples_title="Examples",

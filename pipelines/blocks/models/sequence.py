@@ -15,53 +15,32 @@ from ...core.errors import EphysError
 __all__ = ["build_cnn1d", "build_gru"]
 
 
-
-_WAVEFORM_HPARAMS = ("dropout", "width")
-
-
-def _waveform_width(name: str, hparams: dict, default: int) -> int:
-    w = hparams.get("width")
-    if w is None:
-        return default
-    if isinstance(w, bool) or not (isinstance(w, int) or isinstance(w, float) and w.is_integer()) or w < 1:
-        raise EphysError(f"model {name}: width must be a positive integer, got {w!r}")
-    return int(w)
-
-
-def _waveform_hparams(name: str, input_shape, n_classes, hparams: dict,
-                      extra: tuple[str, ...] = ()) -> tuple[tuple[int, int], float]:
-    accepted = _WAVEFORM_HPARAMS + extra
-    unknown = sorted(set(hparams) - set(accepted))
-    if unknown:
-        raise EphysError(f"model {name} has no hyper-parameter {', '.join(unknown)}; "
-                         f"it accepts: {', '.join(accepted)}")
+def _check_waveform_input(name: str, input_shape, n_classes) -> tuple[int, int]:
     shape = tuple(int(v) for v in input_shape)
     if len(shape) != 2 or shape[0] < 4 or shape[1] < 1:
         raise EphysError(f"model {name} needs waveforms of shape (n_samples >= 4, n_channels), got {shape}")
     if int(n_classes) < 2:
         raise EphysError(f"model {name} needs at least 2 classes, got {n_classes}")
-    dropout = hparams.get("dropout")
-    try:
-        dropout = float(0.3 if dropout is None else dropout)
-    except (TypeError, ValueError):
-        raise EphysError(f"model {name}: dropout must be a number in [0, 1), got {dropout!r}") from None
-    if isinstance(hparams.get("dropout"), bool) or not 0.0 <= dropout < 1.0:
-        raise EphysError(f"model {name}: dropout must be in [0, 1), got {hparams.get('dropout')!r}")
-    return shape, dropout
+    return shape
 
 
-def build_cnn1d(input_shape, n_classes: int, **hparams) -> keras.Model:
+def build_cnn1d(input_shape, n_classes: int, dropout: float = 0.3, width: int = 32) -> keras.Model:
     """1-D CNN spike-vs-background classifier (after the spike seed's CNN).
 
     Input ``(batch, n_samples, n_channels)`` float32 (seed: (42, 1) µV at 30 kHz, or noise
     units); three Conv1D-BatchNorm-ReLU blocks (``width``, 2x, 2x filters; kernels 5, 5, 3;
     max-pool 2 after the first two; the leading BatchNorm makes the model indifferent to the
     µV scale), ``Flatten`` (keeps where in the snippet a feature sits) -> Dense(64) ->
-    ``Dropout(dropout)`` -> ``Dense(n_classes, softmax, float32)``. Hyper-parameters: ``dropout``
-    (0.3), ``width`` (32). The feature extractor is the layer ``"backbone"``.
+    ``Dropout(dropout)`` -> ``Dense(n_classes, softmax, float32)``. Hyper-parameters (declared in
+    the ``spikes`` pipeline, checked by ``build_model``): ``dropout`` (0.3), ``width`` (32). The
+    feature extractor is the layer ``"backbone"``.
+
+    Raises
+    ------
+    EphysError
+        A shape that is not (n_samples >= 4, n_channels >= 1), or fewer than 2 classes.
     """
-    shape, dropout = _waveform_hparams("cnn1d", input_shape, n_classes, hparams)
-    width = _waveform_width("cnn1d", hparams, 32)
+    shape = _check_waveform_input("cnn1d", input_shape, n_classes)
     inp = keras.Input(shape, name="waveform")
     x = layers.BatchNormalization(name="input_norm")(inp)
     for k, (f, ks) in enumerate(((width, 5), (2 * width, 5), (2 * width, 3))):
@@ -79,17 +58,8 @@ def build_cnn1d(input_shape, n_classes: int, **hparams) -> keras.Model:
     return keras.Model(inp2, out, name="cnn1d")
 
 
-_GRU_HPARAMS = ("bidirectional", "input_norm", "pool")
-
-
-def _choice(name: str, key: str, value, options: tuple, default):
-    v = default if value is None else value
-    if v not in options:
-        raise EphysError(f"model {name}: {key} must be one of {', '.join(map(str, options))}, got {value!r}")
-    return v
-
-
-def build_gru(input_shape, n_classes: int, **hparams) -> keras.Model:
+def build_gru(input_shape, n_classes: int, dropout: float = 0.3, width: int = 64, bidirectional: bool = False,
+              input_norm: str = "batch", pool: str = "last") -> keras.Model:
     """Recurrent (GRU) spike-vs-background classifier (after the spike seed's GRU).
 
     Input ``(batch, n_samples, n_channels)`` float32, read as a sequence over time;
@@ -100,18 +70,20 @@ def build_gru(input_shape, n_classes: int, **hparams) -> keras.Model:
     (``"batch"``: BatchNormalization of the input; ``"none"``), ``pool`` (``"last"``: the second
     GRU's final state; ``"mean"``: the mean of its states over time). Keras 3 GRU (cuDNN kernel
     on a GPU with the TensorFlow backend). The feature extractor is the layer ``"backbone"``.
+    The hyper-parameters are declared in the ``spikes`` pipeline and checked by ``build_model``.
+
+    Raises
+    ------
+    EphysError
+        A shape that is not (n_samples >= 4, n_channels >= 1), or fewer than 2 classes.
     """
-    shape, dropout = _waveform_hparams("gru", input_shape, n_classes, hparams, _GRU_HPARAMS)
-    width = _waveform_width("gru", hparams, 64)
-    bidir = _choice("gru", "bidirectional", hparams.get("bidirectional"), (False, True), False)
-    norm = _choice("gru", "input_norm", hparams.get("input_norm"), ("batch", "none"), "batch")
-    pool = _choice("gru", "pool", hparams.get("pool"), ("last", "mean"), "last")
+    shape = _check_waveform_input("gru", input_shape, n_classes)
 
     def rnn(layer, name):
-        return layers.Bidirectional(layer, name=name) if bidir else layer
+        return layers.Bidirectional(layer, name=name) if bidirectional else layer
 
     inp = keras.Input(shape, name="waveform")
-    x = layers.BatchNormalization(name="input_norm")(inp) if norm == "batch" else inp
+    x = layers.BatchNormalization(name="input_norm")(inp) if input_norm == "batch" else inp
     x = rnn(layers.GRU(width, return_sequences=True, name="gru1"), "bigru1")(x)
     x = rnn(layers.GRU(width, return_sequences=pool == "mean", name="gru2"), "bigru2")(x)
     if pool == "mean":
