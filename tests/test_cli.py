@@ -80,7 +80,7 @@ def test_train_refuses_bad_hparam_and_decision_before_any_work(tmp_path):
     # the check imports no Keras (so it answers in about a second)
     code = ("import sys; from ephys.pipelines.core.training import TrainConfig, check_config; "
             "from ephys.pipelines.core.models import describe_models; describe_models(); "
-            "check_config(TrainConfig(model='gru', hparams={'width': 8})); "
+            "check_config(TrainConfig(data='ds', model='gru', hparams={'width': 8})); "
             "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules, 'keras imported'")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=120)
 

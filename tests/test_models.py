@@ -515,23 +515,23 @@ def test_train_config_checks_decision_and_hparams_in_the_core(tmp_path):
     from ephys.pipelines.core.training import TrainConfig, check_config, model_hparams
 
     with pytest.raises(EphysError, match="^--decision must be argmax or val_macro_f1, not 'best'$"):
-        check_config(TrainConfig(model="gru", decision="best"))
-    check_config(TrainConfig(model="gru", decision="val_macro_f1"))
+        check_config(TrainConfig(data="ds", model="gru", decision="best"))
+    check_config(TrainConfig(data="ds", model="gru", decision="val_macro_f1"))
     cfg_file = tmp_path / "config.yaml"
-    cfg_file.write_text(yaml.safe_dump({"model": "gru", "decision": "Argmax"}))
+    cfg_file.write_text(yaml.safe_dump({"data": "ds", "model": "gru", "decision": "Argmax"}))
     with pytest.raises(EphysError, match="`decision` must be argmax or val_macro_f1") as e:
         TrainConfig.from_yaml(cfg_file)
     assert str(e.value).startswith(str(cfg_file))
-    cfg_file.write_text(yaml.safe_dump({"model": "gru", "hparams": {"widht": 8}}))
+    cfg_file.write_text(yaml.safe_dump({"data": "ds", "model": "gru", "hparams": {"widht": 8}}))
     with pytest.raises(EphysError, match="`hparams`: model gru has no hyper-parameter widht; it accepts: dropout"):
         TrainConfig.from_yaml(cfg_file)
     with pytest.raises(EphysError, match="^--hparam: model gru: width must be an integer >= 1, not 'x'$"):
-        check_config(TrainConfig(model="gru", hparams={"width": "x"}), options={"hparams"})
+        check_config(TrainConfig(data="ds", model="gru", hparams={"width": "x"}), options={"hparams"})
     with pytest.raises(EphysError, match="^--input-size: model cnn1d has no hyper-parameter input_size"):
-        check_config(TrainConfig(model="cnn1d", input_size=64), options={"input_size"})
+        check_config(TrainConfig(data="ds", model="cnn1d", input_size=64), options={"input_size"})
     with pytest.raises(EphysError, match="^--input-size: model inceptionv3: input_size must be an integer >= 75"):
-        check_config(TrainConfig(model="inception", input_size=64), options={"input_size"})
-    check_config(TrainConfig(model="no-such-model"))  # left to train(), which lists the known models
+        check_config(TrainConfig(data="ds", model="inception", input_size=64), options={"input_size"})
+    check_config(TrainConfig(data="ds", model="no-such-model"))  # left to train(), which lists the known models
     # what train() gives each model: --dropout only to models that declare one, --hparam over it
     assert model_hparams(TrainConfig(model="gru"), M.REGISTRY["gru"]) == {"dropout": 0.3}
     assert model_hparams(TrainConfig(model="gru", hparams={"dropout": 0.1}), M.REGISTRY["gru"]) == {"dropout": 0.1}
