@@ -6,10 +6,12 @@
   ``event_window`` modality, so ``ephys train`` applies.
 * :func:`build_unet1d` — per-sample event mask, the shape of the mEPP seed's 1-D "MiniUNet"
   (NatashaKhotkina/Neural_network_project): encoder of conv blocks with max-pooling, a bottleneck,
-  a decoder with up-sampling and skip connections, sigmoid output ``(L, 1)``.
+  a decoder with up-sampling and skip connections, sigmoid output ``(L, 1)``. Registered for the
+  ``event_patch`` modality with target ``mask`` and the loss :func:`dice_bce`.
 * :func:`build_autoencoder` — convolutional autoencoder of fixed-length patches (the seed's
   anomaly detector, after keras.io "Timeseries anomaly detection using an Autoencoder"): the
-  reconstruction error is the anomaly score.
+  reconstruction error is the anomaly score. Registered for ``event_patch`` with target
+  ``input`` (mean squared error), fitted on event-free patches only.
 """
 
 from __future__ import annotations
@@ -19,7 +21,27 @@ from keras import layers
 
 from ..core.errors import EphysError
 
-__all__ = ["build_cnn_bilstm", "build_unet1d", "build_autoencoder"]
+__all__ = ["build_cnn_bilstm", "build_unet1d", "build_autoencoder", "dice_bce"]
+
+
+@keras.saving.register_keras_serializable(package="ephys_events", name="dice_bce")
+def dice_bce(y_true, y_pred):
+    """Binary cross-entropy + soft Dice loss of per-sample masks, one value per patch.
+
+    y_true, y_pred : (batch, L, 1) float, 0/1 mask and sigmoid probability. Returns (batch,):
+    the mean binary cross-entropy over the patch plus ``1 - (2 |y·p| + 1) / (|y| + |p| + 1)``
+    (soft Dice with +1 smoothing, so an event-free patch predicted empty costs 0). Registered
+    with Keras so a checkpoint compiled with it loads (resume).
+
+    Source: the mEPP seed's U-Net loss (NatashaKhotkina/Neural_network_project, BCE + Dice);
+    Dice loss: Milletari et al. 2016, V-Net, 3DV.
+    """
+    from keras import ops
+
+    bce = keras.losses.binary_crossentropy(y_true, y_pred)
+    inter = ops.sum(y_true * y_pred, axis=(1, 2))
+    dice = 1.0 - (2.0 * inter + 1.0) / (ops.sum(y_true, axis=(1, 2)) + ops.sum(y_pred, axis=(1, 2)) + 1.0)
+    return ops.mean(bce, axis=1) + dice
 
 
 def _take(name: str, hparams: dict, allowed: dict) -> dict:
@@ -94,7 +116,7 @@ def build_unet1d(input_shape, n_classes: int = 1, **hparams) -> keras.Model:
         x = layers.UpSampling1D(2)(x)
         x = layers.Concatenate()([x, skips[lv]])
         x = block(x, w * 2 ** lv, f"dec{lv}")
-    out = layers.Conv1D(1, 1, activation="sigmoid", name="mask")(x)
+    out = layers.Conv1D(1, 1, activation="sigmoid", dtype="float32", name="mask")(x)
     return keras.Model(inp, out, name="unet1d")
 
 
@@ -121,5 +143,5 @@ def build_autoencoder(input_shape, n_classes: int = 0, **hparams) -> keras.Model
     x = layers.Reshape((length // 8, w))(x)
     for _ in range(3):
         x = layers.Conv1DTranspose(w, ks, strides=2, padding="same", activation="relu")(x)
-    out = layers.Conv1D(1, ks, padding="same", name="reconstruction")(x)
+    out = layers.Conv1D(1, ks, padding="same", dtype="float32", name="reconstruction")(x)
     return keras.Model(inp, out, name="autoencoder")
