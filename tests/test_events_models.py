@@ -57,13 +57,22 @@ def test_events_sim_end_to_end(sim_run):
     assert len(cal) == 6 and not set(cal) & (set(m["split"]["test"]) | set(m["split"]["train"]))
     for meth, prm in m["detection_params"].items():
         assert 0 < prm["threshold"] < 1 and prm["min_amplitude_sd"] >= 0, meth
-    # the autoencoder's threshold comes from training data (recorded with its source)
-    am = json.loads((out / "runs" / "autoencoder" / "metrics.json").read_text())
-    assert "training" in am["threshold_source"] and am["threshold"] == m["autoencoder_threshold"]
+    # the autoencoder's threshold comes from training recordings (recorded with its source)
+    am = json.loads((out / "runs" / "autoencoder" / "threshold.json").read_text())
+    assert "training" in am["source"] and am["threshold"] == m["autoencoder_threshold"]
+    assert not set(am["recordings"]) & set(m["split"]["test"])
     for model in ("cnn_bilstm", "unet1d", "autoencoder"):
         run = out / "runs" / model
-        for f in ("config.yaml", "model.keras", "history.csv"):
+        for f in ("config.yaml", "model.keras", "history.csv", "split.json", "checkpoints/state.json"):
             assert (run / f).is_file(), (model, f)
+    # the patch models: fit / validation by training recording, the test recordings as test part,
+    # scored per sample by their evaluators
+    for model in ("unet1d", "autoencoder"):
+        split = json.loads((out / "runs" / model / "split.json").read_text())
+        parts = {k: {i.split(":")[0] for i in v} for k, v in split.items()}
+        assert parts["test"] == set(m["split"]["test"]) and not parts["train"] & parts["val"]
+        assert (parts["train"] | parts["val"]) == set(m["split"]["train"])
+        assert 0 <= m["per_point_test"][model]["iou"] <= 1
     # core training recorded a by-recording split of the windows
     split = json.loads((out / "runs" / "cnn_bilstm" / "split.json").read_text())
     grp = lambda ids: {i.split(":")[0] for i in ids}  # noqa: E731

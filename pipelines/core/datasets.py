@@ -90,6 +90,29 @@ class Dataset:
         return np.stack([load_npy(self.path_of(i)).astype(dtype or self.storage_dtype, copy=False)
                          for i in indices])
 
+    def load_mask(self, indices, dtype=np.float32) -> np.ndarray:
+        """Per-point masks of samples ``indices`` (segmentation targets), shape
+        (len(indices), *sample_shape), ``dtype`` (default float32; 0/1 values).
+
+        The masks live beside the samples: ``manifest["mask_array"]`` names one ``.npy`` file of
+        shape (n_samples, *sample_shape) whose row ``samples[i]["row"]`` is sample ``i``'s mask
+        (single-array layout only).
+
+        Raises
+        ------
+        EphysError
+            The dataset stores no masks.
+        """
+        name = self.manifest.get("mask_array")
+        if not name:
+            raise EphysError("the dataset stores no per-sample masks (no mask_array in its manifest)",
+                             self.root / "manifest.json")
+        if getattr(self, "_mask", None) is None:
+            self.array  # noqa: B018 - reads the rows
+            self._mask = load_npy(self.root / name, mmap_mode="r")
+        rows = self._rows[np.asarray(indices, dtype=np.int64)]
+        return np.asarray(self._mask[rows], dtype=dtype)
+
     @property
     def storage_dtype(self) -> np.dtype:
         """dtype the samples are stored in: the consolidated array's (float16 when the dataset
@@ -254,6 +277,11 @@ def load_dataset(root: str | Path) -> Dataset:
         rows = [s.get("row") for s in samples]
         if any(not isinstance(r, int) or not 0 <= r < shape[0] for r in rows):
             raise EphysError(f"manifest sample rows do not fit {manifest['array']} ({shape[0]} rows)", mpath)
+        if manifest.get("mask_array"):
+            mshape = load_npy(root / manifest["mask_array"], mmap_mode="r").shape
+            if mshape != shape:
+                raise EphysError(f"mask array {manifest['mask_array']} has shape {mshape}, the samples "
+                                 f"{shape}", mpath)
     for s in samples:
         if "file" in s:
             f = root / s["file"]

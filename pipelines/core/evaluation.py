@@ -155,16 +155,20 @@ def evaluate_run(run_dir: str | Path, batch_size: int = 8) -> dict:
     """Evaluate the run's model (``model.keras``, or ``model.lgb.txt`` for LightGBM) on the run's
     test cells; write metrics.json, predictions.csv.
 
+    A model whose target is not a class label (:attr:`ephys.pipelines.core.models.ModelSpec.target`)
+    is scored by its spec's ``evaluator`` (metrics.json only, plus ``target``); without one,
+    evaluate refuses.
+
     A run that holds a comparison run in ``RUN/reference/`` (already evaluated) gets that run's
     metrics under ``reference`` in its metrics.json (the report shows both side by side).
 
     Raises
     ------
     EphysError
-        Run folder without config.yaml / model / split.json, an empty test split, or an
-        unreadable ``reference/metrics.json``.
+        Run folder without config.yaml / model / split.json, an empty test split, an
+        unreadable ``reference/metrics.json``, or a non-label target without an evaluator.
     """
-    from .models import load_predictor, run_model_spec
+    from .models import load_predictor, resolve_hook, run_model_spec
     from .registry import modality
 
     run = Path(run_dir)
@@ -189,6 +193,14 @@ def evaluate_run(run_dir: str | Path, batch_size: int = 8) -> dict:
     label_names = list(cfg.get("label_names") or ds.label_names)
     mod = modality(ds.modality, ds.root / "manifest.json")
     batch_size = max(batch_size, mod.predict_batch_size)
+    if spec is not None and spec.target != "label":  # masks, reconstructions: the model's own metrics
+        if spec.evaluator is None:
+            raise EphysError(f"evaluate scores classifiers; {spec.name} learns a {spec.target} target and "
+                             "declares no evaluator, so it does not apply", run)
+        metrics = dict(resolve_hook(spec.evaluator)(run, cfg, ds, test, batch_size))
+        metrics.update(split="test", model=cfg.get("model"), run_id=cfg.get("run_id", run.name), target=spec.target)
+        write_json(run / "metrics.json", metrics)
+        return metrics
     proba = load_predictor(run, cfg, ds, batch_size)(test)
     y_true = ds.y(test)
     if not np.isfinite(proba).all():

@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 from .errors import EphysError
 
+<<<<<<< HEAD
 __all__ = ["HParam", "ModelSpec", "REGISTRY", "check_hparams", "register", "resolve_model_name", "resolve_builder",
            "models_for_modality", "check_modality", "build_model", "describe_models", "parse_hparams", "load_keras_model",
            "run_model_spec", "load_predictor"]
@@ -209,6 +210,12 @@ class HParam:
         if self.choices is not None and out not in self.choices:
             raise ValueError(v)
         return out
+=======
+__all__ = ["ModelSpec", "REGISTRY", "register", "resolve_model_name", "resolve_builder", "models_for_modality",
+           "check_modality", "build_model", "describe_models", "parse_hparams", "load_keras_model", "run_model_spec",
+           "load_predictor"]
+__all__ += ["TARGETS", "model_loss"]  # what a model learns (ModelSpec.target) and with which loss
+>>>>>>> h5-eventsseg
 
 
 # --------------------------------------------------------------------------------------------
@@ -255,11 +262,36 @@ class ModelSpec:
         ``"keras"`` (trained by gradient descent in :func:`ephys.pipelines.training.train`) or
         ``"lightgbm"`` (gradient-boosted trees on feature tables, :mod:`ephys.pipelines.tabular`;
         its builder returns an unfitted ``LGBMClassifier``).
+<<<<<<< HEAD
     hparams : dict[str, HParam]
         The hyper-parameters the builder (or trainer) takes, by name, in the order ``ephys
         models`` lists them; :func:`check_hparams` refuses any other and fills the defaults. A
         Keras model that declares ``dropout`` gets ``ephys train --dropout``; one that declares
         ``input_size`` gets ``--input-size``.
+=======
+    target : str
+        What the core's fit loop teaches the model (:data:`TARGETS`): ``"label"`` (the sample's
+        class; the model outputs ``(batch, n_classes)`` softmax probabilities), ``"mask"`` (the
+        per-point mask the dataset stores beside its samples, ``manifest["mask_array"]``; the
+        model outputs ``(batch, *sample_shape)`` probabilities in [0, 1]) or ``"input"`` (the
+        sample itself: a reconstruction ``(batch, *sample_shape)``).
+    loss : str, callable or None
+        The training loss: a Keras loss name (``"mse"``), or a ``loss(y_true, y_pred)`` function
+        (or its ``"module:function"``; register it with
+        ``keras.saving.register_keras_serializable`` so a checkpoint can be resumed). None: the
+        target's default in :data:`TARGETS`.
+    fit_labels : tuple[str, ...]
+        Fit on the samples of these classes only (train and validation parts; e.g. an anomaly
+        model learns the normal class). Empty: every sample of the parts.
+    after_fit : callable, str or None
+        ``after_fit(run_dir, model, ds, split, log)``, run once the best weights are restored and
+        before ``model.keras`` is written; ``split`` holds the ``train`` and ``val`` index arrays
+        only (training-side data, never the test part). E.g. an anomaly threshold.
+    evaluator : callable, str or None
+        ``evaluator(run_dir, config, ds, test_indices, batch_size) -> dict``: the test metrics
+        ``ephys evaluate`` writes for a non-``label`` target (a label target is scored by the
+        core's classification metrics). None there: evaluate says it does not apply.
+>>>>>>> h5-eventsseg
     """
 
     name: str
@@ -274,7 +306,33 @@ class ModelSpec:
     trainer: Callable[..., Path] | str | None = None
     predictor: Callable[..., Callable] | str | None = None
     imagenet_weights: Callable[[str], Path] | str | None = None
+<<<<<<< HEAD
     hparams: dict[str, HParam] = field(default_factory=dict)
+=======
+    target: str = "label"
+    loss: Callable[..., Any] | str | None = None
+    fit_labels: tuple[str, ...] = ()
+    after_fit: Callable[..., Any] | str | None = None
+    evaluator: Callable[..., dict] | str | None = None
+
+
+#: what a model learns -> (default loss, metrics compiled with it); see :attr:`ModelSpec.target`
+TARGETS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "label": ("sparse_categorical_crossentropy", ("accuracy",)),
+    "mask": ("binary_crossentropy", ("binary_accuracy",)),
+    "input": ("mse", ()),
+}
+
+
+def model_loss(spec: ModelSpec):
+    """The loss ``spec`` trains with: its ``loss`` (a Keras name, a function, or a
+    ``"module:function"`` string imported now), else its target's default (:data:`TARGETS`)."""
+    if spec.loss is None:
+        return TARGETS[spec.target][0]
+    if callable(spec.loss) or ":" not in str(spec.loss):
+        return spec.loss
+    return _resolve(spec.loss)
+>>>>>>> h5-eventsseg
 
 
 class _Registry(dict):
@@ -365,6 +423,9 @@ def register(spec: ModelSpec, replace: bool = False) -> ModelSpec:
     spec.name = name
     spec.aliases = tuple(str(a).strip().lower() for a in spec.aliases)
     spec.modalities = tuple(str(m).strip().lower() for m in spec.modalities)
+    if spec.target not in TARGETS:
+        raise ValueError(f"model {name!r}: target must be one of {', '.join(TARGETS)}, not {spec.target!r}")
+    spec.fit_labels = tuple(str(c) for c in spec.fit_labels)
     if dict.__contains__(REGISTRY, name) and not replace:  # dict methods: no pipeline loading here
         raise ValueError(f"model {name!r} is already registered")
     taken = {}
@@ -488,8 +549,12 @@ def describe_models() -> list[dict]:
     list[dict]
         Keys: ``name`` (str), ``aliases`` (list[str]), ``modalities`` (list[str]),
         ``input_size`` (int | None), ``imagenet`` (bool), ``description`` (str), ``kind``
+<<<<<<< HEAD
         (``"keras"`` | ``"lightgbm"``), ``hparams`` (dict: name -> :meth:`HParam.describe`, in
         declaration order).
+=======
+        (``"keras"`` | ``"lightgbm"``), ``target`` (``"label"`` | ``"mask"`` | ``"input"``).
+>>>>>>> h5-eventsseg
     """
     return [
         {
@@ -500,7 +565,11 @@ def describe_models() -> list[dict]:
             "imagenet": s.imagenet,
             "description": s.description,
             "kind": s.kind,
+<<<<<<< HEAD
             "hparams": {k: h.describe() for k, h in s.hparams.items()},
+=======
+            "target": s.target,
+>>>>>>> h5-eventsseg
         }
         for s in REGISTRY.values()
     ]
@@ -721,6 +790,8 @@ def run_model_spec(config: dict) -> ModelSpec | None:
 def load_predictor(run_dir: str | os.PathLike, config: dict, ds, batch_size: int = 8):
     """A function ``predict(indices) -> proba`` (n, n_classes) float64 applying the run's trained
     model to samples ``indices`` of dataset ``ds`` (:class:`ephys.pipelines.core.datasets.Dataset`).
+    For a ``mask`` or ``input`` target (:attr:`ModelSpec.target`) it returns the model's output
+    as it is, (n, *sample_shape) float64: per-point probabilities, or the reconstruction.
 
     Keras runs load ``RUN/model.keras`` and predict in batches of ``batch_size``; models with a
     ``predictor`` hook (e.g. LightGBM) use it.

@@ -87,6 +87,9 @@ def predict_run(run_dir: str | Path, input_path: str | Path, out_dir: str | Path
     model_file = spec.model_file if spec is not None else "model.keras"
     if not (run_dir / model_file).is_file():
         raise EphysError(f"no {model_file} — the run has not finished training", run_dir)
+    if spec is not None and spec.target != "label":
+        raise EphysError(f"predict writes class predictions; {spec.name} learns a {spec.target} target, "
+                         "not a class (its pipeline applies it)", run_dir)
     trained_dir = find_dataset(run_dir, config)
     trained = read_manifest(trained_dir)
     check_same_dataset(config.get("dataset_fingerprint"), trained, run_dir / "config.yaml", trained_dir)

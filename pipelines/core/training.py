@@ -205,18 +205,21 @@ def default_run_dir(cfg: TrainConfig) -> Path:
 
 class _Batches:
     """Keras ``PyDataset`` over dataset samples (slices the consolidated array when the dataset
-    has one, else loads the per-sample .npy files): float32, or float16 when that array is."""
+    has one, else loads the per-sample .npy files): float32, or float16 when that array is.
+    Targets per ``target`` (:data:`ephys.pipelines.core.models.TARGETS`): ``y`` (class indices),
+    the samples' masks, or the samples themselves."""
 
     def __new__(cls, ds: Dataset, indices, y, batch_size: int, shuffle: bool, seed: int,
-                sample_weight=None):
+                sample_weight=None, target: str = "label"):
         import keras
 
         class Batches(keras.utils.PyDataset):
             # everything comes in as arguments, nothing through the closure: the class outlives
             # fit (see below), and closure cells would keep the Dataset alive with it
-            def __init__(self, ds, indices, y, batch_size, shuffle, seed, sample_weight):
+            def __init__(self, ds, indices, y, batch_size, shuffle, seed, sample_weight, target):
                 super().__init__(workers=1, use_multiprocessing=False)
                 self.batch_size = batch_size
+                self.target = target
                 # held as an attribute (not a closure) so that release() can drop it: keras wraps
                 # the PyDataset in tf.data's from_generator, whose global registry keeps it alive
                 # after fit returns (with the Dataset's memory map and manifest: ~0.3 GB per call
@@ -224,7 +227,7 @@ class _Batches:
                 self.ds = ds
                 self.error = None
                 self.indices = np.asarray(indices)
-                self.y = np.asarray(y)
+                self.y = None if y is None else np.asarray(y)
                 self.w = sample_weight
                 self.order = np.arange(self.indices.size)
                 self.rng = np.random.default_rng(seed)
@@ -247,9 +250,11 @@ class _Batches:
                         f"sample {data.ids[bad]} holds NaN or Inf values; refusing to train on it "
                         "(re-run `ephys prepare`, or fix the input recording)", data.where(bad))
                     raise self.error
+                y = (x if self.target == "input" else data.load_mask(self.indices[sel], dtype=x.dtype)
+                     if self.target == "mask" else self.y[sel])
                 if self.w is None:
-                    return x, self.y[sel]
-                return x, self.y[sel], self.w[sel]
+                    return x, y
+                return x, y, self.w[sel]
 
             def on_epoch_end(self):
                 if self.shuffle:
@@ -259,7 +264,7 @@ class _Batches:
                 """Drop the Dataset and the index arrays once training is over."""
                 self.ds = self.indices = self.y = self.w = self.order = None
 
-        return Batches(ds, indices, y, batch_size, shuffle, seed, sample_weight)
+        return Batches(ds, indices, y, batch_size, shuffle, seed, sample_weight, target)
 
 
 class _NonFiniteLoss(Exception):
@@ -434,6 +439,11 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
     and ``cfg.split`` should name it (e.g. ``"lopo-P07"``). Without it, ``cfg.split`` selects the
     grouped random split or a named split the manifest offers.
 
+    What the model learns is its spec's ``target`` (:attr:`ephys.pipelines.core.models.ModelSpec.target`):
+    class labels (balanced class weights), the samples' masks or the samples themselves, with
+    the spec's ``loss``; ``fit_labels`` narrows the train and validation parts to those classes
+    and ``after_fit`` runs on the training side before ``model.keras`` is written.
+
     Raises
     ------
     EphysError
@@ -457,6 +467,12 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
         cfg.split = str(ds.manifest.get("default_split") or "grouped")
     spec = models.REGISTRY[cfg.model]
     model_file = spec.model_file
+    if spec.target != "label" and cfg.decision != "argmax":
+        raise EphysError(f"--decision {cfg.decision} chooses a class threshold; {cfg.model} learns a "
+                         f"{spec.target} target, not a class")
+    if spec.target == "mask" and not ds.manifest.get("mask_array"):
+        raise EphysError(f"{cfg.model} learns per-sample masks; this dataset stores none (no mask_array)",
+                         ds.root / "manifest.json")
     run = Path(cfg.out) if cfg.out else default_run_dir(cfg)
     cfg.out = str(run)
     cfg.data = str(Path(cfg.data).resolve())
@@ -525,11 +541,21 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
             "label_names": ds.label_names, "modality": ds.modality, "dataset_fingerprint": fingerprint,
             "sample_shape": list(ds.sample_shape),
             "n_train": len(split["train"]), "n_val": len(split["val"]), "n_test": len(split["test"])}
-    tr, va = np.array(split["train"]), np.array(split["val"])
-    y_tr, y_va = ds.y(tr), ds.y(va) if va.size else np.zeros(0, dtype=np.int64)
-    present = np.unique(y_tr)
-    cw = compute_class_weight("balanced", classes=present, y=y_tr)
-    class_weight = {int(c): float(w) for c, w in zip(present, cw)}
+    tr, va = np.array(split["train"], dtype=np.int64), np.array(split["val"], dtype=np.int64)
+    if spec.fit_labels:  # e.g. an anomaly model learns the normal class only
+        tr, va = (part[np.isin([str(ds.labels[i]) for i in part], spec.fit_labels)] for part in (tr, va))
+        if not tr.size:
+            raise EphysError(f"{cfg.model} fits samples of class {', '.join(spec.fit_labels)} only; the training "
+                             "part holds none", ds.root / "manifest.json")
+        log(f"{cfg.model} fits the {', '.join(spec.fit_labels)} samples: {tr.size} of {len(split['train'])} "
+            f"training, {va.size} of {len(split['val'])} validation")
+    class_weight: dict[int, float] = {}
+    y_tr = y_va = None
+    if spec.target == "label":  # class indices, balanced class weights; other targets come from the samples
+        y_tr, y_va = ds.y(tr), ds.y(va) if va.size else np.zeros(0, dtype=np.int64)
+        present = np.unique(y_tr)
+        cw = compute_class_weight("balanced", classes=present, y=y_tr)
+        class_weight = {int(c): float(w) for c, w in zip(present, cw)}
 
     state = _read_json(state_path) if state_path.exists() else {}
     last = run / "checkpoints" / "last.keras"
@@ -548,7 +574,7 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
         model = models.build_model(cfg.model, ds.sample_shape, len(ds.label_names), weights=cfg.weights,
                                    freeze=cfg.freeze, **model_hparams(cfg, spec))
         model.compile(optimizer=keras.optimizers.Adam(cfg.lr),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                      loss=models.model_loss(spec), metrics=list(models.TARGETS[spec.target][1]),
                       jit_compile=bool(gpu) and not cfg.eager, run_eagerly=bool(cfg.eager))
     # the run folder is written only once the model exists (bad weights leave nothing behind)
     fresh = not cfg_path.exists() and not state
@@ -567,10 +593,12 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
     t0 = time.perf_counter()
     done = state.get("stopped_early") or initial_epoch >= cfg.epochs
     if not done:
-        train_batches = _Batches(ds, tr, y_tr, cfg.batch_size, True, cfg.seed,
-                                 sample_weight=np.array([class_weight.get(int(c), 1.0) for c in y_tr],
-                                                        dtype=np.float32))
-        val_batches = _Batches(ds, va, y_va, cfg.batch_size, False, cfg.seed) if va.size else None
+        weight = (np.array([class_weight.get(int(c), 1.0) for c in y_tr], dtype=np.float32)
+                  if class_weight else None)
+        train_batches = _Batches(ds, tr, y_tr, cfg.batch_size, True, cfg.seed, sample_weight=weight,
+                                 target=spec.target)
+        val_batches = (_Batches(ds, va, y_va, cfg.batch_size, False, cfg.seed, target=spec.target)
+                       if va.size else None)
         try:
             model.fit(train_batches, validation_data=val_batches, epochs=cfg.epochs,
                       initial_epoch=initial_epoch, callbacks=[callback], verbose=0)
@@ -596,6 +624,9 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
     best = run / "checkpoints" / "best.weights.h5"
     if best.exists():
         model.load_weights(best)
+    if spec.after_fit is not None:  # a step on the training side (e.g. an anomaly threshold), before model.keras
+        models.resolve_hook(spec.after_fit)(run, model, ds, {k: np.array(split[k], dtype=np.int64)
+                                                             for k in ("train", "val")}, log)
     with atomic_path(run / "model.keras", suffix=".keras") as tmp:
         model.save(tmp)
     final_state = _read_json(state_path) if state_path.exists() else {}

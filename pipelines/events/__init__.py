@@ -5,10 +5,17 @@ window classifier (``cnn_bilstm``), a 1-D U-Net mask (``unet1d``), a convolution
 anomaly score (``autoencoder``) or a plain threshold -> one shared detection step (onset, peak,
 amplitude, 10-90 % rise, decay tau, charge) -> ``events.csv`` per recording.
 
+All three networks are registered models trained by the core's fit loop (``ephys train``):
+``cnn_bilstm`` on ``event_window`` datasets (class label), ``unet1d`` (target: the per-sample
+event mask) and ``autoencoder`` (target: its input, fitted on event-free patches) on
+``event_patch`` datasets (:func:`ephys.pipelines.events.patches.prepare_event_patches`).
+
 Modules: ``readers`` (traces and labels), ``simulate`` (the seeded simulated default with ground
-truth), ``windows`` (window / patch layouts), ``models`` (Keras builders), ``seg`` (U-Net and
-autoencoder training), ``detect`` (the detection step), ``metrics`` (event F1, IoU), ``events_sim`` and
-``minis`` (the ``reproduce`` recipes), ``apply`` (``ephys events detect``), ``report``.
+truth), ``windows`` (window / patch layouts), ``patches`` (the patch dataset from a cohort
+folder), ``models`` (Keras builders, the U-Net's loss), ``seg`` (U-Net and autoencoder inference,
+threshold and test metrics), ``detect`` (the detection step), ``metrics`` (event F1, IoU),
+``events_sim`` and ``minis`` (the ``reproduce`` recipes), ``apply`` (``ephys events detect``),
+``report``.
 """
 
 from ..core.models import HParam, ModelSpec
@@ -16,6 +23,7 @@ from ..core.prepare import PrepareStep
 from ..core.registry import ClusterSteps, Command, Modality, Pipeline, Recipe, register_pipeline
 from .params import DetectParams, WindowParams
 
+_SEG = "ephys.pipelines.events.seg:"
 MODELS = (
     ModelSpec("cnn_bilstm", "ephys.pipelines.events.models:build_cnn_bilstm", ("event_window",), None, ("miniml",),
               "CNN + bidirectional LSTM window classifier after miniML (O'Neill et al. 2025, eLife)", False,
@@ -25,11 +33,34 @@ MODELS = (
                   "lstm": HParam(16, int, "LSTM units per direction (miniML: 64)", min=1),
                   "dropout": HParam(0.2, float, "dropout rate (fraction of units) after the LSTM",
                                     min=0, max=1, max_exclusive=True)}),
+    ModelSpec("unet1d", "ephys.pipelines.events.models:build_unet1d", ("event_patch",), None, (),
+              "1-D U-Net: per-sample event mask of a patch, BCE + Dice loss (the mEPP seed's MiniUNet)", False,
+              target="mask", loss="ephys.pipelines.events.models:dice_bce", evaluator=_SEG + "evaluate_mask",
+              hparams={"width": HParam(16, int, "filters at the top level (doubled per level)", min=1),
+                       "depth": HParam(3, int, "levels of the U (patch length divisible by 2**depth)", min=1),
+                       "kernel": HParam(9, int, "convolution length in samples", min=1),
+                       "dropout": HParam(0.0, float, "unused (accepted so --dropout is harmless)", min=0, max=1,
+                                         max_exclusive=True)}),
+    ModelSpec("autoencoder", "ephys.pipelines.events.models:build_autoencoder", ("event_patch",), None, (),
+              "convolutional autoencoder of event-free patches; anomaly score = reconstruction error (after "
+              "keras.io timeseries anomaly detection)", False,
+              target="input", loss="mse", fit_labels=("no_event",), after_fit=_SEG + "choose_anomaly_threshold",
+              evaluator=_SEG + "evaluate_anomaly",
+              hparams={"width": HParam(16, int, "filters of each convolution", min=1),
+                       "kernel": HParam(7, int, "convolution length in samples", min=1),
+                       "code": HParam(16, int, "bottleneck units (far fewer than the patch length)", min=1),
+                       "dropout": HParam(0.0, float, "unused (accepted so --dropout is harmless)", min=0, max=1,
+                                         max_exclusive=True)}),
 )
 
 EVENT_WINDOW = Modality(
     "event_window", "600-sample windows of a current or voltage trace, each min-max scaled, (600, 1) float32",
     sample_noun="window", examples_title="Example windows", predict_batch_size=512)
+
+EVENT_PATCH = Modality(
+    "event_patch", "overlapping patches of a normalised trace (events upward, robust SD units), (L, 1) float32, "
+    "with the per-sample event mask beside them", sample_noun="patch", examples_title="Example patches",
+    predict_batch_size=64)
 
 
 def _sim(data, out, *, seed=0, epochs=8, log=print):
@@ -87,7 +118,7 @@ COMMANDS = (
 
 PIPELINE = register_pipeline(Pipeline(
     "events", "miniature synaptic events (mEPPs, mEPSCs): window classifier, 1-D U-Net, autoencoder, threshold",
-    modalities=(EVENT_WINDOW,), models=MODELS,
+    modalities=(EVENT_WINDOW, EVENT_PATCH), models=MODELS,
     recipes=(Recipe("events-sim", "simulated mEPP-/mEPSC-like cohort at SNR 2.5/5/10: train cnn_bilstm, unet1d, "
                     "autoencoder on training recordings, detect on held-out recordings, event-level F1 per SNR "
                     "(onsets within ±1 ms), report; --data a `fetch synthetic --pipeline events` folder "

@@ -55,17 +55,13 @@ def load_detectors(run_dir: str | Path | None, methods) -> dict:
         raise EphysError("no metrics.json: not an events-sim output folder", run_dir)
     meta = json.loads(mpath.read_text())
     out["train_fs_hz"] = meta.get("train_fs_hz")
-    for m in needs:
-        f = run_dir / "runs" / m / "model.keras"
-        if m == "cnn_bilstm":
-            out[m] = load_keras_model(f)
-        else:
-            import keras
-
-            if not f.is_file():
-                raise EphysError("model file not found", f)
-            out[m] = keras.models.load_model(f, compile=False)
+    for m in needs:  # the per-sample models need no loss to predict (runs of older versions load too)
+        out[m] = load_keras_model(run_dir / "runs" / m / "model.keras", compile=m == "cnn_bilstm")
     out["autoencoder_threshold"] = meta.get("autoencoder_threshold")
+    if "autoencoder" in needs and out["autoencoder_threshold"] is None:
+        from .seg import read_threshold
+
+        out["autoencoder_threshold"] = read_threshold(run_dir / "runs" / "autoencoder")
     # detection settings chosen on the run's calibration recordings (older runs: the defaults)
     out["params"] = {m: D.DetectionParams(**{**v, "search_ms": tuple(v["search_ms"])})
                      for m, v in (meta.get("detection_params") or {}).items()}

@@ -7,10 +7,12 @@
    others train (no recording on both sides). The training side gets ``n_extra_train`` more
    simulated recordings per (kind, SNR) and a separate set of ``n_calibration`` simulated
    calibration recordings, both from seeds no cohort recording uses (:func:`extra_recordings`).
-3. Models, all fitted on training recordings only: ``cnn_bilstm`` (window dataset in
-   ``OUT/windows``, trained by the core's ``train()`` with validation by recording),
-   ``unet1d`` and ``autoencoder`` (fitted here, see :mod:`.seg`), and the plain threshold
-   detector (4 robust SDs; no fitting).
+3. Models, all fitted on training recordings only, each by the core's ``train()`` with
+   early stopping on validation recordings (by recording, never a test one): ``cnn_bilstm``
+   (window dataset in ``OUT/windows``), ``unet1d`` and ``autoencoder`` (patch datasets
+   ``OUT/patches-1024`` and ``OUT/patches-256`` of the training *and* test recordings, the test
+   recordings in the runs' test part, so ``ephys evaluate OUT/runs/unet1d`` scores them per
+   sample; see :mod:`.seg`), and the plain threshold detector (4 robust SDs; no fitting).
 4. Detection settings per method (probability threshold, the low-pass on which the rise is
    located, a minimum amplitude in noise SDs) are chosen on the calibration recordings only
    (:func:`calibrate_detection`); every method's per-sample probability then goes through the
@@ -21,6 +23,8 @@
    compute per minute of trace; ``detection_params`` and ``calibration`` (the chosen settings, the
    calibration recordings and their F1); ``per_snr`` (method -> SNR -> f1 / precision / recall); the top
    level ``f1`` / ``precision`` / ``recall`` are the primary model's (``cnn_bilstm``);
+   ``per_point_test`` the per-sample test metrics of ``unet1d`` and ``autoencoder`` on the test
+   recordings' patches (IoU, balanced accuracy, ROC-AUC; ``OUT/runs/<model>/metrics.json``);
    ``best_on_test`` names the method with the highest test F1 (a description of the result, not
    a model selection). ``OUT/report.html`` with the figures.
 """
@@ -38,7 +42,7 @@ from ..core.errors import EphysError
 from . import detect as D
 from .metrics import DEFAULT_TOL_S, event_prf, kinetics_errors, mask_iou
 from .simulate import SNR_LEVELS, read_truth, simulate_recording, write_cohort
-from .windows import LABEL_NAMES, normalise_trace, training_windows, write_window_dataset
+from .windows import LABEL_NAMES, EventPatchParams, training_windows, write_patch_dataset, write_window_dataset
 
 __all__ = ["load_cohort", "run_events_sim", "METHODS"]
 
@@ -199,6 +203,40 @@ def _train_window_model(train: list[dict], out: Path, epochs: int, seed: int, lo
     return core_train(cfg, split_ids=validation.fold_split_ids(ids, fit, val, []), log=log)
 
 
+#: how the per-sample models are trained here: patch length, batch size, hyper-parameters
+#: (the mEPP seed's sizes), Adam 1e-3, early stopping after 3 epochs without validation gain on
+#: 15 % of the training recordings
+PATCH_MODELS = {"unet1d": (1024, 16, {"width": 8, "depth": 3}), "autoencoder": (256, 32, {"width": 16})}
+PATCH_LR, PATCH_PATIENCE, PATCH_VAL_FRACTION = 1e-3, 3, 0.15
+
+
+def _train_patch_model(model: str, train: list[dict], test: list[dict], out: Path, epochs: int, seed: int,
+                       log) -> Path:
+    """Fit ``unet1d`` or ``autoencoder`` with the core's ``train()`` on a patch dataset of the
+    training and test recordings: fit / validation parts by recording from the training
+    recordings, the test recordings as the test part; returns the run folder."""
+    from ..core import validation
+    from ..core.training import TrainConfig, train as core_train
+
+    length, batch, hparams = PATCH_MODELS[model]
+    ds_dir = out / f"patches-{length}"
+    man = write_patch_dataset(ds_dir, train + test, EventPatchParams(length),
+                              provenance={"train": [r["id"] for r in train], "test": [r["id"] for r in test]})
+    ids = [s["id"] for s in man["samples"]]
+    groups = [s["group"] for s in man["samples"]]
+    trained = {r["id"] for r in train}
+    fold = validation.Fold("all-train", np.array([i for i, g in enumerate(groups) if g in trained], dtype=np.int64),
+                           np.array([i for i, g in enumerate(groups) if g not in trained], dtype=np.int64), [])
+    fit, val = validation.inner_validation(fold, groups, fraction=PATCH_VAL_FRACTION, seed=seed)
+    validation.check_no_leak(groups, fit, val, fold.test)
+    cfg = TrainConfig(model=model, data=str(ds_dir), epochs=epochs, batch_size=batch, lr=PATCH_LR, seed=seed,
+                      patience=PATCH_PATIENCE, dropout=0.0, out=str(out / "runs" / model), split="by-recording",
+                      hparams=dict(hparams))
+    log(f"{model}: patches of the training recordings {len(fit)}, of the validation recordings {len(val)}, "
+        f"of the test recordings {fold.test.size}")
+    return core_train(cfg, split_ids=validation.fold_split_ids(ids, fit, val, fold.test), log=log)
+
+
 def run_events_sim(data: str | Path | None, out: str | Path, *, seed: int = 0, epochs: int = 8, log=print,
                    n_per_combo: int = 3, duration_s: float = 10.0, tol_s: float = DEFAULT_TOL_S,
                    n_extra_train: int = 1, n_calibration: int = 1) -> dict:
@@ -208,8 +246,6 @@ def run_events_sim(data: str | Path | None, out: str | Path, *, seed: int = 0, e
         added to the training set / used to choose the detection settings (fresh seeds, never the
         test recordings' seeds)
     """
-    import keras
-
     from ..core.models import load_keras_model
     from . import seg
 
@@ -243,16 +279,20 @@ def run_events_sim(data: str | Path | None, out: str | Path, *, seed: int = 0, e
     timing["cnn_bilstm_train_s"] = time.perf_counter() - t0
     wmodel = load_keras_model(run_w / "model.keras")
 
-    ztr = [normalise_trace(r["x"], r["fs_hz"], r["polarity"]) for r in train]
     t0 = time.perf_counter()
-    run_u, umodel = seg.train_unet(out / "runs" / "unet1d", ztr, [r["mask"] for r in train], epochs=epochs,
-                                   seed=seed, groups=[r["id"] for r in train])
+    run_u = _train_patch_model("unet1d", train, test, out, epochs, seed, log)
+    umodel = load_keras_model(run_u / "model.keras", compile=False)
     timing["unet1d_train_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    run_a, amodel, thr = seg.train_autoencoder(out / "runs" / "autoencoder", ztr, [r["mask"] for r in train],
-                                               [r["fs_hz"] for r in train], epochs=epochs, seed=seed,
-                                               groups=[r["id"] for r in train])
+    run_a = _train_patch_model("autoencoder", train, test, out, epochs, seed, log)
+    amodel = load_keras_model(run_a / "model.keras", compile=False)
+    thr = seg.read_threshold(run_a)
     timing["autoencoder_train_s"] = time.perf_counter() - t0
+    from ..core.evaluation import evaluate_run
+
+    # per-sample test metrics of the two patch runs (their evaluators; RUN/metrics.json)
+    per_point = {m: {k: evaluate_run(r)[k] for k in ("iou", "balanced_accuracy", "roc_auc_ovr", "n_points")}
+                 for m, r in (("unet1d", run_u), ("autoencoder", run_a))}
     log(f"trained: cnn_bilstm {run_w}, unet1d {run_u}, autoencoder {run_a} (threshold {thr:.3g})")
 
     from .apply import method_probability
@@ -288,7 +328,7 @@ def run_events_sim(data: str | Path | None, out: str | Path, *, seed: int = 0, e
     metrics = summarise(per, secs, minutes, tol_s)
     metrics.update({"split": {"train": [r["id"] for r in train], "test": [r["id"] for r in test]},
                     "data": str(data), "timing_s": {k: round(v, 2) for k, v in timing.items()},
-                    "autoencoder_threshold": thr,
+                    "autoencoder_threshold": thr, "per_point_test": per_point,
                     "detection_params": {m: params_dict(params[m]) for m in METHODS},
                     "calibration": {"recordings": [r["id"] for r in calib], "chosen_by": "pooled event F1 (±"
                                     f"{tol_s * 1e3:g} ms) on the calibration recordings only",

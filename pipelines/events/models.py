@@ -6,10 +6,12 @@
   ``event_window`` modality, so ``ephys train`` applies.
 * :func:`build_unet1d` — per-sample event mask, the shape of the mEPP seed's 1-D "MiniUNet"
   (NatashaKhotkina/Neural_network_project): encoder of conv blocks with max-pooling, a bottleneck,
-  a decoder with up-sampling and skip connections, sigmoid output ``(L, 1)``.
+  a decoder with up-sampling and skip connections, sigmoid output ``(L, 1)``. Registered for the
+  ``event_patch`` modality with target ``mask`` and the loss :func:`dice_bce`.
 * :func:`build_autoencoder` — convolutional autoencoder of fixed-length patches (the seed's
   anomaly detector, after keras.io "Timeseries anomaly detection using an Autoencoder"): the
-  reconstruction error is the anomaly score.
+  reconstruction error is the anomaly score. Registered for ``event_patch`` with target
+  ``input`` (mean squared error), fitted on event-free patches only.
 """
 
 from __future__ import annotations
@@ -19,15 +21,27 @@ from keras import layers
 
 from ..core.errors import EphysError
 
-__all__ = ["build_cnn_bilstm", "build_unet1d", "build_autoencoder"]
+__all__ = ["build_cnn_bilstm", "build_unet1d", "build_autoencoder", "dice_bce"]
 
 
-def _take(name: str, hparams: dict, allowed: dict) -> dict:
-    unknown = sorted(set(hparams) - set(allowed))
-    if unknown:
-        raise EphysError(f"{name} does not accept hyper-parameter(s) {', '.join(unknown)}; it accepts "
-                         f"{', '.join(sorted(allowed))}")
-    return {**allowed, **hparams}
+@keras.saving.register_keras_serializable(package="ephys_events", name="dice_bce")
+def dice_bce(y_true, y_pred):
+    """Binary cross-entropy + soft Dice loss of per-sample masks, one value per patch.
+
+    y_true, y_pred : (batch, L, 1) float, 0/1 mask and sigmoid probability. Returns (batch,):
+    the mean binary cross-entropy over the patch plus ``1 - (2 |y·p| + 1) / (|y| + |p| + 1)``
+    (soft Dice with +1 smoothing, so an event-free patch predicted empty costs 0). Registered
+    with Keras so a checkpoint compiled with it loads (resume).
+
+    Source: the mEPP seed's U-Net loss (NatashaKhotkina/Neural_network_project, BCE + Dice);
+    Dice loss: Milletari et al. 2016, V-Net, 3DV.
+    """
+    from keras import ops
+
+    bce = keras.losses.binary_crossentropy(y_true, y_pred)
+    inter = ops.sum(y_true * y_pred, axis=(1, 2))
+    dice = 1.0 - (2.0 * inter + 1.0) / (ops.sum(y_true, axis=(1, 2)) + ops.sum(y_pred, axis=(1, 2)) + 1.0)
+    return ops.mean(bce, axis=1) + dice
 
 
 def build_cnn_bilstm(input_shape, n_classes: int = 2, width: int = 16, lstm: int = 16,
@@ -61,21 +75,21 @@ def build_cnn_bilstm(input_shape, n_classes: int = 2, width: int = 16, lstm: int
     return keras.Model(inp, out, name="cnn_bilstm")
 
 
-def build_unet1d(input_shape, n_classes: int = 1, **hparams) -> keras.Model:
+def build_unet1d(input_shape, n_classes: int = 1, width: int = 16, depth: int = 3, kernel: int = 9,
+                 dropout: float = 0.0) -> keras.Model:
     """1-D U-Net producing a per-sample event probability.
 
     Parameters
     ----------
     input_shape : (L, 1), L divisible by 2**depth; float32 standardised patch
-    hparams : ``width`` (filters at the top level, default 16), ``depth`` (default 3), ``kernel``
-        (default 9)
+    width : filters at the top level (doubled per level); depth : levels (L divisible by 2**depth);
+    kernel : convolution length in samples; dropout : unused (accepted so ``--dropout`` is harmless)
 
     Returns
     -------
     keras.Model ``(batch, L, 1)`` -> ``(batch, L, 1)`` sigmoid.
     """
-    hp = _take("unet1d", hparams, {"width": 16, "depth": 3, "kernel": 9, "dropout": 0.0})
-    w, depth, ks = int(hp["width"]), int(hp["depth"]), int(hp["kernel"])
+    w, depth, ks = int(width), int(depth), int(kernel)
     inp = keras.Input(shape=tuple(input_shape), name="patch")
     x, skips = inp, []
 
@@ -95,11 +109,12 @@ def build_unet1d(input_shape, n_classes: int = 1, **hparams) -> keras.Model:
         x = layers.UpSampling1D(2)(x)
         x = layers.Concatenate()([x, skips[lv]])
         x = block(x, w * 2 ** lv, f"dec{lv}")
-    out = layers.Conv1D(1, 1, activation="sigmoid", name="mask")(x)
+    out = layers.Conv1D(1, 1, activation="sigmoid", dtype="float32", name="mask")(x)
     return keras.Model(inp, out, name="unet1d")
 
 
-def build_autoencoder(input_shape, n_classes: int = 0, **hparams) -> keras.Model:
+def build_autoencoder(input_shape, n_classes: int = 0, width: int = 16, kernel: int = 7, code: int = 16,
+                      dropout: float = 0.0) -> keras.Model:
     """Convolutional autoencoder of patches ``(L, 1)`` (L divisible by 8) with a dense bottleneck.
 
     hparams : ``width`` (filters, default 16), ``kernel`` (default 7), ``code`` (bottleneck
@@ -109,8 +124,7 @@ def build_autoencoder(input_shape, n_classes: int = 0, **hparams) -> keras.Model
     -------
     keras.Model ``(batch, L, 1)`` -> ``(batch, L, 1)`` reconstruction (linear).
     """
-    hp = _take("autoencoder", hparams, {"width": 16, "kernel": 7, "code": 16, "dropout": 0.0})
-    w, ks, code = int(hp["width"]), int(hp["kernel"]), int(hp["code"])
+    w, ks, code = int(width), int(kernel), int(code)
     length = int(input_shape[0])
     inp = keras.Input(shape=tuple(input_shape), name="patch")
     x = layers.Conv1D(w, ks, strides=2, padding="same", activation="relu")(inp)
@@ -122,5 +136,5 @@ def build_autoencoder(input_shape, n_classes: int = 0, **hparams) -> keras.Model
     x = layers.Reshape((length // 8, w))(x)
     for _ in range(3):
         x = layers.Conv1DTranspose(w, ks, strides=2, padding="same", activation="relu")(x)
-    out = layers.Conv1D(1, ks, padding="same", name="reconstruction")(x)
+    out = layers.Conv1D(1, ks, padding="same", dtype="float32", name="reconstruction")(x)
     return keras.Model(inp, out, name="autoencoder")

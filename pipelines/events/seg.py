@@ -1,117 +1,51 @@
-"""Training and prediction of the per-sample models (U-Net mask, autoencoder anomaly score).
+"""The per-sample models' steps around the core's fit loop: inference on whole traces, the
+autoencoder's anomaly threshold, and the test metrics ``ephys evaluate`` writes for them.
 
-The core's ``train()`` fits softmax classifiers only, so these two are fitted here with
-``keras.Model.fit`` and write a run folder of the core's shape through ``core.atomic``:
-``config.yaml``, ``model.keras``, ``history.csv``, ``metrics.json`` (training-side numbers only:
-the autoencoder's threshold and what it was chosen on; test metrics are written by the recipe).
+``unet1d`` and ``autoencoder`` are registered models (:mod:`ephys.pipelines.events`) trained by
+the core (:func:`ephys.pipelines.core.training.train`) on an ``event_patch`` dataset
+(:func:`ephys.pipelines.events.windows.write_patch_dataset`; inputs are
+:func:`~ephys.pipelines.events.windows.normalise_trace` traces, events upward in units of robust
+SD, so one model serves both polarities):
 
-Inputs are :func:`ephys.pipelines.events.windows.normalise_trace` traces (events upward, units of
-robust SD), so one model serves both polarities.
-
-* U-Net: patches of ``PATCH`` samples with the ground-truth mask, binary cross-entropy + Dice.
-* Autoencoder: patches of ``AE_PATCH`` samples that hold no event (the seed's "trained on normal
-  data"); the anomaly score of a sample is the squared reconstruction error smoothed over 2 ms;
-  the threshold is the 99.5th percentile of the score on the *training* event-free patches.
+* U-Net: target ``mask`` (the patch's ground-truth event mask), binary cross-entropy + Dice
+  (:func:`ephys.pipelines.events.models.dice_bce`); the recipe's patches are :data:`PATCH` long.
+* Autoencoder: target ``input`` (mean squared error), fitted on event-free patches only (the
+  seed's "trained on normal data"; patches :data:`AE_PATCH` long); the anomaly score of a sample
+  is its squared reconstruction error smoothed over 2 ms. :func:`choose_anomaly_threshold` (the
+  spec's ``after_fit``) sets the threshold to the :data:`QUANTILE` percentile of the score on the
+  event-free samples of the *training* recordings and writes it to ``RUN/threshold.json``.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import time
+import json
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from ..core.atomic import atomic_path, write_json, write_text
-from .windows import patches, stitch
+from ..core.atomic import write_json
+from ..core.errors import EphysError
+from .windows import assemble_recordings, patches, stitch
 
-__all__ = ["PATCH", "AE_PATCH", "train_unet", "predict_unet", "train_autoencoder", "anomaly_score",
-           "load_run_model"]
+__all__ = ["PATCH", "AE_PATCH", "QUANTILE", "THRESHOLD_FILE", "predict_unet", "anomaly_score",
+           "choose_anomaly_threshold", "read_threshold", "evaluate_mask", "evaluate_anomaly"]
 
+#: patch lengths (samples) of the events-sim recipe: U-Net, autoencoder (the mEPP seed's)
 PATCH = 1024
 AE_PATCH = 256
-
-
-def _history_csv(path: Path, hist: dict) -> None:
-    keys = sorted(hist)
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["epoch", *keys])
-    for e in range(len(hist[keys[0]]) if keys else 0):
-        w.writerow([e, *(f"{hist[k][e]:.6g}" for k in keys)])
-    write_text(path, buf.getvalue())
-
-
-def _save_run(run: Path, model, config: dict, hist: dict, metrics: dict) -> Path:
-    run.mkdir(parents=True, exist_ok=True)
-    write_text(run / "config.yaml", yaml.safe_dump(config, sort_keys=False))
-    _history_csv(run / "history.csv", hist)
-    with atomic_path(run / "model.keras", suffix=".keras") as tmp:
-        model.save(tmp)
-    write_json(run / "metrics.json", metrics)
-    return run
-
-
-def _dice_bce(y_true, y_pred):
-    import keras
-    from keras import ops
-
-    bce = keras.losses.binary_crossentropy(y_true, y_pred)
-    inter = ops.sum(y_true * y_pred, axis=(1, 2))
-    dice = 1.0 - (2.0 * inter + 1.0) / (ops.sum(y_true, axis=(1, 2)) + ops.sum(y_pred, axis=(1, 2)) + 1.0)
-    return ops.mean(bce, axis=1) + dice
-
-
-def _fit(model, x, y, epochs, batch_size, seed, val_fraction=0.15):
-    import keras
-
-    keras.utils.set_random_seed(seed)
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(x))
-    x, y = x[order], y[order]
-    t0 = time.perf_counter()
-    h = model.fit(x, y, epochs=epochs, batch_size=batch_size, validation_split=val_fraction if len(x) > 20 else 0.0,
-                  verbose=0, shuffle=True,
-                  callbacks=[keras.callbacks.EarlyStopping(patience=3, restore_best_weights=True,
-                                                           monitor="val_loss" if len(x) > 20 else "loss")])
-    return {k: [float(v) for v in vals] for k, vals in h.history.items()}, time.perf_counter() - t0
-
-
-def train_unet(run: str | Path, traces: list[np.ndarray], masks: list[np.ndarray], *, epochs: int = 10,
-               seed: int = 0, width: int = 8, depth: int = 3, batch_size: int = 16, groups=None,
-               extra_config: dict | None = None):
-    """Fit the U-Net on normalised training traces and their masks; returns (run folder, model).
-
-    traces : list of (n_i,) float32 normalised traces; masks : list of (n_i,) 0/1
-    """
-    import keras
-
-    from .models import build_unet1d
-
-    xs, ys = [], []
-    for z, m in zip(traces, masks):
-        px, st = patches(z, PATCH, PATCH // 2)
-        pm, _ = patches(np.asarray(m, dtype=np.float32), PATCH, PATCH // 2)
-        xs.append(px)
-        ys.append(pm)
-    x, y = np.concatenate(xs), np.concatenate(ys)
-    keras.utils.set_random_seed(seed)
-    model = build_unet1d((PATCH, 1), width=width, depth=depth)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=_dice_bce, metrics=["binary_accuracy"])
-    hist, secs = _fit(model, x, y, epochs, batch_size, seed)
-    cfg = {"model": "unet1d", "modality": "event_mask", "patch": PATCH, "width": width, "depth": depth,
-           "epochs": epochs, "batch_size": batch_size, "seed": seed, "lr": 1e-3, "loss": "bce+dice",
-           "train_groups": list(groups or []), "keras_version": keras.__version__, **(extra_config or {})}
-    metrics = {"n_train_patches": int(len(x)), "train_seconds": round(secs, 2), "epochs_run": len(hist.get("loss", []))}
-    return _save_run(Path(run), model, cfg, hist, metrics), model
+#: percentile of the training event-free anomaly score taken as the autoencoder's threshold
+QUANTILE = 99.5
+THRESHOLD_FILE = "threshold.json"
 
 
 #: inference patch length (samples) and overlap of the fully convolutional U-Net
 INFER_PATCH = 16_384
 INFER_OVERLAP = 512
 _LONG: dict = {}
+
+
+def _unet_depth(model) -> int:
+    return sum(1 for ly in model.layers if ly.name.startswith("enc") and ly.name.endswith("_c0"))
 
 
 def _long_unet(model, length: int):
@@ -122,8 +56,7 @@ def _long_unet(model, length: int):
         from .models import build_unet1d
 
         c0 = model.get_layer("enc0_c0")
-        depth = sum(1 for ly in model.layers if ly.name.startswith("enc") and ly.name.endswith("_c0"))
-        m = build_unet1d((length, 1), width=int(c0.filters), depth=depth, kernel=int(c0.kernel_size[0]))
+        m = build_unet1d((length, 1), width=int(c0.filters), depth=_unet_depth(model), kernel=int(c0.kernel_size[0]))
         m.set_weights(model.get_weights())
         _LONG.clear()
         _LONG[key] = (m, model)  # hold the trained model too, so its id is not reused
@@ -142,8 +75,7 @@ def predict_unet(model, z: np.ndarray, batch_size: int = 8, length: int = INFER_
     """
     z = np.asarray(z, dtype=np.float32)
     n = z.size
-    depth = sum(1 for ly in model.layers if ly.name.startswith("enc") and ly.name.endswith("_c0"))
-    q = 2 ** depth
+    q = 2 ** _unet_depth(model)
     if n <= length:
         length = max(PATCH, int(np.ceil(n / q)) * q)
     px, st = patches(z, length, length - overlap)
@@ -152,55 +84,120 @@ def predict_unet(model, z: np.ndarray, batch_size: int = 8, length: int = INFER_
     return stitch(pred, st, n, length)
 
 
-def _event_free_patches(z: np.ndarray, m: np.ndarray, length: int) -> np.ndarray:
-    px, st = patches(z, length, length // 2)
-    pm, _ = patches(np.asarray(m, dtype=np.float32), length, length // 2)
-    keep = pm.reshape(len(st), -1).max(axis=1) == 0
-    return px[keep]
+def _smooth_2ms(e: np.ndarray, fs_hz: float, axis: int = -1) -> np.ndarray:
+    from scipy.ndimage import uniform_filter1d
+
+    return uniform_filter1d(e, size=max(1, int(2e-3 * fs_hz)), axis=axis)
 
 
 def anomaly_score(model, z: np.ndarray, fs_hz: float, batch_size: int = 256) -> np.ndarray:
-    """Per-sample squared reconstruction error of a normalised trace, smoothed over 2 ms."""
-    from scipy.ndimage import uniform_filter1d
-
-    px, st = patches(z, AE_PATCH, AE_PATCH // 2)
+    """Per-sample squared reconstruction error (n,) of a normalised trace, in patches of the
+    model's input length at half overlap (stitched, triangular weights), smoothed over 2 ms."""
+    length = int(model.input_shape[1])
+    px, st = patches(np.asarray(z, dtype=np.float32), length, length // 2)
     rec = model.predict(px, batch_size=batch_size, verbose=0)
-    err = (px - rec) ** 2
-    e = stitch(err, st, z.size, AE_PATCH)
-    return uniform_filter1d(e, size=max(1, int(2e-3 * fs_hz)))
+    e = stitch((px - rec) ** 2, st, np.asarray(z).size, length)
+    return _smooth_2ms(e, fs_hz)
 
 
-def train_autoencoder(run: str | Path, traces: list[np.ndarray], masks: list[np.ndarray], fs: list[float], *,
-                      epochs: int = 10, seed: int = 0, width: int = 16, batch_size: int = 32, quantile: float = 99.5,
-                      groups=None, extra_config: dict | None = None):
-    """Fit the autoencoder on event-free training patches; threshold = ``quantile`` of the
-    training event-free score. Returns (run folder, model, threshold)."""
-    import keras
+def choose_anomaly_threshold(run_dir, model, ds, split: dict, log=print) -> float:
+    """The autoencoder's ``after_fit``: threshold = :data:`QUANTILE` percentile of the anomaly
+    score on the event-free samples of the training-side recordings (``split`` train + val parts,
+    put back together from their patches: the score is computed on whole traces, as detection
+    does); written to ``RUN/threshold.json`` and returned.
 
-    from .models import build_autoencoder
-
-    x = np.concatenate([_event_free_patches(z, m, AE_PATCH) for z, m in zip(traces, masks)])
-    keras.utils.set_random_seed(seed)
-    model = build_autoencoder((AE_PATCH, 1), width=width)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
-    hist, secs = _fit(model, x, x, epochs, batch_size, seed)
-    scores = []
-    for z, m, f in zip(traces, masks, fs):
-        s = anomaly_score(model, z, f)
-        free = np.asarray(m) == 0
-        scores.append(s[free])
-    thr = float(np.percentile(np.concatenate(scores), quantile))
-    cfg = {"model": "autoencoder", "modality": "event_mask", "patch": AE_PATCH, "width": width, "epochs": epochs,
-           "batch_size": batch_size, "seed": seed, "lr": 1e-3, "loss": "mse", "threshold_quantile": quantile,
-           "train_groups": list(groups or []), "keras_version": keras.__version__, **(extra_config or {})}
-    metrics = {"n_train_patches": int(len(x)), "train_seconds": round(secs, 2),
-               "threshold": thr, "threshold_source": f"{quantile} percentile of the score on training event-free samples",
-               "epochs_run": len(hist.get("loss", []))}
-    return _save_run(Path(run), model, cfg, hist, metrics), model, thr
+    Raises
+    ------
+    EphysError
+        The training side holds no event-free sample.
+    """
+    recs = assemble_recordings(ds, np.concatenate([split["train"], split["val"]]))
+    scores = [anomaly_score(model, r["z"], r["fs_hz"])[(r["mask"] == 0) & r["covered"]] for r in recs.values()]
+    free = np.concatenate(scores) if scores else np.zeros(0)
+    if not free.size:
+        raise EphysError("no event-free training sample to set the anomaly threshold on", ds.root)
+    thr = float(np.percentile(free, QUANTILE))
+    write_json(Path(run_dir) / THRESHOLD_FILE, {
+        "threshold": thr, "quantile": QUANTILE, "n_samples": int(free.size), "recordings": sorted(recs),
+        "source": f"{QUANTILE} percentile of the anomaly score on the training recordings' event-free samples"})
+    log(f"anomaly threshold {thr:.4g} ({QUANTILE} percentile of {free.size} training event-free samples)")
+    return thr
 
 
-def load_run_model(run: str | Path):
-    """The ``model.keras`` of a U-Net or autoencoder run folder (custom loss not needed)."""
-    import keras
+def read_threshold(run_dir) -> float:
+    """The threshold :func:`choose_anomaly_threshold` wrote into an autoencoder run.
 
-    return keras.models.load_model(Path(run) / "model.keras", compile=False)
+    Raises
+    ------
+    EphysError
+        No or an unreadable ``threshold.json``.
+    """
+    path = Path(run_dir) / THRESHOLD_FILE
+    try:
+        return float(json.loads(path.read_text())["threshold"])
+    except FileNotFoundError:
+        raise EphysError("no anomaly threshold (threshold.json): not a finished autoencoder run", run_dir) from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise EphysError(f"unreadable anomaly threshold ({exc})", path) from None
+
+
+def _point_metrics(truth: np.ndarray, score: np.ndarray, pred: np.ndarray, label_names, n_patches: int) -> dict:
+    """Per-point metrics of a binary per-sample output against the masks (each point of each test
+    patch counts once per patch that holds it)."""
+    from sklearn import metrics as skm
+
+    from .metrics import mask_iou
+
+    y, p = truth.ravel().astype(np.int64), pred.ravel().astype(np.int64)
+    both = np.unique(y).size == 2
+    pr, rc, f, sup = skm.precision_recall_fscore_support(y, p, labels=[0, 1], zero_division=0)
+    return {"accuracy": float(skm.accuracy_score(y, p)),
+            "balanced_accuracy": float(skm.balanced_accuracy_score(y, p)) if both else None,
+            "macro_f1": float(np.mean(f)) if both else None,
+            "roc_auc_ovr": float(skm.roc_auc_score(y, score.ravel())) if both else None,
+            "iou": mask_iou(y.astype(bool), p.astype(bool)),
+            "n_test": int(n_patches), "n_points": int(y.size), "unit": "per sample point of the test patches",
+            "labels": list(label_names), "confusion_matrix": skm.confusion_matrix(y, p, labels=[0, 1]).tolist(),
+            "per_class": {label_names[c]: {"precision": float(pr[c]), "recall": float(rc[c]), "f1": float(f[c]),
+                                           "support": int(sup[c])} for c in (0, 1)}}
+
+
+def _predict_patches(model, ds, test, batch_size: int, chunk: int = 4096) -> np.ndarray:
+    idx = np.asarray(test, dtype=np.int64)
+    return np.concatenate([np.asarray(model.predict(ds.load(idx[i:i + chunk]), batch_size=batch_size, verbose=0))
+                           for i in range(0, idx.size, chunk)])
+
+
+def evaluate_mask(run_dir, config: dict, ds, test, batch_size: int = 64) -> dict:
+    """The U-Net's ``evaluator``: per-point accuracy, balanced accuracy, macro-F1, ROC-AUC of the
+    mask probability, IoU and per-class precision / recall / F1 (probability > 0.5) on the run's
+    test patches. Event-level F1 needs the detection step on whole traces (``events-sim``)."""
+    from ..core.models import load_keras_model
+
+    model = load_keras_model(Path(run_dir) / "model.keras", compile=False)
+    p = _predict_patches(model, ds, test, batch_size)[..., 0]
+    truth = ds.load_mask(test, dtype=np.uint8)[..., 0]
+    return {**_point_metrics(truth, p, p > 0.5, ds.label_names, len(test)), "decision": "probability > 0.5"}
+
+
+def evaluate_anomaly(run_dir, config: dict, ds, test, batch_size: int = 64) -> dict:
+    """The autoencoder's ``evaluator``: per-point metrics of ``score > threshold`` (the run's
+    training-side threshold) against the test patches' masks, ROC-AUC of the score; the score of
+    each patch is its own squared reconstruction error smoothed over 2 ms (no stitching), and
+    ``reconstruction_mse_event_free`` the mean squared error of the event-free test patches."""
+    from ..core.models import load_keras_model
+
+    thr = read_threshold(run_dir)
+    model = load_keras_model(Path(run_dir) / "model.keras", compile=False)
+    x = ds.load(test)[..., 0]
+    err = (x - _predict_patches(model, ds, test, batch_size)[..., 0]) ** 2
+    recs = ds.manifest["recordings"]
+    fs = np.array([recs[ds.groups[i]]["fs_hz"] for i in test])
+    score = np.empty_like(err)
+    for f in np.unique(fs):
+        score[fs == f] = _smooth_2ms(err[fs == f], f, axis=1)
+    truth = ds.load_mask(test, dtype=np.uint8)[..., 0]
+    free = truth.max(axis=1) == 0
+    return {**_point_metrics(truth, score, score > thr, ds.label_names, len(test)),
+            "decision": f"anomaly score > {thr:.4g} (threshold.json)",
+            "reconstruction_mse_event_free": float(err[free].mean()) if free.any() else None}

@@ -12,9 +12,21 @@ Dataset layout (``event_window`` modality, the core's single-array layout): ``wi
 float32 (n, 600, 1), ``manifest.json`` with ``modality``, ``sample_shape``, ``array``,
 ``label_names`` (no_event, event), ``samples`` (``id``, ``row``, ``label``, ``group`` = recording,
 ``t_s`` = window start time in its recording), ``fs_hz``, ``window``, ``stride``, provenance.
+
+Patch layout (``event_patch`` modality, for the per-sample models ``unet1d`` and
+``autoencoder``): overlapping patches of each recording's :func:`normalise_trace` trace (events
+upward, units of robust SD), ``patches.npy`` float32 (n, L, 1), and beside them the ground-truth
+event masks ``masks.npy`` uint8 (n, L, 1) (``manifest["mask_array"]``, the core's mask target);
+``label_names`` (no_event, event): a patch is *event* when its mask holds any event sample;
+``samples`` (``id``, ``row``, ``label``, ``group`` = recording, ``start`` = first sample,
+``t_s``); ``recordings`` (id -> ``fs_hz``, ``polarity``, ``n_samples``, ``units``, ``kind``,
+``snr``); ``parameters`` (:class:`EventPatchParams`). Written by :func:`write_patch_dataset`.
 """
 
 from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -23,7 +35,8 @@ from ..core.errors import EphysError
 
 __all__ = ["WINDOW", "STRIDE", "POS_RANGE", "NEG_FREE", "LABEL_NAMES", "MODALITY", "minmax_windows",
            "prediction_to_samples", "training_windows", "write_window_dataset", "normalise_trace", "patches",
-           "stitch", "window_probability"]
+           "stitch", "window_probability", "PATCH_MODALITY", "EventPatchParams", "write_patch_dataset",
+           "assemble_recordings"]
 
 WINDOW = 600
 STRIDE = 20
@@ -31,6 +44,7 @@ POS_RANGE = (60, 180)
 NEG_FREE = (20, 260)
 LABEL_NAMES = ["no_event", "event"]
 MODALITY = "event_window"
+PATCH_MODALITY = "event_patch"
 
 
 def minmax_windows(x: np.ndarray, starts: np.ndarray, window: int = WINDOW) -> np.ndarray:
@@ -208,3 +222,125 @@ def window_probability(model, x: np.ndarray, polarity: str, batch_size: int = 51
             if b - a < min_width:
                 p[a:b] = 0.0
     return prediction_to_samples(p, starts, y.size)
+
+
+@dataclass(frozen=True)
+class EventPatchParams:
+    """How :func:`write_patch_dataset` cuts recordings into patches.
+
+    Attributes
+    ----------
+    patch_samples : int
+        Patch length L (samples), a multiple of 8 and >= 64 (the U-Net halves it ``depth`` times,
+        the autoencoder three times). The events-sim recipe: 1024 for ``unet1d``, 256 for
+        ``autoencoder`` (the mEPP seed's lengths).
+    stride_samples : int or None
+        Start-to-start distance, 1 <= stride <= L (patches cover every sample; the last one is
+        flush with the end). None: L // 2 (half overlap).
+    baseline_ms : float
+        Running-median window (ms) of :func:`normalise_trace`.
+    """
+
+    patch_samples: int = 1024
+    stride_samples: int | None = None
+    baseline_ms: float = 50.0
+
+    def checked(self) -> "EventPatchParams":
+        """These parameters with the default stride filled in.
+
+        Raises
+        ------
+        EphysError
+            A patch length that is not a multiple of 8 or below 64, a stride outside [1, L], or
+            a baseline window <= 0.
+        """
+        L = int(self.patch_samples)
+        if L < 64 or L % 8:
+            raise EphysError(f"patch length must be a multiple of 8 and at least 64 samples, not {self.patch_samples}")
+        stride = L // 2 if self.stride_samples is None else int(self.stride_samples)
+        if not 1 <= stride <= L:
+            raise EphysError(f"patch stride must be between 1 and the patch length {L}, not {self.stride_samples}")
+        if not float(self.baseline_ms) > 0:
+            raise EphysError(f"baseline window must be > 0 ms, not {self.baseline_ms}")
+        return EventPatchParams(L, stride, float(self.baseline_ms))
+
+
+def write_patch_dataset(out, recordings: list[dict], params: EventPatchParams | None = None,
+                        provenance: dict | None = None) -> dict:
+    """Write an ``event_patch`` dataset (module docstring) from recordings; returns the manifest.
+
+    Parameters
+    ----------
+    out : dataset folder (created; arrays written atomically, ``manifest.json`` last)
+    recordings : dicts with ``id``, ``x`` (n,) raw trace, ``mask`` (n,) 0/1 ground-truth event
+        mask, ``fs_hz``, ``polarity`` (``positive`` / ``negative``) and optionally ``units``,
+        ``kind``, ``snr`` (the cohort dicts of :func:`ephys.pipelines.events.events_sim.load_cohort`)
+    params : :class:`EventPatchParams` (default: 1024-sample patches at half overlap)
+
+    Raises
+    ------
+    EphysError
+        Bad parameters, no recording, a mask of another length than its trace, or two
+        recordings with one id.
+    """
+    prm = (params or EventPatchParams()).checked()
+    L, stride = prm.patch_samples, prm.stride_samples
+    if not recordings:
+        raise EphysError("no recording to cut into patches")
+    ids = [str(r["id"]) for r in recordings]
+    if len(set(ids)) != len(ids):
+        raise EphysError(f"recording ids repeat: {sorted({i for i in ids if ids.count(i) > 1})[:3]}")
+    xs, ms, samples, recs = [], [], [], {}
+    for r in recordings:
+        x, mask = np.asarray(r["x"]), np.asarray(r["mask"])
+        if mask.shape != x.shape:
+            raise EphysError(f"recording {r['id']}: mask of {mask.size} samples for a trace of {x.size}")
+        z = normalise_trace(x, float(r["fs_hz"]), r["polarity"], prm.baseline_ms)
+        px, starts = patches(z, L, stride)
+        pm, _ = patches((mask > 0).astype(np.float32), L, stride)
+        has = pm.reshape(len(starts), -1).max(axis=1) > 0
+        for k, s0 in enumerate(starts):
+            samples.append({"id": f"{r['id']}:{int(s0):09d}", "row": len(samples), "label": LABEL_NAMES[int(has[k])],
+                            "group": str(r["id"]), "start": int(s0), "t_s": float(s0) / float(r["fs_hz"])})
+        xs.append(px)
+        ms.append(pm.astype(np.uint8))
+        recs[str(r["id"])] = {"fs_hz": float(r["fs_hz"]), "polarity": r["polarity"], "n_samples": int(x.size),
+                              **{k: r[k] for k in ("units", "kind", "snr") if k in r}}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_npy(out / "patches.npy", np.concatenate(xs).astype(np.float32))
+    write_npy(out / "masks.npy", np.concatenate(ms))
+    manifest = {"modality": PATCH_MODALITY, "sample_shape": [L, 1], "array": "patches.npy", "mask_array": "masks.npy",
+                "label_names": LABEL_NAMES, "group_noun": "recording", "n_samples": len(samples),
+                "class_counts": {c: sum(1 for s in samples if s["label"] == c) for c in LABEL_NAMES},
+                "parameters": {**asdict(prm), "normalisation": "events.windows.normalise_trace (events upward, "
+                               "robust SD units)"},
+                "recordings": recs, "samples": samples, "provenance": provenance or {}}
+    write_json(out / "manifest.json", manifest)
+    return manifest
+
+
+def assemble_recordings(ds, indices) -> dict[str, dict]:
+    """The normalised traces and masks of the recordings whose patches ``indices`` are, put back
+    together from an ``event_patch`` dataset (``ds``: a core ``Dataset``).
+
+    Returns
+    -------
+    dict recording id -> {``z`` (n,) float32 normalised trace, ``mask`` (n,) uint8, ``covered``
+    (n,) bool: samples some given patch holds (others are 0), ``fs_hz``}
+    """
+    idx = np.asarray(indices, dtype=np.int64)
+    recs = ds.manifest["recordings"]
+    L = int(ds.sample_shape[0])
+    out: dict[str, dict] = {}
+    for g in sorted({ds.groups[i] for i in idx}):
+        mine = idx[np.array([ds.groups[i] == g for i in idx])]
+        n = int(recs[g]["n_samples"])
+        z, m, cov = np.zeros(n, np.float32), np.zeros(n, np.uint8), np.zeros(n, bool)
+        x, mk = ds.load(mine)[..., 0], ds.load_mask(mine, dtype=np.uint8)[..., 0]
+        for k, i in enumerate(mine):
+            s0 = int(ds.manifest["samples"][i]["start"])
+            e = min(s0 + L, n)
+            z[s0:e], m[s0:e], cov[s0:e] = x[k, :e - s0], mk[k, :e - s0], True
+        out[g] = {"z": z, "mask": m, "covered": cov, "fs_hz": float(recs[g]["fs_hz"])}
+    return out
