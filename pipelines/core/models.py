@@ -27,10 +27,9 @@ from typing import Any, Callable
 
 from .errors import EphysError
 
-<<<<<<< HEAD
 __all__ = ["HParam", "ModelSpec", "REGISTRY", "check_hparams", "register", "resolve_model_name", "resolve_builder",
            "models_for_modality", "check_modality", "build_model", "describe_models", "parse_hparams", "load_keras_model",
-           "run_model_spec", "load_predictor"]
+           "run_model_spec", "load_predictor", "TARGETS", "model_loss"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -210,12 +209,6 @@ class HParam:
         if self.choices is not None and out not in self.choices:
             raise ValueError(v)
         return out
-=======
-__all__ = ["ModelSpec", "REGISTRY", "register", "resolve_model_name", "resolve_builder", "models_for_modality",
-           "check_modality", "build_model", "describe_models", "parse_hparams", "load_keras_model", "run_model_spec",
-           "load_predictor"]
-__all__ += ["TARGETS", "model_loss"]  # what a model learns (ModelSpec.target) and with which loss
->>>>>>> h5-eventsseg
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,13 +255,11 @@ class ModelSpec:
         ``"keras"`` (trained by gradient descent in :func:`ephys.pipelines.training.train`) or
         ``"lightgbm"`` (gradient-boosted trees on feature tables, :mod:`ephys.pipelines.tabular`;
         its builder returns an unfitted ``LGBMClassifier``).
-<<<<<<< HEAD
     hparams : dict[str, HParam]
         The hyper-parameters the builder (or trainer) takes, by name, in the order ``ephys
         models`` lists them; :func:`check_hparams` refuses any other and fills the defaults. A
         Keras model that declares ``dropout`` gets ``ephys train --dropout``; one that declares
         ``input_size`` gets ``--input-size``.
-=======
     target : str
         What the core's fit loop teaches the model (:data:`TARGETS`): ``"label"`` (the sample's
         class; the model outputs ``(batch, n_classes)`` softmax probabilities), ``"mask"`` (the
@@ -291,7 +282,6 @@ class ModelSpec:
         ``evaluator(run_dir, config, ds, test_indices, batch_size) -> dict``: the test metrics
         ``ephys evaluate`` writes for a non-``label`` target (a label target is scored by the
         core's classification metrics). None there: evaluate says it does not apply.
->>>>>>> h5-eventsseg
     """
 
     name: str
@@ -306,9 +296,7 @@ class ModelSpec:
     trainer: Callable[..., Path] | str | None = None
     predictor: Callable[..., Callable] | str | None = None
     imagenet_weights: Callable[[str], Path] | str | None = None
-<<<<<<< HEAD
     hparams: dict[str, HParam] = field(default_factory=dict)
-=======
     target: str = "label"
     loss: Callable[..., Any] | str | None = None
     fit_labels: tuple[str, ...] = ()
@@ -332,7 +320,6 @@ def model_loss(spec: ModelSpec):
     if callable(spec.loss) or ":" not in str(spec.loss):
         return spec.loss
     return _resolve(spec.loss)
->>>>>>> h5-eventsseg
 
 
 class _Registry(dict):
@@ -549,12 +536,8 @@ def describe_models() -> list[dict]:
     list[dict]
         Keys: ``name`` (str), ``aliases`` (list[str]), ``modalities`` (list[str]),
         ``input_size`` (int | None), ``imagenet`` (bool), ``description`` (str), ``kind``
-<<<<<<< HEAD
         (``"keras"`` | ``"lightgbm"``), ``hparams`` (dict: name -> :meth:`HParam.describe`, in
-        declaration order).
-=======
-        (``"keras"`` | ``"lightgbm"``), ``target`` (``"label"`` | ``"mask"`` | ``"input"``).
->>>>>>> h5-eventsseg
+        declaration order), ``target`` (``"label"`` | ``"mask"`` | ``"input"``).
     """
     return [
         {
@@ -565,11 +548,8 @@ def describe_models() -> list[dict]:
             "imagenet": s.imagenet,
             "description": s.description,
             "kind": s.kind,
-<<<<<<< HEAD
             "hparams": {k: h.describe() for k, h in s.hparams.items()},
-=======
             "target": s.target,
->>>>>>> h5-eventsseg
         }
         for s in REGISTRY.values()
     ]
