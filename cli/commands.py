@@ -44,7 +44,7 @@ _PIPELINE_OF: dict[int, str] = {}
 
 
 def cmd_path(cmd: Command) -> str:
-    """``spikes cluster`` / ``fetch dandi``: how a user types the command."""
+    """``PIPELINE NAME`` or ``fetch NAME``: how a user types the command."""
     return f"{cmd.group or _PIPELINE_OF.get(id(cmd), '?')} {cmd.name}"
 
 

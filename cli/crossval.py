@@ -50,6 +50,6 @@ def prepare_folds(
     if tasks_file is not None:
         lines = ["task\tdataset\tmodel\tfold\tcv_dir\trun\tdone"]
         lines += [f"{k}\t{t['dataset']}\t{t['model']}\t{t['fold']}\t{t['cv_dir']}\t{t['run']}\t{int(t['done'])}"
-                  for k, t in enumerate(tasks)]
+                  for k, t in zip(range(len(tasks)), tasks)]
         write_text(tasks_file, "\n".join(lines) + "\n")
     common.out.print(str(len(tasks)), highlight=False)

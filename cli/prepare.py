@@ -39,7 +39,7 @@ def _run(step, pipeline: str, kw: dict) -> None:
     raw = kw.get("input")
     if raw is None:
         raw = common.data_root() / step.input_default
-    input_path = raw if step.input_text and not Path(str(raw)).exists() else Path(raw)
+    input_path = raw if step.input_text and not _local(raw) else Path(raw)
     out = Path(kw.get("out") or common.data_root() / step.out_default)
     labels = gen.labels
     if labels is None and step.labels and isinstance(input_path, Path) and (input_path / "labels.csv").is_file():
@@ -53,7 +53,7 @@ def _run(step, pipeline: str, kw: dict) -> None:
 
         res = run_prepare(pipeline, step, input_path, out, params, options=options, labels_csv=labels,
                           force=gen.force, run=gen.run_options(out), progress=progress,
-                          n_runs_using=len(runs_using(out, common.runs_root())) if out.exists() else 0,
+                          n_runs_using=len(runs_using(out, common.runs_root())) if out.is_dir() else 0,
                           log=common.info, notice=common.notice)
     for s in res.skipped:
         common.err.print(f"skipped {s['path']}: {s['reason']}", highlight=False, markup=False, soft_wrap=True)
@@ -62,6 +62,15 @@ def _run(step, pipeline: str, kw: dict) -> None:
         common.info(f"shard {gen.shard}: done; run without --shard to write {out / step.main_file}")
     else:
         common.out.print(str(res.main_file), highlight=False, markup=False, soft_wrap=True)
+
+
+def _local(raw) -> bool:
+    """INPUT names a file or folder here (not a URL or an archive id)."""
+    try:
+        Path(str(raw)).stat()
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def add_step(step, pipeline: str) -> None:

@@ -11,7 +11,7 @@ from . import common
 
 def report(run: Path = typer.Argument(None, help="Run folder [default: the latest under ./runs].")):
     """Write RUN/report.html (self-contained, images embedded) and RUN/report.md: data summary,
-    config, learning curves, metrics, confusion matrix, ROC, example scalograms, saliency."""
+    config, learning curves, metrics, confusion matrix, ROC, example samples, explanations."""
     common.import_backend()
     from ephys.pipelines.core.report import build_report
 

@@ -7,7 +7,7 @@ import shlex
 import typer
 
 
-def slurm_plan(pipeline: str = typer.Option("sts", "--pipeline", help="Registered pipeline name.")):
+def slurm_plan(pipeline: str = typer.Option(None, "--pipeline", help="Registered pipeline name [default: the default pipeline].")):
     """Print the pipeline's ClusterSteps as shell lines for slurm/submit.sh to eval, each exporting
     its default only when the user has not set the variable (for the *_ARGS: set, even empty)."""
     from ephys.pipelines.core.errors import EphysError
@@ -15,7 +15,10 @@ def slurm_plan(pipeline: str = typer.Option("sts", "--pipeline", help="Registere
     from . import common
     from ephys.pipelines.core.registry import pipeline as find
 
-    p = find(pipeline)
+    from ephys.pipelines.core.registry import default_pipeline
+
+    p = find(pipeline) if pipeline else default_pipeline()
+    pipeline = p.name
     c = p.cluster
     if c is None:
         raise EphysError(f"pipeline {pipeline!r} declares no cluster steps (run it with `ephys reproduce`)")

@@ -206,3 +206,23 @@ def write_predictions(path: str | Path, ids, proba: np.ndarray, label_names: lis
         k_pred = int(np.argmax(pr)) if threshold is None or len(pr) != 2 else int(pr[1] >= threshold)
         w.writerow([sid, *extra, *t, label_names[k_pred]] + [f"{v:.6f}" for v in pr])
     return write_text(Path(path), buf.getvalue())
+
+
+def resolve_run(run: str | Path | None, runs_root: str | Path) -> Path:
+    """``run`` when given (it must be a folder), else the most recently trained run under ``runs_root``.
+
+    Raises
+    ------
+    EphysError
+        The given folder is missing, or no run is given and none is found.
+    """
+    if run is not None:
+        run = Path(run)
+        if not run.is_dir():
+            raise EphysError("no such run folder", run)
+        return run
+    root = Path(runs_root)
+    cands = [p for p in root.glob("*") if (p / "config.yaml").is_file()] if root.is_dir() else []
+    if not cands:
+        raise EphysError("no run given and none found; run `ephys train` first or pass RUN", root)
+    return max(cands, key=lambda p: (p / "config.yaml").stat().st_mtime)

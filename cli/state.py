@@ -1,0 +1,3 @@
+"""The global ``--quiet`` / ``--debug`` switches, set once per invocation."""
+
+STATE = {"quiet": False, "debug": False}
