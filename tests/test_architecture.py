@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import csv
 import json
+import re
 import sys
 import zipfile
 from pathlib import Path
@@ -21,8 +22,27 @@ PLUGIN_ENV = {"EPHYS_PLUGINS": "toy_modality", "PYTHONPATH": str(Path(__file__).
 
 
 def test_toy_modality_train_evaluate_predict_report(tmp_path):
+    # the declared prepare step: its options (with units) in --help, its parameters in the manifest
+    helptext = ephys("prepare", "toy", "--help", env=PLUGIN_ENV, check=0).stdout
+    assert "--offset-mV" in helptext and "[mV" in helptext and "--scale" in helptext and "--shard" in helptext
+    assert "--n-t" not in helptext  # declared cli=False
     x, y = toy_modality.simulate(20, seed=1)
-    data = toy_modality.write_dataset(tmp_path / "toy", x, y)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    np.save(raw / "sequences.npy", x)
+    (raw / "labels.txt").write_text("\n".join(y))
+    data = tmp_path / "toy"
+    ephys("prepare", "toy", raw, data, "--offset-mV", "0", env=PLUGIN_ENV, check=0)
+    man = json.loads((data / "manifest.json").read_text())
+    assert man["prepared_by"]["step"] == "toy" and man["parameters"]["offset_mV"] == 0.0
+    one_line_error(ephys("prepare", "toy", raw, tmp_path / "bad", "--scale", "-1", env=PLUGIN_ENV), "--scale", "> 0")
+    assert not (tmp_path / "bad").exists()
+    # the same folder with other parameters is refused, naming what differs; --force replaces it
+    one_line_error(ephys("prepare", "toy", raw, data, "--scale", "2", env=PLUGIN_ENV), "scale 1.0 -> 2.0", "--force")
+    # the declared extra command, mounted under the pipeline's name
+    hello = ephys("toy", "hello", "world", "--times", "2", env=PLUGIN_ENV, check=0)
+    assert hello.stdout.split("\n")[:2] == ["hello world", "hello world"]
+    assert "toy" in ephys("--help", env=PLUGIN_ENV, check=0).stdout
     run = tmp_path / "run"
     # a plug-in model's declared hyper-parameter: checked by the core, listed, and given to its builder
     one_line_error(ephys("train", "--model", "toy_dense", "--data", data, "--hparam", "unit=12", "--out", run,
@@ -38,7 +58,7 @@ def test_toy_modality_train_evaluate_predict_report(tmp_path):
     ephys("evaluate", run, env=PLUGIN_ENV, check=0)
     m = json.loads((run / "metrics.json").read_text())
     assert m["n_test"] > 0 and 0.0 <= m["balanced_accuracy"] <= 1.0
-    # raw input through the modality's prepare hook: new sequences, labels unknown to predict
+    # raw input through the declared prepare step, with the run's dataset's parameters
     xn, yn = toy_modality.simulate(6, seed=2)
     np.save(tmp_path / "new.npy", xn)
     ephys("predict", run, tmp_path / "new.npy", tmp_path / "pred", env=PLUGIN_ENV, check=0)
@@ -51,7 +71,7 @@ def test_toy_modality_train_evaluate_predict_report(tmp_path):
     assert "Counts per predicted class" in page and 'alt="toy sequences"' in page
     ephys("report", run, env=PLUGIN_ENV, check=0)
     html = (run / "report.html").read_text()
-    assert "Toy examples" in html and 'alt="toy sequences"' in html
+    assert "Toy examples" in html and 'alt="toy sequences"' in html and "Toy section" in html
     # a prepared dataset with other parameters is refused, naming the difference
     toy_modality.write_dataset(tmp_path / "other", xn, [None] * len(xn), {"n_t": 32, "scale": 2.0})
     proc = ephys("predict", run, tmp_path / "other", tmp_path / "pred2", env=PLUGIN_ENV)
@@ -125,3 +145,59 @@ def test_no_import_cycles_between_modules():
     for m in sorted(graph):
         if m not in state:
             visit(pkg_of(m))
+
+
+# ---------------------------------------------------------------------------------------------
+# the house: cli/ is generated from the declarations; models train through the core
+# ---------------------------------------------------------------------------------------------
+
+#: the words of the done-criterion (`grep -rniE 'sts|scalogram|spikes|mer|lfp|events' cli/`)
+_PIPELINE_WORDS = re.compile(r"sts|scalogram|spikes|mer|lfp|events", re.IGNORECASE)
+
+
+def test_cli_names_no_pipeline_and_stays_small():
+    for f in sorted((REPO / "cli").glob("*.py")):
+        lines = f.read_text().splitlines()
+        assert len(lines) <= 120, (f.name, len(lines))
+        for k, line in enumerate(lines, 1):
+            if line.lstrip().startswith("#"):
+                continue
+            code = line.split("  # ", 1)[0]  # an inline comment
+            assert not _PIPELINE_WORDS.search(code), f"cli/{f.name}:{k}: {line.strip()}"
+
+
+def _declared_flags() -> set[str]:
+    from ephys.pipelines.core.params import describe
+    from ephys.pipelines.core.registry import pipelines
+
+    flags = set()
+    for p in pipelines().values():
+        classes = [s.params for s in p.prepare] + [s.options for s in p.prepare] + [c.params for c in p.commands]
+        classes.append(p.synthetic_params)
+        for cls in filter(None, classes):
+            flags |= {i.option for i in describe(cls) if not i.argument}
+    return flags
+
+
+def test_cli_defines_no_option_a_declaration_owns():
+    """The CLI's own options are the verbs' (train, reproduce, ...); a pipeline's options live in its
+    declaration. Generic names every verb may use are allowed."""
+    generic = {"--seed", "--out", "--labels", "--data", "--epochs"}
+    owned = _declared_flags() - generic
+    for f in sorted((REPO / "cli").glob("*.py")):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "Option":
+                names = {a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)}
+                assert not names & owned, (f.name, sorted(names & owned))
+
+
+def test_pipelines_fit_and_cross_validate_only_through_the_core():
+    """No pipeline module calls a Keras model's fit or runs its own fold loop: every network trains in
+    core.training (``ModelSpec`` targets) and cross-validation is core.crossval's."""
+    fit = re.compile(r"\bmodel\.fit\(|\.fit\(\s*(?:x=)?[A-Za-z_]+\s*,\s*(?:y=)?[A-Za-z_]+\s*,\s*(?:epochs|batch_size|validation)")
+    for name in ("sts", "spikes", "mer", "events", "lfp"):
+        for f in sorted((REPO / "pipelines" / name).glob("*.py")):
+            text = f.read_text()
+            assert not fit.search(text), f"pipelines/{name}/{f.name}: a Keras fit outside the core"
+            assert "for fold in" not in text and "StratifiedGroupKFold(" not in text, \
+                f"pipelines/{name}/{f.name}: a fold loop outside the core"

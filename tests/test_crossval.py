@@ -118,7 +118,7 @@ def test_prepare_events_windows_grouped_by_recording(tmp_path):
     assert {s["label"] for s in man["samples"]} == {"event", "no_event"}
     # the same call again is a no-op; other settings into the same folder are refused
     ephys("prepare", "events", tmp_path / "raw", tmp_path / "ds", check=0)
-    one_line_error(ephys("prepare", "events", tmp_path / "raw", tmp_path / "ds", "--seed", "3"), "other input")
+    one_line_error(ephys("prepare", "events", tmp_path / "raw", tmp_path / "ds", "--seed", "3"), "other parameters", "seed 0 -> 3", "--force")
     one_line_error(ephys("prepare", "events", tmp_path, tmp_path / "ds2"), "recordings.csv")
     assert not (tmp_path / "ds2").exists()
     # 6 recordings: participant-grouped 5-fold over recordings

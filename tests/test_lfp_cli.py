@@ -105,7 +105,7 @@ def test_ratgps_cut_length_mismatch(tmp_path):
 
 @needs_shared
 def test_ratgps_reader_units():
-    from ephys.pipelines.blocks.readers.lfp_recordings import read_lfp_recordings
+    from ephys.pipelines.lfp.readers import read_lfp_recordings
 
     (rec,) = read_lfp_recordings(RATGPS)
     assert rec.fs_hz == 250.0 and rec.lfp.shape == (300250, 3)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ephys.pipelines.blocks.readers.lfp_recordings import LfpRecording, read_lfp_recordings
+from ephys.pipelines.lfp.readers import LfpRecording, read_lfp_recordings
 from ephys.pipelines.blocks.signal.bands import band_signals, usable_bands
 from ephys.pipelines.core.datasets import load_dataset
 from ephys.pipelines.core.errors import EphysError

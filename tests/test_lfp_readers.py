@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import ephys, one_line_error
-from ephys.pipelines.blocks.readers.lfp_recordings import read_lfp_recordings
+from ephys.pipelines.lfp.readers import read_lfp_recordings
 from ephys.pipelines.core.errors import EphysError
 
 FS = 250.0

@@ -9,7 +9,7 @@ import re
 import numpy as np
 
 from conftest import ephys
-from ephys.pipelines.blocks.readers.lfp_recordings import LfpRecording
+from ephys.pipelines.lfp.readers import LfpRecording
 from ephys.pipelines.lfp.heldout_units import held_out_units
 from ephys.pipelines.lfp.sequence import SequenceParams, prepare_lfp
 

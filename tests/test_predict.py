@@ -86,3 +86,45 @@ def test_decision_threshold_chosen_on_validation_only(tmp_path):
     assert m["decision_threshold"] == d["threshold"]
     one_line_error(ephys("train", "--model", "cnn1d", "--data", tmp_path / "ds", "--decision", "best",
                          "--out", tmp_path / "x"), "--decision")
+
+
+def test_predict_on_raw_mer_through_the_recorded_prepare_step(tmp_path):
+    """A feature-table run has no modality hook for raw input: predict prepares the recordings with the
+    step and parameters its dataset's manifest records (prepared_by), then classifies every segment."""
+    raw = tmp_path / "raw"
+    ephys("fetch", "synthetic", raw, "--pipeline", "mer", "--size", "2", "--seed", "3", check=0)
+    ephys("prepare", "mer", raw, tmp_path / "ds", check=0)
+    man = json.loads((tmp_path / "ds" / "manifest.json").read_text())
+    assert man["prepared_by"]["step"] == "mer" and "key" in man["parameters"]
+    ephys("train", "--model", "lightgbm", "--data", tmp_path / "ds", "--out", tmp_path / "run", check=0)
+    proc = ephys("predict", tmp_path / "run", raw, tmp_path / "pred", check=0)
+    rows = list(csv.DictReader(open(tmp_path / "pred" / "predictions.csv")))
+    assert len(rows) == len(man["samples"]) and {"p_inside", "p_outside", "predicted"} <= set(rows[0])
+    assert {r["id"] for r in rows} == {s["id"] for s in man["samples"]}
+    assert proc.stdout.strip().endswith("predictions.csv")
+
+
+def test_prepare_and_predict_miniml_windows(tmp_path):
+    """miniML's HDF5 training windows are a prepare input (score 2 = unlabelled); a window-classifier run
+    then predicts them from the raw file."""
+    import h5py
+
+    rng = np.random.default_rng(0)
+    n = 40
+    t = np.arange(600)
+    x = rng.normal(0, 1, (n, 600))
+    scores = np.array([1, 0] * (n // 2))
+    scores[:2] = 2
+    x[scores == 1] -= 8 * np.exp(-np.clip(t - 200, 0, None) / 40.0) * (t >= 200)
+    h5 = tmp_path / "windows.h5"
+    with h5py.File(h5, "w") as fh:
+        fh["events"], fh["scores"], fh["raw_indices"] = x, scores, np.arange(n) * 700
+    ephys("prepare", "events", h5, tmp_path / "ds", check=0)
+    man = json.loads((tmp_path / "ds" / "manifest.json").read_text())
+    labels = [s["label"] for s in man["samples"]]
+    assert len(labels) == n and labels.count(None) == 2 and man["sample_shape"] == [600, 1]
+    ephys("train", "--model", "cnn_bilstm", "--data", tmp_path / "ds", "--epochs", "1", "--eager",
+          "--hparam", "width=4", "--hparam", "lstm=4", "--out", tmp_path / "run", check=0)
+    ephys("predict", tmp_path / "run", h5, tmp_path / "pred", check=0)
+    rows = list(csv.DictReader(open(tmp_path / "pred" / "predictions.csv")))
+    assert len(rows) == n and all(abs(float(r["p_event"]) + float(r["p_no_event"]) - 1) < 1e-4 for r in rows)

@@ -1,19 +1,25 @@
 """A toy pipeline registered from outside the package (``EPHYS_PLUGINS=toy_modality``).
 
-It proves that a new pipeline is one module: a dataset layout (one array + manifest), a tiny Keras
-model, a report figure and raw-input preparation for ``ephys predict``, with no change to the core.
+It proves that a new pipeline is one module and one declaration: a dataset layout (one array +
+manifest), a prepare step with parameters (``ephys prepare toy``, which also prepares raw input
+for ``ephys predict``), a tiny Keras model with a hyper-parameter, a report figure and section, and
+an extra command (``ephys toy hello``), with no change to the core or the CLI.
 Samples: 32-sample sequences, class "rising" (a ramp from -1 to 1) or "falling" (the reverse), plus noise.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ephys.pipelines.core.errors import EphysError
 from ephys.pipelines.core.models import HParam, ModelSpec
-from ephys.pipelines.core.registry import Figure, Modality, Pipeline, register_pipeline
+from ephys.pipelines.core.params import param
+from ephys.pipelines.core.prepare import PrepareStep
+from ephys.pipelines.core.registry import Command, Figure, Modality, Pipeline, Section, register_pipeline
 
 N_T = 32
 LABELS = ["falling", "rising"]
@@ -37,7 +43,7 @@ def write_dataset(out: Path, x: np.ndarray, labels: list[str | None], params: di
     samples = [{"id": f"s{i:03d}", "row": i, "label": lab, "group": f"g{i // 2}", "source": "toy"}
                for i, lab in enumerate(labels)]
     manifest = {"modality": "toyseq", "sample_shape": [N_T, 1], "array": "sequences.npy", "label_names": LABELS,
-                "samples": samples, "parameters": params or {"n_t": N_T, "scale": 1.0}}
+                "samples": samples, "parameters": params or {"n_t": N_T, "scale": 1.0, "offset_mV": 0.0}}
     (out / "manifest.json").write_text(json.dumps(manifest))
     return out
 
@@ -75,16 +81,66 @@ def examples(ctx):
     return Figure(buf.getvalue(), "toy sequences", "One sequence per class.")
 
 
-def prepare_like(input_path, manifest, out_dir, log=print):
-    """Raw input: a .npy of shape (n, 32), prepared with the run's parameters."""
-    x = np.load(input_path)
-    return write_dataset(Path(out_dir), x * float(manifest["parameters"]["scale"]), [None] * len(x),
-                         manifest["parameters"])
+@dataclass
+class ToyParams:
+    """``ephys prepare toy``: raw sequences (n, 32) in mV -> a toyseq dataset."""
+
+    n_t: int = param(N_T, "Samples per sequence.", min=4, cli=False)
+    scale: float = param(1.0, "Gain applied to the raw values.", min=0.0, min_exclusive=True)
+    offset_mV: float = param(0.0, "Offset subtracted from the raw values.", unit="mV")
+
+
+def discover(input_path, params, labels_csv=None, options=None):
+    """One item: a .npy of raw sequences (unlabelled), or a folder with sequences.npy + labels.txt."""
+    path = Path(input_path)
+    if path.is_dir():
+        return [{"id": path.name, "x": str(path / "sequences.npy"), "labels": str(path / "labels.txt")}], []
+    if path.suffix != ".npy":
+        raise EphysError("expected a .npy of sequences or a folder with sequences.npy", path)
+    return [{"id": path.stem, "x": str(path), "labels": None}], []
+
+
+def process(item, params, out_dir, options=None):
+    x = np.load(item["x"]).reshape(-1, params.n_t)
+    labels = Path(item["labels"]).read_text().split() if item["labels"] else [None] * len(x)
+    return {"x": (x - params.offset_mV) * params.scale, "labels": labels}
+
+
+def collect(out, results, params, ctx):
+    r = results[0]
+    write_dataset(Path(out), r["x"], r["labels"], {"n_t": params.n_t, "scale": params.scale,
+                                                   "offset_mV": params.offset_mV})
+    return Path(out) / "manifest.json"
+
+
+def summary_section(ctx):
+    """A report section only this pipeline knows how to write."""
+    n = len((ctx.manifest or {}).get("samples") or [])
+    return [Section("Toy section", text=f"{n} toy sequences in the dataset.")]
+
+
+@dataclass
+class HelloParams:
+    """``ephys toy hello NAME``."""
+
+    name: str = param(None, "Who to greet.", argument=True)
+    times: int = param(1, "How many times.", min=1)
+
+
+def hello(p, ctx):
+    for _ in range(p.times):
+        ctx.echo(f"hello {p.name}")
 
 
 TOY = Modality("toyseq", "toy 1-D sequences", sample_noun="sequence", examples_title="Toy examples",
-               examples=examples, prepare_for_predict=prepare_like, predict_batch_size=64)
+               examples=examples, sections=summary_section, predict_batch_size=64)
 
-register_pipeline(Pipeline("toy", "a toy pipeline for the architecture test", modalities=(TOY,),
-                           models=(ModelSpec("toy_dense", build_toy_dense, ("toyseq",), None, (), "toy", False,
-                                             hparams={"units": HParam(16, int, "units of the hidden layer", min=1)}),)))
+register_pipeline(Pipeline(
+    "toy", "a toy pipeline for the architecture test", modalities=(TOY,),
+    models=(ModelSpec("toy_dense", build_toy_dense, ("toyseq",), None, (), "toy", False,
+                      hparams={"units": HParam(16, int, "units of the hidden layer", min=1)}),),
+    prepare=(PrepareStep("toy", "Raw toy sequences -> a toyseq dataset.", discover, process, collect,
+                         params=ToyParams, noun="file", modalities=("toyseq",), out_default="processed/toy",
+                         input_help="A .npy of sequences (n, 32) in mV, or a folder with sequences.npy and "
+                                    "labels.txt."),),
+    commands=(Command("hello", "Say hello (the toy's extra command).", hello, HelloParams),)))

@@ -170,7 +170,7 @@ def write_consolidated(root: str | Path, samples: list[dict], sample_shape, dtyp
 
 
 #: manifest keys that do not change what the samples are (a resumed prepare rewrites them)
-_NOT_CONTENT = ("created", "ephys_version", "provenance", "skipped", "fingerprint")
+_NOT_CONTENT = ("created", "ephys_version", "provenance", "prepared_by", "skipped", "fingerprint")
 
 
 def dataset_fingerprint(manifest: dict) -> str:

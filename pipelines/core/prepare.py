@@ -77,6 +77,8 @@ class PrepareStep:
         ``prepared_by`` was recorded are matched to their step by it).
     partial_keys : for ``cache=False`` steps, ``partial_keys(out) -> set`` of the parameter keys of
         the per-item files an unfinished run left (another key: the dataset is refused unless ``--force``).
+    predict_dataset : ``predict_dataset(out, trained_manifest) -> Path``: for a step that writes
+        several datasets into OUT, the one that matches a run's training dataset (``ephys predict``).
     """
 
     name: str
@@ -98,6 +100,7 @@ class PrepareStep:
     item_key: Callable[[Any], str] | str | None = None
     modalities: tuple[str, ...] = ()
     partial_keys: Callable[[Path], set] | str | None = None
+    predict_dataset: Callable[[Path, dict], Path] | str | None = None
 
     def hook(self, name: str) -> Callable[..., Any] | None:
         from .registry import resolve
@@ -175,6 +178,9 @@ class PrepareContext:
     notice : warnings worth a line even with ``--quiet``.
     items : the discovered items, in the order of ``results``.
     discovered : what ``discover`` returned besides items and skipped (a dict; empty when nothing).
+    stamp : ``{"prepared_by", "parameters"}`` as the core records them in the main file; a step that
+        writes several datasets (one per unit, ...) puts it in each of their manifests too, so that
+        ``ephys predict`` can prepare raw input for a run trained on any of them.
     """
 
     input: Any
@@ -188,6 +194,7 @@ class PrepareContext:
     notice: Callable[[str], None] = print
     items: list = field(default_factory=list)
     discovered: dict = field(default_factory=dict)
+    stamp: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -452,10 +459,13 @@ def run_prepare(pipeline: str, step: PrepareStep, input_path, out: str | Path, p
         if run.shard is not None:
             ok = True
             return PrepareOutcome(None, len(results), n_resumed, skipped)
+        stamp = {"prepared_by": {"pipeline": pipeline, "step": step.name, **inputs},
+                 "parameters": {**record, "key": pkey}}
         ctx = PrepareContext(input_path, Path(labels_csv) if labels_csv else None, options, skipped, scheduler,
-                             log, pipeline, step.name, notice or log, items=items, discovered=discovered)
+                             log, pipeline, step.name, notice or log, items=items, discovered=discovered,
+                             stamp=stamp)
         main = Path(resolve(step.collect)(out, results, params, ctx))
-        _stamp(main, pipeline, step, record, pkey, inputs)
+        _stamp(main, stamp)
         if step.cache and (out / ITEMS_DIR).is_dir():
             shutil.rmtree(out / ITEMS_DIR, ignore_errors=True)
         ok = True
@@ -481,16 +491,16 @@ class _Job:
         return _process_one(item, self.process, self.params, self.out, self.options, key, self.pkey, self.cache)
 
 
-def _stamp(main: Path, pipeline: str, step: PrepareStep, record: dict, pkey: str, inputs: dict) -> None:
+def _stamp(main: Path, stamp: dict) -> None:
     """Record ``prepared_by`` and (when the step did not) ``parameters`` in the main file."""
     m = _read_json(main)
     if m is None:
         return
-    m["prepared_by"] = {"pipeline": pipeline, "step": step.name, **inputs}
+    m["prepared_by"] = stamp["prepared_by"]
     if not isinstance(m.get("parameters"), dict) or not m["parameters"]:
-        m["parameters"] = {**record, "key": pkey}
+        m["parameters"] = dict(stamp["parameters"])
     else:
-        m["parameters"].setdefault("key", pkey)
+        m["parameters"].setdefault("key", stamp["parameters"]["key"])
     write_json(main, m)
 
 
@@ -542,4 +552,5 @@ def prepare_like(input_path, manifest: dict, out_dir: str | Path, log: Callable[
     res = run_prepare(p.name, step, input_path, out_dir, params, run=ShardOptions(scheduler="synchronous"), log=log)
     for s in res.skipped:
         log(f"skipped {s['path']}: {s['reason']}")
-    return Path(out_dir)
+    pick = step.hook("predict_dataset")
+    return Path(pick(Path(out_dir), manifest)) if pick is not None else Path(out_dir)

@@ -61,6 +61,7 @@ PREPARE_LFP = PrepareStep(
     discover="ephys.pipelines.lfp.sequence:discover", process="ephys.pipelines.lfp.sequence:process",
     collect="ephys.pipelines.lfp.sequence:collect", params=SequenceParams, options=LfpOptions,
     noun="recording", modalities=("sequence",), main_file="index.json",
+    predict_dataset="ephys.pipelines.lfp.sequence:unit_dataset",
     description="windows.npy (all windows), one sequence dataset per unit (units/UNIT/manifest.json, group = "
                 "recording; `ephys train --model bilstm --data OUT/units/UNIT`), index.json written last. Bands "
                 "delta..high gamma below 0.9 x Nyquist, zero-phase filters over each whole recording, Hilbert "

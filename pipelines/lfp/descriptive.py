@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..blocks.readers.lfp_recordings import LfpRecording
+from .readers import LfpRecording
 from ..blocks.signal.bands import band_signals, usable_bands
 from ..core.atomic import atomic_path
 

@@ -119,7 +119,7 @@ def _run(recordings, out: Path, scheme: str, *, seed, epochs, cv_folds, rec, hp,
 def reproduce_sim(data, out, *, seed: int = 0, epochs: int = 40, cv_folds: int = 5, hparams: dict | None = None,
                   log=print) -> dict:
     """``reproduce lfp-sim`` (see the module docstring); ``data`` None or a cohort folder."""
-    from ..blocks.readers.lfp_recordings import read_lfp_recordings
+    from .readers import read_lfp_recordings
     from .synthetic import DURATION_S, fetch_synthetic
 
     out = Path(out)
@@ -208,7 +208,7 @@ def reproduce_ratgps(data, out, *, seed: int = 0, epochs: int = 40, cv_folds: in
     EphysError
         ``data`` is not one Axona recording.
     """
-    from ..blocks.readers.lfp_recordings import read_lfp_recordings
+    from .readers import read_lfp_recordings
 
     rec, hp = _split_hparams(hparams)
     recordings = read_lfp_recordings(data)

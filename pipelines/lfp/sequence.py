@@ -64,7 +64,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..blocks.readers.lfp_recordings import LfpRecording, check_recording, read_lfp_recordings
+from .readers import LfpRecording, check_recording, read_lfp_recordings
 from ..blocks.signal.bands import band_signals, usable_bands
 from ..core.atomic import atomic_path, sha256_file, write_json
 from ..core.errors import EphysError
@@ -161,8 +161,22 @@ def process(rec: LfpRecording, params: SequenceParams, out_dir=None, options=Non
 
 def collect(out, results: list[dict], params: SequenceParams, ctx) -> Path:
     """The step's ``collect`` hook: ``windows.npy``, one dataset per unit, ``index.json`` last."""
-    _write(ctx.items, [r["x"] for r in results], Path(out), params, ctx.log)
+    _write(ctx.items, [r["x"] for r in results], Path(out), params, ctx.log, ctx.stamp)
     return Path(out) / INDEX
+
+
+def unit_dataset(out: Path, trained: dict) -> Path:
+    """The step's ``predict_dataset`` hook: the unit dataset of ``out`` a run was trained on.
+
+    Raises
+    ------
+    EphysError
+        The input has no recording of that unit (its spike times name the units).
+    """
+    folder = Path(out) / "units" / _safe(str(trained.get("unit")))
+    if not (folder / "manifest.json").is_file():
+        raise EphysError(f"the input has no unit {trained.get('unit')!r}, the unit the run was trained on", out)
+    return folder
 
 
 def prepare_lfp(recordings: list[LfpRecording] | str | Path, out: str | Path, params: SequenceParams | None = None,
@@ -190,7 +204,8 @@ def prepare_lfp(recordings: list[LfpRecording] | str | Path, out: str | Path, pa
     return Path(out)
 
 
-def _write(recordings: list[LfpRecording], inputs: list[np.ndarray], out: Path, p: SequenceParams, log) -> None:
+def _write(recordings: list[LfpRecording], inputs: list[np.ndarray], out: Path, p: SequenceParams, log,
+           stamp: dict | None = None) -> None:
     fs_hz = recordings[0].fs_hz
     bands = usable_bands(fs_hz, p.bands)
     n_win = int(round(p.window_s * fs_hz))
@@ -245,7 +260,7 @@ def _write(recordings: list[LfpRecording], inputs: list[np.ndarray], out: Path, 
               "params": asdict(p), "ephys_version": __version__}
     for unit, recs in samples_by_unit.items():
         write_json(out / "units" / _safe(unit) / "manifest.json",
-                   {**common, "unit": unit, "samples": recs})
+                   {**common, "unit": unit, "samples": recs, **(stamp or {})})
     write_json(out / INDEX, {**{k: v for k, v in common.items() if k != "array"}, "array": WINDOWS,
                              "n_windows": total, "recordings": rec_index,
                              "units": {u: {"dataset": f"units/{_safe(u)}", **v} for u, v in unit_index.items()}})

@@ -69,7 +69,7 @@ each ``recording.json``, so a leave-one-band-out analysis has a known answer; th
 spike probability of every unit goes to ``intensity.npy`` ((n_samples, n_units) float32, units in
 the order of ``recording.json["intensity"]["units"]``), from which :func:`oracle_auc` computes the
 ceiling any model can reach. Output: ``OUT/P01/{lfp.npy, spikes.csv, recording.json,
-intensity.npy}``, ... (the :func:`ephys.pipelines.blocks.readers.lfp_recordings.read_npy_lfp`
+intensity.npy}``, ... (the :func:`ephys.pipelines.lfp.readers.read_npy_lfp`
 layout).
 """
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ...core.errors import EphysError
+from .ecephys import LfpRecording
 
 
 @dataclass
@@ -112,3 +113,72 @@ def read_cut(path: str | Path, n_spikes: int | None = None) -> np.ndarray:
     if ids.size != declared or (n_spikes is not None and ids.size != n_spikes):
         raise EphysError(f"cut file lists {ids.size} spikes, expected {n_spikes or declared}", path)
     return ids
+
+
+def _read_axona_eeg(path: Path) -> tuple[np.ndarray, float]:
+    data = path.read_bytes()
+    header, start = _header(data, path)
+    fs = _number(header, "sample_rate", path)
+    n = int(_number(header, "num_EEG_samples", path) if "num_EEG_samples" in header
+            else _number(header, "num_EGF_samples", path))
+    width = int(_number(header, "bytes_per_sample", path))
+    if width not in (1, 2):
+        raise EphysError(f"unsupported bytes_per_sample {width} (1 or 2)", path)
+    if len(data) - start < n * width:
+        raise EphysError(f"file holds fewer bytes than its {n} samples need", path)
+    dtype = np.int8 if width == 1 else np.dtype("<i2")
+    return np.frombuffer(data, dtype=dtype, count=n, offset=start).astype(np.float64), fs
+
+
+def read_axona_lfp(folder: str | Path, trial: str | None = None, tetrodes=None,
+                   eeg_ext: str = "eeg") -> LfpRecording:
+    """Read an Axona trial's LFP channels and sorted units.
+
+    Parameters
+    ----------
+    folder : folder holding ``TRIAL.eeg*``, ``TRIAL.<N>``, ``TRIAL_<N>.cut``
+    trial : trial basename (default: the only one with an ``.eeg`` file)
+    tetrodes : tetrode numbers to read (default: every ``TRIAL.<N>`` with a cut file)
+    eeg_ext : ``"eeg"`` (250 Hz) or ``"egf"`` (4.8 kHz)
+
+    Raises
+    ------
+    EphysError
+        No or several trials, LFP files of different lengths or rates, a tetrode without its cut
+        file, or a cut file whose length differs from the tetrode's spike count.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise EphysError("no such Axona folder", folder)
+    if trial is None:
+        trials = sorted({p.stem for p in folder.glob(f"*.{eeg_ext}")})
+        if len(trials) != 1:
+            raise EphysError(f"expected one trial with a .{eeg_ext} file, found {len(trials)}", folder)
+        trial = trials[0]
+    eeg = [p for p in folder.glob(f"{trial}.{eeg_ext}*") if re.fullmatch(rf"\.{eeg_ext}\d*", p.suffix)]
+    eeg.sort(key=lambda p: int(p.suffix[len(eeg_ext) + 1:] or 1))
+    if not eeg:
+        raise EphysError(f"no {trial}.{eeg_ext} file", folder)
+    chans, fss = [], set()
+    for p in eeg:
+        x, fs = _read_axona_eeg(p)
+        chans.append(x)
+        fss.add(fs)
+    if len(fss) != 1 or len({c.size for c in chans}) != 1:
+        raise EphysError("LFP files differ in sampling rate or length", folder)
+    if tetrodes is None:
+        tetrodes = sorted(int(p.suffix[1:]) for p in folder.glob(f"{trial}.*")
+                          if p.suffix[1:].isdigit() and (folder / f"{trial}_{p.suffix[1:]}.cut").is_file())
+    units: dict[str, np.ndarray] = {}
+    sources = [str(p) for p in eeg]
+    for n in tetrodes:
+        tet = read_tetrode(folder / f"{trial}.{n}")
+        cut_path = folder / f"{trial}_{n}.cut"
+        cut = read_cut(cut_path, tet.times_s.size)
+        sources += [str(folder / f"{trial}.{n}"), str(cut_path)]
+        for c in sorted(set(cut.tolist()) - {0}):
+            units[f"t{n}c{c}"] = np.sort(tet.times_s[cut == c])
+    if not units:
+        raise EphysError("no sorted unit (every cut cluster is 0)", folder)
+    return LfpRecording(trial, np.stack(chans, axis=1), float(fss.pop()), 0.0,
+                        [p.suffix[1:] for p in eeg], units, sources)

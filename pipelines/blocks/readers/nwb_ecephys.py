@@ -20,7 +20,7 @@ What is read (NWB 2 core schema, ``nwb.ecephys`` / ``nwb.misc``):
 
 The checks on the content (NaN samples, spike and LFP clocks that do not overlap, spikes outside
 the recording, a recording shorter than a window) are those of
-:func:`ephys.pipelines.blocks.readers.lfp_recordings.check_recording`, applied before windowing.
+:func:`ephys.pipelines.lfp.readers.check_recording`, applied before windowing.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ...core.errors import EphysError
-from .lfp_types import LfpRecording
+from .ecephys import LfpRecording
 
 __all__ = ["read_nwb_lfp"]
 

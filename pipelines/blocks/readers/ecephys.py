@@ -1,7 +1,7 @@
 """The record every LFP reader returns (:class:`LfpRecording`) and the spike-time CSV they share.
 
-Kept apart from :mod:`ephys.pipelines.blocks.readers.lfp_recordings` (which dispatches to the
-readers) so that the NWB and ``.mat`` readers can use them without an import cycle.
+Shared by the format readers that return one (Axona, NWB ecephys, MATLAB) and by the lfp
+pipeline's dispatch (:mod:`ephys.pipelines.lfp.readers`).
 """
 
 from __future__ import annotations

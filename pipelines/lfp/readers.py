@@ -1,14 +1,15 @@
-"""Paired LFP + single-unit spike times: one :class:`LfpRecording` per participant / session.
+"""Paired LFP + single-unit spike times: one :class:`LfpRecording` per participant / session
+(what ``ephys prepare lfp`` reads).
 
-Readers:
+Readers (the format readers live in :mod:`ephys.pipelines.blocks.readers`):
 
-- :func:`read_axona_lfp` — an Axona (DACQ) trial: ``TRIAL.eeg``, ``TRIAL.eeg2`` ... (LFP; 1 byte
+- :func:`ephys.pipelines.blocks.readers.axona.read_axona_lfp` — an Axona (DACQ) trial: ``TRIAL.eeg``, ``TRIAL.eeg2`` ... (LFP; 1 byte
   per sample at 250 Hz, or ``.egf`` 2 bytes at 4.8 kHz) and tetrode spike files ``TRIAL.N`` with
   their Tint cut ``TRIAL_N.cut`` (read by :mod:`ephys.pipelines.blocks.readers.axona`); every
   cluster id other than 0 (Tint's noise cluster) is a unit, named ``t<N>c<id>``.
-- :func:`ephys.pipelines.blocks.readers.lfp_nwb.read_nwb_lfp` — an NWB file (LFP
+- :func:`ephys.pipelines.blocks.readers.nwb_ecephys.read_nwb_lfp` — an NWB file (LFP
   ``ElectricalSeries`` + ``Units`` table);
-- :func:`ephys.pipelines.blocks.readers.lfp_mat.read_mat_lfp` — a ``.mat`` file (``lfp``,
+- :func:`ephys.pipelines.blocks.readers.mat.read_mat_lfp` — a ``.mat`` file (``lfp``,
   ``fs_hz``) + a spike-time CSV;
 - :func:`read_npy_lfp` — a folder with ``lfp.npy`` (float, (n_samples, n_channels)),
   ``spikes.csv`` (columns ``unit``, ``t_s``) and ``recording.json`` (``fs_hz``; optional ``t0_s``,
@@ -27,80 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ...core.errors import EphysError
-from .axona import _header, _number, read_cut, read_tetrode
-from .lfp_types import LfpRecording, read_spikes_csv
+from ..blocks.readers.axona import read_axona_lfp
+from ..blocks.readers.ecephys import LfpRecording, read_spikes_csv
+from ..core.errors import EphysError
 
 __all__ = ["LfpRecording", "read_axona_lfp", "read_npy_lfp", "read_spikes_csv", "read_lfp_recordings", "check_recording"]
-
-
-def _read_axona_eeg(path: Path) -> tuple[np.ndarray, float]:
-    data = path.read_bytes()
-    header, start = _header(data, path)
-    fs = _number(header, "sample_rate", path)
-    n = int(_number(header, "num_EEG_samples", path) if "num_EEG_samples" in header
-            else _number(header, "num_EGF_samples", path))
-    width = int(_number(header, "bytes_per_sample", path))
-    if width not in (1, 2):
-        raise EphysError(f"unsupported bytes_per_sample {width} (1 or 2)", path)
-    if len(data) - start < n * width:
-        raise EphysError(f"file holds fewer bytes than its {n} samples need", path)
-    dtype = np.int8 if width == 1 else np.dtype("<i2")
-    return np.frombuffer(data, dtype=dtype, count=n, offset=start).astype(np.float64), fs
-
-
-def read_axona_lfp(folder: str | Path, trial: str | None = None, tetrodes=None,
-                   eeg_ext: str = "eeg") -> LfpRecording:
-    """Read an Axona trial's LFP channels and sorted units.
-
-    Parameters
-    ----------
-    folder : folder holding ``TRIAL.eeg*``, ``TRIAL.<N>``, ``TRIAL_<N>.cut``
-    trial : trial basename (default: the only one with an ``.eeg`` file)
-    tetrodes : tetrode numbers to read (default: every ``TRIAL.<N>`` with a cut file)
-    eeg_ext : ``"eeg"`` (250 Hz) or ``"egf"`` (4.8 kHz)
-
-    Raises
-    ------
-    EphysError
-        No or several trials, LFP files of different lengths or rates, a tetrode without its cut
-        file, or a cut file whose length differs from the tetrode's spike count.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise EphysError("no such Axona folder", folder)
-    if trial is None:
-        trials = sorted({p.stem for p in folder.glob(f"*.{eeg_ext}")})
-        if len(trials) != 1:
-            raise EphysError(f"expected one trial with a .{eeg_ext} file, found {len(trials)}", folder)
-        trial = trials[0]
-    eeg = [p for p in folder.glob(f"{trial}.{eeg_ext}*") if re.fullmatch(rf"\.{eeg_ext}\d*", p.suffix)]
-    eeg.sort(key=lambda p: int(p.suffix[len(eeg_ext) + 1:] or 1))
-    if not eeg:
-        raise EphysError(f"no {trial}.{eeg_ext} file", folder)
-    chans, fss = [], set()
-    for p in eeg:
-        x, fs = _read_axona_eeg(p)
-        chans.append(x)
-        fss.add(fs)
-    if len(fss) != 1 or len({c.size for c in chans}) != 1:
-        raise EphysError("LFP files differ in sampling rate or length", folder)
-    if tetrodes is None:
-        tetrodes = sorted(int(p.suffix[1:]) for p in folder.glob(f"{trial}.*")
-                          if p.suffix[1:].isdigit() and (folder / f"{trial}_{p.suffix[1:]}.cut").is_file())
-    units: dict[str, np.ndarray] = {}
-    sources = [str(p) for p in eeg]
-    for n in tetrodes:
-        tet = read_tetrode(folder / f"{trial}.{n}")
-        cut_path = folder / f"{trial}_{n}.cut"
-        cut = read_cut(cut_path, tet.times_s.size)
-        sources += [str(folder / f"{trial}.{n}"), str(cut_path)]
-        for c in sorted(set(cut.tolist()) - {0}):
-            units[f"t{n}c{c}"] = np.sort(tet.times_s[cut == c])
-    if not units:
-        raise EphysError("no sorted unit (every cut cluster is 0)", folder)
-    return LfpRecording(trial, np.stack(chans, axis=1), float(fss.pop()), 0.0,
-                        [p.suffix[1:] for p in eeg], units, sources)
 
 
 def read_npy_lfp(folder: str | Path) -> LfpRecording:
@@ -142,11 +74,11 @@ def read_npy_lfp(folder: str | Path) -> LfpRecording:
 def _read_file(p: Path) -> LfpRecording:
     suffix = p.suffix.lower()
     if suffix == ".nwb":
-        from .lfp_nwb import read_nwb_lfp
+        from ..blocks.readers.nwb_ecephys import read_nwb_lfp
 
         return read_nwb_lfp(p)
     if suffix == ".mat":
-        from .lfp_mat import read_mat_lfp
+        from ..blocks.readers.mat import read_mat_lfp
 
         return read_mat_lfp(p)
     raise EphysError("expected an .nwb or .mat file, or a recording folder (Axona trial, or lfp.npy + "
@@ -163,8 +95,8 @@ def _read_folder(p: Path) -> list[LfpRecording]:
 
 def read_lfp_recordings(path: str | Path) -> list[LfpRecording]:
     """Every recording under ``path``: an ``.nwb`` file
-    (:func:`ephys.pipelines.blocks.readers.lfp_nwb.read_nwb_lfp`), a ``.mat`` file + spike CSV
-    (:func:`ephys.pipelines.blocks.readers.lfp_mat.read_mat_lfp`), an Axona trial folder, an
+    (:func:`ephys.pipelines.blocks.readers.nwb_ecephys.read_nwb_lfp`), a ``.mat`` file + spike CSV
+    (:func:`ephys.pipelines.blocks.readers.mat.read_mat_lfp`), an Axona trial folder, an
     ``lfp.npy`` folder, a folder of ``.nwb`` / ``.mat`` files, or a folder of such folders (a
     cohort; sorted by name).
 

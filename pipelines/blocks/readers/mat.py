@@ -13,7 +13,7 @@ through ``h5py``):
 
 Spike times: ``NAME_spikes.csv`` beside the file, else ``spikes.csv`` in the same folder, with
 columns ``unit`` and ``t_s`` (one row per spike, s, on the same clock as ``t0_s``;
-:func:`ephys.pipelines.blocks.readers.lfp_recordings.read_spikes_csv`).
+:func:`ephys.pipelines.blocks.readers.ecephys.read_spikes_csv`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ...core.errors import EphysError
-from .lfp_types import LfpRecording, read_spikes_csv
+from .ecephys import LfpRecording, read_spikes_csv
 
 __all__ = ["read_mat_lfp", "spikes_csv_for"]
 
