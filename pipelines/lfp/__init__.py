@@ -3,18 +3,28 @@
 SpikeInference (seed ``001_01fb2723e0b1278a``) predicts a neuron's spiking from the LFP with a
 bidirectional LSTM. Here: ``sequence`` datasets of LFP windows (raw, band-passed, Hilbert
 amplitude and phase; :mod:`.sequence`) with a per-unit spike target, a simulated cohort with a
-known answer (:mod:`.synthetic`), the seed's BiLSTM and a logistic-regression GLM baseline,
-cross-validation that cannot leak and leave-one-band-out (:mod:`.cv`), and the ``lfp-sim`` /
+known answer (:mod:`.synthetic`), the seed's BiLSTM and two registered baselines on the prediction
+bin's band amplitude and phase, the ``glm`` and ``lightgbm_bins`` (:mod:`.glm`), what the recipes
+ask of the core's cross-validation and leave-one-band-out (:mod:`.cv`), and the ``lfp-sim`` /
 ``lfp-ratgps`` recipes (:mod:`.recipes`).
 """
 
 from ..core.models import ModelSpec
 from ..core.registry import Modality, ClusterSteps, Pipeline, Recipe, register_pipeline
 
+_BINS = "ephys.pipelines.lfp.glm"
 MODELS = (
     ModelSpec("bilstm", "ephys.pipelines.blocks.models.bilstm:build_bilstm", ("sequence",), None, (),
               "two-layer bidirectional LSTM on LFP windows (the SpikeInference seed: BiLSTM 64 -> 32, dropout 0.2)",
               False),
+    ModelSpec("glm", f"{_BINS}:build_glm", ("sequence",), None, (),
+              "logistic-regression GLM on the prediction bin's band amplitude and cos/sin phase of LFP windows "
+              "(balanced classes; the spike-phase GLM baseline)", False, kind="sklearn", model_file="model.glm.json",
+              trainer=f"{_BINS}:train_bin_model", predictor=f"{_BINS}:bin_model_predictor"),
+    ModelSpec("lightgbm_bins", f"{_BINS}:build_lightgbm_bins", ("sequence",), None, (),
+              "LightGBM (Ke et al. 2017; default settings, balanced classes) on the GLM's prediction-bin features "
+              "of LFP windows", False, kind="lightgbm", model_file="model.lgb.txt",
+              trainer=f"{_BINS}:train_bin_model", predictor=f"{_BINS}:bin_model_predictor"),
 )
 
 SEQUENCE = Modality(
