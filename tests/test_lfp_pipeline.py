@@ -142,11 +142,11 @@ def test_cap_training_keeps_every_positive():
 
     y = np.zeros(1000, dtype=int)
     y[::50] = 1
-    idx = np.arange(0, 1000, 2)  # 10 positives among 500
+    idx = np.arange(0, 1000, 2)  # 20 positives among 500
     a = cap_training(idx, y, 100, np.random.default_rng(0))
     assert a.size == 100 and np.all(np.diff(a) > 0) and set(idx[y[idx] == 1]) <= set(a) and set(a) <= set(idx)
     assert np.array_equal(a, cap_training(idx, y, 100, np.random.default_rng(0)))  # seeded
-    assert cap_training(idx, y, 5, np.random.default_rng(0)).size == 20  # as many negatives as positives
+    assert cap_training(idx, y, 5, np.random.default_rng(0)).size == 40  # as many negatives as positives
     assert cap_training(idx, y, None, None) is idx
 
 

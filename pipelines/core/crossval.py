@@ -121,7 +121,7 @@ def scheme_folds(labels, groups, t, scheme: str, n_folds: int = 5, seed: int = 0
     ----------
     labels : (n,) class of each sample (str or int; stratifies ``grouped``)
     groups : (n,) str, the group (participant, recording) of each sample
-    t : (n,) float, each sample's time (``blocked``; e.g. the window's prediction-bin start, s)
+    t : (n,) float, each sample's time (``blocked``; e.g. a window's start, s)
     scheme : one of :data:`SCHEMES`; ``auto``: grouped with >= ``n_folds`` groups, lopo with
         2..n_folds-1, blocked with one
     n_folds, seed : folds of ``grouped`` / ``blocked``; shuffling of ``grouped``
