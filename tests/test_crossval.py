@@ -141,3 +141,43 @@ def test_training_leaves_no_dataset_alive(mer4, tmp_path):
         train_fold(cfg, fold=k, log=lambda s: None)
         gc.collect()
         assert not [o for o in gc.get_objects() if isinstance(o, Dataset)], f"a Dataset outlived fold {k}"
+
+
+def test_cross_validate_models_pools_every_fold_of_several_models(mer4, tmp_path):
+    """The in-process multi-model cross-validation (what pipeline recipes use): each model holds out
+    every labelled sample once, on the scheme's folds; validation comes from the training side; a
+    capped fit part keeps every positive; the Youden threshold is written to each run."""
+    from ephys.pipelines.core.crossval import CVModel, cross_validate_models, plan_folds
+    from ephys.pipelines.core.datasets import load_dataset
+    from ephys.pipelines.core.training import TrainConfig
+
+    ds = load_dataset(mer4)
+    plan = plan_folds(ds, "lopo")
+    models = [CVModel("lgb", TrainConfig(model="lightgbm", seed=0)),
+              CVModel("lgb-small", TrainConfig(model="lightgbm", seed=0, hparams={"num_leaves": 4}))]
+    cap = 40
+    res = cross_validate_models([ds], models, tmp_path, scheme="lopo", max_fit=cap, threshold="youden",
+                                prior_shift=True, log=lambda s: None)
+    lab = ds.labelled_indices()
+    assert res.plans[0].names == plan.names
+    for name in ("lgb", "lgb-small"):
+        h = res.held_out[name]
+        assert sorted(h.index.tolist()) == lab.tolist()
+        for f in plan.folds:
+            assert sorted(h.index[h.fold == f.name].tolist()) == f.test.tolist()
+        assert np.isfinite(h.threshold).all() and np.allclose(h.proba.sum(axis=1), 1.0)
+    assert not np.array_equal(res.held_out["lgb"].p, res.held_out["lgb-small"].p)
+    group_of = dict(zip(ds.ids, ds.groups))
+    label_of = dict(zip(ds.ids, ds.labels))
+    positive = ds.label_names[1]
+    for f in plan.folds:
+        run = tmp_path / "runs" / mer4.name / "lgb" / f.name
+        split = json.loads((run / "split.json").read_text())
+        g = {k: {group_of[i] for i in v} for k, v in split.items()}
+        assert g["test"] == set(f.held_out) and not g["test"] & (g["train"] | g["val"]) and not g["train"] & g["val"]
+        expected = {i for i in ds.ids if label_of[i] == positive and group_of[i] not in g["test"] | g["val"]}
+        assert {i for i in split["train"] if label_of[i] == positive} == expected
+        assert len(split["train"]) <= max(cap, 2 * len(expected))  # the first class drawn up to the cap
+        before = [i for i in ds.ids if label_of[i] and group_of[i] not in g["test"] | g["val"]]
+        assert len(split["train"]) < len(before)  # the cap did bite
+        assert 0.0 <= json.loads((run / "decision.json").read_text())["threshold"] <= 1.0

@@ -124,3 +124,13 @@ def test_prepare_lfp_cli(tmp_path):
     bad = ephys("prepare", "lfp", tmp_path / "c", tmp_path / "q", "--inputs", "wavelet")
     one_line_error(bad, "inputs must be among")
     assert not (tmp_path / "q" / "index.json").exists()
+
+
+def test_glm_and_lightgbm_bins_are_registered_models():
+    """The GLM baseline and LightGBM on its bin features are registry models of the sequence modality."""
+    from ephys.pipelines.core.models import REGISTRY, models_for_modality
+
+    proc = ephys("models", check=0)
+    assert "glm" in proc.stdout and "lightgbm_bins" in proc.stdout
+    assert {"bilstm", "glm", "lightgbm_bins"} <= set(models_for_modality("sequence"))
+    assert REGISTRY["glm"].trainer and REGISTRY["glm"].predictor and REGISTRY["glm"].model_file == "model.glm.json"

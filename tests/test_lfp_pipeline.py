@@ -101,6 +101,55 @@ def test_folds_do_not_leak(prepared):
         make_folds(y, g, t, "auto", 5, 0.1, 0)
 
 
+def test_core_folds_are_the_documented_schemes(cohort, prepared, tmp_path):
+    """The core plans the lfp folds (grouped: stratified group k-fold, no participant on both sides;
+    blocked: one recording, no training window within one window length of a test block) and
+    gives the same folds as the lfp arrays do."""
+    from ephys.pipelines.core.crossval import plan_folds
+
+    ds = load_dataset(prepared / "units" / "exc1")
+    smp = ds.manifest["samples"]
+    y = np.array([s["label"] == "spike" for s in smp], dtype=int)
+    g = np.array([s["group"] for s in smp])
+    t = np.array([s["t_s"] for s in smp])
+    plan = plan_folds(ds, "grouped", n_folds=3, seed=0)
+    used, folds = make_folds(y, list(g), t, "grouped", 3, 0.1, 0)
+    assert plan.scheme == used == "grouped"
+    assert [(f.name, f.train.tolist(), f.test.tolist()) for f in plan.folds] == \
+        [(f.name, f.train.tolist(), f.test.tolist()) for f in folds]
+    for f in plan.folds:
+        assert not set(g[f.train]) & set(g[f.test]) and len(set(g[f.test])) == 1
+    assert sorted(np.concatenate([f.test for f in plan.folds]).tolist()) == list(range(len(smp)))
+    # one recording: auto is blocked, with a gap of one window around each test block
+    one = prepare_lfp(read_lfp_recordings(cohort)[:1], tmp_path / "one", log=lambda s: None)
+    ds1 = load_dataset(one / "units" / "exc1")
+    t1 = np.array([s["t_s"] for s in ds1.manifest["samples"]])
+    y1 = np.array([s["label"] == "spike" for s in ds1.manifest["samples"]], dtype=int)
+    plan1 = plan_folds(ds1, "auto", n_folds=4, seed=0)
+    used1, folds1 = make_folds(y1, ["P01"] * t1.size, t1, "auto", 4, 0.1, 0)
+    assert plan1.scheme == used1 == "blocked" and len(plan1.folds) == 4
+    for f, f_lfp in zip(plan1.folds, folds1):
+        assert f.test.tolist() == f_lfp.test.tolist() and f.train.tolist() == f_lfp.train.tolist()
+        lo, hi = t1[f.test].min(), t1[f.test].max()
+        assert not ((t1[f.train] > lo - 0.1) & (t1[f.train] < hi + 0.1)).any()
+        assert f.train.size + f.test.size < t1.size  # the gap dropped training windows
+    with pytest.raises(EphysError, match="one recording"):
+        plan_folds(ds, "blocked", n_folds=3)
+
+
+def test_cap_training_keeps_every_positive():
+    from ephys.pipelines.core.crossval import cap_training
+
+    y = np.zeros(1000, dtype=int)
+    y[::50] = 1
+    idx = np.arange(0, 1000, 2)  # 20 positives among 500
+    a = cap_training(idx, y, 100, np.random.default_rng(0))
+    assert a.size == 100 and np.all(np.diff(a) > 0) and set(idx[y[idx] == 1]) <= set(a) and set(a) <= set(idx)
+    assert np.array_equal(a, cap_training(idx, y, 100, np.random.default_rng(0)))  # seeded
+    assert cap_training(idx, y, 5, np.random.default_rng(0)).size == 40  # as many negatives as positives
+    assert cap_training(idx, y, None, None) is idx
+
+
 def test_metrics_and_threshold():
     rng = np.random.default_rng(0)
     y = (rng.random(2000) < 0.1).astype(int)
@@ -141,6 +190,31 @@ def test_lightgbm_baseline_on_the_same_bin_features(prepared, tmp_path):
     assert max(abs(per[f"P0{k}/unc1"]["roc_auc"] - 0.5) for k in (1, 2, 3)) < 0.1
     rows = list(csv.DictReader(open(tmp_path / "predictions_lightgbm.csv")))
     assert len(rows) == sum(len(load_dataset(prepared / "units" / u).ids) for u in ("inh1", "exc1", "unc1", "reb1"))
+    # every fit is a core run folder: the validation part comes from the training side only, and
+    # the registered predictor reproduces the held-out predictions (before the prior shift)
+    from ephys.pipelines.core.calibration import prior_shift
+    from ephys.pipelines.core.models import load_predictor
+
+    ds = load_dataset(prepared / "units" / "inh1")
+    pos = {i: k for k, i in enumerate(ds.ids)}
+    glm_rows = [r for r in csv.DictReader(open(tmp_path / "predictions_glm.csv")) if r["unit"].endswith("/inh1")]
+    for name, model in (("glm", "glm"), ("lightgbm", "lightgbm_bins")):
+        runs = sorted((tmp_path / "runs" / "inh1" / name).glob("fold-*"))
+        assert len(runs) == 3 and all((r / "split.json").is_file() for r in runs)
+        for run in runs:
+            split = json.loads((run / "split.json").read_text())
+            part = {k: {i.split("/")[0] for i in v} for k, v in split.items()}
+            assert not part["test"] & (part["train"] | part["val"]) and not part["train"] & part["val"]
+        run = runs[0]
+        split = json.loads((run / "split.json").read_text())
+        p = load_predictor(run, {"model": model}, ds, 2048)([pos[i] for i in split["test"]])[:, 1]
+        y_train = np.array([ds.labels[k] == "spike" for k in range(len(ds.ids)) if ds.groups[k] not in
+                            {i.split("/")[0] for i in split["test"]}])
+        shifted, _ = prior_shift(p, 0.5, y_train.mean())
+        if name == "glm":
+            got = {r["id"]: float(r["p_spike"]) for r in glm_rows if r["fold"] == run.name}
+            assert np.allclose([got[i] for i in split["test"]], shifted, atol=2e-6)
+        assert json.loads((run / "decision.json").read_text())["threshold"] > 0
 
 
 def test_bilstm_builder_selects_channels_and_round_trips(tmp_path):

@@ -22,6 +22,16 @@ Inside a fold, early stopping uses whole training groups (or the last 20 % of a 
 recording's training samples; :func:`ephys.pipelines.core.validation.inner_validation`); the held-out
 fold is seen only by the final evaluation. The sources of the schemes are in
 :mod:`ephys.pipelines.core.validation`.
+
+A recipe that compares several models on the same folds of several datasets runs them in this
+process with :func:`cross_validate_models`: every fit is a core training run
+(:func:`ephys.pipelines.core.training.train` with the fold as ``split_ids``), predictions come from
+the registry's predictor, and the held-out predictions of each model are pooled. Options for
+two-class tasks: a subsampling cap on the training side (:func:`cap_training`), a decision
+threshold fitted on the training side (Youden) and a prior-shift calibration
+(:mod:`ephys.pipelines.core.calibration`), and a feature-group ablation (:class:`Ablation`: one
+model retrained on the same folds without each group's input columns, ΔROC-AUC per fold;
+:func:`ablation_summary`).
 """
 
 from __future__ import annotations
@@ -40,8 +50,9 @@ from .errors import EphysError
 from .validation import (Fold, blocked_time_folds, check_no_leak, fold_split_ids, grouped_kfold,
                          inner_validation, leave_one_group_out)
 
-__all__ = ["SCHEMES", "FoldPlan", "plan_folds", "select_fold", "train_fold", "cross_validate", "aggregate",
-           "find_fold_runs", "default_cv_dir", "fold_tasks"]
+__all__ = ["SCHEMES", "FoldPlan", "plan_folds", "scheme_folds", "select_fold", "train_fold", "cross_validate",
+           "aggregate", "find_fold_runs", "default_cv_dir", "fold_tasks", "CVModel", "Ablation", "HeldOut", "CVResult",
+           "cross_validate_models", "cap_training", "ablation_summary", "roc_auc", "t_ci95", "KEEP_INPUTS_HPARAM"]
 
 SCHEMES = ("auto", "lopo", "grouped", "blocked")
 FOLD_FILE = "fold.json"
@@ -94,23 +105,53 @@ def plan_folds(ds: Dataset, scheme: str | None = None, n_folds: int = 5, seed: i
     lab = ds.labelled_indices()
     if lab.size < 4:
         raise EphysError(f"cross-validation needs at least 4 labelled samples, found {lab.size}", ds.root)
-    groups = [ds.groups[i] for i in lab]
+    samples = ds.manifest.get("samples") or []
+    t = np.array([float(samples[i].get("t_s", i)) if i < len(samples) else float(i) for i in lab])
+    scheme, rel = scheme_folds([ds.labels[i] for i in lab], [ds.groups[i] for i in lab], t, scheme, n_folds, seed,
+                               gap=float(ds.manifest.get("window_s") or 0.0), where=ds.root)
+    folds = [Fold(f.name, lab[f.train], lab[f.test], list(f.held_out)) for f in rel]
+    return FoldPlan(ds.root, scheme, int(n_folds), int(seed), folds)
+
+
+def scheme_folds(labels, groups, t, scheme: str, n_folds: int = 5, seed: int = 0, gap: float = 0.0,
+                 where=None) -> tuple[str, list[Fold]]:
+    """The folds of one scheme (see the module docstring) over samples given as arrays.
+
+    Parameters
+    ----------
+    labels : (n,) class of each sample (str or int; stratifies ``grouped``)
+    groups : (n,) str, the group (participant, recording) of each sample
+    t : (n,) float, each sample's time (``blocked``; e.g. a window's start, s)
+    scheme : one of :data:`SCHEMES`; ``auto``: grouped with >= ``n_folds`` groups, lopo with
+        2..n_folds-1, blocked with one
+    n_folds, seed : folds of ``grouped`` / ``blocked``; shuffling of ``grouped``
+    gap : ``blocked`` only: training samples within ``gap`` (unit of ``t``) of a test block are
+        dropped (one window length: no window straddles the boundary)
+    where : path named in errors
+
+    Returns
+    -------
+    (scheme used, folds): :class:`ephys.pipelines.core.validation.Fold` with indices into the arrays.
+
+    Raises
+    ------
+    EphysError
+        Unknown scheme, too few groups or samples for it, ``blocked`` over several groups.
+    """
+    if scheme not in SCHEMES:
+        raise EphysError(f"cross-validation scheme must be one of {', '.join(SCHEMES)}, not {scheme!r}")
+    groups = [str(g) for g in groups]
     n_groups = len(set(groups))
     if scheme == "auto":
         scheme = "grouped" if n_groups >= n_folds else "lopo" if n_groups >= 2 else "blocked"
     if scheme == "lopo":
-        rel = leave_one_group_out(groups, prefix="lopo")
-    elif scheme == "grouped":
-        rel = grouped_kfold([ds.labels[i] for i in lab], groups, n_folds=n_folds, seed=seed)
-    else:
-        if n_groups != 1:
-            raise EphysError(f"blocked time folds need one recording, found {n_groups} groups "
-                             "(use --cv grouped or lopo)", ds.root)
-        samples = ds.manifest.get("samples") or []
-        t = np.array([float(samples[i].get("t_s", i)) if i < len(samples) else float(i) for i in lab])
-        rel = blocked_time_folds(t, n_folds=n_folds, gap=float(ds.manifest.get("window_s") or 0.0))
-    folds = [Fold(f.name, lab[f.train], lab[f.test], list(f.held_out)) for f in rel]
-    return FoldPlan(ds.root, scheme, int(n_folds), int(seed), folds)
+        return scheme, leave_one_group_out(groups, prefix="lopo")
+    if scheme == "grouped":
+        return scheme, grouped_kfold(labels, groups, n_folds=n_folds, seed=seed)
+    if n_groups != 1:
+        raise EphysError(f"blocked time folds need one recording, found {n_groups} groups "
+                         "(use --cv grouped or lopo)", where)
+    return scheme, blocked_time_folds(t, n_folds=n_folds, gap=gap)
 
 
 def select_fold(plan: FoldPlan, fold: str | int | None = None, hold_out: str | None = None) -> tuple[int, Fold]:
@@ -442,3 +483,321 @@ def find_datasets(root: str | Path) -> list[Path]:
     if not found:
         raise EphysError("not a prepared dataset and holds none (no manifest.json)", root)
     return found
+
+
+# --------------------------------------------------------------------------------------------
+# Several models on the same folds of several datasets, in this process (a pipeline's recipe)
+# --------------------------------------------------------------------------------------------
+
+#: the hyper-parameter through which :func:`cross_validate_models` retrains a model without some
+#: input columns (the last axis of a sample): a comma list of the column indices to keep. Models
+#: that support feature-group ablation accept it.
+KEEP_INPUTS_HPARAM = "keep_channels"
+#: what :func:`cross_validate_models` accepts as ``threshold``
+THRESHOLDS = (None, "youden", "run")
+
+
+@dataclass
+class CVModel:
+    """One model of :func:`cross_validate_models`.
+
+    ``name``: its key in the results and the name of its run folders (may differ from the
+    registry model, e.g. to keep a report's name); ``config``: a
+    :class:`ephys.pipelines.core.training.TrainConfig` (registry ``model``, hyper-parameters,
+    epochs, seed, ...) whose ``data``, ``out`` and ``split`` are set per fold.
+    """
+
+    name: str
+    config: object
+
+
+@dataclass
+class Ablation:
+    """Feature-group ablation: ``model`` retrained on every fold without the input columns of each
+    group in turn. ``groups``: group name -> the indices (last axis of a sample) the group holds.
+    The model's builder or trainer must accept :data:`KEEP_INPUTS_HPARAM`."""
+
+    model: CVModel
+    groups: dict[str, list[int]]
+
+
+@dataclass
+class HeldOut:
+    """Pooled held-out predictions of one model: one row per (dataset, test sample), in dataset,
+    fold and sample order.
+
+    ``dataset`` (n,) int64: position in :attr:`CVResult.datasets`; ``index`` (n,) int64: sample
+    index within that dataset; ``fold`` (n,) str; ``y`` (n,) int64: true class index; ``proba``
+    (n, n_classes) float64, calibrated when asked; ``threshold`` (n,) float64: the fold's decision
+    threshold on ``proba[:, 1]`` (two classes; NaN: argmax).
+    """
+
+    dataset: np.ndarray
+    index: np.ndarray
+    fold: np.ndarray
+    y: np.ndarray
+    proba: np.ndarray
+    threshold: np.ndarray
+
+    @property
+    def p(self) -> np.ndarray:
+        """(n,) float64, P(second class) (two-class tasks)."""
+        return self.proba[:, 1]
+
+    @classmethod
+    def join(cls, blocks: list[tuple]) -> "HeldOut":
+        """From blocks ``(dataset position, fold name, indices, y, proba, threshold or None)``."""
+        if not blocks:
+            return cls(*(np.zeros(0, dtype=t) for t in (np.int64, np.int64, str, np.int64)), np.zeros((0, 2)),
+                       np.zeros(0))
+        return cls(np.concatenate([np.full(len(b[2]), b[0], dtype=np.int64) for b in blocks]),
+                   np.concatenate([np.asarray(b[2], dtype=np.int64) for b in blocks]),
+                   np.concatenate([np.full(len(b[2]), b[1], dtype=object) for b in blocks]).astype(str),
+                   np.concatenate([b[3] for b in blocks]),
+                   np.concatenate([b[4] for b in blocks]),
+                   np.concatenate([np.full(len(b[2]), np.nan if b[5] is None else b[5], dtype=np.float64)
+                                   for b in blocks]))
+
+
+@dataclass
+class CVResult:
+    """What :func:`cross_validate_models` returns.
+
+    ``datasets`` / ``names`` / ``plans``: per dataset, in the order given; ``held_out``: model
+    name -> :class:`HeldOut`; ``ablation_model`` (None without ablation) and ``ablation``: group
+    -> :class:`HeldOut` of that model retrained without the group (rows aligned with
+    ``held_out[ablation_model]``); ``ablation_folds``: group -> per dataset -> per fold
+    ΔROC-AUC (full minus without the group; None where a fold's test part has one class).
+    """
+
+    datasets: list
+    names: list[str]
+    plans: list[FoldPlan]
+    held_out: dict[str, HeldOut]
+    ablation_model: str | None = None
+    ablation: dict[str, HeldOut] | None = None
+    ablation_folds: dict[str, list[list[float | None]]] | None = None
+
+
+def cap_training(idx: np.ndarray, y: np.ndarray, cap: int | None, rng: np.random.Generator) -> np.ndarray:
+    """At most ``cap`` of the training samples ``idx`` of a two-class task, sorted: every sample of
+    the second class (``y == 1``, the positive class, typically the rarer) is kept, and first-class
+    samples are drawn at random without replacement up to ``cap`` in all, but at least as many as
+    there are positives (when available). ``idx`` unchanged when ``cap`` is None/0 or not exceeded.
+    """
+    if not cap or idx.size <= cap:
+        return idx
+    pos, neg = idx[y[idx] == 1], idx[y[idx] != 1]
+    keep = max(cap - pos.size, min(neg.size, pos.size))
+    return np.sort(np.concatenate([pos, rng.choice(neg, size=min(keep, neg.size), replace=False)]))
+
+
+def roc_auc(y, p) -> float | None:
+    """ROC-AUC of scores ``p`` for labels ``y`` (0/1), None when only one class is present."""
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, p)) if np.unique(y).size == 2 else None
+
+
+def t_ci95(values) -> list[float | None]:
+    """t-based 95 % confidence interval of the mean of ``values`` (None entries skipped), e.g. a
+    score difference over folds; ``[None, None]`` with fewer than two values."""
+    from scipy import stats
+
+    v = np.asarray([x for x in values if x is not None], dtype=np.float64)
+    if v.size < 2:
+        return [None, None]
+    h = float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
+    return [float(v.mean() - h), float(v.mean() + h)]
+
+
+def cross_validate_models(datasets, models: list[CVModel], out: str | Path, *, plans: list[FoldPlan] | None = None,
+                          scheme: str | None = None, n_folds: int = 5, seed: int = 0, names: list[str] | None = None,
+                          max_fit: int | None = None, max_val: int | None = None, threshold: str | None = None,
+                          prior_shift: bool = False, ablation: Ablation | None = None,
+                          predict_batch_size: int | None = None, log: Callable[[str], None] = print) -> CVResult:
+    """Train several models on the same folds of several datasets, through the core's training, and
+    pool each model's held-out predictions.
+
+    Parameters
+    ----------
+    datasets : loaded :class:`ephys.pipelines.core.datasets.Dataset` objects (e.g. one per recorded source)
+    models : the :class:`CVModel` to train on every fold
+    out : ``OUT/runs/<dataset folder>/<model name>/<fold>/`` is each fit's run folder (a normal run
+        folder: ``evaluate`` applies; a re-run reuses a finished one); ablation fits go to
+        ``<model name>-no-<group>``
+    plans : the folds of each dataset (default :func:`plan_folds` with ``scheme``, ``n_folds``,
+        ``seed``): a caller may plan and check them first
+    names : a name per dataset for the log and the results (default the folder name)
+    max_fit, max_val : two classes: at most this many samples in a fold's fit / validation part
+        (:func:`cap_training`; one generator seeded ``seed`` for the whole call, drawn in dataset,
+        fold, fit-then-validation order); held-out samples are never subsampled
+    threshold : two classes: the decision threshold on P(second class) of each fold: ``"youden"``
+        (:func:`ephys.pipelines.core.calibration.youden_threshold` on the model's predictions of
+        the fold's training side, fit and validation parts; also written to the run's
+        ``decision.json``), ``"run"`` (the run's own ``decision.json``, e.g. written by its
+        trainer), None (argmax)
+    prior_shift : two classes: every held-out output (ablation fits' too) and its threshold mapped
+        to the positive rate of the fold's training side before subsampling
+        (:func:`ephys.pipelines.core.calibration.prior_shift`; for models fitted with balanced
+        class weights, so that pooled outputs are comparable probabilities)
+    ablation : :class:`Ablation`: on every fold, after the models, its model retrained without
+        each group's input columns (through :data:`KEEP_INPUTS_HPARAM`); its model joins
+        ``models`` when not among them
+    predict_batch_size : default the modality's ``predict_batch_size``
+
+    Per fold, the training side is split into fit and validation parts from the training side
+    only (:func:`ephys.pipelines.core.validation.inner_validation`: whole groups, or the last 20 %
+    of a single group's samples), then capped, then every model is trained with the fold as
+    ``split_ids``. Every dataset's folds are planned before any training.
+
+    Returns
+    -------
+    :class:`CVResult`
+
+    Raises
+    ------
+    EphysError
+        See :func:`plan_folds` and :func:`ephys.pipelines.core.training.train`; calibration or a
+        cap asked for a dataset without exactly two classes.
+    """
+    import copy
+    import time
+
+    from .calibration import prior_shift as shift_prior
+    from .calibration import youden_threshold
+    from .evaluation import DECISION_FILE, read_threshold
+    from .models import REGISTRY, load_predictor
+    from .registry import modality as modality_of
+    from .training import train
+
+    out = Path(out)
+    datasets = list(datasets)
+    names = list(names) if names is not None else [Path(d.root).name for d in datasets]
+    plans = list(plans) if plans is not None else [plan_folds(d, scheme, n_folds, seed) for d in datasets]
+    if len(plans) != len(datasets) or len(names) != len(datasets):
+        raise ValueError("cross_validate_models: one plan and one name per dataset")
+    if threshold not in THRESHOLDS:
+        raise ValueError(f"threshold must be one of {THRESHOLDS}, not {threshold!r}")
+    fitted = list(models) + ([ablation.model] if ablation is not None
+                             and ablation.model.name not in {m.name for m in models} else [])
+    if len({m.name for m in fitted}) != len(fitted):
+        raise ValueError("cross_validate_models: model names must differ")
+    if threshold or prior_shift or max_fit or max_val or ablation is not None:
+        for ds in datasets:
+            if len(ds.label_names) != 2:
+                raise EphysError(f"thresholds, prior shift, subsampling caps and ablation need two classes, "
+                                 f"the dataset has {len(ds.label_names)}", ds.root)
+    rng = np.random.default_rng(seed)
+    blocks: dict[str, list] = {m.name: [] for m in fitted}
+    groups = dict(ablation.groups) if ablation is not None else {}
+    abl_blocks: dict[str, list] = {g: [] for g in groups}
+    abl_folds: dict[str, list[list]] = {g: [[] for _ in datasets] for g in groups}
+
+    for k, (ds, plan) in enumerate(zip(datasets, plans)):
+        lab = ds.labelled_indices()
+        y = np.full(len(ds.ids), -1, dtype=np.int64)
+        y[lab] = ds.y(lab)
+        counts = np.bincount(y[lab], minlength=len(ds.label_names))
+        log(f"{names[k]}: {plan.scheme} {len(plan.folds)}-fold cross-validation over "
+            f"{len({ds.groups[i] for i in lab})} group(s), {lab.size} samples ("
+            + ", ".join(f"{int(c)} {n}" for n, c in zip(ds.label_names, counts)) + ")")
+        batch = predict_batch_size or int(getattr(modality_of(ds.modality, ds.root / "manifest.json"),
+                                                  "predict_batch_size", 256) or 256)
+        runs = out / "runs" / Path(ds.root).name
+
+        def fit_predict(m: CVModel, tag: str, fold: Fold, split_ids, train_side, extra=None, thr_mode=None):
+            cfg = copy.deepcopy(m.config)
+            cfg.data, cfg.out, cfg.split = str(ds.root), str(runs / tag / fold.name), fold.name
+            if extra:
+                cfg.hparams = {**(cfg.hparams or {}), **extra}
+            run = train(cfg, log=log, split_ids=split_ids, dataset=ds)
+            predict = load_predictor(run, {"model": cfg.model}, ds, batch)
+            thr = None
+            if thr_mode == "youden":
+                thr = youden_threshold(y[train_side], predict(train_side)[:, 1])
+                write_json(run / DECISION_FILE, {
+                    "threshold": thr, "on": f"p_{ds.label_names[1]}",
+                    "chosen_by": "Youden's J on the fold's training side (fit and validation parts)",
+                    "n_train_side": int(train_side.size)})
+            elif thr_mode == "run":
+                thr = read_threshold(run)
+            proba = np.asarray(predict(fold.test), dtype=np.float64)
+            del predict
+            if REGISTRY[cfg.model].kind == "keras":  # one model per fit: free the previous graphs
+                import keras
+
+                keras.backend.clear_session()
+            return proba, thr
+
+        for fold in plan.folds:
+            fit, val = inner_validation(fold, ds.groups, VAL_FRACTION, seed)
+            if len({ds.groups[i] for i in fold.train}) >= 2:
+                check_no_leak(ds.groups, np.r_[fit, val], fold.test)
+                check_no_leak(ds.groups, fit, val)
+            fit = cap_training(fit, y, max_fit, rng)
+            val = cap_training(val, y, max_val, rng)
+            split_ids = fold_split_ids(ds.ids, fit, val, fold.test)
+            train_side = np.concatenate([fit, val])
+            rate = float(np.mean(y[fold.train] == 1))
+            y_test = y[fold.test]
+            full = {}
+            for m in fitted:
+                t0 = time.perf_counter()
+                proba, thr = fit_predict(m, m.name, fold, split_ids, train_side, thr_mode=threshold)
+                if prior_shift:
+                    p, thr = shift_prior(proba[:, 1], 0.5 if thr is None else thr, rate)
+                    proba = np.stack([1 - p, p], axis=1)
+                full[m.name] = proba
+                blocks[m.name].append((k, fold.name, fold.test, y_test, proba, thr))
+                if proba.shape[1] == 2:
+                    auc = roc_auc(y_test, proba[:, 1])
+                    log(f"  {fold.name} {m.name}: ROC-AUC {float('nan') if auc is None else auc:.3f} "
+                        f"({time.perf_counter() - t0:.1f} s)")
+                else:
+                    log(f"  {fold.name} {m.name}: accuracy {float(np.mean(proba.argmax(1) == y_test)):.3f} "
+                        f"({time.perf_counter() - t0:.1f} s)")
+            if ablation is None:
+                continue
+            base = full[ablation.model.name][:, 1]
+            n_inputs = int(ds.sample_shape[-1])
+            for g, cols in groups.items():
+                drop = {int(c) for c in cols}
+                keep = ",".join(str(i) for i in range(n_inputs) if i not in drop)
+                proba, _ = fit_predict(ablation.model, f"{ablation.model.name}-no-{g}", fold, split_ids, train_side,
+                                       extra={KEEP_INPUTS_HPARAM: keep})
+                p_g = proba[:, 1]
+                if prior_shift:  # as the full model's, so that per-dataset AUCs over folds compare alike
+                    p_g, _ = shift_prior(p_g, 0.5, rate)
+                a_full, a_g = roc_auc(y_test, base), roc_auc(y_test, p_g)
+                abl_folds[g][k].append(None if a_full is None or a_g is None else a_full - a_g)
+                abl_blocks[g].append((k, fold.name, fold.test, y_test, np.stack([1 - p_g, p_g], axis=1), None))
+
+    return CVResult(datasets, names, plans, {m: HeldOut.join(b) for m, b in blocks.items()},
+                    ablation.model.name if ablation is not None else None,
+                    {g: HeldOut.join(b) for g, b in abl_blocks.items()} if ablation is not None else None,
+                    abl_folds if ablation is not None else None)
+
+
+def ablation_summary(result: CVResult) -> dict:
+    """The per-fold ΔROC-AUC of a :class:`CVResult`'s ablation, summarised.
+
+    Returns
+    -------
+    dict: ``pooled`` {group: {``delta_roc_auc`` (mean over every dataset's folds), ``ci95``
+    (:func:`t_ci95` over them)}}, ``per_dataset`` {dataset name: {group: {``delta_roc_auc``,
+    ``ci95``, ``folds`` (the per-fold values)}}}. Empty dicts without ablation.
+    """
+    folds = result.ablation_folds or {}
+    per_dataset = {name: {g: {"delta_roc_auc": _mean(f[k]), "ci95": t_ci95(f[k]), "folds": f[k]}
+                          for g, f in folds.items()} for k, name in enumerate(result.names)}
+    pooled = {}
+    for g, f in folds.items():
+        vals = [v for per in f for v in per]
+        pooled[g] = {"delta_roc_auc": _mean(vals), "ci95": t_ci95(vals)}
+    return {"pooled": pooled, "per_dataset": per_dataset if folds else {}}
+
+
+def _mean(values) -> float | None:
+    good = [v for v in values if v is not None]
+    return float(np.mean(good)) if good else None

@@ -120,6 +120,13 @@ class Dataset:
         arr = self.array
         return arr.dtype if arr is not None else np.dtype(self.manifest.get("dtype", "float32"))
 
+    def fingerprint(self) -> str:
+        """:func:`dataset_fingerprint` of the manifest, computed once per Dataset (a
+        cross-validation trains many folds of one dataset)."""
+        if getattr(self, "_fingerprint", None) is None:
+            self._fingerprint = dataset_fingerprint(self.manifest)
+        return self._fingerprint
+
     def labelled_indices(self) -> np.ndarray:
         return np.array([i for i, lab in enumerate(self.labels) if lab], dtype=np.int64)
 

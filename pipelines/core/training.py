@@ -29,7 +29,7 @@ import yaml
 
 from .. import __version__
 from .atomic import atomic_path, check_writable_dir, remove_stale_parts, write_json, write_text
-from .datasets import Dataset, dataset_fingerprint, grouped_split, load_dataset, named_split
+from .datasets import Dataset, grouped_split, load_dataset, named_split
 from .errors import EphysError
 
 #: config keys that do not change what is trained (a resumed run may differ in these)
@@ -430,14 +430,17 @@ def _remove_run(run: Path, existed: bool) -> None:
 
 
 def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
-          log: Callable[[str], None] = print, split_ids: dict[str, list[str]] | None = None) -> Path:
+          log: Callable[[str], None] = print, split_ids: dict[str, list[str]] | None = None,
+          dataset: Dataset | None = None) -> Path:
     """Train ``cfg.model`` on ``cfg.data``; returns the run folder.
 
     ``split_ids`` (optional) is an explicit split, ``{"train": [sample id, ...], "val": [...],
     "test": [...]}``, e.g. one fold of a cross-validation a pipeline's recipe computed (a
     validation scheme of :mod:`ephys.pipelines.core.validation`); it is recorded in ``split.json``
     and ``cfg.split`` should name it (e.g. ``"lopo-P07"``). Without it, ``cfg.split`` selects the
-    grouped random split or a named split the manifest offers.
+    grouped random split or a named split the manifest offers. ``dataset`` (optional): ``cfg.data``
+    already loaded (:func:`ephys.pipelines.core.datasets.load_dataset`), so that the many runs of
+    a cross-validation read its manifest once.
 
     What the model learns is its spec's ``target`` (:attr:`ephys.pipelines.core.models.ModelSpec.target`):
     class labels (balanced class weights), the samples' masks or the samples themselves, with
@@ -461,7 +464,9 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
 
     check_config(cfg, source=getattr(cfg, "_source", None))
     cfg.model = models.resolve_model_name(cfg.model)
-    ds = load_dataset(cfg.data)
+    if dataset is not None and Path(dataset.root).resolve() != Path(cfg.data).resolve():
+        raise ValueError(f"train: dataset {dataset.root} is not cfg.data {cfg.data}")
+    ds = dataset if dataset is not None else load_dataset(cfg.data)
     models.check_modality(cfg.model, ds.modality)
     if cfg.split in (None, "", "auto"):
         cfg.split = str(ds.manifest.get("default_split") or "grouped")
@@ -522,7 +527,7 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
         split = {k: [int(labelled[j]) for j in v] for k, v in rel.items()}
 
     split_warnings = size_warnings + check_split_classes(ds, split, few_test_warning=cfg.split == "grouped")
-    fingerprint = dataset_fingerprint(ds.manifest)
+    fingerprint = ds.fingerprint()
 
     if spec.trainer is not None:  # a model trained by its own code (e.g. LightGBM's cross-validated fit)
         meta = {"run_id": run.name, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -3,16 +3,21 @@
 SpikeInference (seed ``001_01fb2723e0b1278a``) predicts a neuron's spiking from the LFP with a
 bidirectional LSTM. Here: ``sequence`` datasets of LFP windows (raw, band-passed, Hilbert
 amplitude and phase; :mod:`.sequence`) with a per-unit spike target, a simulated cohort with a
-known answer (:mod:`.synthetic`), the seed's BiLSTM and a logistic-regression GLM baseline,
-cross-validation that cannot leak and leave-one-band-out (:mod:`.cv`), and the ``lfp-sim`` /
+known answer (:mod:`.synthetic`), the seed's BiLSTM and two registered baselines on the prediction
+bin's band amplitude and phase, the ``glm`` and ``lightgbm_bins`` (:mod:`.glm`), what the recipes
+ask of the core's cross-validation and leave-one-band-out (:mod:`.cv`), and the ``lfp-sim`` /
 ``lfp-ratgps`` recipes (:mod:`.recipes`).
 """
 
+from ..blocks.models.lightgbm import LIGHTGBM_DEFAULTS, LIGHTGBM_SPEC
 from ..core.models import HParam, ModelSpec
 from ..core.prepare import PrepareStep
 from ..core.registry import ClusterSteps, Modality, Pipeline, Recipe, register_pipeline
 from .params import LfpOptions, SequenceParams
 
+_BINS = "ephys.pipelines.lfp.glm"
+_KEEP = HParam(None, int, "input channels read, 0-based indices of the last axis (not set: all; leave-one-band-out "
+               "drops a band's)", min=0, many=True)
 MODELS = (
     ModelSpec("bilstm", "ephys.pipelines.blocks.models.bilstm:build_bilstm", ("sequence",), None, (),
               "two-layer bidirectional LSTM on LFP windows (the SpikeInference seed: BiLSTM 64 -> 32, dropout 0.2)",
@@ -21,9 +26,26 @@ MODELS = (
                                     min=0, max=1, max_exclusive=True),
                   "units1": HParam(64, int, "LSTM units per direction of the first layer", min=1),
                   "units2": HParam(32, int, "LSTM units per direction of the second layer", min=1),
-                  "keep_channels": HParam(None, int, "input channels read, 0-based indices of the last axis "
-                                          "(not set: all; leave-one-band-out drops a band's)", min=0, many=True),
+                  "keep_channels": _KEEP,
                   "input_norm": HParam(True, bool, "leading BatchNormalization of the inputs (momentum 0.9)")}),
+    ModelSpec("glm", f"{_BINS}:build_glm", ("sequence",), None, (),
+              "logistic-regression GLM on the prediction bin's band amplitude and cos/sin phase of LFP windows "
+              "(balanced classes; the spike-phase GLM baseline)", False, kind="sklearn", model_file="model.glm.json",
+              trainer=f"{_BINS}:train_bin_model", predictor=f"{_BINS}:bin_model_predictor",
+              hparams={"C": HParam(1.0, float, "inverse L2 regularisation strength of the logistic regression",
+                                   min=0, min_exclusive=True),
+                       "train_on": HParam("unit", str, "unit: fit on this unit's windows; other_units: fit on the "
+                                          "other units of the recording (held-out-unit decoding)",
+                                          choices=("unit", "other_units")),
+                       "keep_channels": _KEEP}),
+    ModelSpec("lightgbm_bins", f"{_BINS}:build_lightgbm_bins", ("sequence",), None, (),
+              "LightGBM (Ke et al. 2017; default settings, balanced classes) on the GLM's prediction-bin features "
+              "of LFP windows", False, kind="lightgbm", model_file="model.lgb.txt",
+              trainer=f"{_BINS}:train_bin_model", predictor=f"{_BINS}:bin_model_predictor",
+              hparams={**{k: h for k, h in LIGHTGBM_SPEC.hparams.items() if k in LIGHTGBM_DEFAULTS},
+                       "class_weight": HParam("balanced", str, "none (not set) or balanced (weights inverse to "
+                                              "class frequency)", choices=("none", "balanced")),
+                       "keep_channels": _KEEP}),
 )
 
 SEQUENCE = Modality(

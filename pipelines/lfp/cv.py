@@ -1,35 +1,40 @@
 """Cross-validation of spike prediction from LFP windows that cannot leak, and leave-one-band-out.
 
-Schemes (:mod:`ephys.pipelines.core.validation`):
+The folds, the training and the pooling are the core's
+(:func:`ephys.pipelines.core.crossval.cross_validate_models`); this module says what the LFP
+recipes ask of it and turns its pooled held-out predictions into the spike metrics.
+
+Schemes (:func:`ephys.pipelines.core.crossval.scheme_folds`), per unit dataset:
 
 - ``grouped`` — with several recordings (participants) per unit dataset: stratified group k-fold
   (``grouped_kfold``), no participant on both sides;
 - ``blocked`` — one recording (one animal): contiguous time blocks (``blocked_time_folds``), with
   training windows closer than one window length (``gap = window_s``) to a test block dropped, so
   no overlapping window straddles the boundary;
-- ``auto`` — grouped when a unit dataset has at least ``n_folds`` recordings, blocked when it has one.
+- ``auto`` — grouped when a unit dataset has at least ``n_folds`` recordings, blocked when it has
+  one (between the two: refused, where the core would hold out one recording at a time).
 
-Inside each fold: early stopping on a validation part drawn from the training side only
-(``inner_validation``: whole participants, or the last 20 % of a single recording's training
-windows); the decision threshold is fitted on the training side (Youden); the training windows may
-be subsampled (every spike window kept, ``no_spike`` windows drawn at random up to ``max_train``),
-test windows never are. Models: ``bilstm`` is trained by the core (:func:`ephys.pipelines.core.
-training.train` with the fold as ``split_ids``; one run folder per unit and fold under
-``OUT/runs/``), the ``glm`` baseline is fitted here (:mod:`ephys.pipelines.lfp.glm`), and so is
-``lightgbm`` (gradient-boosted trees, Ke et al. 2017, with LightGBM's default settings,
-:func:`ephys.pipelines.blocks.models.lightgbm.make_estimator`) on the GLM's features (the
-prediction bin's band amplitude and cos / sin of the phase), which can form the amplitude x
-phase interactions the additive GLM cannot. Both baselines train on the whole training side
-(no early stopping). All are fitted with balanced class weights; their held-out outputs are
-mapped back to the fold's training spike prior (:func:`prior_shift`, every model alike), so that
-pooled metrics compare probabilities across units rather than outputs that each assume a 50 %
-spike rate. ``metrics.json``: the first model at the top, the second under ``reference``, any
-further one under ``also``.
+Every fold of every unit is planned and checked (a spike window on both sides) before any
+training. Inside each fold: early stopping on a validation part drawn from the training side only
+(whole participants, or the last 20 % of a single recording's training windows); the training
+windows may be subsampled (every spike window kept, ``no_spike`` windows drawn at random up to
+``max_train``, the validation part up to ``max_train // 4``), test windows never are; the
+decision threshold is fitted on the training side (Youden). Models, all registered and trained by
+the core (:func:`ephys.pipelines.core.training.train` with the fold as ``split_ids``; one run
+folder per unit, model and fold under ``OUT/runs/``): ``bilstm``, the ``glm`` baseline and
+``lightgbm`` (the registry's ``lightgbm_bins``: LightGBM on the GLM's features,
+:mod:`ephys.pipelines.lfp.glm`). All are fitted with balanced class weights; their held-out
+outputs are mapped back to the fold's training spike prior
+(:func:`ephys.pipelines.core.calibration.prior_shift`, every model alike), so that pooled metrics
+compare probabilities across units rather than outputs that each assume a 50 % spike rate.
+``metrics.json``: the first model at the top, the second under ``reference``, any further one
+under ``also``.
 
-LOBO: the chosen model is retrained on the same folds without every input channel of one band;
-ΔROC-AUC = AUC(all bands) - AUC(without the band), per fold (mean and a t-based 95 % CI over
-folds) and per recording/unit from its held-out predictions; the band with the largest ΔROC-AUC is
-the one LOBO names for that unit.
+LOBO (the core's feature-group ablation, the groups being each band's input channels): the chosen
+model is retrained on the same folds without every input channel of one band; ΔROC-AUC =
+AUC(all bands) - AUC(without the band), per fold (mean and a t-based 95 % CI over folds) and per
+recording/unit from its held-out predictions; the band with the largest ΔROC-AUC is the one LOBO
+names for that unit.
 """
 
 from __future__ import annotations
@@ -42,34 +47,26 @@ from pathlib import Path
 import numpy as np
 
 from ..core.atomic import write_json, write_text
+from ..core.calibration import prior_shift
+from ..core.crossval import (Ablation, CVModel, FoldPlan, ablation_summary, cross_validate_models, roc_auc,
+                             scheme_folds)
 from ..core.datasets import load_dataset
 from ..core.errors import EphysError
-from ..core.validation import blocked_time_folds, grouped_kfold, inner_validation, fold_split_ids
-from .glm import fit_glm, glm_feature_columns, glm_features
-from .metrics import spike_metrics, youden_threshold
-from .sequence import WINDOWS, bin_samples, load_index
+from .metrics import spike_metrics
+from .sequence import load_index
+
+__all__ = ["MODELS", "REGISTRY_MODEL", "make_folds", "prior_shift", "cross_validate"]
 
 MODELS = ("bilstm", "glm", "lightgbm")
-
-
-def _ci95(values) -> list[float | None]:
-    from scipy import stats
-
-    v = np.asarray([x for x in values if x is not None], dtype=np.float64)
-    if v.size < 2:
-        return [None, None]
-    h = float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
-    return [float(v.mean() - h), float(v.mean() + h)]
-
-
-def _auc(y, p):
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(y, p)) if np.unique(y).size == 2 else None
+#: the registry model behind each name of :data:`MODELS` (the name stays the metrics' and reports')
+REGISTRY_MODEL = {"bilstm": "bilstm", "glm": "glm", "lightgbm": "lightgbm_bins"}
 
 
 def make_folds(y, groups, t_s, scheme: str, n_folds: int, gap_s: float, seed: int, where=None):
     """Folds of one unit dataset (see the module docstring); returns (scheme used, folds).
+
+    ``y`` (n,) int 0/1 spike; ``groups`` (n,) recording of each window; ``t_s`` (n,) prediction-bin
+    start, s; ``gap_s``: the blocked scheme's gap (one window length).
 
     Raises
     ------
@@ -78,19 +75,14 @@ def make_folds(y, groups, t_s, scheme: str, n_folds: int, gap_s: float, seed: in
         fold whose training or test part has no spike window (names the fold).
     """
     n_groups = len(set(groups))
-    if scheme == "auto":
-        scheme = "grouped" if n_groups >= n_folds else "blocked" if n_groups == 1 else None
-        if scheme is None:
-            raise EphysError(f"{n_groups} recordings: fewer than {n_folds} for grouped {n_folds}-fold "
-                             "cross-validation and more than one for blocked folds; pass --cv-folds", where)
-    if scheme == "grouped":
-        folds = grouped_kfold(y, groups, n_folds=n_folds, seed=seed)
-    elif scheme == "blocked":
-        if n_groups != 1:
-            raise EphysError(f"blocked time folds need one recording per unit, found {n_groups}", where)
-        folds = blocked_time_folds(t_s, n_folds=n_folds, gap=gap_s)
-    else:
+    if scheme == "auto" and 1 < n_groups < n_folds:
+        raise EphysError(f"{n_groups} recordings: fewer than {n_folds} for grouped {n_folds}-fold "
+                         "cross-validation and more than one for blocked folds; pass --cv-folds", where)
+    if scheme not in ("auto", "grouped", "blocked"):
         raise EphysError(f"scheme must be auto, grouped or blocked, got {scheme!r}")
+    if scheme == "blocked" and n_groups != 1:
+        raise EphysError(f"blocked time folds need one recording per unit, found {n_groups}", where)
+    scheme, folds = scheme_folds(y, groups, t_s, scheme, n_folds, seed, gap=gap_s, where=where)
     for f in folds:
         for part, idx in (("training", f.train), ("test", f.test)):
             if not y[idx].any():
@@ -99,90 +91,19 @@ def make_folds(y, groups, t_s, scheme: str, n_folds: int, gap_s: float, seed: in
     return scheme, folds
 
 
-def _cap(idx: np.ndarray, y: np.ndarray, cap: int | None, rng) -> np.ndarray:
-    if not cap or idx.size <= cap:
-        return idx
-    pos, neg = idx[y[idx] == 1], idx[y[idx] == 0]
-    keep = max(cap - pos.size, min(neg.size, pos.size))
-    return np.sort(np.concatenate([pos, rng.choice(neg, size=min(keep, neg.size), replace=False)]))
+def _configs(models, *, epochs, batch_size, lr, patience, seed, bilstm_hparams, eager) -> dict[str, CVModel]:
+    from ..core.training import TrainConfig
 
-
-def prior_shift(p: np.ndarray, threshold: float, positive_rate: float) -> tuple[np.ndarray, float]:
-    """Map a class-balanced model's P(spike) back to the training side's spike prior.
-
-    Both models are fitted with balanced class weights (the core's training; the GLM's
-    ``class_weight="balanced"``), so their output is the posterior under a prior of 0.5. Adding
-    ``log(pi / (1 - pi))`` to its log-odds, ``pi`` the positive rate of the fold's training
-    windows before any subsampling, gives the posterior under the training prior (the prior-shift
-    correction of Saerens, Latinne & Decaestecker 2002, Neural Comput 14:21). Monotone within a
-    model, so per-unit ROC-AUC and the Youden decision are unchanged; across units (the pooled
-    metrics, the predicted rates of ``rate_correlation``) the outputs become comparable
-    probabilities. ``p`` (n,) float in [0, 1]; returns (shifted p, shifted threshold).
-    """
-    eps = 1e-7
-    pi = float(np.clip(positive_rate, eps, 1 - eps))
-    shift = np.log(pi / (1 - pi))
-
-    def f(v):
-        v = np.clip(np.asarray(v, dtype=np.float64), eps, 1 - eps)
-        return 1.0 / (1.0 + np.exp(-(np.log(v / (1 - v)) + shift)))
-
-    return f(p), float(f(threshold))
-
-
-def _predict_keras(model, windows, rows, batch=2048) -> np.ndarray:
-    return np.concatenate([np.asarray(model.predict(np.asarray(windows[rows[k:k + batch]], dtype=np.float32),
-                                                    verbose=0))[:, 1] for k in range(0, rows.size, batch)]
-                          or [np.zeros(0)]).astype(np.float64)
-
-
-class _Fitter:
-    """Fits one model on one fold and returns (p_test, threshold)."""
-
-    def __init__(self, prepared: Path, out: Path, windows, table, channels, *, epochs, batch_size, lr, patience,
-                 seed, bilstm_hparams, eager, log):
-        self.prepared, self.out, self.windows, self.table, self.channels = prepared, out, windows, table, channels
-        self.kw = dict(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed)
-        self.hp = dict(bilstm_hparams or {})
-        self.eager, self.log, self.seed = eager, log, seed
-
-    def keep(self, drop_band):
-        return [i for i, c in enumerate(self.channels) if drop_band is None or c["band"] != drop_band]
-
-    def fit(self, model, unit_dir, ds, rows, y, fold, fit, val, drop_band=None):
-        train_side = np.concatenate([fit, val])
-        if model in ("glm", "lightgbm"):  # the same bin features: band amplitude, cos / sin of the phase
-            cols = glm_feature_columns(self.channels, drop_band)
-            X_train = self.table[rows[train_side]][:, cols]
-            if model == "glm":
-                m = fit_glm(X_train, y[train_side], seed=self.seed)
-            else:
-                from ..blocks.models.lightgbm import make_estimator, resolve_hparams
-
-                m = make_estimator(resolve_hparams({"class_weight": "balanced"}), self.seed).fit(X_train, y[train_side])
-            thr = youden_threshold(y[train_side], m.predict_proba(X_train)[:, 1])
-            return m.predict_proba(self.table[rows[fold.test]][:, cols])[:, 1], thr
-        if model != "bilstm":
-            raise EphysError(f"unknown model {model!r} for LFP cross-validation ({', '.join(MODELS)})")
-        from ..core.models import load_keras_model
-        from ..core.training import TrainConfig, train
-
-        hp = dict(self.hp)
-        if drop_band is not None:
-            hp["keep_channels"] = ",".join(map(str, self.keep(drop_band)))
-        tag = "bilstm" if drop_band is None else f"bilstm-no-{drop_band}"
-        run_dir = self.out / "runs" / unit_dir / tag / fold.name
-        cfg = TrainConfig(model="bilstm", data=str(ds.root), dropout=float(hp.pop("dropout", 0.2)), out=str(run_dir),
-                          split=fold.name, eager=self.eager, hparams=hp, **self.kw)
-        run = train(cfg, log=self.log, split_ids=fold_split_ids(ds.ids, fit, val, fold.test))
-        net = load_keras_model(run / "model.keras")
-        thr = youden_threshold(y[train_side], _predict_keras(net, self.windows, rows[train_side]))
-        p_test = _predict_keras(net, self.windows, rows[fold.test])
-        import keras
-
-        del net
-        keras.backend.clear_session()  # one model per unit and fold: free the previous graphs
-        return p_test, thr
+    out = {}
+    for m in models:
+        if m == "bilstm":
+            hp = dict(bilstm_hparams or {})
+            cfg = TrainConfig(model="bilstm", dropout=float(hp.pop("dropout", 0.2)), eager=eager, hparams=hp,
+                              epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed)
+        else:  # the bin-feature models train on the whole training side: epochs etc. do not apply
+            cfg = TrainConfig(model=REGISTRY_MODEL[m], seed=seed, hparams={})
+        out[m] = CVModel(m, cfg)
+    return out
 
 
 def cross_validate(prepared: str | Path, out: str | Path, *, scheme: str = "auto", n_folds: int = 5,
@@ -211,88 +132,52 @@ def cross_validate(prepared: str | Path, out: str | Path, *, scheme: str = "auto
     for m in models + ([lobo_model] if lobo else []):
         if m not in MODELS:
             raise EphysError(f"unknown model {m!r} for LFP cross-validation (known: {', '.join(MODELS)})")
-    windows = np.load(prepared / WINDOWS, mmap_mode="r")
     channels = index["channels"]
-    table = glm_features(windows, bin_samples(index)) if {"glm", "lightgbm"} & {*models, lobo_model} else None
     bands = list(index["bands"])
-    fitter = _Fitter(prepared, out, windows, table, channels, epochs=epochs, batch_size=batch_size, lr=lr,
-                     patience=patience, seed=seed, bilstm_hparams=bilstm_hparams, eager=eager, log=log)
-    rng = np.random.default_rng(seed)
-    oof = {m: [] for m in models}  # rows of (id, key, t, y, p, thr, fold)
-    lobo_oof = {b: [] for b in bands}
-    lobo_folds = {}  # unit -> band -> [delta per fold]
-    schemes = {}
-    plan = []
+    datasets, plans, unit_ids = [], [], []
     for unit, uinfo in index["units"].items():  # every fold of every unit is checked before any training
         if units is not None and unit not in units:
             continue
         ds = load_dataset(prepared / uinfo["dataset"])
         smp = ds.manifest["samples"]
-        rows = np.array([s["row"] for s in smp], dtype=np.int64)
         y = np.array([s["label"] == "spike" for s in smp], dtype=np.int64)
         t = np.array([s["t_s"] for s in smp], dtype=np.float64)
-        groups = [s["group"] for s in smp]
-        keys = np.array([f"{g}/{unit}" for g in groups])
-        used, folds = make_folds(y, groups, t, scheme, n_folds, float(index["window_s"]), seed,
+        used, folds = make_folds(y, [s["group"] for s in smp], t, scheme, n_folds, float(index["window_s"]), seed,
                                  f"{ds.root} (unit {unit})")
-        plan.append((unit, uinfo, ds, rows, y, t, groups, keys, folds))
-        schemes[unit] = used
-    if not plan:
+        datasets.append(ds)
+        plans.append(FoldPlan(ds.root, used, int(n_folds), int(seed), folds))
+        unit_ids.append(unit)
+    if not plans:
         raise EphysError(f"no unit to cross-validate (asked for {', '.join(units or [])})", prepared)
-    for unit, uinfo, ds, rows, y, t, groups, keys, folds in plan:
-        log(f"{unit}: {schemes[unit]} {len(folds)}-fold cross-validation over {len(set(groups))} recording(s), "
-            f"{y.size} windows, {int(y.sum())} with a spike")
-        lobo_folds[unit] = {b: [] for b in bands}
-        for fold in folds:
-            fit, val = inner_validation(fold, groups, 0.2, seed)
-            fit = _cap(fit, y, max_train, rng)
-            val = _cap(val, y, max_train // 4 if max_train else None, rng)
-            full = {}
-            for m in models + ([lobo_model] if lobo and lobo_model not in models else []):
-                t0 = time.perf_counter()
-                p, thr = fitter.fit(m, uinfo["dataset"].split("/", 1)[1], ds, rows, y, fold, fit, val)
-                if prior_correction:
-                    p, thr = prior_shift(p, thr, float(y[fold.train].mean()))
-                full[m] = p
-                if m in oof:
-                    oof[m] += [(ds.ids[i], keys[i], t[i], y[i], pi, thr, fold.name) for i, pi in zip(fold.test, p)]
-                log(f"  {fold.name} {m}: ROC-AUC {_auc(y[fold.test], p) or float('nan'):.3f} "
-                    f"({time.perf_counter() - t0:.1f} s)")
-            if lobo:
-                for b in bands:
-                    p_b, _ = fitter.fit(lobo_model, uinfo["dataset"].split("/", 1)[1], ds, rows, y, fold, fit, val,
-                                        drop_band=b)
-                    if prior_correction:  # as the full model's, so per-unit AUCs over blocks compare alike
-                        p_b, _ = prior_shift(p_b, 0.5, float(y[fold.train].mean()))
-                    a_full, a_b = _auc(y[fold.test], full[lobo_model]), _auc(y[fold.test], p_b)
-                    lobo_folds[unit][b].append(None if a_full is None or a_b is None else a_full - a_b)
-                    lobo_oof[b] += [(keys[i], y[i], pf, pb) for i, pf, pb in zip(fold.test, full[lobo_model], p_b)]
+    cfg = _configs(set(models) | ({lobo_model} if lobo else set()), epochs=epochs, batch_size=batch_size, lr=lr,
+                   patience=patience, seed=seed, bilstm_hparams=bilstm_hparams, eager=eager)
+    ablation = Ablation(cfg[lobo_model], {b: [i for i, c in enumerate(channels) if c["band"] == b] for b in bands}) \
+        if lobo else None
+    res = cross_validate_models(datasets, [cfg[m] for m in models], out, plans=plans, seed=seed, names=unit_ids,
+                                max_fit=max_train, max_val=max_train // 4 if max_train else None,
+                                threshold="youden", prior_shift=prior_correction, ablation=ablation, log=log)
+    keys = [np.array([f"{g}/{u}" for g in ds.groups]) for ds, u in zip(datasets, unit_ids)]
+    times = [np.array([s["t_s"] for s in ds.manifest["samples"]], dtype=np.float64) for ds in datasets]
     coupled = {f"{rec}/{u}" for u, ui in index["units"].items() for rec, info in (ui.get("info") or {}).items()
                if "band" in info and info["band"]}
     results = {}
     for m in models:
-        results[m] = _summarise(oof[m], coupled)
-        _write_predictions(out / f"predictions_{m}.csv", oof[m])
+        rows = _rows(res.held_out[m], datasets, keys, times)
+        results[m] = _summarise(rows, coupled)
+        _write_predictions(out / f"predictions_{m}.csv", rows)
     primary = models[0]
-    metrics = {"model": primary, "scheme": schemes, "n_folds": n_folds, **_flat(results[primary]),
-               "pooled": results[primary]["pooled"], "per_unit": results[primary]["per_unit"],
+    metrics = {"model": primary, "scheme": {u: p.scheme for u, p in zip(unit_ids, plans)}, "n_folds": n_folds,
+               **_flat(results[primary]), "pooled": results[primary]["pooled"], "per_unit": results[primary]["per_unit"],
                **({"pooled_coupled": results[primary]["pooled_coupled"]} if "pooled_coupled" in results[primary] else {}),
                "label_names": ["no_spike", "spike"], "prediction_bin_s": index["bin_s"],
                "window_s": index["window_s"], "after_s": round(index.get("after_samples", 0) / index["fs_hz"], 6),
                "target": index["target"]}
     if len(models) > 1:
-        ref = models[1]
-        metrics["reference"] = {"model": ref, **_flat(results[ref]), "pooled": results[ref]["pooled"],
-                                "per_unit": results[ref]["per_unit"],
-                                **({"pooled_coupled": results[ref]["pooled_coupled"]}
-                                   if "pooled_coupled" in results[ref] else {})}
+        metrics["reference"] = _part(models[1], results[models[1]])
     if len(models) > 2:  # further baselines, shaped like the reference
-        metrics["also"] = {m: {"model": m, **_flat(results[m]), "pooled": results[m]["pooled"],
-                               "per_unit": results[m]["per_unit"],
-                               **({"pooled_coupled": results[m]["pooled_coupled"]} if "pooled_coupled" in results[m] else {})}
-                           for m in models[2:]}
+        metrics["also"] = {m: _part(m, results[m]) for m in models[2:]}
     if lobo:
-        metrics["lobo"] = _lobo_summary(lobo_oof, lobo_folds, bands, index, lobo_model)
+        metrics["lobo"] = _lobo_summary(res, keys, bands, index, lobo_model)
         metrics["lobo_hit_rate"] = metrics["lobo"]["hit_rate"]
     metrics["seconds"] = round(time.perf_counter() - t_start, 1)
     write_json(out / "metrics.json", metrics)
@@ -305,6 +190,18 @@ _FLAT = ("roc_auc", "pr_auc", "positive_rate", "rate_correlation", "balanced_acc
 
 def _flat(res: dict) -> dict:
     return {k: res["pooled"][k] for k in _FLAT}
+
+
+def _part(model: str, res: dict) -> dict:
+    return {"model": model, **_flat(res), "pooled": res["pooled"], "per_unit": res["per_unit"],
+            **({"pooled_coupled": res["pooled_coupled"]} if "pooled_coupled" in res else {})}
+
+
+def _rows(held, datasets, keys, times) -> list[tuple]:
+    """(id, recording/unit, t_s, spike, p_spike, threshold, fold) per held-out window, in the core's order."""
+    return [(datasets[k].ids[i], keys[k][i], times[k][i], y, p, thr, f)
+            for k, i, y, p, thr, f in zip(held.dataset.tolist(), held.index.tolist(), held.y.tolist(), held.p,
+                                          held.threshold, held.fold.tolist())]
 
 
 def _summarise(rows, coupled=()) -> dict:
@@ -327,15 +224,19 @@ def _write_predictions(path: Path, rows) -> None:
     write_text(path, buf.getvalue())
 
 
-def _lobo_summary(lobo_oof, lobo_folds, bands, index, model) -> dict:
+def _lobo_summary(res, keys, bands, index, model) -> dict:
+    """The core's ablation summary (per dataset = per unit, pooled over folds) with the LFP's
+    per recording/unit ΔROC-AUC, the band it names and the simulated ground truth."""
+    full = res.held_out[res.ablation_model]
+    row_keys = np.array([keys[k][i] for k, i in zip(full.dataset.tolist(), full.index.tolist())])
     per_unit, named, truth = {}, {}, {}
     for b in bands:
-        if not lobo_oof[b]:
+        part = res.ablation.get(b)
+        if part is None or not part.y.size:
             continue
-        keys, y, pf, pb = (np.array(c) for c in zip(*lobo_oof[b]))
-        for k in sorted(set(keys.tolist())):
-            sel = keys == k
-            a, a_b = _auc(y[sel], pf[sel]), _auc(y[sel], pb[sel])
+        for k in sorted(set(row_keys.tolist())):
+            sel = row_keys == k
+            a, a_b = roc_auc(full.y[sel], full.p[sel]), roc_auc(part.y[sel], part.p[sel])
             per_unit.setdefault(k, {})[b] = None if a is None or a_b is None else a - a_b
     for k, d in per_unit.items():
         vals = {b: v for b, v in d.items() if v is not None}
@@ -346,14 +247,7 @@ def _lobo_summary(lobo_oof, lobo_folds, bands, index, model) -> dict:
             truth[k] = info["band"]
     coupled = [k for k, b in truth.items() if b]
     hits = [k for k in coupled if named.get(k) == truth[k]]
-    per_dataset = {u: {b: {"delta_roc_auc": (float(np.mean([v for v in f if v is not None]))
-                                             if any(v is not None for v in f) else None),
-                           "ci95": _ci95(f), "folds": f} for b, f in d.items()} for u, d in lobo_folds.items()}
-    pooled = {}
-    for b in bands:
-        vals = [v for u in lobo_folds for v in lobo_folds[u][b]]
-        good = [v for v in vals if v is not None]
-        pooled[b] = {"delta_roc_auc": float(np.mean(good)) if good else None, "ci95": _ci95(vals)}
-    return {"model": model, "bands": bands, "pooled": pooled, "per_dataset": per_dataset, "per_unit": per_unit,
-            "named_band": named, "ground_truth_band": truth, "n_coupled": len(coupled), "n_hits": len(hits),
-            "hit_rate": (len(hits) / len(coupled)) if coupled else None}
+    summary = ablation_summary(res)
+    return {"model": model, "bands": bands, "pooled": summary["pooled"], "per_dataset": summary["per_dataset"],
+            "per_unit": per_unit, "named_band": named, "ground_truth_band": truth, "n_coupled": len(coupled),
+            "n_hits": len(hits), "hit_rate": (len(hits) / len(coupled)) if coupled else None}

@@ -3,8 +3,8 @@
 - ROC-AUC and PR-AUC (average precision, ``sklearn.metrics.average_precision_score``) with the
   positive rate beside it (a PR-AUC equal to the positive rate is chance);
 - sensitivity, specificity and balanced accuracy at a threshold fitted on the training side of
-  the fold (:func:`youden_threshold`: the ROC point maximising sensitivity + specificity - 1,
-  Youden 1950);
+  the fold (:func:`youden_threshold`, from :mod:`ephys.pipelines.core.calibration`: the ROC point
+  maximising sensitivity + specificity - 1, Youden 1950);
 - accuracy, only beside the majority-class baseline (predict "no spike" always);
 - ``rate_correlation``: Pearson correlation of predicted and observed rates in 100 ms bins
   (Rasch et al. 2008, J Neurophysiol 99:1461): per recording and unit, the prediction bins are
@@ -16,20 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.calibration import youden_threshold
+
 __all__ = ["youden_threshold", "spike_metrics", "rate_correlation"]
-
-
-def youden_threshold(y, p) -> float:
-    """Threshold on ``p`` maximising sensitivity + specificity - 1 on (training) labels ``y``
-    (0.5 when ``y`` has a single class)."""
-    from sklearn.metrics import roc_curve
-
-    y = np.asarray(y).astype(int)
-    if np.unique(y).size < 2:
-        return 0.5
-    fpr, tpr, thr = roc_curve(y, p)
-    k = int(np.argmax(tpr - fpr))
-    return float(min(thr[k], 1.0))
 
 
 def rate_correlation(y, p, t_s, keys, rate_bin_s: float = 0.1) -> float | None:

@@ -3,7 +3,8 @@
 Both: prepare ``sequence`` windows (100 ms of raw LFP + Hilbert amplitude and phase of every band
 below 0.9 x Nyquist; target: a spike in the window's last 20 ms; ``--hparam after_s`` keeps LFP
 after the bin, :mod:`ephys.pipelines.lfp.sequence`), cross-validate the seed's
-BiLSTM (trained by the core) and the GLM baseline per unit (:mod:`ephys.pipelines.lfp.cv`), run
+BiLSTM, the GLM baseline and LightGBM on the GLM's features per unit (registered models, every fold
+trained by the core's cross-validation: :mod:`ephys.pipelines.lfp.cv`), run
 leave-one-band-out, and write ``OUT/metrics.json`` (BiLSTM at the top, the GLM under
 ``reference``), ``OUT/predictions_<model>.csv`` and ``OUT/report.md``.
 
