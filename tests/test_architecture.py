@@ -182,11 +182,13 @@ def _declared_flags() -> set[str]:
 def test_cli_defines_no_option_a_declaration_owns():
     """The CLI's own options are the verbs' (train, reproduce, ...); a pipeline's options live in its
     declaration. Generic names every verb may use are allowed."""
-    generic = {"--seed", "--out", "--labels", "--data", "--epochs"}
+    generic = {"--seed", "--out", "--labels", "--data", "--epochs", "--version"}
     owned = _declared_flags() - generic
     for f in sorted((REPO / "cli").glob("*.py")):
         for node in ast.walk(ast.parse(f.read_text())):
             if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "Option":
+                if any(k.arg == "hidden" and getattr(k.value, "value", False) for k in node.keywords):
+                    continue  # an old spelling kept for one release
                 names = {a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)}
                 assert not names & owned, (f.name, sorted(names & owned))
 
