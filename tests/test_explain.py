@@ -377,3 +377,47 @@ def test_feature_run_attributions_are_gradient_times_input(tmp_path):
     a = np.abs(grad * x)
     expected = a / a.max(axis=1, keepdims=True)
     np.testing.assert_allclose(z["maps"], expected, atol=1e-4)
+
+
+def _array_dataset(root: Path, modality: str, x: np.ndarray, labels, extra: dict) -> Path:
+    """A single-array dataset of ``modality`` (rows of ``x``), groups of 4 samples."""
+    root.mkdir(parents=True)
+    np.save(root / "x.npy", x.astype(np.float32))
+    names = sorted(set(labels))
+    samples = [{"id": f"w{k}", "row": k, "label": lab, "group": f"g{k // 4}"} for k, lab in enumerate(labels)]
+    (root / "manifest.json").write_text(json.dumps({"modality": modality, "sample_shape": list(x.shape[1:]),
+                                                    "array": "x.npy", "label_names": names, "samples": samples,
+                                                    **extra}))
+    return root
+
+
+@pytest.mark.parametrize("kind", ["event_window", "sequence"])
+def test_window_and_sequence_views_through_the_one_loop(tmp_path, kind):
+    """The events and lfp explain hooks are views on the same loop: windows reduced to saliency
+    over time; LFP sequences keep one map per input (channel:band)."""
+    from ephys.pipelines.events.explain import explain_window_run
+    from ephys.pipelines.lfp.explain import explain_sequence_run
+
+    rng = np.random.default_rng(2)
+    n, t = 16, 50
+    labels = ["event" if k % 2 else "no_event" for k in range(n)]
+    if kind == "event_window":
+        x, extra, hook, map_shape = rng.random((n, t, 1)), {"fs_hz": 5000.0}, explain_window_run, (t,)
+    else:
+        x = rng.normal(size=(n, t, 3))
+        extra, hook, map_shape = {"fs_hz": 1000.0, "channels": ["ch1:theta", "ch1:gamma", "ch2:theta"]}, \
+            explain_sequence_run, (t, 3)
+    data = _array_dataset(tmp_path / "ds", kind, x, labels, extra)
+    keras.utils.set_random_seed(0)
+    inp = keras.Input(x.shape[1:])
+    out = keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(keras.layers.Dense(2, activation="tanh")(inp)))
+    run = _tiny_run(tmp_path, data, keras.Model(inp, out), sorted(set(labels)), [f"w{k}" for k in range(8)])
+    manifest = json.loads((data / "manifest.json").read_text())
+    out_dir = hook(run, yaml.safe_load((run / "config.yaml").read_text()), data, manifest, n_examples=1)
+    z = np.load(out_dir / "saliency.npz")
+    assert z["maps"].shape == (8,) + map_shape and np.allclose(z["maps"].reshape(8, -1).max(1), 1.0)
+    assert z["time_ms"][1] == pytest.approx(1000.0 / extra["fs_hz"])
+    if kind == "sequence":
+        assert list(z["input"]) == extra["channels"]
+    s = json.loads((out_dir / "summary.json").read_text())
+    assert s["sample_noun"] == "window" and (out_dir / "class_means.png").is_file()

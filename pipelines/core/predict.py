@@ -156,7 +156,7 @@ def _report(folder: Path, run_dir: Path, config: dict, ds, mod, label_names, pro
     """``report.html``: counts per predicted class, the least confident items, the example figure
     of the run's modality drawn per predicted class (one page of :mod:`ephys.pipelines.core.page`)."""
     from .nouns import nouns
-    from .page import Card, Cards, Fig, Notice, Page, Table, Text
+    from .page import Card, Cards, Fig, Page, Table, Text
     from .report import decision_facts
 
     words = nouns(ds.manifest, mod)
@@ -186,7 +186,7 @@ def _report(folder: Path, run_dir: Path, config: dict, ds, mod, label_names, pro
     page.section("Summary", Cards(cards),
                  Text(f"{n:,} {words.samples} from {data_dir}; labels in the input, if any, were ignored. "
                       "Probabilities are the model's; they are calibrated only as well as its training data allow."),
-                 Notice(decision["text"]) if decision else None)
+                 Text(decision["text"]) if decision else None)
     page.section("Counts per predicted class",
                  Table([[k, counts.get(k, 0), f"{100.0 * counts.get(k, 0) / n:.1f} %"] for k in label_names],
                        ["class", "n", "share"]))

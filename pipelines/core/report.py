@@ -530,8 +530,7 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
                          scroll=True,
                          caption=(f"… and {data['n_skipped'] - len(data['skipped'])} more (see manifest.json)."
                                   if data["n_skipped"] > len(data["skipped"]) else ""))
-                   if data["skipped"] else Table([["None: every input file was used."]],
-                                                 title=f"Skipped files ({data['n_skipped']})"))
+                   if data["skipped"] else Text("Skipped files: none, every input file was used.", muted=True))
         page.section("Data",
                      Table([("dataset", data["path"])] + list(data["facts"]), kv=True),
                      Table(data["count_rows"], ["class", *data["count_cols"]], total=True,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..blocks.explain.saliency import SaliencyView, explain_keras_run, pyplot as _pyplot, saliency_section
+from ..blocks.explain.saliency import SaliencyView, draw_trace, explain_keras_run, pyplot as _pyplot, saliency_section
 from ..core.datasets import load_dataset
 from ..core.errors import EphysError
 from ..core.page import png_bytes as _png, style_axes as _style
@@ -32,29 +32,10 @@ def _time_ms(manifest: dict, n: int) -> np.ndarray:
     return t0 + 1000.0 * np.arange(n) / fs
 
 
-def _draw(axes, x, saliency, info):
-    """One snippet (every channel, grey) with the saliency of each time sample as coloured dots
-    on the channel of largest peak-to-peak amplitude."""
-    ax = axes[0]
-    x = np.asarray(x, dtype=float).reshape(len(saliency), -1)
-    t = info["coords"].get("time_ms")
-    t = t if t is not None else np.arange(len(saliency))
-    ax.plot(t, x, color="0.6", lw=1)
-    best = int(np.argmax(np.ptp(x, axis=0)))
-    sc = ax.scatter(t, x[:, best], c=saliency, cmap=SALIENCY_CMAP, vmin=0, vmax=1, s=12, zorder=3)
-    ax.set_title(info["title"], fontsize=8)
-    if info["last_row"]:
-        ax.set_xlabel("time from crossing (ms)", fontsize=8)
-    if info["first_col"]:
-        ax.set_ylabel(str(info["manifest"].get("units") or ""), fontsize=8)
-    _style(ax)
-    return sc
-
-
 #: how the explain loop draws a snippet: the waveform coloured by its saliency over time
 VIEW = SaliencyView(
-    draw=_draw, coords=lambda manifest, shape: {"time_ms": _time_ms(manifest, shape[0])}, panels=1,
-    panel_size=(3.2, 2.3), reduce_last=True, min_batch=256,
+    draw=draw_trace, coords=lambda manifest, shape: {"time_ms": _time_ms(manifest, shape[0])}, panels=1,
+    panel_size=(3.2, 2.3), reduce_last=True, min_batch=256, xlabel="time from crossing (ms)",
     what="the input waveform, |gradient| per time sample maximised over channels",
     class_means_caption="Per class: the mean snippet coloured by the mean saliency of each time sample.",
     examples_caption="Example snippets coloured by saliency (dots on the channel of largest amplitude).")

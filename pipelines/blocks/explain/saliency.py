@@ -45,7 +45,8 @@ import numpy as np
 from ...core.atomic import atomic_path, write_json
 from ...core.errors import EphysError
 
-__all__ = ["METHODS", "TARGETS", "SaliencyView", "explain_keras_run", "saliency_section", "input_gradients",
+__all__ = ["METHODS", "TARGETS", "SaliencyView", "explain_keras_run", "saliency_section", "draw_trace", "draw_matrix",
+           "input_gradients",
            "saliency_maps", "load_model", "pyplot", "save_png", "short", "backend_name"]
 
 METHODS = ("gradient", "smoothgrad")
@@ -277,6 +278,8 @@ class SaliencyView:
         Captions of the two figures in the report.
     colorbar : str
         Label of the saliency colour bar.
+    xlabel, ylabel : str
+        Axis labels handed to ``draw`` in ``info`` (e.g. "time from crossing (ms)", "µV").
     """
 
     draw: Callable[..., Any]
@@ -290,6 +293,57 @@ class SaliencyView:
     class_means_caption: str = "Mean saliency per class."
     examples_caption: str = "Examples with their saliency."
     colorbar: str = "saliency (0–1)"
+    xlabel: str = ""
+    ylabel: str = ""
+
+
+def draw_trace(axes, x, saliency, info):
+    """A :attr:`SaliencyView.draw` for 1-D samples (time, channels): every channel as a grey line,
+    the saliency of each time sample as coloured dots on the channel of largest peak-to-peak
+    amplitude. ``info["coords"]`` gives the time axis (its first entry, e.g. ``time_ms``);
+    ``info["xlabel"]`` / ``info["ylabel"]`` label the axes (y: the manifest's ``units`` by default)."""
+    from ...core.page import style_axes
+
+    ax = axes[0]
+    x = np.asarray(x, dtype=float).reshape(len(saliency), -1)
+    t = next(iter(info["coords"].values()), None) if info["coords"] else None
+    t = np.asarray(t) if t is not None else np.arange(len(saliency))
+    ax.plot(t, x, color="0.6", lw=1)
+    best = int(np.argmax(np.ptp(x, axis=0)))
+    sc = ax.scatter(t, x[:, best], c=saliency, cmap=SALIENCY_CMAP, vmin=0, vmax=1, s=10, zorder=3)
+    ax.set_title(info["title"], fontsize=8)
+    if info["last_row"]:
+        ax.set_xlabel(info.get("xlabel") or "time", fontsize=8)
+    if info["first_col"]:
+        ax.set_ylabel(info.get("ylabel") or str((info.get("manifest") or {}).get("units") or ""), fontsize=8)
+    style_axes(ax)
+    return sc
+
+
+def draw_matrix(axes, x, saliency, info):
+    """A :attr:`SaliencyView.draw` for (time, inputs) samples whose saliency keeps the inputs
+    (``reduce_last=False``): the input (each column z-scored) and its saliency as heat maps,
+    inputs on the y axis (names from the second coordinate, when given)."""
+    x = np.asarray(x, dtype=float)
+    z = (x - x.mean(axis=0)) / np.where(x.std(axis=0) > 0, x.std(axis=0), 1.0)
+    coords = list((info["coords"] or {}).values())
+    t = np.asarray(coords[0]) if coords and coords[0] is not None else np.arange(x.shape[0])
+    names = list(coords[1]) if len(coords) > 1 and coords[1] is not None else [str(k) for k in range(x.shape[1])]
+    extent = (float(t[0]), float(t[-1]), x.shape[1] - 0.5, -0.5)
+    axes[0].imshow(z.T, aspect="auto", cmap="RdBu_r", vmin=-3, vmax=3, extent=extent, interpolation="nearest")
+    mesh = axes[1].imshow(np.asarray(saliency).T, aspect="auto", cmap=SALIENCY_CMAP, vmin=0, vmax=1, extent=extent,
+                          interpolation="nearest")
+    axes[0].set_title(info["title"], fontsize=8)
+    axes[1].set_title("saliency", fontsize=8)
+    step = max(1, len(names) // 12)
+    for k, ax in enumerate(axes):
+        ax.set_yticks(range(0, len(names), step))
+        ax.set_yticklabels([names[j] for j in range(0, len(names), step)] if k == 0 and info["first_col"]
+                           else [], fontsize=6)
+        ax.tick_params(axis="x", labelsize=7)
+        if info["last_row"]:
+            ax.set_xlabel(info.get("xlabel") or "time", fontsize=8)
+    return mesh
 
 
 def _pick_ids(run_dir: Path, ds, nouns):
@@ -335,7 +389,8 @@ def _examples_figure(rows, view, coords, manifest, nouns, target, path: Path) ->
             sid, x, m, pred, p = items[c]
             ok = "✓" if pred == label else "✗"
             info = {"title": f"{short(sid, 24)}\ntrue {short(label, 16)} · pred {short(pred, 16)} {ok} (p={p:.2f})",
-                    "coords": coords, "manifest": manifest, "first_col": c == 0, "last_row": r == n_rows - 1}
+                    "coords": coords, "manifest": manifest, "first_col": c == 0, "last_row": r == n_rows - 1,
+                    "xlabel": view.xlabel, "ylabel": view.ylabel}
             got = view.draw(axs, x, m, info)
             mappable = got if got is not None else mappable
     if mappable is not None:
@@ -364,7 +419,8 @@ def _class_means_figure(label_names, mean_x, class_means, counts, view, coords, 
         m = class_means[k]
         top = float(m.max()) or 1.0
         info = {"title": f"{short(label_names[k], 24)} (n={int(counts[k])})", "coords": coords, "manifest": manifest,
-                "first_col": c == 0, "last_row": r == n_rows - 1 or k + n_cols >= n}
+                "first_col": c == 0, "last_row": r == n_rows - 1 or k + n_cols >= n,
+                "xlabel": view.xlabel, "ylabel": view.ylabel}
         got = view.draw(axs, mean_x[k], m / top, info)
         mappable = got if got is not None else mappable
     if mappable is not None:
