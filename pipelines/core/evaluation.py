@@ -246,6 +246,10 @@ def summary_line(run_dir: str | Path, metrics: dict) -> str:
         from .nouns import GENERIC as words
     n = metrics.get("n_test")
     count = f"{int(n):,}" if isinstance(n, (int, np.integer)) else "n/a"
+    if metrics.get("target") not in (None, "label"):  # a model's own evaluator: its flat numbers
+        nums = [(k, v) for k, v in metrics.items() if k != "n_test" and isinstance(v, (int, float, np.number))
+                and not isinstance(v, bool)]
+        return f"test {words.samples} {count}: " + "  ".join(f"{k} {format_number(v)}" for k, v in nums[:6])
     line = (f"test {words.samples} {count}: accuracy {format_number(metrics.get('accuracy'))}  balanced accuracy "
             f"{format_number(metrics.get('balanced_accuracy'))}  macro-F1 {format_number(metrics.get('macro_f1'))}  "
             f"ROC-AUC {format_number(metrics.get('roc_auc_ovr'))}")
