@@ -1,4 +1,4 @@
-"""``ephys explain``: saliency maps."""
+"""``ephys explain``: what drives a run's predictions (the modality's explanation)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from . import common
 
 def explain(
     run: Path = typer.Argument(None, help="Run folder [default: the latest under ./runs]."),
-    examples: int = typer.Option(2, "--examples", min=1, help="Example cells per class."),
+    examples: int = typer.Option(2, "--examples", min=1, help="Example samples per class."),
 ):
-    """Gradient saliency maps of the test cells: examples per class and the class means,
-    axes in Hz and seconds, written to RUN/explain/."""
+    """Explain the run's test samples into RUN/explain/: gradient saliency for Keras models
+    (examples per class and the class means, drawn the modality's way), TreeSHAP for LightGBM."""
     common.import_backend()
     from ephys.pipelines.core.explain import explain_run
 

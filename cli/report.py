@@ -11,7 +11,8 @@ from . import common
 
 def report(run: Path = typer.Argument(None, help="Run folder [default: the latest under ./runs].")):
     """Write RUN/report.html (self-contained, images embedded) and RUN/report.md: data summary,
-    config, learning curves, metrics, confusion matrix, ROC, example samples, explanations."""
+    learning curves, metrics, confusion matrix, ROC, the decision threshold when the run has one,
+    examples and explanations drawn by the dataset's modality, configuration."""
     common.import_backend()
     from ephys.pipelines.core.report import build_report
 

@@ -203,3 +203,55 @@ def test_pipelines_fit_and_cross_validate_only_through_the_core():
             assert not fit.search(text), f"pipelines/{name}/{f.name}: a Keras fit outside the core"
             assert "for fold in" not in text and "StratifiedGroupKFold(" not in text, \
                 f"pipelines/{name}/{f.name}: a fold loop outside the core"
+
+
+#: literals left to the owner of the model builders (Keras input-layer names saved in model files,
+#: the builders' shape messages); remove an entry when its literal goes
+_WORDS_LEFT = {
+    ("blocks/models/backbones.py", "scalogram"),
+    ("blocks/models/sequence.py", "waveform"),
+    ("blocks/models/sequence.py", " needs waveforms of shape (n_samples >= 4, n_channels), got "),
+    ("blocks/models/bilstm.py", "window"),
+    ("blocks/models/bilstm.py", " needs windows of shape (n_time >= 2, n_channels), got "),
+}
+
+
+def test_core_and_blocks_speak_no_pipelines_words():
+    """No string literal in core/ or blocks/ holds a pipeline's name, the name of a modality only
+    one pipeline declares, or a pipeline's sample noun (singular or plural): messages, logs and
+    reports take their words from the dataset (core/nouns.py). Docstrings may name examples.
+    blocks/readers/ is exempt: a reader named by its file format reads that format's own fields
+    (a MATLAB variable ``lfp``, an Axona header ``spikes:``)."""
+    import re
+
+    from ephys.pipelines import PIPELINES
+    from ephys.pipelines.core.nouns import plural
+    from ephys.pipelines.core.registry import pipelines
+
+    declared: dict[str, set] = {}
+    words = set(PIPELINES) | {"cell", "snippet", "segment", "scalogram", "spike", "waveform", "mer", "lfp", "sts",
+                              "events"}
+    for p in pipelines().values():
+        for m in p.modalities:
+            declared.setdefault(m.name, set()).add(p.name)
+            if m.sample_noun not in ("sample", ""):
+                words.add(m.sample_noun)
+    words |= {name for name, by in declared.items() if len(by) == 1}
+    words |= {plural(w) for w in list(words)}
+    assert {"cell", "snippets", "window", "scalogram", "spikes", "mer"} <= words
+    pattern = re.compile(r"\b(" + "|".join(sorted(map(re.escape, words), key=len, reverse=True)) + r")\b", re.I)
+    found = []
+    root = REPO / "pipelines"
+    for f in sorted([*(root / "core").rglob("*.py"), *(root / "blocks").rglob("*.py")]):
+        rel = f.relative_to(root).as_posix()
+        if rel.startswith("blocks/readers/"):
+            continue
+        tree = ast.parse(f.read_text())
+        docs = {id(n.body[0].value) for n in ast.walk(tree)
+                if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and n.body
+                and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs
+                    and pattern.search(node.value) and (rel, node.value) not in _WORDS_LEFT):
+                found.append(f"{rel}:{node.lineno}: {node.value[:70]!r}")
+    assert not found, "pipeline words in core/ or blocks/:\n" + "\n".join(found)

@@ -174,7 +174,7 @@ def test_train_resumes_after_kill(tiny_synthetic, tmp_path):
     assert not (run / "model.keras").exists()
     done_before = json.loads(state.read_text())["epoch"]
     resumed = ephys(*args[:-1], check=0)
-    assert f"from epoch {done_before + 1}" in resumed.stderr
+    assert f"from epoch {done_before + 2}" in resumed.stderr  # the next epoch, counted from 1 as the bar counts
     epochs = [int(r.split(",")[0]) for r in (run / "history.csv").read_text().splitlines()[1:]]
     assert epochs == list(range(6))
     assert (run / "model.keras").exists()

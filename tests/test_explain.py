@@ -219,7 +219,7 @@ def test_explain_run_outputs(tmp_path):
     assert set(z["predicted"]) <= set(LABELS)
     assert list(z["labels"]) == [s.split("_")[1] and LABELS[int(s.split("_")[1])] for s in split["test"]]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["n_cells"] == 6 and summary["cells"] == "test split" and summary["target"] == "predicted"
+    assert summary["n_samples"] == 6 and summary["samples"] == "test split" and summary["target"] == "predicted"
     assert not list(out.glob("*.part*"))  # atomic writes left no temporaries
 
 
@@ -243,7 +243,7 @@ def test_explain_falls_back_to_labelled_cells_without_test_split(tmp_path):
     z = np.load(out / "saliency.npz")
     assert len(z["ids"]) == 6 and "cell_unlabelled" not in set(z["ids"])
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["cells"] == "all labelled cells" and summary["method"] == "smoothgrad"
+    assert summary["samples"] == "all labelled cells" and summary["method"] == "smoothgrad"
     assert not (out / "examples.png").exists()
 
 
@@ -262,3 +262,162 @@ def test_explain_unknown_test_id_is_an_ephys_error(tmp_path):
     (run / "split.json").write_text(json.dumps({"train": [], "val": [], "test": ["ghost"]}))
     with pytest.raises(EphysError, match="split.json"):
         explain_run(run)
+
+
+# ------------------------------------------------------------------ one loop for every Keras modality
+
+
+def _tiny_run(root: Path, data: Path, model, label_names, test_ids) -> Path:
+    """A run folder around an untrained ``model`` (config.yaml, split.json, model.keras)."""
+    run = root / "run"
+    run.mkdir(parents=True)
+    model.save(run / "model.keras")
+    (run / "split.json").write_text(json.dumps({"train": [], "val": [], "test": list(test_ids)}))
+    (run / "config.yaml").write_text(yaml.safe_dump({"model": "tiny", "data": str(data), "label_names": label_names,
+                                                     "seed": 0, "run_id": root.name}))
+    return run
+
+
+def _waveform_run(root: Path) -> Path:
+    """A waveform dataset (two classes, 42-sample snippets, the spikes pipeline's layout) and an
+    untrained Conv1D run on it."""
+    from ephys.pipelines.core.datasets import load_dataset
+    from ephys.pipelines.spikes.waveforms import prepare_waveform_sets
+
+    rng = np.random.default_rng(0)
+    sets = root / "sets"
+    sets.mkdir(parents=True)
+    t = np.arange(42) - 12
+    shape = -np.exp(-0.5 * (t / 1.5) ** 2)
+    for ch in ("1", "2"):
+        np.save(sets / f"channel_spikes_{ch}.npy", 100 * (shape + 0.1 * rng.normal(size=(6, 42))))
+        np.save(sets / f"channel_background_{ch}.npy", 20 * rng.normal(size=(6, 42)))
+    prepare_waveform_sets(sets, root / "ds")
+    ds = load_dataset(root / "ds")
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((42, 1))
+    h = keras.layers.Conv1D(3, 5, padding="same", activation="tanh")(inp)
+    out = keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(h))
+    test = [i for i, g in zip(ds.ids, ds.groups) if g == "2"]
+    return _tiny_run(root, root / "ds", keras.Model(inp, out), ds.label_names, test)
+
+
+def _feature_run(root: Path) -> Path:
+    """A feature-table dataset (3 features in different units) and an untrained MLP run on it."""
+    from ephys.pipelines.core.layouts import write_feature_table
+
+    rng = np.random.default_rng(1)
+    n = 24
+    labels = ["in" if k % 2 else "out" for k in range(n)]
+    X = np.column_stack([rng.normal(size=n) * 3, rng.normal(size=n) * 0.1, np.array([k % 2 for k in range(n)]) * 2.0])
+    ids = [f"s{k}" for k in range(n)]
+    write_feature_table(root / "ds", ids, X, ["rms_uv", "ratio", "power_db"], labels, ["in", "out"],
+                        groups=[f"p{k % 4}" for k in range(n)])
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((3,))
+    out = keras.layers.Dense(2, activation="softmax")(keras.layers.Dense(4, activation="tanh")(inp))
+    return _tiny_run(root, root / "ds", keras.Model(inp, out), ["in", "out"], ids[:8])
+
+
+def test_one_loop_explains_scalogram_waveform_and_feature_runs(tmp_path):
+    """Scalograms, waveforms and feature rows (gradient x input) go through the same loop: the
+    same files, the same summary keys, maps in [0, 1] whose shape is the modality's, and the run
+    report's explanation section instead of "not explained yet"."""
+    from ephys.pipelines.core.report import build_report
+
+    scal, _ = make_fake_run(tmp_path / "scal", with_metrics=False, n_per_class=2)
+    runs = {"scalogram": (scal, (16, 32)), "waveform": (_waveform_run(tmp_path / "wave"), (42,)),
+            "features": (_feature_run(tmp_path / "feat"), (3,))}
+    summaries, npz_keys = {}, {}
+    for kind, (run, map_shape) in runs.items():
+        out = explain_run(run, n_examples_per_class=1)
+        assert sorted(p.name for p in out.iterdir()) == ["class_means.png", "examples.png", "saliency.npz",
+                                                          "summary.json"], kind
+        s = json.loads((out / "summary.json").read_text())
+        z = np.load(out / "saliency.npz")
+        split = json.loads((run / "split.json").read_text())
+        assert list(z["ids"]) == split["test"] and s["n_samples"] == len(split["test"]), kind
+        assert z["maps"].shape == (len(split["test"]),) + map_shape, kind
+        assert z["maps"].min() >= 0 and np.allclose(z["maps"].reshape(len(z["maps"]), -1).max(1), 1.0), kind
+        assert z["class_means"].shape == (len(z["label_names"]),) + map_shape
+        summaries[kind], npz_keys[kind] = s, set(z.files)
+        html = build_report(run)[0].read_text()
+        assert "ephys explain" not in html and 'alt="mean saliency per class"' in html, kind
+    assert summaries["scalogram"].keys() == summaries["waveform"].keys() == summaries["features"].keys()
+    common = {"ids", "labels", "predicted", "target_class", "probabilities", "maps", "class_means", "class_counts",
+              "label_names"}
+    assert npz_keys["scalogram"] - common == {"frequencies_hz", "time_s"}
+    assert npz_keys["waveform"] - common == {"time_ms"} and npz_keys["features"] - common == {"feature"}
+    assert summaries["features"]["saliency"].startswith("|d p_target / d input x input|")
+    # each modality's own words: its sample noun and what the gradient is taken of
+    assert summaries["waveform"]["sample_noun"] == "snippet" and "waveform" in summaries["waveform"]["what"]
+    assert summaries["scalogram"]["sample_noun"] == "cell" and "scalogram" in summaries["scalogram"]["what"]
+    peak = summaries["features"]["per_class"]["in"]["peak"]
+    assert peak is None or peak["feature"] in {"rms_uv", "ratio", "power_db"}
+
+
+def test_feature_run_attributions_are_gradient_times_input(tmp_path):
+    """For a softmax of a linear map of the features, |d p_c / d x_j * x_j| is known in closed form."""
+    run = _feature_run(tmp_path)
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((3,))
+    model = keras.Model(inp, keras.layers.Dense(2, activation="softmax")(inp))
+    model.save(run / "model.keras")
+    out = explain_run(run, figures=False, target="true")
+    z = np.load(out / "saliency.npz")
+    from ephys.pipelines.core.datasets import load_dataset
+
+    ds = load_dataset(tmp_path / "ds")
+    x = ds.load(np.arange(8)).astype(np.float64)
+    W = keras.ops.convert_to_numpy(model.layers[-1].kernel).astype(np.float64)
+    p = keras.ops.convert_to_numpy(model(x.astype(np.float32))).astype(np.float64)
+    tgt = np.array([list(z["label_names"]).index(t) for t in z["labels"]])
+    # d softmax_c / d x_j = p_c * (W[j, c] - sum_k p_k W[j, k])
+    grad = p[np.arange(8), tgt][:, None] * (W[:, tgt].T - p @ W.T)
+    a = np.abs(grad * x)
+    expected = a / a.max(axis=1, keepdims=True)
+    np.testing.assert_allclose(z["maps"], expected, atol=1e-4)
+
+
+def _array_dataset(root: Path, modality: str, x: np.ndarray, labels, extra: dict) -> Path:
+    """A single-array dataset of ``modality`` (rows of ``x``), groups of 4 samples."""
+    root.mkdir(parents=True)
+    np.save(root / "x.npy", x.astype(np.float32))
+    names = sorted(set(labels))
+    samples = [{"id": f"w{k}", "row": k, "label": lab, "group": f"g{k // 4}"} for k, lab in enumerate(labels)]
+    (root / "manifest.json").write_text(json.dumps({"modality": modality, "sample_shape": list(x.shape[1:]),
+                                                    "array": "x.npy", "label_names": names, "samples": samples,
+                                                    **extra}))
+    return root
+
+
+@pytest.mark.parametrize("kind", ["event_window", "sequence"])
+def test_window_and_sequence_views_through_the_one_loop(tmp_path, kind):
+    """The events and lfp explain hooks are views on the same loop: windows reduced to saliency
+    over time; LFP sequences keep one map per input (channel:band)."""
+    from ephys.pipelines.events.explain import explain_window_run
+    from ephys.pipelines.lfp.explain import explain_sequence_run
+
+    rng = np.random.default_rng(2)
+    n, t = 16, 50
+    labels = ["event" if k % 2 else "no_event" for k in range(n)]
+    if kind == "event_window":
+        x, extra, hook, map_shape = rng.random((n, t, 1)), {"fs_hz": 5000.0}, explain_window_run, (t,)
+    else:
+        x = rng.normal(size=(n, t, 3))
+        extra, hook, map_shape = {"fs_hz": 1000.0, "channels": ["ch1:theta", "ch1:gamma", "ch2:theta"]}, \
+            explain_sequence_run, (t, 3)
+    data = _array_dataset(tmp_path / "ds", kind, x, labels, extra)
+    keras.utils.set_random_seed(0)
+    inp = keras.Input(x.shape[1:])
+    out = keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(keras.layers.Dense(2, activation="tanh")(inp)))
+    run = _tiny_run(tmp_path, data, keras.Model(inp, out), sorted(set(labels)), [f"w{k}" for k in range(8)])
+    manifest = json.loads((data / "manifest.json").read_text())
+    out_dir = hook(run, yaml.safe_load((run / "config.yaml").read_text()), data, manifest, n_examples=1)
+    z = np.load(out_dir / "saliency.npz")
+    assert z["maps"].shape == (8,) + map_shape and np.allclose(z["maps"].reshape(8, -1).max(1), 1.0)
+    assert z["time_ms"][1] == pytest.approx(1000.0 / extra["fs_hz"])
+    if kind == "sequence":
+        assert list(z["input"]) == extra["channels"]
+    s = json.loads((out_dir / "summary.json").read_text())
+    assert s["sample_noun"] == "window" and (out_dir / "class_means.png").is_file()

@@ -133,13 +133,13 @@ def test_small_class_refused_with_numbers(tmp_path, monkeypatch):
 
     xs, ys = toy_modality.simulate(12, seed=1)
     ys = list(ys)
-    ys[0] = "falilng"  # a typo: one cell (group g0 has two samples, s000 and s001)
+    ys[0] = "falilng"  # a typo: one group (g0 has two samples, s000 and s001; the toy names no group noun)
     ys[1] = "falilng"
     data = toy_modality.write_dataset(tmp_path / "typo", xs, ys)
     m = json.loads((data / "manifest.json").read_text())
     m["label_names"] = sorted(set(ys))
     (data / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(EphysError, match=r"fewer than 2 labelled cells.*'falilng' 1 \(all classes"):
+    with pytest.raises(EphysError, match=r"fewer than 2 labelled groups.*'falilng' 1 \(all classes"):
         train(TrainConfig(model="toy_dense", data=str(data), epochs=1, out=str(tmp_path / "r"), eager=True),
               log=lambda m: None)
     assert not (tmp_path / "r").exists()

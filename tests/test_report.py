@@ -44,6 +44,14 @@ def rendered(base_run, tmp_path_factory) -> Path:
     return dst
 
 
+def _words(run: Path):
+    import yaml
+
+    from ephys.pipelines.core.nouns import dataset_nouns
+
+    return dataset_nouns(yaml.safe_load((run / "config.yaml").read_text())["data"])
+
+
 def _img_srcs(html: str) -> list[str]:
     return re.findall(r'<img[^>]*\ssrc="([^"]*)"', html)
 
@@ -72,7 +80,9 @@ def test_report_html_self_contained_with_exact_metrics(rendered):
     for lab, d in metrics["per_class"].items():
         for k in ("precision", "recall", "f1"):
             assert f"{d[k]:.3f}" in html
-    for name, value in metrics_table_rows(metrics):
+    words = _words(run)
+    assert words.samples == "cells"  # the scalogram modality's noun, not a generic one
+    for name, value in metrics_table_rows(metrics, words):
         assert re.search(rf"<td>{re.escape(name)}</td>\s*<td class=\"num\">{re.escape(value)}</td>", html), name
     for lab in LABELS:
         assert html_lib.escape(lab) in html
@@ -92,7 +102,7 @@ def test_report_markdown_images_exist_and_numbers_match(rendered):
     for link in links:
         assert link.startswith("report_files/") and link.endswith(".png")
         assert (run / link).is_file() and (run / link).stat().st_size > 1000
-    for name, value in metrics_table_rows(metrics):
+    for name, value in metrics_table_rows(metrics, _words(run)):
         assert f"| {name} | {value} |" in md
     for row in per_class_rows(metrics):
         assert row[1] in md and row[3] in md
@@ -153,7 +163,7 @@ def test_metrics_table_rows_formatting():
          "labels": ["A"], "per_class": {"A": {"precision": 0.25, "recall": float("nan"), "f1": 0.33333, "support": 4}}}
     assert metrics_table_rows(m) == [
         ("Accuracy", "0.812"), ("Balanced accuracy", "0.500"), ("Macro F1", "1"),
-        ("ROC AUC (one-vs-rest)", "n/a"), ("Test cells", "12"),
+        ("ROC AUC (one-vs-rest)", "n/a"), ("Test samples", "12"),
     ]
     assert per_class_rows(m) == [("A", "0.250", "n/a", "0.333", "4")]
     assert metrics_table_rows(None) == []

@@ -207,7 +207,7 @@ def test_cnn1d_cli_chain_on_the_seed_split(tmp_path):
     assert m["n_test"] == 56 and 0.0 <= m["macro_f1"] <= 1.0
     ephys("--quiet", "explain", run, check=0)
     s = json.loads((run / "explain" / "summary.json").read_text())
-    assert s["map_shape"] == [42] and s["n_cells"] == 56 and s["cells"] == "test split"
+    assert s["map_shape"] == [42] and s["n_samples"] == 56 and s["samples"] == "test split"
     z = np.load(run / "explain" / "saliency.npz")
     assert z["maps"].shape == (56, 42) and z["time_ms"][12] == pytest.approx(0.0, abs=1e-9)
     assert (run / "explain" / "examples.png").is_file() and (run / "explain" / "class_means.png").is_file()

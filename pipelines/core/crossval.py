@@ -437,7 +437,7 @@ def aggregate(paths, out: str | Path | None = None, allow_missing: bool = False)
     write_json(out / "metrics.json", metrics)
     from .report import build_cv_report
 
-    build_cv_report(out, metrics, [label_names[i] for i in y], proba, label_names)
+    build_cv_report(out, metrics, [label_names[i] for i in y], proba, label_names, datasets=list(datasets.values()))
     return metrics
 
 

@@ -1,8 +1,8 @@
-"""``ephys evaluate``: metrics of a trained run on its held-out test cells only.
+"""``ephys evaluate``: metrics of a trained run on its held-out test samples only.
 
 Writes ``metrics.json`` (flat snake_case headline keys, then ``labels``, ``confusion_matrix``
 with rows = true class, and ``per_class``) and ``predictions.csv`` (id, true, predicted,
-``p_<label>`` per class). The test cells are those in the run's ``split.json``, which
+``p_<label>`` per class). The test samples are those in the run's ``split.json``, which
 ``train`` never saw (neither for fitting nor for early stopping).
 """
 
@@ -153,7 +153,7 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, label_names: l
 
 def evaluate_run(run_dir: str | Path, batch_size: int = 8) -> dict:
     """Evaluate the run's model (``model.keras``, or ``model.lgb.txt`` for LightGBM) on the run's
-    test cells; write metrics.json, predictions.csv.
+    test samples; write metrics.json, predictions.csv.
 
     A model whose target is not a class label (:attr:`ephys.pipelines.core.models.ModelSpec.target`)
     is scored by its spec's ``evaluator`` (metrics.json only, plus ``target``); without one,
@@ -169,6 +169,7 @@ def evaluate_run(run_dir: str | Path, batch_size: int = 8) -> dict:
         unreadable ``reference/metrics.json``, or a non-label target without an evaluator.
     """
     from .models import load_predictor, resolve_hook, run_model_spec
+    from .nouns import nouns
     from .registry import modality
 
     run = Path(run_dir)
@@ -186,10 +187,12 @@ def evaluate_run(run_dir: str | Path, batch_size: int = 8) -> dict:
     pos = {sid: i for i, sid in enumerate(ds.ids)}
     missing = [s for s in split["test"] if s not in pos]
     if missing:
-        raise EphysError(f"test cells {missing[:3]} are not in the dataset {ds.root}", run / "split.json")
+        raise EphysError(f"test {nouns(ds.manifest).samples} {missing[:3]} are not in the dataset {ds.root}",
+                         run / "split.json")
     test = np.array([pos[s] for s in split["test"]], dtype=np.int64)
     if test.size == 0:
-        raise EphysError("the run's test split is empty (too few labelled cells)", run / "split.json")
+        raise EphysError(f"the run's test split is empty (too few labelled {nouns(ds.manifest).groups})",
+                         run / "split.json")
     label_names = list(cfg.get("label_names") or ds.label_names)
     mod = modality(ds.modality, ds.root / "manifest.json")
     batch_size = max(batch_size, mod.predict_batch_size)
@@ -229,3 +232,27 @@ def evaluate_run(run_dir: str | Path, batch_size: int = 8) -> dict:
     write_predictions(run / "predictions.csv", [ds.ids[i] for i in test], proba, label_names,
                       true=[label_names[yi] for yi in y_true], threshold=threshold)
     return metrics
+
+
+def summary_line(run_dir: str | Path, metrics: dict) -> str:
+    """The one console line ``ephys evaluate`` prints, counting the test samples in the dataset's
+    own word (e.g. ``test segments 1,236: accuracy 0.912  balanced accuracy ...``)."""
+    from .nouns import dataset_nouns
+    from .page import format_number
+
+    try:
+        words = dataset_nouns(find_dataset(run_dir, load_run_config(run_dir)))
+    except EphysError:
+        from .nouns import GENERIC as words
+    n = metrics.get("n_test")
+    count = f"{int(n):,}" if isinstance(n, (int, np.integer)) else "n/a"
+    if metrics.get("target") not in (None, "label"):  # a model's own evaluator: its flat numbers
+        nums = [(k, v) for k, v in metrics.items() if k != "n_test" and isinstance(v, (int, float, np.number))
+                and not isinstance(v, bool)]
+        return f"test {words.samples} {count}: " + "  ".join(f"{k} {format_number(v)}" for k, v in nums[:6])
+    line = (f"test {words.samples} {count}: accuracy {format_number(metrics.get('accuracy'))}  balanced accuracy "
+            f"{format_number(metrics.get('balanced_accuracy'))}  macro-F1 {format_number(metrics.get('macro_f1'))}  "
+            f"ROC-AUC {format_number(metrics.get('roc_auc_ovr'))}")
+    if metrics.get("decision_threshold") is not None:
+        line += f"  (decision threshold {format_number(metrics['decision_threshold'], 2)})"
+    return line

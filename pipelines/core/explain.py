@@ -2,8 +2,10 @@
 
 The run's dataset names its modality; the modality's ``explain`` hook (see
 :class:`ephys.pipelines.core.registry.Modality`) writes ``RUN/explain/`` (figures and a
-``summary.json`` saying what was computed): saliency maps for scalograms and waveforms, TreeSHAP for
-LightGBM on feature tables, whatever a pipeline registers for its own modalities.
+``summary.json`` saying what was computed): input-gradient saliency through the one loop of
+:mod:`ephys.pipelines.blocks.explain.saliency` for Keras models (the modality only says how a sample
+is drawn), TreeSHAP for LightGBM on feature tables, whatever a pipeline registers for its own
+modalities.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def explain_run(
     figures: bool = True,
 ) -> Path:
     """Explain a run's test samples and write ``RUN/explain/`` (the modality's explanation:
-    saliency maps for networks on scalograms / waveforms, TreeSHAP for LightGBM on feature tables).
+    saliency maps for Keras networks, TreeSHAP for LightGBM on feature tables).
 
     Parameters
     ----------
@@ -54,20 +56,20 @@ def explain_run(
         A run folder made by ``ephys train`` (needs ``model.keras``, ``config.yaml`` and the
         dataset named by ``config.yaml: data``).
     n_examples_per_class : int >= 1
-        Cells per class shown in ``examples.png`` (correctly classified, most confident first,
+        Samples per class shown in ``examples.png`` (correctly classified, most confident first,
         then misclassified ones).
     method : "gradient" | "smoothgrad"
         Plain input gradient, or SmoothGrad (16 noisy copies, sigma = 0.15 of the sample range).
     progress : callable(done: int, total: int, message: str) or None
-        Called after each batch of cells.
+        Called after each batch of samples.
     target : "predicted" | "true"
         Which class probability is differentiated: the predicted class (default) or the true
-        label (cells without a label fall back to the predicted class). Class means average
-        the maps of the cells whose target class is that class.
+        label (samples without a label fall back to the predicted class). Class means average
+        the maps of the samples whose target class is that class.
     data_dir : path or None
         Override the dataset location recorded in ``config.yaml``.
     batch_size : int
-        Cells per forward/backward pass.
+        Samples per forward/backward pass.
     figures : bool
         False skips ``examples.png`` and ``class_means.png`` (faster; npz + summary only).
 
@@ -79,9 +81,9 @@ def explain_run(
     Raises
     ------
     EphysError
-        No model.keras / config.yaml, dataset not found, samples not 3-D (n_scales, n_time,
-        n_sweeps), ids in split.json not in the manifest, no cells to explain, model input /
-        output shapes not matching the dataset.
+        No model.keras / config.yaml, dataset not found, samples the modality cannot explain,
+        ids in split.json not in the manifest, nothing to explain, model input / output shapes
+        not matching the dataset.
     """
     run_dir = Path(run_dir)
     if method not in METHODS:

@@ -1,9 +1,9 @@
-"""Feature-table datasets: one row of named electrophysiological (EP) features per cell.
+"""Feature-table datasets: one row of named electrophysiological (EP) features per sample (a cell, a segment, ...).
 
 Layout (the single-array layout of :mod:`ephys.pipelines.datasets`), written by
 ``ephys prepare features``:
 
-- ``features.npy`` — float64, shape (n_cells, n_features); a feature that could not be computed
+- ``features.npy`` — float64, shape (n_samples, n_features); a feature that could not be computed
   (or was not measured) is ``NaN``, never a made-up number;
 - ``features.csv`` — the same table for people and spreadsheets: ``id, group, label`` then one
   column per feature (empty cell = NaN);
@@ -54,17 +54,17 @@ def write_feature_table(
     Parameters
     ----------
     out : dataset folder (created; existing files of the same names are replaced atomically)
-    ids : n cell ids (unique strings; e.g. specimen ids)
+    ids : n sample ids (unique strings; e.g. specimen ids)
     X : array-like, shape (n, n_features), numeric; NaN marks a missing value
     feature_names : n_features unique names (snake_case; unit suffix where it helps, e.g. ``_mv``)
-    labels : n class names or None (unlabelled cells are kept but never trained or scored on)
+    labels : n class names or None (unlabelled samples are kept but never trained or scored on)
     label_names : the class names, in the order models index them
     groups : n group names (what a split keeps together; default: the ids)
     feature_units : unit per feature name (missing names get ``""``)
     splits : named published splits, ``{name: {"train": [...], "val": [...], "test": [...]}}``
         listing *groups*
     provenance : free-form dict stored in the manifest (source files, preset, versions)
-    extra_columns : more per-cell columns for ``features.csv`` only (e.g. ``source``)
+    extra_columns : more per-sample columns for ``features.csv`` only (e.g. ``source``)
     extra_manifest : more manifest keys, e.g. ``feature_sets`` (``{name: [feature names]}``,
         selectable with ``ephys train --hparam feature_set=NAME``) or ``default_split``
 
@@ -82,11 +82,11 @@ def write_feature_table(
         raise EphysError(f"feature array has shape {X.shape}, expected ({n}, {len(feature_names)})", out)
     if len(set(ids)) != n:
         dup = sorted({i for i in ids if ids.count(i) > 1})[:3]
-        raise EphysError(f"duplicate cell ids {dup}", out)
+        raise EphysError(f"duplicate sample ids {dup}", out)
     if len(set(feature_names)) != len(feature_names):
         raise EphysError("duplicate feature names", out)
     if len(labels) != n or (groups is not None and len(groups) != n):
-        raise EphysError("labels/groups do not match the number of cells", out)
+        raise EphysError("labels/groups do not match the number of samples", out)
     known = set(label_names)
     bad = sorted({str(lab) for lab in labels if lab and lab not in known})
     if bad:

@@ -17,7 +17,6 @@ from a temporary sibling, so a failure leaves nothing):
 from __future__ import annotations
 
 import datetime as _dt
-import html
 import json
 import shutil
 import tempfile
@@ -27,7 +26,7 @@ from typing import Callable
 
 import numpy as np
 
-from .atomic import check_writable_dir, write_json, write_text
+from .atomic import check_writable_dir, write_json
 from .datasets import check_same_dataset, load_dataset
 from .errors import EphysError
 from .prepare import prepare_like
@@ -154,14 +153,18 @@ def predict_run(run_dir: str | Path, input_path: str | Path, out_dir: str | Path
 
 def _report(folder: Path, run_dir: Path, config: dict, ds, mod, label_names, proba, predicted, sources,
             data_dir: Path) -> Path:
-    """``report.html``: counts per predicted class, the least confident items, the example figure."""
-    import base64
+    """``report.html``: counts per predicted class, the least confident items, the example figure
+    of the run's modality drawn per predicted class (one page of :mod:`ephys.pipelines.core.page`)."""
+    from .nouns import nouns
+    from .page import Card, Cards, Fig, Page, Table, Text
+    from .report import decision_facts
 
+    words = nouns(ds.manifest, mod)
     conf = proba.max(axis=1)
     order = np.argsort(conf, kind="stable")[:N_LEAST_CONFIDENT]
     counts = Counter(predicted)
     n = len(predicted)
-    fig_html = ""
+    examples = [Text("No example figure for this modality.")]
     view = _view_with_labels(ds, predicted)
     try:
         ctx = ReportContext(run_dir=run_dir, config=config, data_dir=view, manifest=json.loads(
@@ -169,32 +172,29 @@ def _report(folder: Path, run_dir: Path, config: dict, ds, mod, label_names, pro
         hook = mod.hook("examples")
         got = hook(ctx) if hook is not None else None
         if isinstance(got, Figure):
-            uri = "data:image/png;base64," + base64.b64encode(got.png).decode("ascii")
-            fig_html = (f'<figure><img alt="{html.escape(got.alt)}" src="{uri}" style="max-width:100%">'
-                        f"<figcaption>{html.escape(got.caption)} Classes here are the predicted ones."
-                        "</figcaption></figure>")
+            examples = [Fig(got.png, got.alt, f"{got.caption} Classes here are the predicted ones.", "examples")]
         elif got:
-            fig_html = f"<p>{html.escape(str(got))}</p>"
+            examples = [Text(str(got))]
     finally:
         shutil.rmtree(view, ignore_errors=True)
-    e = html.escape
-    rows = "".join(f"<tr><td>{e(k)}</td><td class=num>{counts.get(k, 0)}</td>"
-                   f"<td class=num>{100.0 * counts.get(k, 0) / n:.1f} %</td></tr>" for k in label_names)
-    least = "".join(f"<tr><td>{e(ds.ids[i])}</td><td>{e(sources[i])}</td><td>{e(predicted[i])}</td>"
-                    f"<td class=num>{conf[i]:.3f}</td></tr>" for i in order)
-    page = f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>ephys predict — {e(run_dir.name)}</title>
-<style>body{{font:15px/1.5 system-ui,sans-serif;max-width:1000px;margin:24px auto;padding:0 20px;color:#1f2937}}
-table{{border-collapse:collapse;margin:8px 0 20px}}td,th{{border-bottom:1px solid #e5e7eb;padding:4px 10px;text-align:left}}
-.num{{text-align:right;font-variant-numeric:tabular-nums}}h2{{border-bottom:2px solid #e5e7eb}}</style></head><body>
-<h1>Predictions of {e(str(config.get('model')))} ({e(run_dir.name)})</h1>
-<p>{n} {e(mod.sample_noun)}s from {e(str(data_dir))}; labels in the input, if any, were ignored.
-Probabilities are the model's; they are calibrated only as well as its training data allow.</p>
-<h2>Counts per predicted class</h2><table><tr><th>class</th><th>n</th><th>share</th></tr>{rows}</table>
-<h2>Least confident {e(mod.sample_noun)}s</h2><table><tr><th>id</th><th>source</th><th>predicted</th>
-<th>probability</th></tr>{least}</table>
-<h2>Examples by predicted class</h2>{fig_html or '<p>No example figure for this modality.</p>'}
-</body></html>"""
-    return write_text(folder / "report.html", page)
+    page = Page(f"Predictions of {config.get('model')} ({run_dir.name})", kicker="ephys predict",
+                pills=[f"run: {run_dir}", f"model: {config.get('model')}"], source=str(folder.name))
+    cards = [Card(f"{words.samples.capitalize()} predicted", f"{n:,}")]
+    cards += [Card(k, f"{counts.get(k, 0):,}", f"{100.0 * counts.get(k, 0) / n:.1f} % predicted",
+                   frac=counts.get(k, 0) / n) for k in label_names]
+    decision = decision_facts(run_dir, config, {"labels": label_names}, words)
+    page.section("Summary", Cards(cards),
+                 Text(f"{n:,} {words.samples} from {data_dir}; labels in the input, if any, were ignored. "
+                      "Probabilities are the model's; they are calibrated only as well as its training data allow."),
+                 Text(decision["text"]) if decision else None)
+    page.section("Counts per predicted class",
+                 Table([[k, counts.get(k, 0), f"{100.0 * counts.get(k, 0) / n:.1f} %"] for k in label_names],
+                       ["class", "n", "share"]))
+    page.section(f"Least confident {words.samples}",
+                 Table([[ds.ids[i], sources[i], predicted[i], f"{conf[i]:.3f}"] for i in order],
+                       ["id", "source", "predicted", "probability"]))
+    page.section("Examples by predicted class", *examples)
+    return page.write(folder)
 
 
 def _view_with_labels(ds, labels) -> Path:

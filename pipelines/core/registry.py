@@ -108,7 +108,11 @@ class Modality:
     description : str
         One line for ``ephys models`` and the docs.
     sample_noun : str
-        What one sample is called in messages and reports ("cell", "snippet", "segment").
+        What one sample is called in messages and reports ("cell", "snippet", "segment"); a
+        dataset's ``manifest["sample_noun"]`` overrides it (:func:`ephys.pipelines.core.nouns.nouns`).
+    group_noun : str
+        What one group (the unit a split keeps on one side) is called ("participant", "cell",
+        "channel", "recording"); ``manifest["group_noun"]`` overrides it; empty: "group".
     examples_title : str
         Title of the report's examples section.
     examples : callable or None
@@ -144,6 +148,7 @@ class Modality:
     name: str
     description: str = ""
     sample_noun: str = "sample"
+    group_noun: str = ""
     examples_title: str = "Examples"
     examples: Callable[[ReportContext], Any] | str | None = None
     explain: Callable[..., Path] | str | None = None

@@ -31,6 +31,7 @@ from .. import __version__
 from .atomic import atomic_path, check_writable_dir, remove_stale_parts, write_json, write_text
 from .datasets import Dataset, grouped_split, load_dataset, named_split
 from .errors import EphysError
+from .nouns import nouns, plural
 
 #: config keys that do not change what is trained (a resumed run may differ in these)
 _VOLATILE = {"out", "created", "ephys_version", "keras_version", "backend", "backend_version",
@@ -338,21 +339,23 @@ def _append_history(path: Path, epoch: int, logs: dict) -> None:
     write_text(path, buf.getvalue())
 
 
-#: a class needs this many labelled groups (cells) for a grouped split with one in train, val
-#: and test; with fewer it is warned about, and with fewer than 2 (no cell for both train and
-#: test: often a typo'd label) refused
+#: a class needs this many labelled groups for a grouped split with one in train, val and test;
+#: with fewer it is warned about, and with fewer than 2 (no group for both train and test: often
+#: a typo'd label) refused
 MIN_GROUPS_PER_CLASS = 3
 
 
 def check_class_sizes(ds: Dataset, labelled: np.ndarray) -> list[str]:
-    """Classes too small for a grouped split: one labelled cell (group) -> refused; fewer than
-    :data:`MIN_GROUPS_PER_CLASS` -> a warning (returned) that validation has no cell of it.
+    """Classes too small for a grouped split: one labelled group -> refused; fewer than
+    :data:`MIN_GROUPS_PER_CLASS` -> a warning (returned) that validation has no group of it.
+    Groups are counted in the dataset's own word (``group_noun``: cells, patients, channels).
 
     Raises
     ------
     EphysError
-        Naming each class with a single labelled cell, every class's count, and the dataset.
+        Naming each class with a single labelled group, every class's count, and the dataset.
     """
+    noun = nouns(ds.manifest)
     groups: dict[str, set] = {}
     for i in labelled:
         groups.setdefault(ds.labels[i], set()).add(ds.groups[i])
@@ -360,11 +363,12 @@ def check_class_sizes(ds: Dataset, labelled: np.ndarray) -> list[str]:
     single = {c: len(g) for c, g in sorted(groups.items()) if len(g) < 2}
     if single:
         listed = ", ".join(f"{c!r} {n}" for c, n in single.items())
-        raise EphysError(f"classes with fewer than 2 labelled cells cannot be on both sides of a split: {listed} "
+        raise EphysError(f"classes with fewer than 2 labelled {noun.groups} cannot be on both sides of a split: {listed} "
                          f"(all classes: {sizes}); fix or drop those labels", ds.root / "manifest.json")
     small = [c for c, g in sorted(groups.items()) if len(g) < MIN_GROUPS_PER_CLASS]
     if small:
-        return [f"warning: classes with fewer than {MIN_GROUPS_PER_CLASS} labelled cells get no validation cell: "
+        return [f"warning: classes with fewer than {MIN_GROUPS_PER_CLASS} labelled {noun.groups} get no validation "
+                f"{noun.group}: "
                 f"{', '.join(map(repr, small))} (all classes: {sizes})"]
     return []
 
@@ -382,24 +386,24 @@ def check_split_classes(ds: Dataset, split: dict[str, list[int]], few_test_warni
     EphysError
         A class with labelled samples that has none in the training part.
     """
-    noun = str(ds.manifest.get("group_noun") or "cell")
+    noun = nouns(ds.manifest).group
     present = sorted({ds.labels[i] for part in split.values() for i in part if ds.labels[i]})
     counts = {part: {c: len({ds.groups[i] for i in split.get(part, []) if ds.labels[i] == c}) for c in present}
               for part in ("train", "val", "test")}
     missing_train = [c for c in present if counts["train"][c] == 0]
     if missing_train:
         raise EphysError(f"the training part of the split has no {noun} of class {', '.join(map(repr, missing_train))} "
-                         f"({noun}s per class: train {counts['train']}, val {counts['val']}, test {counts['test']})",
+                         f"({plural(noun)} per class: train {counts['train']}, val {counts['val']}, test {counts['test']})",
                          ds.root / "manifest.json")
     warnings = []
     for part in ("val", "test"):
         lacking = [c for c in present if counts[part][c] == 0]
         if lacking and split.get(part):
             warnings.append(f"warning: the {part} part of the split has no {noun} of class "
-                f"{', '.join(map(repr, lacking))} ({noun}s per class: {counts[part]})")
+                f"{', '.join(map(repr, lacking))} ({plural(noun)} per class: {counts[part]})")
     n_test = sum(counts["test"].values())
     if few_test_warning and split.get("test") and n_test < 2 * len(present):
-        warnings.append(f"warning: the test part holds only {n_test} {noun}s for {len(present)} classes; "
+        warnings.append(f"warning: the test part holds only {n_test} {plural(noun)} for {len(present)} classes; "
                         "its metrics will be very uncertain")
     return warnings
 
@@ -497,7 +501,7 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
 
     labelled = ds.labelled_indices()
     if labelled.size < 4 or len({ds.labels[i] for i in labelled}) < 2:
-        raise EphysError(f"need at least 4 labelled cells of 2 or more classes to train, found "
+        raise EphysError(f"need at least 4 labelled {nouns(ds.manifest).samples} of 2 or more classes to train, found "
                          f"{labelled.size} of {len({ds.labels[i] for i in labelled})}", ds.root)
     size_warnings = []
     if split_ids is None and cfg.split == "grouped" and not (run / "split.json").exists():
@@ -573,7 +577,7 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
         if cfg.eager:
             model.run_eagerly = True
         initial_epoch = int(state["epoch"]) + 1
-        log(f"resuming {run} from epoch {initial_epoch} (checkpoint {last})")
+        log(f"resuming {run} from epoch {initial_epoch + 1} (counted from 1; checkpoint {last})")
     else:
         state = {}
         model = models.build_model(cfg.model, ds.sample_shape, len(ds.label_names), weights=cfg.weights,
@@ -635,8 +639,14 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
     with atomic_path(run / "model.keras", suffix=".keras") as tmp:
         model.save(tmp)
     final_state = _read_json(state_path) if state_path.exists() else {}
+    best_epoch = final_state.get("best_epoch")
+    best_epoch = None if best_epoch is None else int(best_epoch) + 1  # Keras counts from 0; people from 1
+    epochs_run = int(final_state.get("epoch", -1)) + 1
+    if best_epoch is not None:
+        log(f"best epoch {best_epoch} of {epochs_run} (lowest {monitor} {final_state.get('best', float('nan')):.4g}); "
+            "its weights are the model's")
     write_json(run / "train_summary.json", {
-        "epochs_run": int(final_state.get("epoch", -1)) + 1, "best_epoch": final_state.get("best_epoch"),
+        "epochs_run": epochs_run, "best_epoch": best_epoch, "epochs_counted_from": 1,
         "best_" + monitor: final_state.get("best"), "stopped_early": bool(final_state.get("stopped_early")),
         "class_weight": {ds.label_names[k]: v for k, v in class_weight.items()},
         "seconds_this_session": round(time.perf_counter() - t0, 2)})

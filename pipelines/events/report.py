@@ -1,20 +1,24 @@
-"""Figures and the self-contained ``report.html`` of the events recipes (matplotlib, Agg).
+"""Figures and the self-contained ``report.html`` of the events recipes and of ``ephys events
+detect`` (matplotlib, Agg), pages of the shared page builder (:mod:`ephys.pipelines.core.page`).
 
-Sections: trace stretches with true and detected events per method, the average detected event
-with its single-exponential decay fit, amplitude and inter-event-interval histograms, F1 against
-SNR per method, U-Net mask against ground truth.
+``events-sim``: headline F1 per method, the method table (F1, precision, recall, F1 per SNR,
+speed), F1 against SNR, trace stretches with true and detected events per method and the U-Net
+mask against ground truth, the average detected event with its single-exponential decay fit,
+amplitude and inter-event-interval histograms.
+
+``events detect`` on one trace: a summary in words and numbers (events, rate, amplitude, kinetics
+per method; agreement with labels when given), the first second of the trace with the detections,
+the average event and histograms per method; the raw ``summary.json`` only in a collapsed block at
+the end.
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 from pathlib import Path
 
 import numpy as np
 
-from ..core.atomic import write_text
+from ..core.page import Card, Cards, Details, Fig, Notice, Page, Table, Text, format_number as fmt, png_bytes
 
 __all__ = ["write_sim_report", "trace_report"]
 
@@ -22,18 +26,8 @@ _COLORS = {"cnn_bilstm": "tab:blue", "unet1d": "tab:green", "autoencoder": "tab:
            "miniml": "tab:red", "template": "tab:orange", "deconvolution": "tab:brown"}
 
 
-def _png(fig) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
-
-
-def _fig(title: str, b64: str, caption: str) -> str:
-    return (f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{b64}'>"
-            f"<p>{html.escape(caption)}</p>")
+def _png(fig) -> bytes:
+    return png_bytes(fig, dpi=90, tight=True)
 
 
 def _average_event(x: np.ndarray, fs: float, events: list[dict], sign: float):
@@ -83,6 +77,12 @@ def _avg_fig(x, fs, events, sign, units, title):
     return fig, tau
 
 
+def _bins(v: np.ndarray, n: int = 30) -> int:
+    """``n`` bins, or one when the values span (almost) nothing (e.g. perfectly regular events)."""
+    v = np.asarray(v, dtype=float)
+    return n if v.size > 1 and np.ptp(v) > 1e-6 * max(1.0, float(np.abs(v).max())) else 1
+
+
 def _hists(events: list[dict], units: str, title: str):
     import matplotlib
 
@@ -92,9 +92,10 @@ def _hists(events: list[dict], units: str, title: str):
     fig, axs = plt.subplots(1, 2, figsize=(7, 2.6))
     amps = np.array([e["amplitude"] for e in events])
     on = np.sort([e["onset_s"] for e in events])
-    axs[0].hist(np.abs(amps), bins=30, color="tab:blue")
+    iei = np.diff(on) * 1e3 if on.size > 1 else np.array([])
+    axs[0].hist(np.abs(amps), bins=_bins(np.abs(amps)), color="tab:blue")
     axs[0].set_xlabel(f"|amplitude| ({units})")
-    axs[1].hist(np.diff(on) * 1e3 if on.size > 1 else [], bins=30, color="tab:green")
+    axs[1].hist(iei, bins=_bins(iei), color="tab:green")
     axs[1].set_xlabel("inter-event interval (ms)")
     fig.suptitle(title, fontsize=9)
     return fig
@@ -159,58 +160,100 @@ def write_sim_report(out: Path, metrics: dict, test: list[dict], events: dict) -
     import matplotlib
 
     matplotlib.use("Agg")
-    parts = ["<html><head><meta charset='utf-8'><title>events-sim</title></head><body>",
-             "<h1>events-sim: simulated mEPP-/mEPSC-like events</h1>",
-             f"<p>Held-out recordings: {len(test)}. Onsets matched one to one within "
-             f"±{metrics['tolerance_ms']:g} ms.</p>"]
-    rows = ["<table border=1 cellpadding=3><tr><th>method</th><th>F1</th><th>precision</th><th>recall</th>"
-            + "".join(f"<th>F1 SNR {s}</th>" for s in next(iter(metrics["methods"].values()))["by_snr"])
-            + "<th>s / min of trace</th></tr>"]
-    for m, e in metrics["methods"].items():
-        rows.append(f"<tr><td>{m}</td><td>{e['f1']:.3f}</td><td>{e['precision']:.3f}</td><td>{e['recall']:.3f}</td>"
-                    + "".join(f"<td>{v['f1']:.3f}</td>" for v in e["by_snr"].values())
-                    + f"<td>{e['seconds_per_minute']:.2f}</td></tr>")
-    parts.append("".join(rows) + "</table>")
-    parts.append(_fig("F1 against SNR", _png(_f1_vs_snr(metrics["methods"])), "Pooled over held-out recordings."))
+    methods = metrics["methods"]
+    snrs = list(next(iter(methods.values()))["by_snr"])
+    best = metrics.get("best_on_test", "cnn_bilstm")
+    page = Page("events-sim: simulated mEPP-/mEPSC-like events", kicker="ephys events report",
+                pills=[f"{len(test)} held-out recordings", f"onsets matched within ±{metrics['tolerance_ms']:g} ms"],
+                source=str(out))
+    page.section("Summary",
+                 Cards([Card(f"F1 {m}", fmt(e["f1"]), f"precision {fmt(e['precision'])} · recall {fmt(e['recall'])}",
+                             frac=e["f1"]) for m, e in methods.items()]),
+                 Text(f"Event F1 on {len(test)} held-out recordings, onsets matched one to one within "
+                      f"±{metrics['tolerance_ms']:g} ms; detection settings chosen on separate calibration recordings."),
+                 Table([[m, fmt(e["f1"]), fmt(e["precision"]), fmt(e["recall"])]
+                        + [fmt(v["f1"]) for v in e["by_snr"].values()] + [f"{e['seconds_per_minute']:.2f}"]
+                        for m, e in methods.items()],
+                       ["method", "F1", "precision", "recall"] + [f"F1 SNR {s}" for s in snrs] + ["s / min of trace"]))
+    page.section("F1 against SNR", Fig(_png(_f1_vs_snr(methods)), "F1 against SNR", "Pooled over held-out recordings.",
+                                        "f1_snr"))
+    traces = []
     for r in test[:2] + [t for t in test if t["snr"] == min(x["snr"] for x in test)][:1]:
-        dets = {m: events.get((m, r["id"]), []) for m in metrics["methods"]}
+        dets = {m: events.get((m, r["id"]), []) for m in methods}
         fig = _stretch(r["x"], r["fs_hz"], r["truth"]["onset_s"], dets, 0.0, 1.0, r["units"],
                        f"{r['id']} (first second)", mask=r["mask"], pmask=events.get(("unet1d_prob", r["id"])))
-        parts.append(_fig(f"Trace {r['id']}", _png(fig), "Black: trace; triangles: true onsets; ticks: detections; "
+        traces.append(Fig(_png(fig), f"trace {r['id']}", "Black: trace; triangles: true onsets; ticks: detections; "
                           "orange band: true mask; green band (below): U-Net mask > 0.5."))
-    best = metrics.get("best_on_test", "cnn_bilstm")
+    page.section("Traces", *traces)
+    avg = []
     for r in test[:2]:
         sign = 1.0 if r["polarity"] == "positive" else -1.0
         ev = events.get((best, r["id"]), [])
         fig, tau = _avg_fig(r["x"], r["fs_hz"], ev, sign, r["units"], f"average event, {r['id']} ({best})")
-        parts.append(_fig(f"Average event {r['id']}", _png(fig),
-                          f"Fitted decay tau {tau:.2f} ms; true decay taus "
-                          f"{np.median(r['truth']['decay_tau_ms']):.2f} ms median" if tau else "no fit"))
-        parts.append(_fig(f"Histograms {r['id']}", _png(_hists(ev, r["units"], f"{r['id']} ({best})")), ""))
-    parts.append("</body></html>")
-    return write_text(Path(out) / "report.html", "\n".join(parts))
+        avg.append(Fig(_png(fig), f"average event {r['id']}",
+                       f"Fitted decay tau {tau:.2f} ms; true decay taus "
+                       f"{np.median(r['truth']['decay_tau_ms']):.2f} ms median" if tau else "No fit."))
+        avg.append(Fig(_png(_hists(ev, r["units"], f"{r['id']} ({best})")), f"histograms {r['id']}",
+                       f"Amplitudes and inter-event intervals of the events {best} detected."))
+    page.section(f"Average events and histograms ({best})", *avg)
+    return page.write(out)
+
+
+def _stat(d: dict | None, digits: int = 2) -> str:
+    """``median [q25–q75]`` of a :func:`ephys.pipelines.events.apply.summarise_events` entry."""
+    if not d or d.get("median") is None:
+        return "n/a"
+    return f"{d['median']:.{digits}f} [{d['q25']:.{digits}f}–{d['q75']:.{digits}f}]"
 
 
 def trace_report(out: Path, trace, events: dict, summary: dict, title: str) -> Path:
-    """``OUT/report.html`` for detections on one real trace (no ground truth)."""
+    """``OUT/report.html`` for detections on one real trace (no ground truth needed): a summary in
+    words and numbers first, figures after, the raw ``summary.json`` collapsed at the end."""
     import matplotlib
 
     matplotlib.use("Agg")
     sign = 1.0 if summary.get("polarity") == "positive" else -1.0
-    parts = [f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>",
-             f"<h1>{html.escape(title)}</h1>", "<pre>" + html.escape(_summary_text(summary)) + "</pre>"]
+    units = str(summary.get("units") or "")
+    per = summary.get("methods") or {}
+    page = Page(title, kicker="ephys events detect",
+                pills=[f"{summary.get('fs_hz', 0):g} Hz", units, f"{summary.get('polarity')} events",
+                       f"methods: {', '.join(per)}"], source=str(out))
+    cards = []
+    for m, s in per.items():
+        rate = s.get("frequency_hz")
+        cards.append(Card(f"{m}: events", f"{s.get('n_events', 0):,}",
+                          f"{fmt(rate, 2)} Hz · amplitude {_stat(s.get('amplitude'))} {units}"))
+    analysed, excluded = summary.get("analysed_s") or 0.0, summary.get("excluded_s") or 0.0
+    words = (f"{summary.get('source')}: {summary.get('duration_s', 0):.1f} s of {summary.get('mode') or 'trace'} "
+             f"at {summary.get('fs_hz', 0):g} Hz in {summary.get('n_segments', 1)} segment(s); {analysed:.1f} s "
+             f"analysed ({excluded:.1f} s of stimulus excluded). {summary.get('polarity', '').capitalize()} events "
+             f"detected by {', '.join(per) or 'no method'}.")
+    rows = [[m, s.get("n_events", 0), fmt(s.get("frequency_hz"), 2), _stat(s.get("amplitude")),
+             _stat(s.get("rise_10_90_ms")), _stat(s.get("decay_tau_ms")), _stat(s.get("iei_ms"), 1),
+             fmt(s.get("seconds_per_minute"), 2)] for m, s in per.items()]
+    blocks = [Cards(cards), Text(words),
+              Table(rows, ["method", "events", "rate (Hz)", f"amplitude ({units}) median [IQR]", "rise 10–90 (ms)",
+                           "decay tau (ms)", "inter-event interval (ms)", "s / min of trace"],
+                    numeric=[False, True, True, False, False, False, False, True])]
+    scored = {m: s for m, s in per.items() if "f1" in s}
+    if scored:
+        blocks.append(Table([[m, fmt(s.get("f1")), fmt(s.get("precision")), fmt(s.get("recall"))]
+                             for m, s in scored.items()], ["method", "F1", "precision", "recall"],
+                            title="Agreement with the given labels"))
+    if not any(s.get("n_events") for s in per.values()):
+        blocks.append(Notice("No event detected by any method."))
+    page.section("Summary", *blocks)
     fig = _stretch(trace.data, trace.fs_hz, None, events, 0.0, 1.0, trace.units, "first second of sweep 1",
                    exclude=trace.exclude)
-    parts.append(_fig("Trace", _png(fig), "Yellow: stimulus samples excluded from detection."))
+    page.section("Trace", Fig(_png(fig), "trace", "The first second with each method's detections (ticks); yellow: "
+                              "stimulus samples excluded from detection.", "trace"))
+    figs = []
     for m, ev in events.items():
         fig, tau = _avg_fig(trace.data, trace.fs_hz, ev, sign, trace.units, f"average event ({m})")
-        parts.append(_fig(f"Average event {m}", _png(fig), f"decay tau of the average: {tau:.2f} ms" if tau else ""))
-        parts.append(_fig(f"Histograms {m}", _png(_hists(ev, trace.units, m)), ""))
-    parts.append("</body></html>")
-    return write_text(Path(out) / "report.html", "\n".join(parts))
-
-
-def _summary_text(summary: dict) -> str:
-    import json
-
-    return json.dumps(summary, indent=1, default=str)[:6000]
+        figs.append(Fig(_png(fig), f"average event {m}", f"Decay tau of the average: {tau:.2f} ms." if tau else
+                        "No decay fit."))
+        figs.append(Fig(_png(_hists(ev, trace.units, m)), f"histograms {m}",
+                        f"Amplitudes and inter-event intervals of the events {m} detected."))
+    page.section("Average events and histograms", *figs)
+    page.section("Raw summary", Details.json("summary.json", summary))
+    return page.write(out)

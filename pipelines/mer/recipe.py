@@ -18,9 +18,13 @@
    and exit, error in mm against the labels' borders (median, 90th percentile, entry, exit).
 5. Artifact removal against the simulator's masks (sample sensitivity and specificity).
 
+6. Explanations: every fold run explained on its held-out patient (``ephys explain``: TreeSHAP for
+   LightGBM, gradient x input for the MLP), pooled per model (:mod:`.report`).
+
 Writes ``OUT/metrics.json``, ``OUT/recordings.csv`` (held-out recording probabilities with
-their artifact fractions), ``OUT/trajectories.csv`` (true and estimated borders) and
-``OUT/trajectories_<model>.png`` (probability vs depth with the true and estimated borders).
+their artifact fractions), ``OUT/trajectories.csv`` (true and estimated borders),
+``OUT/trajectories_<model>.png`` (probability vs depth with the true and estimated borders) and
+``OUT/report.html`` (both models, per recording / segment / patient, borders, explanations).
 """
 
 from __future__ import annotations
@@ -262,7 +266,15 @@ def reproduce_mer_sim(data: str | Path | None, out: str | Path, *, seed: int = 0
     write_text(out / "trajectories.csv", _csv(traj_rows))
     for m in models:
         plot_trajectories(rec_rows, traj_rows, m, out / f"trajectories_{m}.png")
+    from .report import pooled_explanations, write_mer_report
+
+    expl = {m: e for m in models if (e := pooled_explanations(out / "runs", m, log=log)) is not None}
+    if expl:
+        result["explanations"] = expl
+    result["seconds"] = round(time.perf_counter() - t0, 1)
     write_json(out / "metrics.json", result)
+    write_mer_report(out, result)
+    log(f"report: {out / 'report.html'}")
     return result
 
 

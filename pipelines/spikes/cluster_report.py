@@ -6,20 +6,19 @@ unit (large isolation distance, L-ratio near 0, few ISI violations) and a multi-
 look different; with a Tint cut: ARI / NMI against it, all spikes and units only, the
 silhouette of the manual units in the same embedding, the confusion table and the best match
 per manual unit), the embedding coloured by cluster and by manual unit, and the mean waveform
-(± 1 SD) of every cluster and every manual unit on each tetrode channel. Figures are PNG:
-base64 data URIs in the HTML, ``report_files/*.png`` beside the Markdown.
+(± 1 SD) of every cluster and every manual unit on each tetrode channel, and the parameters of
+the run as a table. One page of the shared page builder (:mod:`ephys.pipelines.core.page`):
+figures are base64 data URIs in the HTML, ``report_files/*.png`` beside the Markdown.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 from pathlib import Path
 
 import numpy as np
 
-from ..core.atomic import atomic_path, write_text
-from ..core.report import _CSS, OKABE_ITO, _png, _pyplot, _style
+from ..core.page import (OKABE_ITO, Card, Cards, Fig, Notice, Page, Params, Table, Text, png_bytes as _png,
+                         pyplot as _pyplot, style_axes as _style)
 
 #: at most this many points are drawn per scatter (a seeded subset; all are clustered)
 MAX_POINTS = 6000
@@ -126,16 +125,6 @@ def _best_rows(res: dict) -> tuple[list[str], list[list[str]]]:
     return head, rows
 
 
-def _md_table(head, rows) -> list[str]:
-    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
-
-
-def _html_table(head, rows) -> str:
-    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-    trs = "".join("<tr>" + "".join(f"<td class='num'>{html.escape(v)}</td>" for v in r) + "</tr>" for r in rows)
-    return f"<div class='card'><table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table></div>"
-
-
 def build_cluster_report(out_dir: str | Path, res: dict, emb: np.ndarray, labels: np.ndarray,
                          waveforms: np.ndarray, ref: np.ndarray | None, fs_hz: float) -> tuple[Path, Path]:
     """Write ``OUT/report.html`` and ``OUT/report.md`` (+ ``OUT/report_files/*.png``).
@@ -160,19 +149,20 @@ def build_cluster_report(out_dir: str | Path, res: dict, emb: np.ndarray, labels
             "cluster_waveforms": _fig_waveforms(waveforms, labels, -1, "cluster", fs_hz)}
     if ref is not None:
         figs["unit_waveforms"] = _fig_waveforms(waveforms, ref, 0, "unit", fs_hz)
-    for key, png in figs.items():
-        with atomic_path(out / "report_files" / f"{key}.png", suffix=".png") as tmp:
-            tmp.write_bytes(png)
 
     tet = Path(res["input"]).name
     rows = [("Tetrode file", tet), ("Spikes", res["n_spikes"]),
             ("Embedding", f"{res['embed']} ({res['n_dims']} dims)"), ("Clustering", res["method"]),
             ("Clusters", res["n_clusters"]), ("Noise spikes (-1)", res["n_noise"]),
             ("Silhouette (clusters, noise excluded)", _fmt(res.get("silhouette")))]
+    cards = [Card("Spikes", f"{res['n_spikes']:,}"), Card("Clusters", str(res["n_clusters"]), res["method"]),
+             Card("Noise spikes", f"{res['n_noise']:,}"),
+             Card("Silhouette", _fmt(res.get("silhouette")), "clusters, noise excluded")]
     if "ari" in res:
         r = res["reference"]
         rows += [("Manual units (Tint)", f"{r['n_units']} (+ {r['n_noise']} in cluster 0)"),
                  ("ARI vs manual, all spikes", _fmt(res["ari"])), ("NMI vs manual, all spikes", _fmt(res["nmi"]))]
+        cards.append(Card("ARI vs manual", _fmt(res["ari"]), f"all spikes; {r['n_units']} manual units"))
         if "units_only" in res:
             u = res["units_only"]
             rows += [("ARI vs manual, units only", _fmt(u["ari"])), ("NMI vs manual, units only", _fmt(u["nmi"]))]
@@ -181,51 +171,37 @@ def build_cluster_report(out_dir: str | Path, res: dict, emb: np.ndarray, labels
         a = res["autoencoder"]
         rows.append(("Autoencoder", f"hidden {a['hidden']}, {a['epochs']} epochs, batch {a['batch_size']}, "
                                     f"lr {a['lr']:g}, explained variance {a['explained_variance']:.3f}"))
-    if res.get("warning"):
-        rows.append(("Warning", res["warning"]))
     params = {k: res[k] for k in ("eps", "min_samples", "min_cluster_size", "max_k", "k_bic", "k_isosplit",
                                   "p_outlier", "noise_rule", "min_posterior", "n_ambiguous", "merge_rule", "entropy_merge_rule",
                                   "n_entropy_merges",
                                   "feature_kinds", "seed") if k in res}
-    tables = []
-    if res.get("quality"):
-        tables.append(("Quality per cluster", _quality_rows(res), res.get("quality_rule", "")))
-    if "confusion" in res:
-        tables.append(("Confusion: clusters × manual units", _confusion_rows(res),
-                       "Spike counts; rows are clusters (noise = -1), columns the manual units (0 = Tint noise)."))
-        tables.append(("Best match per manual unit", _best_rows(res),
-                       "The cluster of highest F1 for each manual unit; precision = share of the cluster's spikes "
-                       "in the unit, recall = share of the unit's spikes in the cluster."))
+    note = ("ARI / NMI compare with the manual sorting; the silhouette (Rousseeuw 1987) is internal: "
+            "mean over the clustered spikes of (b - a) / max(a, b) in the embedding, Euclidean, noise left out. "
+            "The manual labels were not used to fit or choose anything.")
     captions = {
         "embedding": f"The embedding ({names[0]} vs {names[1]}), coloured by cluster"
                      + (" and by manual unit." if ref is not None else "."),
         "cluster_waveforms": "Mean waveform ± 1 SD of each cluster on each channel.",
         "unit_waveforms": "Mean waveform ± 1 SD of each manual (Tint) unit on each channel.",
     }
-    note = ("ARI / NMI compare with the manual sorting; the silhouette (Rousseeuw 1987) is internal: "
-            "mean over the clustered spikes of (b - a) / max(a, b) in the embedding, Euclidean, noise left out. "
-            "The manual labels were not used to fit or choose anything.")
+    alts = {"embedding": "embedding", "cluster_waveforms": "cluster waveforms", "unit_waveforms": "unit waveforms"}
 
-    md = [f"# ephys cluster — {tet}", "", "| | |", "|---|---|"]
-    md += [f"| {k} | {v} |" for k, v in rows]
-    md += ["", f"Parameters: `{params}`", "", note, ""]
-    for title, (head, trows), cap in tables:
-        md += [f"## {title}", ""] + _md_table(head, trows) + ["", cap, ""]
-    for key in figs:
-        md += [f"![{key}](report_files/{key}.png)", "", captions[key], ""]
-    md_path = write_text(out / "report.md", "\n".join(md))
-
-    trs = "".join(f"<tr><td>{html.escape(str(k))}</td><td class='num'>{html.escape(str(v))}</td></tr>" for k, v in rows)
-    imgs = "".join(
-        f"<figure class='card'><img alt='{key}' src='data:image/png;base64,{base64.b64encode(png).decode('ascii')}'>"
-        f"<figcaption>{html.escape(captions[key])}</figcaption></figure>" for key, png in figs.items())
-    page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>ephys cluster — {html.escape(tet)}</title>"
-            f"<style>{_CSS}</style></head><body><header><div class='wrap'><div class='kicker'>ephys cluster</div>"
-            f"<h1>{html.escape(tet)}</h1></div></header><main class='wrap'><section><h2>Numbers</h2>"
-            f"<div class='card'><table class='kv'>{trs}</table><p class='muted'>{html.escape(note)}</p>"
-            f"<p class='muted'>Parameters: <code>{html.escape(str(params))}</code></p></div></section>"
-            + "".join(f"<section><h2>{html.escape(t)}</h2>{_html_table(h, r)}<p class='muted'>{html.escape(c)}</p>"
-                      "</section>" for t, (h, r), c in tables) +
-            f"<section><h2>Figures</h2>{imgs}</section></main></body></html>\n")
-    html_path = write_text(out / "report.html", page)
-    return html_path, md_path
+    page = Page(tet, kicker="ephys cluster", pills=[res["method"], f"embedding: {res['embed']}"], source=str(out))
+    page.section("Summary", Notice(f"Warning: {res['warning']}") if res.get("warning") else None, Cards(cards),
+                 Table(rows, numeric=[False, True]), Text(note, muted=True))
+    page.section("Parameters", Params(params))
+    if res.get("quality"):
+        head, trows = _quality_rows(res)
+        page.section("Quality per cluster", Table(trows, head, caption=res.get("quality_rule", "")))
+    if "confusion" in res:
+        head, trows = _confusion_rows(res)
+        page.section("Confusion: clusters × manual units", Table(
+            trows, head, caption="Spike counts; rows are clusters (noise = -1), columns the manual units "
+                                 "(0 = Tint noise)."))
+        head, trows = _best_rows(res)
+        page.section("Best match per manual unit", Table(
+            trows, head, caption="The cluster of highest F1 for each manual unit; precision = share of the cluster's "
+                                 "spikes in the unit, recall = share of the unit's spikes in the cluster."))
+    page.section("Figures", *[Fig(png, alts[key], captions[key], key) for key, png in figs.items()])
+    html_path = page.write(out, md=True)
+    return html_path, out / "report.md"

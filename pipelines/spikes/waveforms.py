@@ -566,7 +566,8 @@ def reproduce_seed(data_dir: str | Path, out_dir: str | Path, models=("cnn1d", "
 
     Prepares ``data_dir`` (the seed's snippet sets) into ``OUT/data``, trains each model on
     channels 9, 16, 33 (early stopping on validation channel 11) into ``OUT/<model>``,
-    evaluates on test channel 40 (``OUT/<model>/metrics.json``) and renders each run's report.
+    evaluates on test channel 40 (``OUT/<model>/metrics.json``), explains it (saliency over time,
+    ``OUT/<model>/explain/``) and renders each run's report.
     The best model is chosen by its macro-F1 on the **validation** channel 11, never on the test
     channel. Writes ``OUT/metrics.json``: the best model's test metrics as flat keys
     (``macro_f1``, ``accuracy``, ...), ``best_model``, ``selection``, ``models`` (per model:
@@ -585,6 +586,7 @@ def reproduce_seed(data_dir: str | Path, out_dir: str | Path, models=("cnn1d", "
 
     from ..core.datasets import load_dataset
     from ..core.evaluation import classification_metrics, evaluate_run, read_threshold
+    from ..core.explain import explain_run
     from ..core.report import build_report
     from ..core.models import load_keras_model
     from ..core.training import TrainConfig, train
@@ -620,6 +622,7 @@ def reproduce_seed(data_dir: str | Path, out_dir: str | Path, models=("cnn1d", "
             model.predict(x_test, batch_size=1024, verbose=0)
             times.append(time.perf_counter() - t0)
         infer_s = float(np.median(times))
+        explain_run(run, n_examples_per_class=3)  # saliency over time on the test channel, for the report
         build_report(run)
         per_model[name] = {
             "run": str(run), "val_macro_f1": val_metrics["macro_f1"], "val_accuracy": val_metrics["accuracy"],

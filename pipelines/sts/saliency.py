@@ -1,53 +1,31 @@
-"""Scalogram explanations and figures: saliency maps of a scalogram classifier (``ephys explain``)
-and the scalogram panels of the run report.
+"""Scalogram explanations and figures: how a cell's scalogram and its saliency map are drawn
+(:data:`VIEW`, the modality's part of the one explain loop,
+:func:`ephys.pipelines.blocks.explain.saliency.explain_keras_run`) and the scalogram panels of the
+run report.
 
-
-For every test cell of a run (``RUN/split.json`` "test"; every labelled cell of the dataset
-when the split has no test cells) the gradient of one class probability with respect to the
-input scalogram is computed, its absolute value is reduced over the sweep axis (max) and
-the map is scaled to [0, 1]. By default the class differentiated is the class the model
-*predicts* for that cell ("what made the model say X"); ``target="true"`` uses the cell's
-true label instead.
-
-Outputs, all under ``RUN/explain/`` and written atomically:
-
-``saliency.npz``
-    ``ids`` (n,) str, ``labels`` (n,) str true labels ("" when unlabelled),
-    ``predicted`` (n,) str, ``target_class`` (n,) str (class whose probability was
-    differentiated), ``probabilities`` (n, n_classes) float32, ``maps`` (n, n_scales, n_time)
-    float32 in [0, 1] in the dataset's stored frequency order, ``class_means``
-    (n_classes, n_scales, n_time) float32 (mean map over the cells whose *target* class is
-    that class; zeros where no cell), ``class_counts`` (n_classes,) int64, ``label_names``
-    (n_classes,) str, ``frequencies_hz`` (n_scales,) float64, ``time_s`` (2,) float64.
-``summary.json``
-    What was computed, on which cells, with per-class counts and the (frequency, time) of
-    the peak of each class-mean map.
-``examples.png``
-    For ``n_examples_per_class`` cells of each class: the scalogram (mean over sweeps) next
-    to its saliency map.
-``class_means.png``
-    Mean saliency map per class.
-
-The only backend-specific code is :func:`input_gradients` (TensorFlow / JAX / PyTorch).
+``ephys explain`` on a scalogram run differentiates one class probability with respect to the
+input scalogram of every test cell, takes |gradient| maximised over the sweep axis and scales each
+map to [0, 1]; ``RUN/explain/saliency.npz`` holds ``maps`` (n, n_scales, n_time) in the dataset's
+stored frequency order, ``frequencies_hz`` (n_scales,) and ``time_s`` (n_time,) (bin centres, s from
+stimulus onset; empty when the manifest does not give them), beside the loop's common arrays;
+``examples.png`` draws example cells (scalogram averaged over sweeps next to its map) and
+``class_means.png`` the mean scalogram and mean map per class.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from ..blocks.explain.saliency import (METHODS, TARGETS, backend_name as _backend_name, load_model as _load_model,
-                                       pyplot as _pyplot, saliency_maps, save_png as _save_png, short as _short)
-from ..core.atomic import atomic_path, write_json
-from ..core.report import png_bytes as _png, style_axes as _style
+from ..blocks.explain.saliency import SaliencyView, explain_keras_run, pyplot as _pyplot, saliency_section
 from ..core.errors import EphysError
-from ..core.runfolder import load_sample, read_split
+from ..core.page import png_bytes as _png
+from ..core.runfolder import load_sample
 
-__all__ = ["explain_scalogram_run", "plot_map", "report_examples", "explanation_section"]
+__all__ = ["VIEW", "explain_scalogram_run", "plot_map", "report_examples", "explanation_section"]
 
 SCALOGRAM_CMAP = "cividis"
 SALIENCY_CMAP = "inferno"
@@ -146,273 +124,56 @@ def plot_map(
     return mesh
 
 
-def _examples_figure(rows, frequencies_hz, time_s, path: Path, target: str = "predicted") -> Path:
-    """rows: list of (label, [(id, scalogram_mean (H,W), saliency (H,W), pred, p), ...])."""
-    plt = _pyplot()
-    n_rows = len(rows)
-    n_ex = max(len(r[1]) for r in rows)
-    # columns: [scalogram, saliency, spacer] * n_ex, without the last spacer
-    ratios = []
-    for e in range(n_ex):
-        ratios += [1, 1] + ([0.12] if e < n_ex - 1 else [])
-    fig, axes = plt.subplots(
-        n_rows, len(ratios), figsize=(5.4 * n_ex + 1.6, 2.3 * n_rows + 0.6), squeeze=False,
-        layout="constrained", gridspec_kw={"width_ratios": ratios},
-    )
-    for e in range(n_ex - 1):
-        for ax in axes[:, 3 * e + 2]:
-            ax.set_axis_off()
-    sc_mesh = sal_mesh = None
-    for r, (label, cells) in enumerate(rows):
-        for e in range(n_ex):
-            ax_s, ax_g = axes[r, 3 * e], axes[r, 3 * e + 1]
-            if e >= len(cells):
-                ax_s.set_axis_off()
-                ax_g.set_axis_off()
-                continue
-            cid, scal, sal, pred, p = cells[e]
-            last = r == n_rows - 1
-            sc_mesh = plot_map(
-                ax_s, scal, frequencies_hz, time_s, cmap=SCALOGRAM_CMAP, ylabel=(e == 0), xlabel=last,
-                title=f"{_short(cid)}\ntrue {_short(label, 16)} · scalogram",
-            )
-            ok = "✓" if pred == label else "✗"
-            sal_mesh = plot_map(
-                ax_g, sal, frequencies_hz, time_s, cmap=SALIENCY_CMAP, ylabel=False, xlabel=last,
-                title=f"pred {_short(pred, 16)} {ok} (p={p:.2f})\nsaliency",
-            )
-            ax_g.tick_params(labelleft=False)
-            if last:
-                ax_s.set_xlabel("time (s)")
-                ax_g.set_xlabel("time (s)")
-    shrink = min(0.8, 0.2 + 1.6 / n_rows)
-    if sal_mesh is not None:
-        fig.colorbar(sal_mesh, ax=axes, shrink=shrink, label="saliency (0–1)", pad=0.01)
-    if sc_mesh is not None:
-        fig.colorbar(sc_mesh, ax=axes, shrink=shrink, label="scalogram (0–1)", pad=0.01)
-    fig.suptitle(f"Example cells: scalogram (mean over sweeps) and saliency of the {target} class", fontsize=11)
-    return _save_png(fig, path, dpi=100 if n_rows <= 6 else 80)  # keep reports embedding it small
+def _coords(manifest: dict, map_shape) -> dict:
+    """Frequencies (Hz) of the map's rows and the centre (s) of each time bin, when known."""
+    n_f, n_t = map_shape
+    t = _valid_time(manifest.get("time_s"))
+    return {"frequencies_hz": _valid_freqs(manifest.get("frequencies_hz"), n_f),
+            "time_s": (t[0] + (np.arange(n_t) + 0.5) * (t[1] - t[0]) / n_t) if t else None}
 
 
-def _class_means_figure(label_names, class_means, counts, frequencies_hz, time_s, path: Path, target: str) -> Path:
-    plt = _pyplot()
-    n = len(label_names)
-    n_cols = min(4, n)
-    n_rows = math.ceil(n / n_cols)
-    fig, axes = plt.subplots(
-        n_rows, n_cols, figsize=(2.9 * n_cols + 0.8, 2.5 * n_rows + 0.6), squeeze=False, layout="constrained"
-    )
-    mesh = None
-    for k in range(n_rows * n_cols):
-        ax = axes[k // n_cols, k % n_cols]
-        if k >= n:
-            ax.set_axis_off()
-            continue
-        if counts[k] == 0:
-            ax.set_title(f"{_short(label_names[k], 24)} (n=0)", fontsize=9)
-            ax.text(0.5, 0.5, "no cells", ha="center", va="center", transform=ax.transAxes, color="0.4")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            continue
-        m = class_means[k]
-        top = float(m.max()) or 1.0
-        mesh = plot_map(
-            ax, m / top, frequencies_hz, time_s, cmap=SALIENCY_CMAP,
-            ylabel=(k % n_cols == 0 or counts[k - 1] == 0), xlabel=(k // n_cols == n_rows - 1 or k + n_cols >= n),
-            title=f"{_short(label_names[k], 24)} (n={int(counts[k])})",
-        )
-    if mesh is not None:
-        fig.colorbar(mesh, ax=axes, shrink=0.9 if n_rows == 1 else 0.6, label="mean saliency\n(scaled to max 1)")
-    who = "predicted as" if target == "predicted" else "labelled"
-    fig.suptitle(f"Mean saliency per class (cells {who} the class)", fontsize=11)
-    return _save_png(fig, path)
+def _draw(axes, x, saliency, info):
+    """One cell: its scalogram (mean over sweeps) on the first axes, its saliency on the second."""
+    manifest = info["manifest"]
+    freqs, time_s = manifest.get("frequencies_hz"), manifest.get("time_s")
+    img = np.asarray(x, dtype=float)
+    img = img.mean(axis=-1) if img.ndim == 3 else np.atleast_2d(img)
+    last = info["last_row"]
+    plot_map(axes[0], img, freqs, time_s, cmap=SCALOGRAM_CMAP, ylabel=info["first_col"],
+             xlabel=last, title=info["title"])
+    mesh = plot_map(axes[1], saliency, freqs, time_s, cmap=SALIENCY_CMAP, ylabel=False, xlabel=last,
+                    title="saliency")
+    axes[1].tick_params(labelleft=False)
+    if last:
+        for ax in axes:
+            ax.set_xlabel("time (s)")
+    return mesh
 
 
-def explain_scalogram_run(run_dir: Path, config: dict, data: Path, manifest: dict, *, n_examples: int = 2,
-                          method: str = "gradient", target: str = "predicted", batch_size: int = 16,
-                          figures: bool = True, progress=None, **_) -> Path:
-    """Saliency maps for a scalogram run's test cells into ``RUN/explain/`` (the files listed in
-    the module docstring); the ``explain`` hook of the ``scalogram`` modality.
+#: how the explain loop draws a cell: scalogram and saliency side by side, log-frequency axis
+VIEW = SaliencyView(
+    draw=_draw, coords=_coords, panels=2, panel_size=(2.7, 2.3), reduce_last=True,
+    what="the input scalogram, |gradient| maximised over sweeps", min_batch=1,
+    class_means_caption="Per class: the mean scalogram and the mean saliency map of the cells whose target class "
+                        "it is — which frequencies and times most change the model's output.",
+    examples_caption="Example cells: scalogram averaged over sweeps (left) and saliency map (right).")
+
+
+def explain_scalogram_run(run_dir: Path, config: dict, data: Path, manifest: dict, **options) -> Path:
+    """The ``explain`` hook of the ``scalogram`` modality: the one saliency loop
+    (:func:`ephys.pipelines.blocks.explain.saliency.explain_keras_run`) with :data:`VIEW`; maps
+    are (n_scales, n_time), |gradient| maximised over sweeps.
 
     Raises
     ------
     EphysError
-        Samples not 3-D (n_scales, n_time, n_sweeps), ids in split.json not in the manifest, no
-        cells to explain, model input / output shapes not matching the dataset.
+        Samples not 3-D (n_scales, n_time, n_sweeps); see ``explain_keras_run``.
     """
-    run_dir = Path(run_dir)
-    n_examples_per_class = n_examples
-    model_path = run_dir / "model.keras"
     shape = manifest.get("sample_shape")
     if shape is not None and len(shape) != 3:
-        raise EphysError(
-            f"explain needs samples of shape (n_scales, n_time, n_sweeps); manifest says {shape}",
-            data / "manifest.json",
-        )
-    label_names = [str(s) for s in (config.get("label_names") or manifest.get("label_names") or [])]
-    if not label_names:
-        raise EphysError("no label_names in config.yaml or manifest.json", run_dir / "config.yaml")
-    by_id = {str(s.get("id")): s for s in manifest["samples"]}
-
-    split = read_split(run_dir)
-    if split and split["test"]:
-        ids, source = list(split["test"]), "test split"
-        missing = [i for i in ids if i not in by_id]
-        if missing:
-            raise EphysError(
-                f"{len(missing)} test id(s) from split.json not in the dataset manifest, e.g. {missing[0]!r}",
-                run_dir / "split.json",
-            )
-    else:
-        ids = [str(s["id"]) for s in manifest["samples"] if s.get("label") is not None]
-        source = "all labelled cells"
-    if not ids:
-        raise EphysError("no cells to explain (empty test split and no labelled cells)", data / "manifest.json")
-
-    import keras
-
-    model = _load_model(model_path)
-    n_out = model.outputs[0].shape[-1] if getattr(model, "outputs", None) else None
-    if n_out is not None and n_out != len(label_names):
-        raise EphysError(f"model has {n_out} outputs but the run has {len(label_names)} label names", model_path)
-
-    labels = [by_id[i].get("label") or "" for i in ids]
-    name_to_idx = {n: k for k, n in enumerate(label_names)}
-    seed = int(config.get("seed") or 0)
-
-    maps_list, probs_list, means_list = [], [], []
-    n = len(ids)
-    for start in range(0, n, batch_size):
-        batch_ids = ids[start : start + batch_size]
-        x = np.stack([load_sample(data, by_id[i]) for i in batch_ids])
-        if x.ndim != 4:
-            raise EphysError(f"samples must be (n_scales, n_time, n_sweeps); got {x.shape[1:]}", data)
-        try:
-            probs = np.asarray(keras.ops.convert_to_numpy(model(x, training=False)), dtype=np.float32)
-        except Exception as exc:
-            msg = " ".join(str(exc).split())[:200]
-            raise EphysError(f"model does not accept samples of shape {x.shape[1:]}: {msg}", model_path) from exc
-        pred_idx = probs.argmax(axis=1)
-        if target == "true":
-            tgt = np.array(
-                [name_to_idx.get(lab, p) for lab, p in zip(labels[start : start + batch_size], pred_idx)]
-            )
-        else:
-            tgt = pred_idx
-        maps_list.append(saliency_maps(model, x, tgt, method=method, seed=seed + start))
-        probs_list.append(probs)
-        means_list.append(x.mean(axis=-1).astype(np.float32))
-        if progress is not None:
-            progress(min(start + batch_size, n), n, "saliency")
-
-    maps = np.concatenate(maps_list)
-    probs = np.concatenate(probs_list)
-    scal_means = np.concatenate(means_list)
-    pred_idx = probs.argmax(axis=1)
-    predicted = [label_names[k] for k in pred_idx]
-    if target == "true":
-        tgt_idx = np.array([name_to_idx.get(lab, p) for lab, p in zip(labels, pred_idx)])
-    else:
-        tgt_idx = pred_idx
-    n_classes = len(label_names)
-    class_means = np.zeros((n_classes,) + maps.shape[1:], np.float32)
-    counts = np.zeros(n_classes, np.int64)
-    for k in range(n_classes):
-        sel = tgt_idx == k
-        counts[k] = int(sel.sum())
-        if counts[k]:
-            class_means[k] = maps[sel].mean(axis=0)
-
-    freqs = manifest.get("frequencies_hz")
-    time_s = manifest.get("time_s")
-    out = run_dir / "explain"
-    out.mkdir(parents=True, exist_ok=True)
-
-    with atomic_path(out / "saliency.npz", suffix=".npz") as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(
-                fh,
-                ids=np.array(ids, dtype=str),
-                labels=np.array(labels, dtype=str),
-                predicted=np.array(predicted, dtype=str),
-                target_class=np.array([label_names[k] for k in tgt_idx], dtype=str),
-                probabilities=probs.astype(np.float32),
-                maps=maps.astype(np.float32),
-                class_means=class_means,
-                class_counts=counts,
-                label_names=np.array(label_names, dtype=str),
-                frequencies_hz=np.asarray(freqs if freqs is not None else [], dtype=np.float64),
-                time_s=np.asarray(time_s if time_s is not None else [], dtype=np.float64),
-            )
-
-    # examples: per true class, correct & confident first, then misclassified
-    rows, examples = [], {}
-    for k, name in enumerate(label_names):
-        members = [j for j, lab in enumerate(labels) if lab == name]
-        members.sort(key=lambda j: (pred_idx[j] != k, -probs[j, pred_idx[j]], ids[j]))
-        chosen = members[: int(n_examples_per_class)]
-        if not chosen:
-            continue
-        examples[name] = [ids[j] for j in chosen]
-        rows.append(
-            (name, [(ids[j], scal_means[j], maps[j], predicted[j], float(probs[j, pred_idx[j]])) for j in chosen])
-        )
-    files = ["saliency.npz", "summary.json"]
-    if figures:
-        if rows:
-            _examples_figure(rows, freqs, time_s, out / "examples.png", target)
-            files.append("examples.png")
-        _class_means_figure(label_names, class_means, counts, freqs, time_s, out / "class_means.png", target)
-        files.append("class_means.png")
-
-    fvalid = _valid_freqs(freqs, maps.shape[1])
-    tvalid = _valid_time(time_s)
-    peaks = {}
-    for k, name in enumerate(label_names):
-        if not counts[k]:
-            peaks[name] = None
-            continue
-        r, c = np.unravel_index(int(np.argmax(class_means[k])), class_means[k].shape)
-        t_c = (tvalid[0] + (c + 0.5) * (tvalid[1] - tvalid[0]) / maps.shape[2]) if tvalid else None
-        peaks[name] = {
-            "scale_index": int(r),
-            "time_bin": int(c),
-            "frequency_hz": float(fvalid[r]) if fvalid is not None else None,
-            "time_s": float(t_c) if t_c is not None else None,
-        }
-    labelled = [j for j, lab in enumerate(labels) if lab in name_to_idx]
-    summary = {
-        "run_id": config.get("run_id", run_dir.name),
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "method": method,
-        "target": target,
-        "saliency": "|d p_target / d input|, max over sweeps, divided by each map's maximum",
-        "cells": source,
-        "n_cells": n,
-        "dataset": str(data),
-        "label_names": label_names,
-        "map_shape": list(maps.shape[1:]),
-        "axes": ["frequency", "time"],
-        "accuracy_on_these_cells": (
-            float(np.mean([pred_idx[j] == name_to_idx[labels[j]] for j in labelled])) if labelled else None
-        ),
-        "per_class": {
-            name: {
-                "n_true": int(sum(1 for lab in labels if lab == name)),
-                "n_predicted": int((pred_idx == k).sum()),
-                "n_in_mean": int(counts[k]),
-                "peak": peaks[name],
-            }
-            for k, name in enumerate(label_names)
-        },
-        "examples": examples,
-        "backend": _backend_name(),
-        "files": sorted(files),
-    }
-    write_json(out / "summary.json", summary)
-    return out
-
-
+        raise EphysError(f"explain needs samples of shape (n_scales, n_time, n_sweeps); manifest says {shape}",
+                         Path(data) / "manifest.json")
+    return explain_keras_run(run_dir, config, data, manifest, VIEW, **options)
 
 
 # --------------------------------------------------------------------------------------
@@ -486,11 +247,4 @@ def report_examples(ctx):
 
 def explanation_section(ctx):
     """The report's saliency section from ``RUN/explain/`` (None when the run is not explained)."""
-    from ..blocks.explain.saliency import saliency_section
-
-    return saliency_section(
-        ctx, "Mean saliency per class: which frequencies and times most change the model's output.",
-        "Example cells: scalogram (left) and saliency map (right).",
-        lambda how, target, s: (f"{how} saliency of the {target}-class probability with respect to the input "
-                                f"scalogram, |gradient| maximised over sweeps and scaled to [0, 1] per cell; "
-                                f"{s.get('n_cells', '?')} cells ({s.get('cells', '?')})."))
+    return saliency_section(ctx, VIEW)

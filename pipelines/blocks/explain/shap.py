@@ -1,10 +1,19 @@
-"""SHAP explanations of a LightGBM run (``ephys explain RUN`` on a feature-table run).
+"""Explanations of feature-table runs (``ephys explain RUN`` on a ``features`` dataset).
 
-TreeSHAP (Lundberg et al. 2020, *From local explanations to global understanding with
-explainable AI for trees*, Nat Mach Intell 2:56) through the ``shap`` package's
-``TreeExplainer``, on the run's test cells (every labelled cell when the split has none). SHAP
-values are in the model's raw units (log-odds of the class in LightGBM's multiclass softmax):
-for each cell and class, ``base_value + sum(values over features) = raw score``.
+LightGBM runs: TreeSHAP (Lundberg et al. 2020, *From local explanations to global understanding
+with explainable AI for trees*, Nat Mach Intell 2:56) through the ``shap`` package's
+``TreeExplainer``, on the run's test samples (every labelled sample when the split has none).
+SHAP values are in the model's raw units (log-odds of the class in LightGBM's multiclass softmax):
+for each sample and class, ``base_value + sum(values over features) = raw score``.
+
+Keras runs (e.g. an MLP on the feature rows): gradient x input (Shrikumar et al. 2016; Simonyan
+et al. 2014 for the gradient) through the one saliency loop,
+:func:`ephys.pipelines.blocks.explain.saliency.explain_keras_run`, with :data:`FEATURES_VIEW`:
+|d p_target / d feature x feature value| per feature, scaled to [0, 1] per sample -- the features'
+units differ, so the plain gradient would not compare them. Files: that loop's
+(``saliency.npz`` with ``feature`` names, ``summary.json``, ``examples.png``, ``class_means.png``).
+
+TreeSHAP outputs:
 
 Outputs under ``RUN/explain/`` (written atomically):
 
@@ -14,15 +23,15 @@ Outputs under ``RUN/explain/`` (written atomically):
     ``base_values`` (k,) float64, ``X`` (n, f) float64 (the model's inputs after imputation).
 ``shap_top_features.csv``
     Per class, the features ranked by mean |SHAP| of that class's output over all explained
-    cells: ``class, rank, feature, unit, mean_abs_shap, mean_shap_in_class`` (the signed mean
-    over cells whose true class it is), ``value_shap_correlation`` (Pearson r between the
-    feature's value and its SHAP value for that class over the cells where it is measured:
+    samples: ``class, rank, feature, unit, mean_abs_shap, mean_shap_in_class`` (the signed mean
+    over samples whose true class it is), ``value_shap_correlation`` (Pearson r between the
+    feature's value and its SHAP value for that class over the samples where it is measured:
     > 0 means higher values favour the class).
 ``shap_top.png``
     One panel per class: its top features as bars (mean |SHAP|), red where higher values favour
     the class, blue where lower values do.
 ``summary.json``
-    Method, cells, and the top 5 features per class.
+    Method, the samples explained, and the top 5 features per class.
 """
 
 from __future__ import annotations
@@ -71,12 +80,9 @@ def _corr(x: np.ndarray, v: np.ndarray) -> float:
 
 
 def _pyplot():
-    import matplotlib
+    from ...core.page import pyplot
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot()
 
 
 def _figure(top: dict[str, list[dict]], path: Path) -> Path:
@@ -110,9 +116,10 @@ def explain_tabular_run(run_dir: str | Path, data_dir: str | Path | None = None,
     Raises
     ------
     EphysError
-        No model / config / dataset, split ids missing from the dataset, no cells to explain.
+        No model / config / dataset, split ids missing from the dataset, nothing to explain.
     """
     from ...core.datasets import load_dataset
+    from ...core.nouns import nouns as _nouns
     from ...core.runfolder import find_dataset, load_run_config, read_split
     from ..models.lightgbm import TabularModel
 
@@ -120,18 +127,19 @@ def explain_tabular_run(run_dir: str | Path, data_dir: str | Path | None = None,
     model = TabularModel(run)
     config = load_run_config(run)
     ds = load_dataset(find_dataset(run, config, data_dir))
+    words = _nouns(ds.manifest)
     names = list(ds.manifest["feature_names"])
     split = read_split(run)
     pos = {sid: i for i, sid in enumerate(ds.ids)}
     if split and split["test"]:
         ids, source = list(split["test"]), "test split"
     else:
-        ids, source = [ds.ids[i] for i in ds.labelled_indices()], "all labelled cells (no test split)"
+        ids, source = [ds.ids[i] for i in ds.labelled_indices()], f"all labelled {words.samples} (no test split)"
     missing = [s for s in ids if s not in pos]
     if missing:
-        raise EphysError(f"cells {missing[:3]} of split.json are not in the dataset", run / "split.json")
+        raise EphysError(f"{words.samples} {missing[:3]} of split.json are not in the dataset", run / "split.json")
     if not ids:
-        raise EphysError("no cells to explain", run)
+        raise EphysError(f"no {words.samples} to explain", run)
     idx = np.array([pos[s] for s in ids], dtype=np.int64)
     X = model.transform(ds.load(idx, dtype=np.float64), names)
     label_names = list(model.meta["label_names"])
@@ -171,7 +179,8 @@ def explain_tabular_run(run_dir: str | Path, data_dir: str | Path | None = None,
     if figures:
         _figure(top, out / "shap_top.png")
     write_json(out / "summary.json", {
-        "method": "tree_shap", "package": "shap", "model": "lightgbm", "n_cells": len(ids), "cells": source,
+        "method": "tree_shap", "package": "shap", "model": "lightgbm", "n_samples": len(ids), "samples": source,
+        "sample_noun": words.sample,
         "units": "log-odds (raw LightGBM score) per class",
         "top_features": {cls: [r["feature"] + ("↑" if r["value_shap_correlation"] > 0 else "↓") for r in rows[:5]]
                          for cls, rows in top.items()},
@@ -179,35 +188,83 @@ def explain_tabular_run(run_dir: str | Path, data_dir: str | Path | None = None,
     return out
 
 
+def _draw_features(axes, x, saliency, info):
+    """One feature row: a horizontal bar per feature (its |gradient x input|, scaled to max 1)."""
+    from ...core.page import OKABE_ITO, style_axes
+
+    ax = axes[0]
+    names = info["coords"].get("feature")
+    names = list(names) if names is not None else [str(k) for k in range(len(saliency))]
+    ax.barh(range(len(saliency))[::-1], saliency, color=OKABE_ITO[0])
+    ax.set_yticks(range(len(saliency))[::-1])
+    ax.set_yticklabels(names if info["first_col"] else [""] * len(names), fontsize=7)
+    ax.set_xlim(0, 1.05)
+    ax.set_title(info["title"], fontsize=8)
+    if info["last_row"]:
+        ax.set_xlabel("|gradient × input| (max 1)", fontsize=8)
+    style_axes(ax)
+    return None
+
+
+def _feature_coords(manifest, shape):
+    names = manifest.get("feature_names") or []
+    return {"feature": np.array([str(n) for n in names]) if len(names) == shape[0] else None}
+
+
+def _features_view():
+    from .saliency import SaliencyView
+
+    return SaliencyView(
+        draw=_draw_features, coords=_feature_coords, panels=1, panel_size=(3.0, 2.6), reduce_last=False,
+        times_input=True, min_batch=256, what="each input feature (|gradient × feature value|)",
+        class_means_caption="Per class: the mean |gradient × input| of each feature over the samples whose target "
+                            "class it is (each sample's attributions scaled to max 1 first).",
+        examples_caption="Example rows per true class: each feature's |gradient × input|, scaled to max 1.")
+
+
+#: how the explain loop draws a feature row of a Keras run (bars of |gradient x input| per feature)
+FEATURES_VIEW = _features_view()
+
+
 def explain_features_run(run_dir: Path, config: dict, data: Path, manifest: dict, *, figures: bool = True,
-                         kind: str = "lightgbm", **_) -> Path:
-    """The ``explain`` hook of the ``features`` modality: TreeSHAP for LightGBM runs.
+                         kind: str = "lightgbm", **options) -> Path:
+    """The ``explain`` hook of the ``features`` modality: TreeSHAP for LightGBM runs, gradient x
+    input through the one saliency loop for Keras runs (see the module docstring).
 
     Raises
     ------
     EphysError
-        The run's model is not a tree model (TreeSHAP does not apply).
+        See :func:`explain_tabular_run` and
+        :func:`ephys.pipelines.blocks.explain.saliency.explain_keras_run`.
     """
-    if kind != "lightgbm":
-        raise EphysError(f"explain on feature tables supports LightGBM runs (TreeSHAP); this run's model is "
-                         f"{config.get('model')}", Path(run_dir) / "config.yaml")
-    return explain_tabular_run(run_dir, data_dir=data, figures=figures)
+    if kind == "lightgbm":
+        return explain_tabular_run(run_dir, data_dir=data, figures=figures)
+    from .saliency import explain_keras_run
+
+    return explain_keras_run(run_dir, config, data, manifest, FEATURES_VIEW, figures=figures, **options)
 
 
 def explanation_section(ctx):
-    """The report's explanation section for a TreeSHAP run (``RUN/explain/shap_top.png``), or None."""
+    """The report's explanation section of a feature-table run: TreeSHAP (``RUN/explain/shap_top.png``)
+    or gradient x input (the saliency loop's files); None when the run is not explained."""
     from ...core.registry import Figure, Section
 
     explain_dir = Path(ctx.run_dir) / "explain"
     png = explain_dir / "shap_top.png"
     if not png.is_file():
-        return None
+        from .saliency import saliency_section
+
+        return saliency_section(ctx, FEATURES_VIEW)
     text, rows = "", []
     summ = explain_dir / "summary.json"
     if summ.is_file():
         try:
             s = json.loads(summ.read_text(encoding="utf-8"))
-            text = (f"TreeSHAP (shap package) on {s.get('n_cells', '?')} cells ({s.get('cells', '?')}): "
+            from ...core.nouns import plural
+
+            noun = str(s.get("sample_noun") or "sample")
+            n = s.get("n_samples", "?")
+            text = (f"TreeSHAP (shap package) on {n} {noun if n == 1 else plural(noun)} ({s.get('samples', '?')}): "
                     "mean |SHAP| of each class's output, in log-odds.")
             rows = [[cls, ", ".join(feats)] for cls, feats in (s.get("top_features") or {}).items()]
         except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):

@@ -37,6 +37,7 @@ import numpy as np
 from ...core.atomic import atomic_path, write_json, write_text
 from ...core.layouts import FEATURES
 from ...core.errors import EphysError
+from ...core.nouns import nouns
 
 MODEL_FILE = "model.lgb.txt"
 META_FILE = "model_meta.json"
@@ -175,7 +176,7 @@ def _cv_folds(y: np.ndarray, groups: list[str], n_folds: int, seed: int):
     counts = np.bincount(y)
     k = int(min(n_folds, counts[counts > 0].min(), len(set(groups))))
     if k < 2:
-        raise EphysError("too few training groups or cells per class for cross-validation (need 2 or more)")
+        raise EphysError("too few training groups or samples per class for cross-validation (need 2 or more)")
     return list(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y, groups))
 
 
@@ -292,7 +293,8 @@ def train_tabular(cfg, ds, split: dict, run: Path, meta: dict, log: Callable[[st
     t0 = time.perf_counter()
     cv_rows: list[dict] = []
     if hp["tune"]:
-        log(f"model selection: {hp['cv_folds']}-fold cross-validation on the {tr.size} training cells")
+        log(f"model selection: {hp['cv_folds']}-fold cross-validation on the {tr.size} training "
+            f"{nouns(ds.manifest).samples}")
         hp, cv_rows = tune(X_tr_all, y_tr, [ds.groups[i] for i in tr], ds.manifest, hp, cfg.seed, log)
     cols_names = feature_columns(ds.manifest, hp)
     cols = [names.index(c) for c in cols_names]
@@ -404,7 +406,7 @@ def _declare():
     from ...core.registry import Modality
 
     spec = ModelSpec("lightgbm", f"{__name__}:build_lightgbm", ("features",), None, ("lgbm", "lgb"),
-                     "LightGBM gradient-boosted trees on feature tables (Ke et al. 2017; the STS paper's baseline)",
+                     "LightGBM gradient-boosted trees on feature tables (Ke et al. 2017; the baseline of Amprimo et al. 2025)",
                      False, kind="lightgbm", model_file=MODEL_FILE,
                      trainer=f"{__name__}:train_tabular", predictor=f"{__name__}:make_predictor",
                      hparams=_hparams())
