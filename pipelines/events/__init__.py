@@ -55,7 +55,9 @@ MODELS = (
 
 EVENT_WINDOW = Modality(
     "event_window", "600-sample windows of a current or voltage trace, each min-max scaled, (600, 1) float32",
-    sample_noun="window", examples_title="Example windows", predict_batch_size=512)
+    sample_noun="window", group_noun="recording", examples_title="Example windows", predict_batch_size=512,
+    explain="ephys.pipelines.events.explain:explain_window_run",
+    explanation="ephys.pipelines.events.explain:explanation_section")
 
 EVENT_PATCH = Modality(
     "event_patch", "overlapping patches of a normalised trace (events upward, robust SD units), (L, 1) float32, "

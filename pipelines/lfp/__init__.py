@@ -50,8 +50,9 @@ MODELS = (
 
 SEQUENCE = Modality(
     "sequence", "windows of multichannel LFP inputs (time, inputs) float32 with a per-unit spike target, "
-    "one array for all windows", sample_noun="window", examples_title="Example windows",
-    predict_batch_size=2048)
+    "one array for all windows", sample_noun="window", group_noun="recording", examples_title="Example windows",
+    predict_batch_size=2048, explain="ephys.pipelines.lfp.explain:explain_sequence_run",
+    explanation="ephys.pipelines.lfp.explain:explanation_section")
 
 
 def _synthetic(out, *, seed=0, size=None, progress=None):

@@ -36,7 +36,7 @@ MODELS = (
 
 WAVEFORM = Modality(
     "waveform", "extracellular spike snippets, (time, channels) float32, one array for all snippets",
-    sample_noun="snippet", examples_title="Example waveforms",
+    sample_noun="snippet", group_noun="channel", examples_title="Example waveforms",
     examples="ephys.pipelines.spikes.figures:report_examples",
     explain="ephys.pipelines.spikes.figures:explain_waveform_run",
     explanation="ephys.pipelines.spikes.figures:explanation_section",

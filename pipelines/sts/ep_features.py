@@ -1152,7 +1152,8 @@ def collect_features(out, results: list[dict], params, ctx) -> "Path":
     path = write_feature_table(out, [r["id"] for r in ok], X, list(FEATURE_NAMES), labels, label_names,
                                feature_units=dict(FEATURE_UNITS), provenance=provenance,
                                extra_columns={"source": [r["source"] for r in ok],
-                                              "plausibility": ["; ".join(r["info"].get("plausibility") or []) for r in ok]})
+                                              "plausibility": ["; ".join(r["info"].get("plausibility") or []) for r in ok]},
+                               extra_manifest={"sample_noun": "cell", "group_noun": "cell"})
     flagged = [r for r in ok if r["info"].get("plausibility")]
     for r in flagged:
         ctx.notice(f"warning: {r['source']}: {'; '.join(r['info']['plausibility'])}")

@@ -282,7 +282,8 @@ def prepare_sts_features(input_dir: str | Path, out: str | Path, log: Callable[[
                     "reference": "Amprimo et al. 2025 (STS), data/Split; Gouwens et al. 2019, 2020",
                     "dropped": "absolute *_t_* time stamps (sweep-relative, differ between the datasets)"},
         extra_columns={"source": [source[i] for i in ids]},
-        extra_manifest={"feature_sets": feature_sets(names), "default_split": "sts"},
+        extra_manifest={"feature_sets": feature_sets(names), "default_split": "sts", "sample_noun": "cell",
+                        "group_noun": "cell"},
     )
     counts = {c: sum(1 for i in split["train"] + split["test"] if labels.get(i) == c) for c in STS_CLASSES}
     log(f"{len(ids)} cells ({sum(1 for v in source.values() if v == 'Clamp')} PatchClamp, "
