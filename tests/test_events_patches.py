@@ -51,11 +51,16 @@ def test_patch_dataset_holds_masks_and_gives_back_the_traces(cohort, patches256,
         np.testing.assert_array_equal(b["z"], normalise_trace(r.trace.astype(np.float32), r.fs_hz, r.polarity))
         np.testing.assert_array_equal(b["mask"], r.mask)
     # the same OUT with other parameters is refused; bad parameters are refused
-    with pytest.raises(EphysError, match="other input or parameters"):
+    with pytest.raises(EphysError, match="other parameters .*patch_samples 256 -> 512"):
         prepare_event_patches(cohort[0], patches256, EventPatchParams(512), log=lambda *_: None)
     with pytest.raises(EphysError, match="multiple of 8"):
         prepare_event_patches(cohort[0], tmp_path / "bad", EventPatchParams(100), log=lambda *_: None)
     assert not (tmp_path / "bad").exists()
+    # the same step from the command line (the declared prepare step)
+    proc = ephys("prepare", "event-patches", cohort[0], tmp_path / "cli", "--patch-samples", "256", check=0)
+    assert load_dataset(tmp_path / "cli").sample_shape == (256, 1) and proc.stdout.strip().endswith("manifest.json")
+    one_line_error(ephys("prepare", "event-patches", cohort[0], tmp_path / "bad2", "--patch-samples", "100"),
+                   "multiple of 8")
 
 
 def _cfg(model, data, out, **kw):

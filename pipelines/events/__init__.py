@@ -21,7 +21,7 @@ threshold and test metrics), ``detect`` (the detection step), ``metrics`` (event
 from ..core.models import HParam, ModelSpec
 from ..core.prepare import PrepareStep
 from ..core.registry import ClusterSteps, Command, Modality, Pipeline, Recipe, register_pipeline
-from .params import DetectParams, WindowParams
+from .params import DetectParams, PatchParams, WindowParams
 
 _SEG = "ephys.pipelines.events.seg:"
 MODELS = (
@@ -109,6 +109,18 @@ PREPARE_EVENTS = PrepareStep(
     input_help="A simulated events folder (`ephys fetch synthetic --pipeline events`) or a miniML HDF5 windows "
                "file (.h5).", input_default="raw/synthetic-events", out_default="processed/events")
 
+PREPARE_PATCHES = PrepareStep(
+    "event-patches", "A simulated cohort -> overlapping trace patches with their event masks (U-Net, autoencoder).",
+    discover="ephys.pipelines.events.patches:discover", process="ephys.pipelines.events.patches:process",
+    collect="ephys.pipelines.events.patches:collect", params=PatchParams, noun="recording",
+    modalities=("event_patch",),
+    description="Per recording: the trace normalised (baseline removed with a running median, events upward, "
+                "robust SD units) and cut into overlapping patches with the per-sample event mask beside them; "
+                "group = recording. For `ephys train --model unet1d` (or `--model autoencoder` with "
+                "--patch-samples 256).",
+    input_help="A simulated events folder (`ephys fetch synthetic --pipeline events`).",
+    input_default="raw/synthetic-events", out_default="processed/event-patches")
+
 COMMANDS = (
     Command("detect", "Detect miniature synaptic events in a continuous trace with each method.",
             "ephys.pipelines.events.commands:detect", DetectParams,
@@ -130,7 +142,7 @@ PIPELINE = register_pipeline(Pipeline(
                     "blocks of raw_indices; accuracy beside the majority baseline, ROC-AUC; miniML's "
                     "published numbers under `reference`", _minis, default_data="../shared/data/minis",
                     summary=_minis_summary)),
-    synthetic=_synthetic, synthetic_size="recordings", prepare=(PREPARE_EVENTS,), commands=COMMANDS,
+    synthetic=_synthetic, synthetic_size="recordings", prepare=(PREPARE_EVENTS, PREPARE_PATCHES), commands=COMMANDS,
     # the window classifier, cross-validated over recordings (the events-sim recipe's settings)
     cluster=ClusterSteps("events", ("cnn_bilstm",), fetch_size=12,
                          train_args="--epochs 8 --batch-size 64 --lr 2e-3 --patience 4 --dropout 0.2 "

@@ -24,6 +24,28 @@ class WindowParams:
 
 
 @dataclass
+class PatchParams:
+    """Parameters of ``ephys prepare event-patches`` (what ``unet1d`` and ``autoencoder`` train on)."""
+
+    patch_samples: int = param(1024, "Patch length; a multiple of 8 (the U-Net's 1024, the autoencoder's 256 in "
+                               "the events-sim recipe).", unit="samples", min=64)
+    stride_samples: Optional[int] = param(None, "Start-to-start distance of the patches.", unit="samples", min=1,
+                                          default_text="half the patch length")
+    baseline_ms: float = param(50.0, "Running-median window of the trace normalisation.", unit="ms", min=0.0,
+                               min_exclusive=True)
+
+    def events_params(self):
+        """As the frozen :class:`ephys.pipelines.events.windows.EventPatchParams` (checked)."""
+        from .windows import EventPatchParams
+
+        return EventPatchParams(self.patch_samples, self.stride_samples, self.baseline_ms).checked()
+
+    def check(self):
+        self.events_params()
+        return self
+
+
+@dataclass
 class DetectParams:
     """``ephys events detect``: events in a continuous trace."""
 

@@ -4,28 +4,55 @@ Per recording of a ``ephys fetch synthetic --pipeline events`` folder (``recordi
 and ground-truth masks), overlapping patches of the normalised trace with the event mask beside
 them (layout: :mod:`ephys.pipelines.events.windows`, :func:`~.windows.write_patch_dataset`);
 ``group`` = recording, so no recording is on both sides of a split. The folder is written under a
-temporary name and renamed when complete. Then ``ephys train --model unet1d --data OUT`` (or
+declared prepare step (``ephys prepare event-patches``), run by the core's driver. Then ``ephys train --model unet1d --data OUT`` (or
 ``--model autoencoder``).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 
 from ..core.errors import EphysError
 from .windows import EventPatchParams
 
-__all__ = ["EventPatchParams", "prepare_event_patches"]
+__all__ = ["EventPatchParams", "prepare_event_patches", "discover", "process", "collect"]
+
+
+def discover(input_path, params=None, labels_csv=None, options=None):
+    """The ``prepare event-patches`` step's ``discover`` hook: the recordings of a simulated cohort."""
+    from .events_sim import load_cohort
+
+    path = Path(input_path)
+    if path.is_file():
+        raise EphysError("not a simulated events folder (recordings.csv, traces and masks)", path)
+    return load_cohort(path), []
+
+
+def process(rec: dict, params, out_dir=None, options=None) -> dict:
+    """The step's ``process`` hook: one recording cut into normalised patches (:func:`.windows.patch_recording`)."""
+    from .windows import patch_recording
+
+    part = patch_recording(rec, params.events_params())
+    return {**part, "note": f" ({int(part['has'].sum())} of {len(part['starts'])} patches with events)"}
+
+
+def collect(out, results: list[dict], params, ctx) -> Path:
+    """The step's ``collect`` hook: ``patches.npy``, ``masks.npy`` and ``manifest.json``."""
+    from .windows import write_patches
+
+    prm = params.events_params()
+    man = write_patches(out, results, prm, provenance={"input": str(Path(ctx.input).resolve()), **asdict(prm),
+                                                       "recordings": [r["id"] for r in results]})
+    ctx.log(f"{out}: {man['n_samples']} patches of {prm.patch_samples} samples from {len(results)} recordings "
+            f"({man['class_counts']['event']} with events)")
+    return Path(out) / "manifest.json"
 
 
 def prepare_event_patches(input: str | Path, out: str | Path, params: EventPatchParams | None = None,
                           log=print) -> Path:
-    """Write the patch dataset of the cohort folder ``input`` into ``out``; returns
-    ``OUT/manifest.json``.
+    """Write the patch dataset of the cohort folder ``input`` into ``out`` (``ephys prepare
+    event-patches`` from Python); returns ``OUT/manifest.json``.
 
     Parameters
     ----------
@@ -41,28 +68,11 @@ def prepare_event_patches(input: str | Path, out: str | Path, params: EventPatch
         Bad parameters; not a simulated events folder (no ``recordings.csv`` or a missing
         file); ``OUT`` already holds a dataset prepared from other input or parameters.
     """
-    from ..core.atomic import check_writable_dir
-    from .events_sim import load_cohort
-    from .windows import write_patch_dataset
+    from ..core.prepare import ShardOptions, run_prepare
+    from . import PREPARE_PATCHES
+    from .params import PatchParams
 
     prm = (params or EventPatchParams()).checked()
-    input, out = Path(input), Path(out)
-    provenance = {"input": str(input.resolve()), **asdict(prm)}
-    if (out / "manifest.json").is_file():
-        old = json.loads((out / "manifest.json").read_text()).get("provenance", {})
-        if {k: old.get(k) for k in provenance} == provenance:
-            log(f"{out}: already prepared from {input}; nothing to do")
-            return out / "manifest.json"
-        raise EphysError("holds a dataset prepared from other input or parameters; pass another OUT", out)
-    check_writable_dir(out, "dataset folder")
-    recs = load_cohort(input)
-    tmp = out.with_name(f".{out.name}.part-{os.getpid()}")
-    try:
-        man = write_patch_dataset(tmp, recs, prm, provenance={**provenance, "recordings": [r["id"] for r in recs]})
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    log(f"{out}: {man['n_samples']} patches of {prm.patch_samples} samples from {len(recs)} recordings "
-        f"({man['class_counts']['event']} with events)")
-    return out / "manifest.json"
+    return run_prepare("events", PREPARE_PATCHES, input, out,
+                       PatchParams(prm.patch_samples, prm.stride_samples, prm.baseline_ms),
+                       run=ShardOptions(scheduler="synchronous"), log=log).main_file

@@ -36,6 +36,7 @@ from ..core.errors import EphysError
 __all__ = ["WINDOW", "STRIDE", "POS_RANGE", "NEG_FREE", "LABEL_NAMES", "MODALITY", "minmax_windows",
            "prediction_to_samples", "training_windows", "write_window_dataset", "normalise_trace", "patches",
            "stitch", "window_probability", "PATCH_MODALITY", "EventPatchParams", "write_patch_dataset",
+           "patch_recording", "write_patches",
            "assemble_recordings"]
 
 WINDOW = 600
@@ -284,34 +285,63 @@ def write_patch_dataset(out, recordings: list[dict], params: EventPatchParams | 
         recordings with one id.
     """
     prm = (params or EventPatchParams()).checked()
-    L, stride = prm.patch_samples, prm.stride_samples
     if not recordings:
         raise EphysError("no recording to cut into patches")
-    ids = [str(r["id"]) for r in recordings]
+    return write_patches(out, [patch_recording(r, prm) for r in recordings], prm, provenance)
+
+
+def patch_recording(r: dict, params: EventPatchParams) -> dict:
+    """One recording (a cohort dict, see :func:`write_patch_dataset`) cut into normalised patches:
+    ``{"id", "x" (m, L, 1) float32, "mask" (m, L, 1) uint8, "starts" (m,) int, "has" (m,) bool, "meta"}``.
+
+    Raises
+    ------
+    EphysError
+        A mask of another length than its trace.
+    """
+    prm = params.checked()
+    x, mask = np.asarray(r["x"]), np.asarray(r["mask"])
+    if mask.shape != x.shape:
+        raise EphysError(f"recording {r['id']}: mask of {mask.size} samples for a trace of {x.size}")
+    z = normalise_trace(x, float(r["fs_hz"]), r["polarity"], prm.baseline_ms)
+    px, starts = patches(z, prm.patch_samples, prm.stride_samples)
+    pm, _ = patches((mask > 0).astype(np.float32), prm.patch_samples, prm.stride_samples)
+    has = pm.reshape(len(starts), -1).max(axis=1) > 0
+    meta = {"fs_hz": float(r["fs_hz"]), "polarity": r["polarity"], "n_samples": int(x.size),
+            **{k: r[k] for k in ("units", "kind", "snr") if k in r}}
+    return {"id": str(r["id"]), "x": px, "mask": pm.astype(np.uint8), "starts": np.asarray(starts), "has": has,
+            "meta": meta}
+
+
+def write_patches(out, parts: list[dict], params: EventPatchParams, provenance: dict | None = None) -> dict:
+    """Write the patch dataset from :func:`patch_recording` parts (in order); returns the manifest.
+
+    Raises
+    ------
+    EphysError
+        No part, or two recordings with one id.
+    """
+    prm = params.checked()
+    if not parts:
+        raise EphysError("no recording to cut into patches")
+    ids = [p["id"] for p in parts]
     if len(set(ids)) != len(ids):
         raise EphysError(f"recording ids repeat: {sorted({i for i in ids if ids.count(i) > 1})[:3]}")
-    xs, ms, samples, recs = [], [], [], {}
-    for r in recordings:
-        x, mask = np.asarray(r["x"]), np.asarray(r["mask"])
-        if mask.shape != x.shape:
-            raise EphysError(f"recording {r['id']}: mask of {mask.size} samples for a trace of {x.size}")
-        z = normalise_trace(x, float(r["fs_hz"]), r["polarity"], prm.baseline_ms)
-        px, starts = patches(z, L, stride)
-        pm, _ = patches((mask > 0).astype(np.float32), L, stride)
-        has = pm.reshape(len(starts), -1).max(axis=1) > 0
-        for k, s0 in enumerate(starts):
-            samples.append({"id": f"{r['id']}:{int(s0):09d}", "row": len(samples), "label": LABEL_NAMES[int(has[k])],
-                            "group": str(r["id"]), "start": int(s0), "t_s": float(s0) / float(r["fs_hz"])})
-        xs.append(px)
-        ms.append(pm.astype(np.uint8))
-        recs[str(r["id"])] = {"fs_hz": float(r["fs_hz"]), "polarity": r["polarity"], "n_samples": int(x.size),
-                              **{k: r[k] for k in ("units", "kind", "snr") if k in r}}
+    samples, recs = [], {}
+    for p in parts:
+        fs = p["meta"]["fs_hz"]
+        for k, s0 in enumerate(p["starts"]):
+            samples.append({"id": f"{p['id']}:{int(s0):09d}", "row": len(samples),
+                            "label": LABEL_NAMES[int(p["has"][k])], "group": p["id"], "start": int(s0),
+                            "t_s": float(s0) / fs})
+        recs[p["id"]] = p["meta"]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    write_npy(out / "patches.npy", np.concatenate(xs).astype(np.float32))
-    write_npy(out / "masks.npy", np.concatenate(ms))
-    manifest = {"modality": PATCH_MODALITY, "sample_shape": [L, 1], "array": "patches.npy", "mask_array": "masks.npy",
-                "label_names": LABEL_NAMES, "group_noun": "recording", "n_samples": len(samples),
+    write_npy(out / "patches.npy", np.concatenate([p["x"] for p in parts]).astype(np.float32))
+    write_npy(out / "masks.npy", np.concatenate([p["mask"] for p in parts]))
+    manifest = {"modality": PATCH_MODALITY, "sample_shape": [prm.patch_samples, 1], "array": "patches.npy",
+                "mask_array": "masks.npy", "label_names": LABEL_NAMES, "group_noun": "recording",
+                "n_samples": len(samples),
                 "class_counts": {c: sum(1 for s in samples if s["label"] == c) for c in LABEL_NAMES},
                 "parameters": {**asdict(prm), "normalisation": "events.windows.normalise_trace (events upward, "
                                "robust SD units)"},
