@@ -71,8 +71,8 @@ COMMANDS = (
 )
 
 PIPELINE = register_pipeline(Pipeline(
-    "mer", "STN detection in intraoperative microelectrode recordings (ML-STIM features -> MLP / LightGBM; "
-           "trajectory borders by HMM)",
+    "mer", "STN detection in intraoperative microelectrode recordings (ML-STIM features, MLP / LightGBM, "
+           "HMM borders)",
     modalities=(FEATURE_TABLE,), models=(MLP_SPEC, LIGHTGBM_SPEC),
     recipes=(Recipe("mer-sim",
                     "simulated cohort of 20 patients (ML-STIM format): leave-one-patient-out MLP and LightGBM, "

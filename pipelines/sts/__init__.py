@@ -98,7 +98,7 @@ COMMANDS = (
             DandiParams, group="fetch",
             description="Resumable (verified files are skipped, partial ones continued), parallel, checked against "
                         "DANDI's sha256 / dandi-etag, listed in OUT/fetch_manifest.csv."),
-    Command("allen", "The Allen Cell Types Database: specimen table, per-cell NWB files, STS labels.",
+    Command("allen", "Download the Allen Cell Types Database's specimen table, labels and NWB files.",
             "ephys.pipelines.sts.commands:fetch_allen", AllenParams, group="fetch",
             description="The specimen table (cell_types_specimen_details.csv), per-cell NWB files, and labels.csv / "
                         "specimen_labels.csv with the Cre line -> STS class mapping (Excitatory, Pvalb, Sst, "
