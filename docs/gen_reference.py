@@ -499,9 +499,68 @@ def render() -> dict[Path, str]:
     return pages
 
 
+def _sections(text: str, level: str) -> dict[str, str]:
+    """``{heading: body}`` of the headings of ``level`` (``"## "``) in ``text``."""
+    out: dict[str, str] = {}
+    parts = re.split(rf"^{level}(.+)$", text, flags=re.M)
+    for k in range(1, len(parts) - 1, 2):
+        out[parts[k].strip()] = parts[k + 1]
+    return out
+
+
+def _has_row(body: str, name: str) -> bool:
+    return re.search(rf"^\| (?:`{re.escape(name)}`|<code>{re.escape(_html(name))}</code>)", body, re.M) is not None
+
+
+def missing_entries() -> list[str]:
+    """Every command, argument, option, model, hyper-parameter, pipeline, prepare step, parameter and
+    recipe of the code that has no entry in the committed reference."""
+    from ephys.pipelines.core.params import describe
+    from ephys.pipelines.core.registry import pipelines
+
+    out = []
+    ref = DOCS / "reference"
+    read = lambda p: p.read_text() if p.is_file() else ""  # noqa: E731
+    cli = _sections(read(ref / "cli.md"), "## ")
+    for c in commands():
+        title = " ".join(["ephys", *c.path.split()]) if c.path else "ephys"
+        if title not in cli:
+            out.append(f"docs/reference/cli.md: no entry for `{title}`")
+            continue
+        out += [f"docs/reference/cli.md: `{title}` has no entry for {p.name}" for p in c.params
+                if not _has_row(cli[title], p.name)]
+    models = _sections(read(ref / "models.md"), "## ")
+    for d in _models()[0]:
+        if d["name"] not in models:
+            out.append(f"docs/reference/models.md: no entry for model {d['name']}")
+            continue
+        out += [f"docs/reference/models.md: {d['name']} has no entry for hyper-parameter {k}"
+                for k in d["hparams"] if not _has_row(models[d["name"]], k)]
+    listed = _sections(read(ref / "pipelines.md"), "## ")
+    for p in pipelines().values():
+        if p.name not in listed:
+            out.append(f"docs/reference/pipelines.md: no entry for pipeline {p.name}")
+        page = read(DOCS / "pipelines" / f"{p.name}.md")
+        region = page.split(BEGIN, 1)[-1].split(END, 1)[0] if BEGIN in page else ""
+        steps = _sections(region, "### ")
+        for st in p.prepare:
+            body = steps.get(f"ephys prepare {st.name}")
+            if body is None:
+                out.append(f"docs/pipelines/{p.name}.md: no entry for `ephys prepare {st.name}`")
+                continue
+            for cls in filter(None, (st.params, st.options)):
+                out += [f"docs/pipelines/{p.name}.md: `ephys prepare {st.name}` has no entry for {i.name}"
+                        for i in describe(cls) if not (_has_row(body, i.option) or _has_row(body, i.name))]
+        out += [f"docs/pipelines/{p.name}.md: no entry for model {m.name}" for m in p.models
+                if f"#### {m.name}" not in region]
+        out += [f"docs/pipelines/{p.name}.md: no entry for recipe {r.name}" for r in p.recipes
+                if f"`ephys reproduce {r.name}`" not in region]
+    return out
+
+
 def check(pages: dict[Path, str]) -> list[str]:
-    """What differs between the committed pages and ``pages`` (empty: up to date)."""
-    problems = []
+    """What the committed reference lacks, then what differs from ``pages`` (empty: up to date)."""
+    problems = missing_entries()
     for path, text in pages.items():
         old = path.read_text() if path.is_file() else ""
         if old != text:

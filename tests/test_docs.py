@@ -14,6 +14,9 @@ import sys
 
 from conftest import REPO
 
+sys.path.insert(0, str(REPO / "tests"))
+import toy_modality  # noqa: E402,F401  (the architecture page runs its commands: `ephys toy hello`)
+
 #: a rich-markup casualty: ``OUT/events_<method>.csv`` renders as ``OUT/events_.csv``,
 #: ``p_<class>`` as ``p_``, ``runs/<model>-<dataset>`` as ``runs/-``, ``OUT/<fold>.`` as ``OUT/.``
 _DAMAGE = re.compile(r"[A-Za-z0-9]_(?=[.;,)\]]|\s)|runs/[\w-]*-(?=[\s\]])|/-(?=[\s\].])|\b[A-Z]+/(?=[.\s\]])")
@@ -169,6 +172,9 @@ def test_the_docs_show_commands():
 def test_every_documented_command_parses():
     """``ephys WORDS --help`` succeeds with each documented command's options (an unknown command or
     option fails the parse), and each documented ``make`` target exists."""
+    from ephys.pipelines.core.models import REGISTRY, resolve_model_name
+    from ephys.pipelines.core.registry import pipelines, recipes
+
     targets = set(re.findall(r"^([\w-]+):", (REPO / "Makefile").read_text(), re.M))
     problems = []
     for f, words in documented_commands():
@@ -176,11 +182,30 @@ def test_every_documented_command_parses():
             for w in words[1:]:
                 if "=" not in w and not w.startswith("-") and w not in targets:
                     problems.append(f"{f}: make {w}: no such target")
+                if w.startswith("PIPELINE=") and w.split("=", 1)[1] not in pipelines():
+                    problems.append(f"{f}: make {w}: no such pipeline")
             continue
+        # the names a command line gives must exist too: recipes, models, pipelines
+        if words[1:2] == ["reproduce"] and len(words) > 2 and not words[2].startswith("-") \
+                and words[2] not in recipes():
+            problems.append(f"{f}: ephys reproduce {words[2]}: no such recipe")
+        for opt, known in (("--model", None), ("--pipeline", pipelines())):
+            if opt in words[:-1]:
+                value = words[words.index(opt) + 1]
+                if value.isupper():
+                    continue  # a placeholder (M, NAME)
+                if known is None:
+                    try:
+                        REGISTRY[resolve_model_name(value)]
+                    except Exception:
+                        problems.append(f"{f}: {opt} {value}: no such model")
+                elif value not in known:
+                    problems.append(f"{f}: {opt} {value}: no such pipeline")
         args = [w for w in words[1:] if w not in ("--quiet", "--debug", "-q")]  # global, anywhere (cli.entry)
         if args and args[0] == "--version":
             continue
         code, out = _render(args + ["--help"])
         if code != 0:
-            problems.append(f"{f}: `{shlex.join(words)}` does not parse: {' '.join(out.split())[-200:]}")
+            text = " ".join(re.sub(r"[│╭╮╰╯─]", " ", out).split())
+            problems.append(f"{f}: `{shlex.join(words)}` does not parse: {text[-200:]}")
     assert not problems, "\n".join(problems)
