@@ -41,7 +41,7 @@ class ReferenceError(Exception):
 # Markdown helpers
 # ----------------------------------------------------------------------------------------------
 
-_SPECIAL = re.compile(r"([\\*_|<>\[\]])")
+_SPECIAL = re.compile(r"([\\*_|>\[\]])")
 
 
 def md(text: str) -> str:
@@ -53,7 +53,7 @@ def md(text: str) -> str:
         if k % 2:  # a code span: only the table separator needs care
             out.append(part if "|" not in part else "<code>" + _html(part[1:-1]) + "</code>")
         else:
-            out.append(_SPECIAL.sub(r"\\\1", part))
+            out.append(_SPECIAL.sub(r"\\\1", part).replace("<", "&lt;"))
     return "".join(out)
 
 
@@ -232,7 +232,8 @@ def _param(path: str, p, declared: dict) -> Param:
         kind = _info_kind(info)
         default = _info_default(info)
     else:
-        text = md(_DEFAULT.sub("", raw).strip())
+        plain = _DEFAULT.sub("", raw).strip()
+        text = md(plain + ("" if not plain or plain[-1] in ".!?:" else "."))
         kind = _click_kind(p)
         default = "—"
         if shown_default is not None:
