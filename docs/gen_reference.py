@@ -383,6 +383,15 @@ def _recipe_settings(rec) -> list[str]:
     return [k for k in inspect.signature(rec.run).parameters if k not in given]
 
 
+def _data_default(path: str | None) -> str:
+    """A recipe's default ``--data`` as the reference shows it."""
+    if not path:
+        return "simulated"
+    if path.startswith("../"):
+        return f"{code(path)} (outside the working folder: give `--data`)"
+    return code(path)
+
+
 def _step_params(step) -> str:
     from ephys.pipelines.core.params import describe
 
@@ -433,7 +442,7 @@ def pipeline_section(p, level: int = 2) -> str:
                  f"{anchor('ephys ' + (c.group or p.name) + ' ' + c.name)})", md(c.summary)] for c in p.commands]
         out.append(f"{h} Commands\n\n" + table(["Command", "What it does"], rows))
     if p.recipes:
-        rows = [[code(f"ephys reproduce {r.name}"), md(r.description), code(r.default_data) if r.default_data else "simulated",
+        rows = [[code(f"ephys reproduce {r.name}"), md(r.description), _data_default(r.default_data),
                  ", ".join(code(k) for k in _recipe_settings(r)) or "—"] for r in p.recipes]
         out.append(f"{h} Recipes\n\n" + table(["Recipe", "What it runs", "Default `--data`", "Settings (`--hparam`)"], rows))
     if p.synthetic is not None:
