@@ -53,7 +53,7 @@ def _mer_sim_summary(res):
 
 
 PREPARE_MER = PrepareStep(
-    "mer", "Microelectrode recordings -> the 9 ML-STIM features of every 1-s segment (a feature table).",
+    "mer", "Compute the 9 ML-STIM features of every 1-s segment of microelectrode recordings.",
     discover="ephys.pipelines.mer.prepare:discover", process="ephys.pipelines.mer.prepare:process",
     collect="ephys.pipelines.mer.prepare:collect", params=MerParams, noun="recording", modalities=("features",),
     description="Per recording: resample to 24 kHz, band-pass 250-5000 Hz + 96 notches (causal), variance-ratio "
