@@ -10,13 +10,14 @@ from . import common
 
 
 def predict(
-    run: Path = typer.Argument(..., help="A trained run folder."),
-    input: Path = typer.Argument(..., help="New recording(s) the run's pipeline reads (prepared with the run's own parameters), or a prepared dataset folder."),
-    out: Path = typer.Argument(None, help="Output folder [default: RUN/predict-INPUTNAME]; must not exist or be empty."),
+    run: Path = typer.Argument(..., metavar="RUN", help="A trained run folder."),
+    input: Path = typer.Argument(..., metavar="INPUT", help="New recordings (prepared with the run's own parameters) or a prepared dataset folder."),
+    out: Path = typer.Argument(None, metavar="OUT", help="Output folder [default: RUN/predict-INPUTNAME]; must not exist or be empty."),
 ):
-    """Classify new input with a trained run: writes OUT/predictions.csv (id, source, predicted,
-    p_<class>; labels in the input are ignored) and OUT/report.html (counts per predicted class,
-    the least confident items, examples by predicted class)."""
+    """Apply a trained run to new recordings or a prepared dataset.
+
+    Writes OUT/predictions.csv (one `p_CLASS` column per class), OUT/summary.json and
+    OUT/report.html; labels in the input are ignored."""
     common.import_backend()
     from ephys.pipelines.core.predict import predict_run
 
