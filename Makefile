@@ -52,11 +52,14 @@ demo: install
 	$(BIN)/ephys explain $(DEMO_RUN)
 	@echo "report: $$($(BIN)/ephys --quiet report $(DEMO_RUN))"
 
+# the suite runs in TEST_WORKERS processes (pytest-xdist; a test module stays on one worker, so its
+# fixtures are made once); much of its time is spent waiting on subprocesses and the scheduler
+TEST_WORKERS ?= 2
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 # the benchmarks' reference libraries (SpikeInterface) come from the extra "bench"
 BENCH_EXTRAS ?= $(EXTRAS),bench
