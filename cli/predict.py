@@ -12,14 +12,15 @@ from . import common
 def predict(
     run: Path = typer.Argument(..., help="A trained run folder."),
     input: Path = typer.Argument(..., help="New recording(s) the run's pipeline reads (prepared with the run's own parameters), or a prepared dataset folder."),
-    out: Path = typer.Argument(None, help="Output folder [default: RUN/predict-INPUTNAME]; must not exist or be empty."),
+    out: Path = typer.Argument(None, help="Output folder [default: RUN/predict-INPUTNAME]: new, empty, or an earlier prediction of the same run and input (replaced)."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT when it holds other output."),
 ):
     """Classify new input with a trained run: writes OUT/predictions.csv (id, source, predicted,
     p_<class>; labels in the input are ignored) and OUT/report.html (counts per predicted class,
     the least confident items, examples by predicted class)."""
-    common.import_backend()
     from ephys.pipelines.core.predict import predict_run
 
     out = out or run / f"predict-{input.stem or input.name}"
-    folder = predict_run(run, input, out, log=common.info)
+    folder = predict_run(run, input, out, log=common.info, force=force, notice=common.notice,
+                         import_backend=common.import_backend)
     common.out.print(str(folder / "predictions.csv"), highlight=False, markup=False, soft_wrap=True)

@@ -20,15 +20,17 @@ import datetime as _dt
 import json
 import shutil
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from .atomic import check_writable_dir, write_json
+from .atomic import part_dir, remove_stale_parts, write_json
 from .datasets import check_same_dataset, load_dataset
 from .errors import EphysError
+from .outputs import OutputFolder
 from .prepare import prepare_like
 from .registry import Figure, ReportContext, modality as find_modality
 from .runfolder import find_dataset, load_run_config, read_manifest, write_predictions
@@ -62,21 +64,28 @@ def manifest_differences(trained: dict, given: dict, keys: tuple[str, ...] = ())
 
 
 def predict_run(run_dir: str | Path, input_path: str | Path, out_dir: str | Path,
-                log: Callable[[str], None] = print, batch_size: int = 8) -> Path:
+                log: Callable[[str], None] = print, batch_size: int = 8, force: bool = False,
+                notice: Callable[[str], None] | None = None, import_backend: Callable[[], None] | None = None) -> Path:
     """Predict every sample of ``input_path`` with the run's model; returns ``OUT``.
 
     Parameters
     ----------
     run_dir : a trained run folder (``config.yaml`` + its model file).
     input_path : raw recording(s) the run's modality can prepare, or a prepared dataset folder.
-    out_dir : output folder; must not exist yet or be empty.
+    out_dir : output folder: new, empty, or an earlier prediction of the same run and input
+        (replaced); another output is refused unless ``force``.
+    force : replace an output folder that holds other output.
+    notice : warnings shown even in quiet mode (inputs outside the training range); default ``log``.
+    import_backend : called once every cheap check has passed, before the model is loaded (the
+        command line imports Keras there, with its start-up chatter hidden).
 
     Raises
     ------
     EphysError
         Not a trained run; its training dataset is gone; input that does not fit the run's
-        modality, or prepared with other parameters (the message says which); an output path
-        that exists and is not empty; the modality cannot prepare raw input.
+        modality, or prepared with other parameters (the message says which); an output folder
+        that holds other output (without ``force``) or is being written by another run; the
+        modality cannot prepare raw input; samples the model answers with NaN probabilities.
     """
     from .models import load_predictor, run_model_spec
 
@@ -95,11 +104,21 @@ def predict_run(run_dir: str | Path, input_path: str | Path, out_dir: str | Path
     mod = find_modality(trained.get("modality"), run_dir / "config.yaml")
     if not input_path.exists():
         raise EphysError("no such file or folder", input_path)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise EphysError("output folder exists and is not empty; pass a new OUT", out)
-    check_writable_dir(out, "output folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
+    folder = OutputFolder(out, "predict", {}, {"run": str(run_dir.resolve()), "input": str(input_path.resolve())},
+                          force=force, create=False, log=notice or log)
+    with folder:
+        started = time.time()
+        remove_stale_parts(out.parent, started, pattern=f".{out.name}.*.part")  # a killed predict's
+        tmp = part_dir(out)
+        return _predict_into(tmp, out, folder, run_dir, input_path, config, trained, mod, model_file, log,
+                             notice or log, batch_size, import_backend)
+
+
+def _predict_into(tmp: Path, out: Path, folder, run_dir: Path, input_path: Path, config: dict, trained: dict, mod,
+                  model_file: str, log, notice, batch_size: int, import_backend) -> Path:
+    """:func:`predict_run` once OUT is checked and locked: everything into ``tmp``, then moved onto OUT."""
+    from .models import load_predictor
+
     try:
         if (input_path / "manifest.json").is_file():
             given = read_manifest(input_path)
@@ -123,10 +142,19 @@ def predict_run(run_dir: str | Path, input_path: str | Path, out_dir: str | Path
         idx = np.arange(len(ds.ids), dtype=np.int64)
         if idx.size == 0:
             raise EphysError("the input holds no sample to predict", input_path)
+        if import_backend is not None:
+            import_backend()
         proba = load_predictor(run_dir, config, ds, max(batch_size, mod.predict_batch_size))(idx)
         if proba.shape != (idx.size, len(label_names)):
             raise EphysError(f"model output has shape {proba.shape}, expected ({idx.size}, {len(label_names)})",
                              run_dir / model_file)
+        nan = np.flatnonzero(~np.isfinite(proba).all(axis=1))
+        if nan.size:
+            from .nouns import nouns
+
+            raise EphysError(f"the model gives no probability (NaN) for {nan.size} of {idx.size} "
+                             f"{nouns(ds.manifest, mod).samples} (e.g. {ds.ids[int(nan[0])]}): their input holds NaN "
+                             "or Inf values; repair or remove them", data_dir)
         from .evaluation import predict_labels, read_threshold
 
         threshold = read_threshold(run_dir)
@@ -142,8 +170,9 @@ def predict_run(run_dir: str | Path, input_path: str | Path, out_dir: str | Path
             "n_predicted": int(idx.size), "counts": {n: int(counts.get(n, 0)) for n in label_names}})
         _report(tmp, run_dir, config, ds, mod, label_names, proba, predicted, sources,
                 data_dir=(out / "data") if prepared_here else data_dir)
+        folder.write_record(tmp)
         if out.exists():
-            out.rmdir()
+            shutil.rmtree(out)
         tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
