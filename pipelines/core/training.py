@@ -487,6 +487,10 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
     cfg.data = str(Path(cfg.data).resolve())
 
     check_writable_dir(run, "run folder")
+    # temp files of a killed session (one .last.*.part.keras per preemption, a trainer's
+    # .model.*.part.txt); a live writer's stay
+    for folder in (run, run / "checkpoints"):
+        remove_stale_parts(folder, started)
     cfg_path = run / "config.yaml"
     state_path = run / "checkpoints" / "state.json"
     if cfg_path.exists():
@@ -569,9 +573,6 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
     state = _read_json(state_path) if state_path.exists() else {}
     last = run / "checkpoints" / "last.keras"
     initial_epoch = 0
-    # temp files of a killed session (one .last.*.part.keras per preemption); a live writer's stay
-    for folder in (run, run / "checkpoints"):
-        remove_stale_parts(folder, started)
     if state and last.exists():
         model = models.load_keras_model(last)
         if cfg.eager:
