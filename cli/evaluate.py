@@ -12,10 +12,10 @@ from . import common
 def evaluate(run: Path = typer.Argument(None, help="Run folder [default: the latest under ./runs].")):
     """Predict the run's held-out test samples; write metrics.json (accuracy, balanced_accuracy,
     macro_f1, roc_auc_ovr, confusion matrix, per class) and predictions.csv."""
-    common.import_backend()
     from ephys.pipelines.core.evaluation import evaluate_run, summary_line
 
-    run = common.resolve_run(run)
+    run = common.resolve_run(run, need_model=True)
+    common.import_backend()
     m = evaluate_run(run)
     common.info(summary_line(run, m))
     for w in m.get("warnings") or []:

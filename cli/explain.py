@@ -15,9 +15,9 @@ def explain(
 ):
     """Explain the run's test samples into RUN/explain/: gradient saliency for Keras models
     (examples per class and the class means, drawn the modality's way), TreeSHAP for LightGBM."""
-    common.import_backend()
     from ephys.pipelines.core.explain import explain_run
 
-    run = common.resolve_run(run)
+    run = common.resolve_run(run, need_model=True)
+    common.import_backend()
     path = explain_run(run, n_examples_per_class=examples)
     common.out.print(str(path), highlight=False, markup=False, soft_wrap=True)

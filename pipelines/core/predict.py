@@ -7,11 +7,13 @@ accepted when its modality, sample shape and preparation parameters equal the ru
 line says what differs). Labels in the input are ignored. Writes, into ``OUT`` (created at the end,
 from a temporary sibling, so a failure leaves nothing):
 
-``predictions.csv``  ``id``, ``source`` (the recording), ``predicted``, ``p_<label>`` per class
+``predictions.csv``  ``id``, ``source`` (the recording), ``in_training_range`` (true / false; empty
+                     for a run without a recorded range) and ``range_note`` (why a sample is
+                     outside, :mod:`ephys.pipelines.core.ranges`), ``predicted``, ``p_<label>``
 ``report.html``      counts per predicted class, the least confident items, the example figure of
                      the run's report drawn per predicted class
 ``data/``            the prepared input (raw input only)
-``summary.json``     what was predicted, with which run
+``summary.json``     what was predicted, with which run; ``n_outside_training_range``
 """
 
 from __future__ import annotations
@@ -156,20 +158,33 @@ def _predict_into(tmp: Path, out: Path, folder, run_dir: Path, input_path: Path,
                              f"{nouns(ds.manifest, mod).samples} (e.g. {ds.ids[int(nan[0])]}): their input holds NaN "
                              "or Inf values; repair or remove them", data_dir)
         from .evaluation import predict_labels, read_threshold
+        from .nouns import nouns
 
         threshold = read_threshold(run_dir)
         sources = [str(s.get("source") or s.get("group") or "") for s in ds.manifest["samples"]]
-        write_predictions(tmp / "predictions.csv", ds.ids, proba, label_names, columns={"source": sources},
-                          threshold=threshold)
+        notes, range_source = _range_notes(run_dir, trained_dir_of(run_dir, config), mod, ds, idx)
+        inside = ["" if n is None else ("false" if n else "true") for n in notes]
+        write_predictions(tmp / "predictions.csv", ds.ids, proba, label_names,
+                          columns={"source": sources, "in_training_range": inside,
+                                   "range_note": [n or "" for n in notes]}, threshold=threshold)
         predicted = [label_names[int(k)] for k in predict_labels(proba, threshold)]
         counts = Counter(predicted)
+        outside = [i for i, n in enumerate(notes) if n]
         write_json(tmp / "summary.json", {
             "run": str(run_dir.resolve()), "model": config.get("model"), "input": str(input_path.resolve()),
             "dataset": str(data_dir) if not prepared_here else "data",
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "n_predicted": int(idx.size), "counts": {n: int(counts.get(n, 0)) for n in label_names}})
+            "n_predicted": int(idx.size), "counts": {n: int(counts.get(n, 0)) for n in label_names},
+            "n_outside_training_range": len(outside) if range_source else None, "training_range": range_source})
+        words = nouns(ds.manifest, mod)
+        range_line = (f"{len(outside)} of {idx.size} {words.samples} lie outside the run's training range (e.g. "
+                      f"{ds.ids[outside[0]]}: {notes[outside[0]]}); their predictions are extrapolations "
+                      "(in_training_range false in predictions.csv)" if outside else None)
+        if range_line:
+            notice(f"warning: {range_line}")
         _report(tmp, run_dir, config, ds, mod, label_names, proba, predicted, sources,
-                data_dir=(out / "data") if prepared_here else data_dir)
+                data_dir=(out / "data") if prepared_here else data_dir, range_line=range_line,
+                range_source=range_source)
         folder.write_record(tmp)
         if out.exists():
             shutil.rmtree(out)
@@ -180,12 +195,40 @@ def _predict_into(tmp: Path, out: Path, folder, run_dir: Path, input_path: Path,
     return out
 
 
+def trained_dir_of(run_dir: Path, config: dict) -> Path | None:
+    """The run's training dataset folder, or None when it is gone."""
+    try:
+        return find_dataset(run_dir, config)
+    except EphysError:
+        return None
+
+
+def _range_notes(run_dir: Path, trained_dir: Path | None, mod, ds, idx) -> tuple[list[str | None], str | None]:
+    """Per sample: ``""`` inside the run's training range, the reason when outside, None when the
+    run has no range (:mod:`ephys.pipelines.core.ranges`); and where the range came from."""
+    from .ranges import check_inputs, read_training_range, training_range
+
+    rng, source = read_training_range(run_dir), "recorded at train time"
+    if rng is None and trained_dir is not None and (run_dir / "split.json").is_file():
+        try:  # a run from before ranges were recorded: its training part, read now
+            tds = load_dataset(trained_dir)
+            pos = {sid: i for i, sid in enumerate(tds.ids)}
+            train_ids = json.loads((run_dir / "split.json").read_text()).get("train") or []
+            rng = training_range(tds, [pos[s] for s in train_ids if s in pos], mod)
+            source = "computed from the run's training dataset (the run predates recorded ranges)"
+        except (EphysError, OSError, ValueError):
+            rng = None
+    if rng is None:
+        return [None] * len(idx), None
+    return check_inputs(rng, ds, idx, mod), source
+
+
 def _report(folder: Path, run_dir: Path, config: dict, ds, mod, label_names, proba, predicted, sources,
-            data_dir: Path) -> Path:
+            data_dir: Path, range_line: str | None = None, range_source: str | None = None) -> Path:
     """``report.html``: counts per predicted class, the least confident items, the example figure
     of the run's modality drawn per predicted class (one page of :mod:`ephys.pipelines.core.page`)."""
     from .nouns import nouns
-    from .page import Card, Cards, Fig, Page, Table, Text
+    from .page import Card, Cards, Fig, Notice, Page, Table, Text
     from .report import decision_facts
 
     words = nouns(ds.manifest, mod)
@@ -212,6 +255,12 @@ def _report(folder: Path, run_dir: Path, config: dict, ds, mod, label_names, pro
     cards += [Card(k, f"{counts.get(k, 0):,}", f"{100.0 * counts.get(k, 0) / n:.1f} % predicted",
                    frac=counts.get(k, 0) / n) for k in label_names]
     decision = decision_facts(run_dir, config, {"labels": label_names}, words)
+    if range_line:  # first thing on the page: these probabilities are extrapolations
+        page.section("Outside the training range", Notice(range_line[:1].upper() + range_line[1:] + "."),
+                     Text("The run records the range of its training data (per feature of a table; per sample: "
+                          "amplitude, noise level and what the modality records, e.g. protocol length and "
+                          f"sampling rate; {range_source}). A value beyond it by more than 10 % of that range "
+                          "is outside.", muted=True))
     page.section("Summary", Cards(cards),
                  Text(f"{n:,} {words.samples} from {data_dir}; labels in the input, if any, were ignored. "
                       "Probabilities are the model's; they are calibrated only as well as its training data allow."),

@@ -223,8 +223,9 @@ def summarise_events(events: list[dict], analysed_s: float) -> dict:
 
 def run_detect(path: str | Path, out: str | Path, *, run_dir=None, methods=("threshold",), fs_hz=None,
                units=None, polarity=None, labels=None, resample: bool = True, channel=None, report: bool = True,
-               log=print) -> dict:
+               log=print, import_backend=None) -> dict:
     """Read a trace, detect with each method, write the output folder; returns ``summary.json``.
+    ``import_backend`` (optional) is called once the inputs are checked, before a model is loaded.
 
     Raises
     ------
@@ -241,6 +242,8 @@ def run_detect(path: str | Path, out: str | Path, *, run_dir=None, methods=("thr
     pol = check_polarity(polarity, trace)
     check_trace(trace)
     truth = read_event_csv(labels, trace.duration_s) if labels else None
+    if import_backend is not None and any(m != "threshold" for m in methods):
+        import_backend()  # only now: every input has been checked
     det = load_detectors(run_dir, methods)
     trace = _resample(trace, det.get("train_fs_hz"), resample)
     events, secs = detect_trace(trace, det, methods, pol)

@@ -10,6 +10,10 @@ def cluster(p, ctx) -> Path:
     """Cluster the spikes of one tetrode (:func:`.cluster.cluster_tetrode`); prints a one-line
     summary and returns ``OUT/cluster_metrics.json``."""
     if p.features == "autoencoder":
+        from ..core.errors import EphysError
+
+        if not Path(p.tetrode).is_file():  # before the deep-learning import
+            raise EphysError("no such Axona tetrode file", p.tetrode)
         ctx.import_backend()
     from ..core.outputs import OutputFolder
     from .cluster import cluster_tetrode
