@@ -250,7 +250,7 @@ def load_npy(path: str | Path, mmap_mode: str | None = None, hint: str = "re-run
     except FileNotFoundError:
         raise EphysError(f"array file is missing{' (' + hint + ')' if hint else ''}", path) from None
     except (EOFError, ValueError, OSError) as exc:  # truncated, not .npy, pickled
-        raise EphysError(f"damaged or truncated .npy file ({type(exc).__name__}: "
+        raise EphysError(f"damaged array file (truncated or not .npy; {type(exc).__name__}: "
                          f"{' '.join(str(exc).split())[:160]}{tail})", path) from None
 
 

@@ -472,8 +472,9 @@ def load_keras_model(path: str | os.PathLike, compile: bool = True):
         import zipfile
 
         if path.stat().st_size == 0 or not zipfile.is_zipfile(path):
-            raise EphysError(f"damaged model file ({path.stat().st_size} bytes, not a complete .keras zip archive: "
-                             "truncated by a full disk or an interrupted copy?); copy it again or re-train", path)
+            raise EphysError(f"cannot load model: damaged file ({path.stat().st_size} bytes, not a complete .keras zip "
+                             "archive: truncated by a full disk or an interrupted copy?); copy it again or re-train",
+                             path)
     try:
         return keras.models.load_model(path, compile=compile)
     except Exception as exc:  # keras raises many types (ValueError, TypeError, OSError, zipfile errors)
