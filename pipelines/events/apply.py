@@ -240,8 +240,8 @@ def run_detect(path: str | Path, out: str | Path, *, run_dir=None, methods=("thr
             raise EphysError(f"unknown method {m!r}; known: {', '.join(ALL_METHODS)}", "--method")
     trace = read_trace(path, fs_hz=fs_hz, units=units, channel=channel)
     pol = check_polarity(polarity, trace)
-    check_trace(trace)
     truth = read_event_csv(labels, trace.duration_s) if labels else None
+    check_trace(trace)
     if import_backend is not None and any(m != "threshold" for m in methods):
         import_backend()  # only now: every input has been checked
     det = load_detectors(run_dir, methods)
