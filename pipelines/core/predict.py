@@ -144,7 +144,10 @@ def _predict_into(tmp: Path, out: Path, folder, run_dir: Path, input_path: Path,
         idx = np.arange(len(ds.ids), dtype=np.int64)
         if idx.size == 0:
             raise EphysError("the input holds no sample to predict", input_path)
-        if import_backend is not None:
+        from .models import run_model_spec
+
+        spec = run_model_spec(config)
+        if import_backend is not None and (spec is None or spec.kind == "keras"):  # trees need no Keras
             import_backend()
         proba = load_predictor(run_dir, config, ds, max(batch_size, mod.predict_batch_size))(idx)
         if proba.shape != (idx.size, len(label_names)):

@@ -496,9 +496,6 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
         Unknown model, model that does not fit the dataset's modality, too few labelled cells,
         a run folder that holds a different configuration, or weights that cannot be loaded.
     """
-    import keras
-    from sklearn.utils.class_weight import compute_class_weight
-
     from . import models
 
     started = time.time()
@@ -587,6 +584,9 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
         result = models.resolve_hook(spec.trainer)(cfg, ds, split, run, meta, log)
         _record_range(run, ds, split, log)
         return result
+
+    import keras  # only here: a model trained by its own code (trees) needs no deep-learning library
+    from sklearn.utils.class_weight import compute_class_weight
 
     gpu = runtime.configure_for_device(cfg.seed)
     meta = {"run_id": run.name, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
