@@ -649,12 +649,12 @@ def _read_labels_csv(csv_path: Path) -> list[tuple[int, Path, str | None, str]]:
 
     if not csv_path.is_file():
         raise EphysError("labels CSV not found", csv_path)
+    _check_field_counts(csv_path)
     try:
         df = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig",
                          comment="#", skip_blank_lines=True)
     except Exception as exc:  # noqa: BLE001 - pandas raises many kinds
         raise EphysError(f"labels CSV unreadable ({_short(exc)})", csv_path) from exc
-    _check_field_counts(csv_path)
     cols = {str(c).strip().lower(): c for c in df.columns}
     if "path" not in cols or "label" not in cols:
         found = ", ".join(map(str, df.columns)) or "none"
@@ -685,9 +685,12 @@ def _check_field_counts(csv_path: Path) -> None:
     """
     import csv
 
-    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-        rows = [(k, r) for k, r in enumerate(csv.reader(fh), start=1)
-                if r and any(c.strip() for c in r) and not r[0].lstrip().startswith("#")]
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+            rows = [(k, r) for k, r in enumerate(csv.reader(fh), start=1)
+                    if r and any(c.strip() for c in r) and not r[0].lstrip().startswith("#")]
+    except (UnicodeDecodeError, csv.Error):
+        return  # pandas names what is wrong with the file
     if not rows:
         return
     n = len(rows[0][1])
