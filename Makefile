@@ -67,6 +67,7 @@ bench:
 	$(BIN)/python benchmarks/bench_input.py
 	$(BIN)/python benchmarks/bench_mer.py
 	$(BIN)/python benchmarks/bench_cluster.py
+	$(BIN)/python benchmarks/bench_errors.py
 
 # ipfx pins its own pynwb / pandas: it gets a venv of its own, outside the repository
 IPFX_VENV ?= ../ipfx-venv
