@@ -307,8 +307,9 @@ def test_more_folds_than_groups_is_refused(tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 
-def test_predict_refuses_nan_samples_and_empty_arrays(tmp_path, monkeypatch):
-    """NaN input gave NaN probabilities and 'predicted <first class>'; a 0-byte array an EOFError."""
+def test_predict_refuses_nan_samples_empty_arrays_and_truncated_models(tmp_path, monkeypatch):
+    """NaN input gave NaN probabilities and 'predicted <first class>'; a 0-byte array an EOFError;
+    a truncated model.keras "File not found"."""
     import toy_modality
 
     monkeypatch.setenv("EPHYS_PLUGINS", "toy_modality")
@@ -328,7 +329,11 @@ def test_predict_refuses_nan_samples_and_empty_arrays(tmp_path, monkeypatch):
     (nan / "sequences.npy").write_bytes(b"")
     with pytest.raises(EphysError, match="sequences.npy: empty file"):
         predict_run(run, nan, tmp_path / "p2", log=lambda m: None)
-    assert not (tmp_path / "p1").exists() and not (tmp_path / "p2").exists()
+    model = run / "model.keras"  # a truncated model file was reported as "File not found"
+    model.write_bytes(model.read_bytes()[:2000])
+    with pytest.raises(EphysError, match="model.keras: cannot load model: damaged file .2000 bytes, not a complete"):
+        predict_run(run, data, tmp_path / "p3", log=lambda m: None)
+    assert not any((tmp_path / p).exists() for p in ("p1", "p2", "p3"))
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".p")]
 
 
