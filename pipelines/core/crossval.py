@@ -352,8 +352,8 @@ def aggregate(paths, out: str | Path | None = None, allow_missing: bool = False,
 
     paths = [Path(p) for p in paths]
     out = aggregate_dir(paths, out)
-    holds_folds = lambda d: not (d / "config.yaml").exists() and any((c / FOLD_FILE).is_file() for c in d.iterdir()
-                                                                       if c.is_dir())  # noqa: E731
+    # the folder the folds were trained into (fold runs below it, at any depth: one per dataset x fold)
+    holds_folds = lambda d: not (d / "config.yaml").exists() and next(d.rglob(FOLD_FILE), None) is not None  # noqa: E731
     with OutputFolder(out, "aggregate", {}, {"runs": sorted(str(p.resolve()) for p in paths)}, force=force,
                       accept=holds_folds, log=log) as folder:
         return _aggregate(paths, folder.path, allow_missing)
