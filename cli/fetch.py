@@ -12,7 +12,7 @@ from ephys.pipelines.core import registry
 from . import common
 from .options import command_from, parameters, values
 
-fetch_app = typer.Typer(help="Get data or model weights into place (run this on a login node with internet).",
+fetch_app = typer.Typer(help="Get data or model weights (run it on a machine with internet).",
                         no_args_is_help=True)
 
 
@@ -78,8 +78,7 @@ def _synthetic_params() -> list[inspect.Parameter]:
     return params
 
 
-_DOC = ("Simulate a pipeline's embedded default dataset (the default pipeline's unless --pipeline names "
-        "another); the same seed writes the same files.")
+_DOC = "Simulate a pipeline's default dataset; the same seed writes the same files."
 
 
 def register_synthetic() -> None:
@@ -89,11 +88,13 @@ def register_synthetic() -> None:
 
 @fetch_app.command("weights")
 def fetch_weights(
-    model: str = typer.Argument(..., help="Model name, e.g. densenet121, inceptionv3, mobilenetv2, resnet50."),
+    model: str = typer.Argument(..., metavar="MODEL", help="A model with ImageNet weights, e.g. densenet121 (`ephys models` shows which)."),
     base_url: str = typer.Option(None, "--base-url", help="Mirror to download from instead of Keras' default (env EPHYS_WEIGHTS_BASE_URL)."),
 ):
-    """Download a backbone's ImageNet weights into Keras' cache, so `--weights imagenet` works
-    later on compute nodes without internet (copy ~/.keras/models or set KERAS_HOME)."""
+    """Download a backbone's ImageNet weights into Keras' cache.
+
+    Run it where there is internet; `ephys train --weights imagenet` then works offline (copy
+    ~/.keras/models or set `KERAS_HOME`)."""
     common.import_backend()
     from ephys.pipelines.blocks.models.backbones import fetch_weights as run
 

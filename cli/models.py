@@ -12,9 +12,10 @@ def models(
     name: str = typer.Argument(None, metavar="NAME", help="A model name or alias: list its hyper-parameters only."),
     hparams: bool = typer.Option(False, "--hparams", help="Also list every model's hyper-parameters."),
 ):
-    """List the models: name, aliases, the data modality they fit, input size, ImageNet weights and
-    the hyper-parameters they take (`ephys train --hparam KEY=VALUE`). With --hparams or a model
-    NAME: one row per hyper-parameter with its type, default, allowed values and meaning."""
+    """List the registered models and the data they fit.
+
+    With --hparams or a model NAME: each hyper-parameter's type, default, allowed values and
+    meaning (set one with `ephys train --hparam KEY=VALUE`)."""
     from ephys.pipelines.core.models import describe_models, resolve_model_name
 
     described = describe_models()

@@ -10,14 +10,15 @@ from . import common
 
 
 def predict(
-    run: Path = typer.Argument(..., help="A trained run folder."),
-    input: Path = typer.Argument(..., help="New recording(s) the run's pipeline reads (prepared with the run's own parameters), or a prepared dataset folder."),
-    out: Path = typer.Argument(None, help="Output folder [default: RUN/predict-INPUTNAME]: new, empty, or an earlier prediction of the same run and input (replaced)."),
+    run: Path = typer.Argument(..., metavar="RUN", help="A trained run folder."),
+    input: Path = typer.Argument(..., metavar="INPUT", help="New recordings (prepared with the run's own parameters) or a prepared dataset folder."),
+    out: Path = typer.Argument(None, metavar="OUT", help="Output folder [default: RUN/predict-INPUTNAME]: new, empty, or an earlier prediction of the same run and input (replaced)."),
     force: bool = typer.Option(False, "--force", help="Replace OUT when it holds other output."),
 ):
-    """Classify new input with a trained run: writes OUT/predictions.csv (id, source, predicted,
-    p_<class>; labels in the input are ignored) and OUT/report.html (counts per predicted class,
-    the least confident items, examples by predicted class)."""
+    """Apply a trained run to new recordings or a prepared dataset.
+
+    Writes OUT/predictions.csv (one `p_CLASS` column per class), OUT/summary.json and
+    OUT/report.html; labels in the input are ignored."""
     from ephys.pipelines.core.predict import predict_run
 
     out = out or run / f"predict-{input.stem or input.name}"

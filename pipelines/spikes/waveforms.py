@@ -656,6 +656,9 @@ def reproduce_seed(data_dir: str | Path, out_dir: str | Path, models=("cnn1d", "
         "models": per_model, "reference": SEED_REFERENCE,
     }
     write_json(out / "metrics.json", result)
+    from .seed_report import write_seed_report
+
+    write_seed_report(out, result)
     return result
 
 
