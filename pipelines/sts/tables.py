@@ -144,7 +144,7 @@ def _table(df, id_col: str, path: Path):
     if inf.any():
         r, c = (int(v) for v in np.argwhere(inf)[0])
         raise EphysError(f"{int(inf.sum())} infinite feature values (first: row {r + 2}, column {raw[c]}, "
-                         f"specimen {int(ids.iloc[r])}: {df[raw[c]].iloc[r]!r}); a missing value is an empty cell",
+                         f"specimen {int(ids.iloc[r])}: {df[raw[c]].iloc[r]}); a missing value is an empty cell",
                          path)
     num.index = ids.astype(np.int64).astype(str)
     out = pd.DataFrame(index=num.index)
