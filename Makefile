@@ -79,6 +79,7 @@ bench:
 	$(BIN)/python benchmarks/bench_input.py
 	$(BIN)/python benchmarks/bench_mer.py
 	$(BIN)/python benchmarks/bench_cluster.py
+	$(BIN)/python benchmarks/bench_errors.py
 
 # the documentation site: the reference pages generated from the code, then mkdocs build --strict into site/
 DOCS_EXTRAS ?= $(EXTRAS),docs

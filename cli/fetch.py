@@ -27,7 +27,11 @@ def _synthetic(kw: dict) -> None:
             raise common.EphysError(f"--{wrong[0].replace('_', '-')} is an option of --pipeline {other.name}")
     extra = vars(values(p.synthetic_params, kw)) if p.synthetic_params is not None else {}
     out = Path(kw["out"]) if kw.get("out") else common.synthetic_dir(p.name)
-    with common.progress_bar(f"simulating ({p.synthetic_size or 'items'})") as advance:
+    from ephys.pipelines.core.outputs import OutputFolder
+
+    settings = {"pipeline": p.name, "seed": kw.get("seed") or 0, "size": kw.get("size"), **extra}
+    with OutputFolder(out, "fetch synthetic", settings, force=bool(kw.get("force")), log=common.notice), \
+            common.progress_bar(f"simulating ({p.synthetic_size or 'items'})") as advance:
         last = [0]
 
         def progress(done, n):
@@ -62,6 +66,8 @@ def _synthetic_params() -> list[inspect.Parameter]:
                 f"{n}: {p.synthetic_size}" for n, p in registry.pipelines().items() if p.synthetic_size) + ".")),
         inspect.Parameter("seed", inspect.Parameter.KEYWORD_ONLY, annotation=int, default=typer.Option(
             0, "--seed", help="Random seed (same seed, same files).")),
+        inspect.Parameter("force", inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=typer.Option(
+            False, "--force", help="Replace OUT when it holds other output (another seed, size or pipeline).")),
     ]
     seen = {p.name for p in params}
     for n, p in registry.pipelines().items():

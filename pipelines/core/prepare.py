@@ -277,6 +277,16 @@ def check_existing(out: Path, pipeline: str, step: PrepareStep, record: dict, ke
     """
     if not out.exists() or not out.is_dir() or not any(out.iterdir()):
         return
+    from .outputs import read_record
+
+    rec = read_record(out)
+    if rec is not None and not str(rec.get("kind", "")).startswith("prepare "):
+        if not force:
+            raise EphysError(f"holds the output of `ephys {rec.get('kind')}`; pass --force to replace it, or choose "
+                             "another OUT", out)
+        log(f"replacing {out} (it held the output of `ephys {rec.get('kind')}`)")
+        _remove_dataset(out)
+        return
     old = _old_dataset(out, step)
     what, diffs = "", []
     if old is not None:
@@ -289,7 +299,8 @@ def check_existing(out: Path, pipeline: str, step: PrepareStep, record: dict, ke
             was = old.get("parameters") or {}
             if was.get("key") != key:
                 what = "dataset was prepared with other parameters"
-                diffs = [f"{k} {was.get(k)!r} -> {record.get(k)!r}" for k in sorted(set(was) | set(record))
+                both = [k for k in sorted(set(was) & set(record)) if k != "key" and was[k] != record[k]]
+                diffs = [f"{k} {was.get(k)!r} -> {record.get(k)!r}" for k in both or sorted(set(was) | set(record))
                          if k != "key" and was.get(k) != record.get(k)] or ["parameter key"]
             elif by.get("input") is not None and by.get("input") != inputs.get("input"):
                 what = "dataset was prepared from other input"
@@ -412,10 +423,8 @@ def run_prepare(pipeline: str, step: PrepareStep, input_path, out: str | Path, p
     ------
     EphysError
         Bad parameters or input (nothing is written), an output folder that holds another dataset
-        (without ``force``), an unwritable OUT, or no item could be prepared.
+        (without ``force``), an unwritable OUT, another run writing OUT, or no item could be prepared.
     """
-    from .registry import resolve
-
     run = run or ShardOptions()
     params = P.check(params if params is not None else step.params()) if step.params is not None else None
     options = options if options is not None else (step.options() if step.options is not None else None)
@@ -427,6 +436,18 @@ def run_prepare(pipeline: str, step: PrepareStep, input_path, out: str | Path, p
     record = P.as_record(params) if params is not None else {}
     pkey = P.params_key(params) if params is not None else "none"
     inputs = {"input": _input_record(input_path)}
+    from .outputs import FolderLock
+
+    with FolderLock(out, f"ephys prepare {step.name}", share=pkey if run.shard is not None else None):
+        return _prepare_locked(pipeline, step, input_path, out, params, options, labels_csv, force, run, n_runs_using,
+                               progress, log, notice, scheduler, record, pkey, inputs)
+
+
+def _prepare_locked(pipeline, step, input_path, out: Path, params, options, labels_csv, force, run, n_runs_using,
+                    progress, log, notice, scheduler, record, pkey, inputs) -> PrepareOutcome:
+    """:func:`run_prepare` once OUT is locked against other writers."""
+    from .registry import resolve
+
     check_existing(out, pipeline, step, record, pkey, inputs, force, n_runs_using, log)
     found = resolve(step.discover)(input_path, params, labels_csv, options)
     items, skipped = found[0], [dict(s) for s in found[1]]
@@ -476,6 +497,8 @@ def run_prepare(pipeline: str, step: PrepareStep, input_path, out: str | Path, p
             import sys
 
             if not isinstance(sys.exc_info()[1], KeyboardInterrupt):  # a refused input leaves nothing
+                shutil.rmtree(out, ignore_errors=True)
+            elif out.is_dir() and not any(p for p in out.iterdir() if p.name != "dask-logs"):  # interrupted before any item
                 shutil.rmtree(out, ignore_errors=True)
 
 

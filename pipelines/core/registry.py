@@ -143,6 +143,11 @@ class Modality:
     cv : str
         Default cross-validation scheme of ``ephys train --fold`` / ``make slurm-all``
         (:mod:`ephys.pipelines.core.crossval`): ``auto``, ``lopo``, ``grouped`` or ``blocked``.
+    sample_stats : callable or None
+        ``sample_stats(manifest: dict, indices: list[int]) -> dict[str, array]``: per-sample
+        statistics from the samples' manifest entries (e.g. protocol length in s, sampling rate in
+        Hz) recorded as part of a run's training range and checked by ``ephys predict``
+        (:mod:`ephys.pipelines.core.ranges`), beside the core's amplitude and noise level.
     """
 
     name: str
@@ -159,6 +164,7 @@ class Modality:
     predict_batch_size: int = 8
     match_keys: tuple[str, ...] = ()
     cv: str = "auto"
+    sample_stats: Callable[..., dict] | str | None = None
 
     def hook(self, name: str) -> Callable[..., Any] | None:
         """The hook ``name`` as a callable (a ``"package.module:function"`` string is imported

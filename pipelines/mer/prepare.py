@@ -74,7 +74,10 @@ def process(rec: MerRecording, params=None, out_dir=None, options=None) -> dict:
     """The step's ``process`` hook: one recording's features (n_seg, 9) float64, the clean-to-original
     sample index and the artifact mask (fast path, :func:`.dsp.process_fast`)."""
     feats, mask = process_fast(rec.signal, rec.fs_hz)
-    return {"feats": feats, "keep_idx": np.flatnonzero(~mask), "mask": mask}
+    res = {"feats": feats, "keep_idx": np.flatnonzero(~mask), "mask": mask}
+    if feats.shape[0] == 0:  # no full segment: listed with its reason, no row (shown as skipped)
+        res["status"] = "no segment"
+    return res
 
 
 def collect(out, results: list[dict], params, ctx) -> Path:
@@ -102,9 +105,9 @@ def prepare_mer(input_path: str | Path, out: str | Path, fs_hz: float | None = N
     Raises
     ------
     EphysError
-        Any bad input (see :mod:`ephys.pipelines.mer.readers`). A dataset in which no recording
-        has a full second left after artifact removal is written (with no rows, every recording's
-        reason in the manifest), not refused.
+        Any bad input (see :mod:`ephys.pipelines.mer.readers`), or no recording with a full
+        second left after artifact removal (recordings without one are listed in the manifest
+        with their reason when others have rows).
     """
     from ..core.prepare import ShardOptions, run_prepare
     from . import PREPARE_MER
@@ -145,6 +148,12 @@ def _write(input_path: Path, recs, info, results, out, log) -> Path:
             extra["depth_um"].append("" if np.isnan(r.depth_um) else f"{r.depth_um:g}")
             extra["segment_start_s"].append(f"{keep_idx[k * step] / FS_HZ:.4f}")
             extra["artifact_fraction"].append(f"{frac:.4f}")
+    if not ids:
+        from ..core.errors import EphysError
+
+        raise EphysError(f"no recording has a full {SEGMENT_S:g}-s segment left after artifact removal (e.g. "
+                         f"{records[0]['id']}: {records[0].get('reason', 'no segment')}): no feature row to write",
+                         input_path)
     rates = sorted({r.fs_hz for r in recs})
     resampled = {f"{fs:g}": f"resampled to {FS_HZ} Hz (scipy.signal.resample_poly, up/down "
                  f"{'/'.join(map(str, resample_ratio(fs)))})" for fs in rates if fs != FS_HZ}
