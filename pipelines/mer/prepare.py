@@ -34,8 +34,9 @@ MASKS = "artifact_masks.npz"
 FEATURE_UNITS = {"mad": "input unit", "zero_crossings": "count per 1-s segment"}
 PARAMETERS = {
     "fs_hz": FS_HZ,
-    "filter": "Butterworth order 6 high-pass 250 Hz + order 6 low-pass 5000 Hz, then iirnotch Q=50 at "
-              f"{int(NOTCH_HZ[0])}..{int(NOTCH_HZ[-1])} Hz every 50 Hz ({len(NOTCH_HZ)} notches); causal",
+    "filter": "one Butterworth order 6 band-pass 250-5000 Hz, then iirnotch Q=50 at "
+              f"{int(NOTCH_HZ[0])}..{int(NOTCH_HZ[-1])} Hz every 50 Hz ({len(NOTCH_HZ)} notches); causal; "
+              "after resampling to 24 kHz",
     "artifact_window_s": ARTIFACT_WINDOW_S,
     "artifact_hop_s": ARTIFACT_WINDOW_S / 2,
     "artifact_threshold": ARTIFACT_THRESHOLD,
