@@ -17,7 +17,7 @@ from ..blocks.models.lightgbm import FEATURE_TABLE, LIGHTGBM_SPEC
 from ..core.models import HParam, ModelSpec
 from ..core.prepare import PrepareStep
 from ..core.registry import ClusterSteps, Command, Pipeline, Recipe, register_pipeline
-from .params import MerParams, StreamParams
+from .params import MerInput, MerParams, StreamParams
 
 MLP_SPEC = ModelSpec("mlp", "ephys.pipelines.mer.mlp:build_mlp", ("features",), None, ("mlstim",),
                      "ML-STIM multilayer perceptron 9-7-4-4-2, tanh, min-max scaler fitted on the training data "
@@ -55,8 +55,9 @@ def _mer_sim_summary(res):
 PREPARE_MER = PrepareStep(
     "mer", "Microelectrode recordings -> the 9 ML-STIM features of every 1-s segment (a feature table).",
     discover="ephys.pipelines.mer.prepare:discover", process="ephys.pipelines.mer.prepare:process",
-    collect="ephys.pipelines.mer.prepare:collect", params=MerParams, noun="recording", modalities=("features",),
-    description="Per recording: resample to 24 kHz, band-pass 250-5000 Hz + 96 notches (causal), variance-ratio "
+    collect="ephys.pipelines.mer.prepare:collect", params=MerParams, options=MerInput, noun="recording",
+    modalities=("features",),
+    description="Per recording: convert to µV (--units, or the file's), resample to 24 kHz, band-pass 250-5000 Hz + 96 notches (causal), variance-ratio "
                 "artifact removal (100-ms windows), then the 9 ML-STIM features of every 1-s segment (50 % overlap) "
                 "-> one row per segment, group = patient, for `ephys train --model mlp|lightgbm`.",
     input_help="ML-STIM folder (data.npz + metadata.csv), its .npz or metadata .csv, or a CSV / .npy of columns "
