@@ -83,13 +83,22 @@ def register_synthetic() -> None:
 
 @fetch_app.command("weights")
 def fetch_weights(
-    model: str = typer.Argument(..., help="Model name, e.g. densenet121, inceptionv3, mobilenetv2, resnet50."),
-    base_url: str = typer.Option(None, "--base-url", help="Mirror to download from instead of Keras' default (env EPHYS_WEIGHTS_BASE_URL)."),
+    model: str = typer.Argument(..., help="A backbone (densenet121, inceptionv3, mobilenetv2, resnet50: ImageNet weights) or a published model (ephys models --published)."),
+    base_url: str = typer.Option(None, "--base-url", help="Mirror to download from instead of the default (backbones: env EPHYS_WEIGHTS_BASE_URL; published models: replaces the URL's scheme and host)."),
+    file: Path = typer.Option(None, "--file", help="Published models: install this copy of the published file (downloaded elsewhere) instead of downloading; its checksum is checked the same way."),
 ):
-    """Download a backbone's ImageNet weights into Keras' cache, so `--weights imagenet` works
-    later on compute nodes without internet (copy ~/.keras/models or set KERAS_HOME)."""
-    common.import_backend()
-    from ephys.pipelines.blocks.models.backbones import fetch_weights as run
+    """Download model weights into the cache, so later runs work on compute nodes without internet
+    (copy ~/.keras/models or set KERAS_HOME): a backbone's ImageNet weights (`--weights imagenet`), or a
+    published model's trained parameters, checksum-verified and converted once to Keras (`ephys predict NAME`)."""
+    if model in registry.published_models():
+        from ephys.pipelines.core.published import fetch_published
 
-    path = run(model, base_url=base_url)
+        path = fetch_published(model, file=file, base_url=base_url, log=common.info)
+    elif file is not None:
+        raise common.EphysError(f"--file installs published models only; {model} is not one", "--file")
+    else:
+        common.import_backend()
+        from ephys.pipelines.blocks.models.backbones import fetch_weights as run
+
+        path = run(model, base_url=base_url)
     common.out.print(str(path), highlight=False, markup=False, soft_wrap=True)

@@ -29,6 +29,7 @@ import numpy as np
 from .atomic import check_writable_dir, write_json
 from .datasets import check_same_dataset, load_dataset
 from .errors import EphysError
+from .predictions import step_of
 from .prepare import prepare_like
 from .registry import Figure, ReportContext, modality as find_modality
 from .runfolder import find_dataset, load_run_config, read_manifest, write_predictions
@@ -62,14 +63,19 @@ def manifest_differences(trained: dict, given: dict, keys: tuple[str, ...] = ())
 
 
 def predict_run(run_dir: str | Path, input_path: str | Path, out_dir: str | Path,
-                log: Callable[[str], None] = print, batch_size: int = 8) -> Path:
+                log: Callable[[str], None] = print, batch_size: int = 8, options: dict | None = None) -> Path:
     """Predict every sample of ``input_path`` with the run's model; returns ``OUT``.
+
+    When the step that prepared the run's dataset declares a ``predictions`` hook
+    (:mod:`ephys.pipelines.core.predictions`), it writes ``predictions.csv`` (e.g. one row per
+    recording) and adds report sections; otherwise ``predictions.csv`` has one row per sample.
 
     Parameters
     ----------
     run_dir : a trained run folder (``config.yaml`` + its model file).
     input_path : raw recording(s) the run's modality can prepare, or a prepared dataset folder.
     out_dir : output folder; must not exist yet or be empty.
+    options : what raw input is (``{"units": "mV"}``), for a step whose options describe its input.
 
     Raises
     ------
@@ -107,11 +113,13 @@ def predict_run(run_dir: str | Path, input_path: str | Path, out_dir: str | Path
             if diff:
                 raise EphysError("prepared with other parameters than the run's dataset: " + "; ".join(diff[:4]),
                                  input_path)
+            if any(v is not None for v in (options or {}).values()):
+                raise EphysError("input options describe raw recordings, not a prepared dataset", input_path)
             data_dir, prepared_here = input_path, False
         else:
             hook = mod.hook("prepare_for_predict")
             data_dir = (hook(input_path, trained, tmp / "data", log) if hook is not None
-                        else prepare_like(input_path, trained, tmp / "data", log))
+                        else prepare_like(input_path, trained, tmp / "data", log, options=options))
             if data_dir is None:
                 raise EphysError(f"{mod.name} runs predict on prepared datasets only (a folder with "
                                  "manifest.json); prepare the input first", input_path)
@@ -121,9 +129,11 @@ def predict_run(run_dir: str | Path, input_path: str | Path, out_dir: str | Path
             raise EphysError(f"input is a {ds.modality} dataset; the run needs {trained.get('modality')}", input_path)
         label_names = [str(x) for x in (config.get("label_names") or trained.get("label_names") or [])]
         idx = np.arange(len(ds.ids), dtype=np.int64)
-        if idx.size == 0:
+        step = step_of(trained)
+        if idx.size == 0 and (step is None or step.predictions is None):
             raise EphysError("the input holds no sample to predict", input_path)
-        proba = load_predictor(run_dir, config, ds, max(batch_size, mod.predict_batch_size))(idx)
+        proba = (load_predictor(run_dir, config, ds, max(batch_size, mod.predict_batch_size))(idx) if idx.size
+                 else np.zeros((0, len(label_names))))
         if proba.shape != (idx.size, len(label_names)):
             raise EphysError(f"model output has shape {proba.shape}, expected ({idx.size}, {len(label_names)})",
                              run_dir / model_file)
@@ -131,8 +141,13 @@ def predict_run(run_dir: str | Path, input_path: str | Path, out_dir: str | Path
 
         threshold = read_threshold(run_dir)
         sources = [str(s.get("source") or s.get("group") or "") for s in ds.manifest["samples"]]
-        write_predictions(tmp / "predictions.csv", ds.ids, proba, label_names, columns={"source": sources},
-                          threshold=threshold)
+        from .predictions import PredictionContext, run_predictions_hook
+
+        extra = run_predictions_hook(step, PredictionContext(tmp, ds, proba, label_names, threshold, str(run_dir),
+                                                             run_dir=run_dir, trained_dir=trained_dir, log=log))
+        if extra is None:
+            write_predictions(tmp / "predictions.csv", ds.ids, proba, label_names, columns={"source": sources},
+                              threshold=threshold)
         predicted = [label_names[int(k)] for k in predict_labels(proba, threshold)]
         counts = Counter(predicted)
         write_json(tmp / "summary.json", {
@@ -141,7 +156,7 @@ def predict_run(run_dir: str | Path, input_path: str | Path, out_dir: str | Path
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "n_predicted": int(idx.size), "counts": {n: int(counts.get(n, 0)) for n in label_names}})
         _report(tmp, run_dir, config, ds, mod, label_names, proba, predicted, sources,
-                data_dir=(out / "data") if prepared_here else data_dir)
+                data_dir=(out / "data") if prepared_here else data_dir, extra=extra or [])
         if out.exists():
             out.rmdir()
         tmp.rename(out)
@@ -152,15 +167,15 @@ def predict_run(run_dir: str | Path, input_path: str | Path, out_dir: str | Path
 
 
 def _report(folder: Path, run_dir: Path, config: dict, ds, mod, label_names, proba, predicted, sources,
-            data_dir: Path) -> Path:
+            data_dir: Path, extra: list = ()) -> Path:
     """``report.html``: counts per predicted class, the least confident items, the example figure
     of the run's modality drawn per predicted class (one page of :mod:`ephys.pipelines.core.page`)."""
     from .nouns import nouns
-    from .page import Card, Cards, Fig, Page, Table, Text
+    from .page import Card, Cards, Fig, Page, Table, Text, hook_blocks
     from .report import decision_facts
 
     words = nouns(ds.manifest, mod)
-    conf = proba.max(axis=1)
+    conf = proba.max(axis=1) if len(proba) else np.zeros(0)
     order = np.argsort(conf, kind="stable")[:N_LEAST_CONFIDENT]
     counts = Counter(predicted)
     n = len(predicted)
@@ -180,15 +195,17 @@ def _report(folder: Path, run_dir: Path, config: dict, ds, mod, label_names, pro
     page = Page(f"Predictions of {config.get('model')} ({run_dir.name})", kicker="ephys predict",
                 pills=[f"run: {run_dir}", f"model: {config.get('model')}"], source=str(folder.name))
     cards = [Card(f"{words.samples.capitalize()} predicted", f"{n:,}")]
-    cards += [Card(k, f"{counts.get(k, 0):,}", f"{100.0 * counts.get(k, 0) / n:.1f} % predicted",
-                   frac=counts.get(k, 0) / n) for k in label_names]
+    cards += [Card(k, f"{counts.get(k, 0):,}", f"{100.0 * counts.get(k, 0) / max(n, 1):.1f} % predicted",
+                   frac=counts.get(k, 0) / max(n, 1)) for k in label_names]
     decision = decision_facts(run_dir, config, {"labels": label_names}, words)
     page.section("Summary", Cards(cards),
                  Text(f"{n:,} {words.samples} from {data_dir}; labels in the input, if any, were ignored. "
                       "Probabilities are the model's; they are calibrated only as well as its training data allow."),
                  Text(decision["text"]) if decision else None)
+    for sec in extra:
+        page.section(sec.title, *hook_blocks(sec))
     page.section("Counts per predicted class",
-                 Table([[k, counts.get(k, 0), f"{100.0 * counts.get(k, 0) / n:.1f} %"] for k in label_names],
+                 Table([[k, counts.get(k, 0), f"{100.0 * counts.get(k, 0) / max(n, 1):.1f} %"] for k in label_names],
                        ["class", "n", "share"]))
     page.section(f"Least confident {words.samples}",
                  Table([[ds.ids[i], sources[i], predicted[i], f"{conf[i]:.3f}"] for i in order],

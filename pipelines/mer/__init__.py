@@ -16,7 +16,9 @@ inside), ``trajectory`` (the HMM along depth), ``recipe`` (``ephys reproduce mer
 from ..blocks.models.lightgbm import FEATURE_TABLE, LIGHTGBM_SPEC
 from ..core.models import HParam, ModelSpec
 from ..core.prepare import PrepareStep
+from ..core.published import PublishedModel
 from ..core.registry import ClusterSteps, Command, Pipeline, Recipe, register_pipeline
+from . import published as _published
 from .params import MerInput, MerParams, StreamParams
 
 MLP_SPEC = ModelSpec("mlp", "ephys.pipelines.mer.mlp:build_mlp", ("features",), None, ("mlstim",),
@@ -60,8 +62,20 @@ PREPARE_MER = PrepareStep(
     description="Per recording: convert to µV (--units, or the file's), resample to 24 kHz, band-pass 250-5000 Hz + 96 notches (causal), variance-ratio "
                 "artifact removal (100-ms windows), then the 9 ML-STIM features of every 1-s segment (50 % overlap) "
                 "-> one row per segment, group = patient, for `ephys train --model mlp|lightgbm`.",
-    input_help="ML-STIM folder (data.npz + metadata.csv), its .npz or metadata .csv, or a CSV / .npy of columns "
-               "(one electrode each).", input_default="raw/synthetic-mer", out_default="processed/mer")
+    input_help="ML-STIM folder (data.npz + metadata.csv), its .npz or metadata .csv, NWB files, or a CSV / .npy of "
+               "columns (one electrode each).", input_default="raw/synthetic-mer", out_default="processed/mer",
+    predict_options=True, predictions="ephys.pipelines.mer.predictions:write_predictions",
+    sections="ephys.pipelines.mer.predictions:run_sections")
+
+ML_STIM = PublishedModel(
+    "ml-stim", "ML-STIM's trained MLP (Sciscenti et al. 2025): inside / outside the STN from the 9 features of each "
+               "1-s MER segment; per recording the mean segment probability >= 0.51 is STN",
+    url=_published.URL, sha256=_published.SHA256, size=_published.SIZE_BYTES, licence=_published.LICENCE,
+    citation=_published.CITATION, convert="ephys.pipelines.mer.published:convert", prepare="mer",
+    label_names=("outside", "inside"), threshold=_published.THRESHOLD,
+    decision="sigmoid per 1-s segment; a recording is STN when the mean over its segments is >= 0.51; features "
+             "min-max scaled with the published constants and clipped to [0, 1]",
+    input_range=(_published.FEATURE_MIN, _published.FEATURE_MAX))
 
 COMMANDS = (
     Command("stream", "Real-time STN detection on a file played in chunks or a Lab Streaming Layer stream.",
@@ -81,7 +95,7 @@ PIPELINE = register_pipeline(Pipeline(
                     _mer_sim, default_data=None, summary=_mer_sim_summary),),
     synthetic=_synthetic, synthetic_size="patients",
     # leave-one-patient-out (the dataset says lopo); the recipe's MLP settings (ML-STIM: no dropout)
-    prepare=(PREPARE_MER,), commands=COMMANDS,
+    prepare=(PREPARE_MER,), commands=COMMANDS, published=(ML_STIM,),
     cluster=ClusterSteps("mer", ("mlp", "lightgbm"), fetch_size=20,
                          train_args="--epochs 40 --batch-size 64 --lr 3e-3 --patience 6 --dropout 0")))
 

@@ -32,7 +32,7 @@ import numpy as np
 from ..core.atomic import write_text
 from ..core.errors import EphysError
 from .dsp import ARTIFACT_THRESHOLD, FS_HZ, SEGMENT_OVERLAP, SEGMENT_S, _window_hop, features_fast, filter_sos
-from .trajectory import decode, transitions_from_labels
+from .trajectory import decode
 
 
 class RecordingStream:
@@ -169,21 +169,13 @@ class SegmentClassifier:
     def transitions(self) -> tuple[float, float]:
         """HMM transitions from the run's training recordings' labels (defaults 0.1 / 0.2 when
         the dataset is not readable)."""
+        from .trajectory import transitions_of_run
+
         try:
             manifest = json.loads((Path(self.config["data"]) / "manifest.json").read_text())
-            train_ids = set(json.loads((self.run / "split.json").read_text())["train"])
-            rec_ids = {s["id"].rsplit("_s", 1)[0] for s in manifest["samples"] if s["id"] in train_ids}
-            trajs: dict = {}
-            for r in manifest.get("recordings", []):
-                if r["id"] in rec_ids and r["label"] is not None and r["depth_um"] is not None:
-                    trajs.setdefault((r["patient"], r["side"], r["electrode"]), []).append(
-                        (r["depth_um"], int(r["label"] == "inside")))
-            runs = [[lab for _, lab in sorted(v)] for v in trajs.values()]
-            if runs:
-                return transitions_from_labels(runs)
-        except (OSError, ValueError, KeyError):
-            pass
-        return 0.1, 0.2
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0.1, 0.2
+        return transitions_of_run(self.run, manifest)
 
 
 @dataclass

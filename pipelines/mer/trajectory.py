@@ -103,3 +103,25 @@ def decode(depth_um, proba, p_enter: float = 0.1, p_exit: float = 0.2, eps: floa
         states[t - 1] = back[t, states[t]]
     entry, exit_ = _borders(d, states == 1)
     return {"depth_um": d.tolist(), "states": states.tolist(), "entry_um": entry, "exit_um": exit_}
+
+
+def transitions_of_run(run_dir, manifest: dict | None, default: tuple[float, float] = (0.1, 0.2)) -> tuple[float, float]:
+    """(p_enter, p_exit) from the labels of a run's training recordings (its ``split.json``'s train ids in
+    the dataset ``manifest``); ``default`` when they cannot be read or hold no labelled trajectory."""
+    import json
+    from pathlib import Path
+
+    try:
+        train_ids = set(json.loads((Path(run_dir) / "split.json").read_text())["train"])
+        rec_ids = {s["id"].rsplit("_s", 1)[0] for s in manifest["samples"] if s["id"] in train_ids}
+        trajs: dict = {}
+        for r in manifest.get("recordings", []):
+            if r["id"] in rec_ids and r["label"] is not None and r["depth_um"] is not None:
+                trajs.setdefault((r["patient"], r["side"], r["electrode"]), []).append(
+                    (r["depth_um"], int(r["label"] == "inside")))
+        runs = [[lab for _, lab in sorted(v)] for v in trajs.values()]
+        if runs:
+            return transitions_from_labels(runs)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return default
