@@ -45,7 +45,7 @@ def _input_options() -> list[inspect.Parameter]:
 def _predict(kw: dict) -> None:
     options = {k: v for k, v in kw.items() if k not in ("run", "input", "out") and v is not None}
     run, input, out = kw["run"], Path(kw["input"]), kw.get("out")
-    if not Path(run).exists() and run in registry.published_models():
+    if run in registry.published_models() and not Path(run).is_dir():
         common.import_backend()
         from ephys.pipelines.core.published import predict_published
 
