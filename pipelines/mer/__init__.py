@@ -80,7 +80,9 @@ ML_STIM = PublishedModel(
 COMMANDS = (
     Command("stream", "Real-time STN detection on a file played in chunks or a Lab Streaming Layer stream.",
             "ephys.pipelines.mer.commands:stream", StreamParams,
-            description="Filters keep their state across chunks, one prediction per 1-s segment (every 0.5 s) with "
+            description="Any sampling rate above 10 kHz (resampled to 24 kHz chunk by chunk by the offline path's "
+                        "polyphase filter); the resampler and the filters keep their state across chunks, one "
+                        "prediction per 1-s segment (every 0.5 s) with "
                         "its processing latency, and the trajectory's STN entry / exit (3-state HMM) updated "
                         "whenever a depth is finished."),
 )

@@ -122,6 +122,72 @@ def to_24khz(x: np.ndarray, fs_hz: float) -> np.ndarray:
     return resample_poly(x.astype(np.float64), up, down).astype(np.float32)
 
 
+class Resampler:
+    """:func:`to_24khz` chunk by chunk: the same polyphase filter as ``scipy.signal.resample_poly``
+    (its Kaiser-windowed FIR, beta 5, ``10 * max(up, down)`` taps each side, zeros before the start
+    and after the end), its state (the last input samples it still needs) kept across chunks. The
+    concatenated output of :meth:`push` and :meth:`finish` equals ``to_24khz`` of the whole signal
+    (within float rounding); outputs lag the input by about 10 input samples (the filter's half
+    length over ``up``). A 24-kHz input passes through.
+
+    Raises
+    ------
+    EphysError
+        ``fs_hz`` unusable (:func:`resample_ratio`).
+    """
+
+    def __init__(self, fs_hz: float = FS_HZ):
+        self.up, self.down = resample_ratio(fs_hz)
+        self.n_in = 0
+        self.m = 0  # next output sample
+        if self.up == self.down:
+            return
+        from scipy.signal import firwin
+
+        max_rate = max(self.up, self.down)
+        half_len = 10 * max_rate
+        pre = self.down - half_len % self.down
+        self.h = np.concatenate([np.zeros(pre), firwin(2 * half_len + 1, 1.0 / max_rate, window=("kaiser", 5.0))
+                                 * self.up])
+        self.npr = (half_len + pre) // self.down
+        self.k0 = 0  # input index of buf[0], a multiple of down
+        self.buf = np.zeros(0)
+
+    def _outputs(self, m_end: int) -> np.ndarray:
+        from scipy.signal import upfirdn
+
+        if m_end <= self.m:
+            return np.zeros(0, dtype=np.float32)
+        j0 = self.m + self.npr - self.k0 * self.up // self.down
+        y = upfirdn(self.h, self.buf, self.up, self.down)[j0: j0 + m_end - self.m]
+        self.m = m_end
+        # drop input no later output needs: output m reads x[k] for k*up > (m + npr)*down - len(h)
+        need = max(0, ((self.m + self.npr) * self.down - self.h.size) // self.up)
+        k0 = need - need % self.down
+        if k0 > self.k0:
+            self.buf = self.buf[k0 - self.k0:]
+            self.k0 = k0
+        return y.astype(np.float32)
+
+    def push(self, chunk) -> np.ndarray:
+        """Input samples (1-D, any length) -> the 24-kHz samples they complete, float32."""
+        x = np.asarray(chunk, dtype=np.float64).ravel()
+        self.n_in += x.size
+        if self.up == self.down:
+            return x.astype(np.float32)
+        self.buf = np.concatenate([self.buf, x])
+        # output m is complete once its last input sample, floor((m + npr) * down / up), has arrived
+        return self._outputs(-(-self.n_in * self.up // self.down) - self.npr)
+
+    def finish(self) -> np.ndarray:
+        """End of the signal: the remaining outputs (the signal continues with zeros, as offline)."""
+        if self.up == self.down:
+            return np.zeros(0, dtype=np.float32)
+        n_out = -(-self.n_in * self.up // self.down)
+        self.buf = np.concatenate([self.buf, np.zeros(self.h.size // self.up + 2)])
+        return self._outputs(n_out)
+
+
 # --------------------------------------------------------------------------------------------
 # filters
 # --------------------------------------------------------------------------------------------
