@@ -1,16 +1,20 @@
 """Pipeline ``mer``: subthalamic-nucleus (STN) detection in intraoperative microelectrode recordings.
 
 After ML-STIM (Sciscenti et al. 2025, J Neural Eng, doi 10.1088/1741-2552/adf579): per
-recording (one depth of one electrode, ~10 s at 24 kHz) causal band-pass + notch filtering,
-variance-ratio artifact removal and 9 features per 1-s segment; an MLP (or LightGBM) tells inside
-from outside the STN; beyond ML-STIM, a three-state left-to-right HMM along each trajectory gives
-the STN entry and exit depths.
+recording (one depth of one electrode, ~10 s at 24 kHz, in µV) resampling to 24 kHz, the published
+causal band-pass + notch filtering, variance-ratio artifact removal and 9 features per 1-s segment;
+an MLP (or LightGBM) tells inside from outside the STN; ML-STIM's own trained model applies too
+(``ephys fetch weights ml-stim``, ``ephys predict ml-stim INPUT OUT``). Beyond ML-STIM, the
+trajectory's STN entry and exit: a three-state left-to-right HMM, and a four-state decoder with an
+STN-vs-SNr classifier (Valsky et al. 2017) where the SNr is labelled.
 
-Modules: ``dsp`` (filters, artifact removal, features: the plain reference and the fast path),
-``readers`` (ML-STIM ``.npz`` + metadata CSV; CSV / ``.npy`` columns), ``synthetic`` (the
-simulated default), ``prepare`` (``ephys prepare mer``), ``mlp`` (the ML-STIM MLP with its scaler
-inside), ``trajectory`` (the HMM along depth), ``recipe`` (``ephys reproduce mer-sim``),
-``stream`` (``ephys mer stream``, real time).
+Modules: ``dsp`` (filters, artifact removal, features: the plain reference and the fast path; the
+streaming resampler), ``readers`` (ML-STIM ``.npz`` + metadata CSV; CSV / ``.npy`` columns; NWB;
+units), ``synthetic`` (the simulated default), ``prepare`` (``ephys prepare mer``), ``mlp`` (the
+ML-STIM MLP with its scaler inside), ``published`` (ML-STIM's trained model as Keras),
+``predictions`` (``ephys predict`` per recording, the trajectory section of ``ephys report``),
+``trajectory`` (the decoders along depth), ``recipe`` (``ephys reproduce mer-sim``), ``stream``
+(``ephys mer stream``, real time).
 """
 
 from ..blocks.models.lightgbm import FEATURE_TABLE, LIGHTGBM_SPEC
@@ -88,12 +92,13 @@ COMMANDS = (
 )
 
 PIPELINE = register_pipeline(Pipeline(
-    "mer", "STN detection in intraoperative microelectrode recordings (ML-STIM features -> MLP / LightGBM; "
-           "trajectory borders by HMM)",
+    "mer", "STN detection in intraoperative microelectrode recordings (ML-STIM features -> MLP / LightGBM, or "
+           "ML-STIM's published model; trajectory borders by HMM)",
     modalities=(FEATURE_TABLE,), models=(MLP_SPEC, LIGHTGBM_SPEC),
     recipes=(Recipe("mer-sim",
                     "simulated cohort of 20 patients (ML-STIM format): leave-one-patient-out MLP and LightGBM, "
-                    "per-segment and per-recording metrics, STN entry / exit by a 3-state HMM along depth",
+                    "per-segment and per-recording metrics, STN entry / exit along depth by the 3-state HMM and by "
+                    "the four-state decoder with a leave-one-patient-out STN-vs-SNr classifier, side by side",
                     _mer_sim, default_data=None, summary=_mer_sim_summary),),
     synthetic=_synthetic, synthetic_size="patients",
     # leave-one-patient-out (the dataset says lopo); the recipe's MLP settings (ML-STIM: no dropout)
