@@ -22,12 +22,15 @@ SIF_GPU ?= /tmp/ephys-gpu.sif
 # apptainer on a cluster; ../shared/tools/apptainer on this project's own machines
 APPTAINER ?= $(shell command -v apptainer || realpath ../shared/tools/apptainer)
 
-.PHONY: install demo test test-fast bench clean help sif sif-gpu sif-test slurm-all slurm-status ipfx-check miniml-check
+.PHONY: install demo test test-fast bench clean help sif sif-gpu sif-test slurm-all slurm-status ipfx-check miniml-check \
+        docs docs-serve reference
 
 help:
 	@echo "make demo   set up .venv, then fetch synthetic -> prepare -> train -> evaluate -> explain -> report"
 	@echo "make test   set up .venv and run the test suite"
 	@echo "make bench  speed benchmarks (JSON in benchmarks/results/)"
+	@echo "make docs   the documentation site into site/ (mkdocs build --strict); make docs-serve serves it"
+	@echo "make reference  regenerate the docs' CLI / model / pipeline reference from the code"
 	@echo "make ipfx-check  EP features vs the ipfx package on ../shared/data/patchclamp (own venv, $(IPFX_VENV))"
 	@echo "make miniml-check  events detectors vs miniML on simulated traces and the real ABF (own venv, $(MINIML_VENV))"
 	@echo "make sif | sif-test | sif-gpu   Apptainer images (containers/)"
@@ -49,11 +52,14 @@ demo: install
 	$(BIN)/ephys explain $(DEMO_RUN)
 	@echo "report: $$($(BIN)/ephys --quiet report $(DEMO_RUN))"
 
+# the suite runs in TEST_WORKERS processes (pytest-xdist; a test module stays on one worker, so its
+# fixtures are made once); much of its time is spent waiting on subprocesses and the scheduler
+TEST_WORKERS ?= 2
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 # the benchmarks' reference libraries (SpikeInterface) come from the extra "bench"
 BENCH_EXTRAS ?= $(EXTRAS),bench
@@ -67,6 +73,22 @@ bench:
 	$(BIN)/python benchmarks/bench_input.py
 	$(BIN)/python benchmarks/bench_mer.py
 	$(BIN)/python benchmarks/bench_cluster.py
+
+# the documentation site: the reference pages generated from the code, then mkdocs build --strict into site/
+DOCS_EXTRAS ?= $(EXTRAS),docs
+DOCS_SRC    := build/docs-src/ephys
+
+reference: install
+	$(BIN)/python docs/gen_reference.py
+
+docs:
+	$(MAKE) install EXTRAS=$(DOCS_EXTRAS)
+	$(BIN)/python docs/gen_reference.py
+	@mkdir -p $(DOCS_SRC) && ln -sfn ../../../pipelines $(DOCS_SRC)/pipelines
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --strict
 
 # ipfx pins its own pynwb / pandas: it gets a venv of its own, outside the repository
 IPFX_VENV ?= ../ipfx-venv
@@ -108,4 +130,4 @@ slurm-status:
 	@bash slurm/status.sh
 
 clean:
-	rm -rf runs data/raw data/processed .pytest_cache
+	rm -rf runs data/raw data/processed .pytest_cache site build/docs-src

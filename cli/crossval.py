@@ -11,13 +11,15 @@ from .prepare import prepare_app
 
 
 def aggregate(
-    runs: list[Path] = typer.Argument(..., help="Fold run folders of `ephys train --fold`, or the cross-validation folder(s) holding them."),
+    runs: list[Path] = typer.Argument(..., metavar="RUNS", help="Fold run folders of `ephys train --fold`, or the cross-validation folder(s) holding them."),
     out: Path = typer.Option(None, "--out", help="Where metrics.json, predictions.csv and report.html go [default: the first RUNS folder]."),
     allow_missing: bool = typer.Option(False, "--allow-missing", help="Pool the finished folds and record the missing ones (metrics.json `complete: false`, `missing_folds`) instead of refusing."),
 ):
-    """Pool the held-out predictions of every fold into one metrics.json (pooled, per fold, per
-    participant; accuracy beside the majority-class baseline) and report.html. Refuses, naming
-    them, when folds have no finished run (exit 2), unless --allow-missing."""
+    """Pool the held-out predictions of cross-validation folds.
+
+    Writes metrics.json (pooled, per fold, per participant; accuracy beside the majority
+    baseline), predictions.csv and report.html. A fold without a finished run is refused by
+    name, unless --allow-missing."""
     from ephys.pipelines.core.crossval import aggregate as run
 
     m = run(runs, out, allow_missing=allow_missing)
@@ -32,7 +34,7 @@ def aggregate(
 
 @prepare_app.command("folds")
 def prepare_folds(
-    data: Path = typer.Argument(..., help="A prepared dataset, or a prepared folder holding several (e.g. one per unit)."),
+    data: Path = typer.Argument(..., metavar="DATA", help="A prepared dataset, or a prepared folder holding several (e.g. one per unit)."),
     models: str = typer.Option(None, "--models", help="Space- or comma-separated models: one task per dataset x model x fold [default: count folds only]."),
     cv: str = typer.Option(None, "--cv", help="auto, lopo, grouped, blocked [default: the modality's]."),
     cv_folds: int = typer.Option(5, "--cv-folds", min=2, help="Folds of the grouped and blocked schemes."),
@@ -40,8 +42,9 @@ def prepare_folds(
     runs: Path = typer.Option(None, "--runs", help="Run root for the tasks' folders [default: EPHYS_RUNS or ./runs]."),
     tasks_file: Path = typer.Option(None, "--tasks-file", help="Write the tasks as TSV (task, dataset, model, fold, cv_dir, run, done)."),
 ):
-    """Print how many cross-validation training tasks DATA needs (datasets x models x folds: one
-    SLURM array task each, `sbatch --array=0-$((N-1))`), with --tasks-file the task list."""
+    """Print how many cross-validation training tasks DATA needs (datasets x models x folds).
+
+    One SLURM array task each; --tasks-file writes their list."""
     from ephys.pipelines.core.atomic import write_text
     from ephys.pipelines.core.crossval import find_datasets, fold_tasks
 

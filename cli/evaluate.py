@@ -9,9 +9,10 @@ import typer
 from . import common
 
 
-def evaluate(run: Path = typer.Argument(None, help="Run folder [default: the latest under ./runs].")):
-    """Predict the run's held-out test samples; write metrics.json (accuracy, balanced_accuracy,
-    macro_f1, roc_auc_ovr, confusion matrix, per class) and predictions.csv."""
+def evaluate(run: Path = typer.Argument(None, metavar="RUN", help="Run folder [default: the latest under ./runs].")):
+    """Score a run on its held-out test samples.
+
+    Writes RUN/metrics.json and RUN/predictions.csv."""
     common.import_backend()
     from ephys.pipelines.core.evaluation import evaluate_run, summary_line
 

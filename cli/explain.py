@@ -10,11 +10,13 @@ from . import common
 
 
 def explain(
-    run: Path = typer.Argument(None, help="Run folder [default: the latest under ./runs]."),
+    run: Path = typer.Argument(None, metavar="RUN", help="Run folder [default: the latest under ./runs]."),
     examples: int = typer.Option(2, "--examples", min=1, help="Example samples per class."),
 ):
-    """Explain the run's test samples into RUN/explain/: gradient saliency for Keras models
-    (examples per class and the class means, drawn the modality's way), TreeSHAP for LightGBM."""
+    """Explain what drives a run's predictions, into RUN/explain/.
+
+    Gradient saliency for Keras models (examples per class and class means), TreeSHAP for
+    LightGBM."""
     common.import_backend()
     from ephys.pipelines.core.explain import explain_run
 

@@ -12,7 +12,7 @@ from ephys.pipelines.core import registry
 from . import common
 from .options import command_from, parameters, values
 
-fetch_app = typer.Typer(help="Get data or model weights into place (run this on a login node with internet).",
+fetch_app = typer.Typer(help="Get data or model weights (run it on a machine with internet).",
                         no_args_is_help=True)
 
 
@@ -72,8 +72,7 @@ def _synthetic_params() -> list[inspect.Parameter]:
     return params
 
 
-_DOC = ("Simulate a pipeline's embedded default dataset (the default pipeline's unless --pipeline names "
-        "another); the same seed writes the same files.")
+_DOC = "Simulate a pipeline's default dataset; the same seed writes the same files."
 
 
 def register_synthetic() -> None:
@@ -83,13 +82,15 @@ def register_synthetic() -> None:
 
 @fetch_app.command("weights")
 def fetch_weights(
-    model: str = typer.Argument(..., help="A backbone (densenet121, inceptionv3, mobilenetv2, resnet50: ImageNet weights) or a published model (ephys models --published)."),
-    base_url: str = typer.Option(None, "--base-url", help="Mirror to download from instead of the default (backbones: env EPHYS_WEIGHTS_BASE_URL; published models: replaces the URL's scheme and host)."),
+    model: str = typer.Argument(..., metavar="MODEL", help="A backbone with ImageNet weights, e.g. densenet121 (`ephys models` shows which), or a published model (`ephys models --published`)."),
+    base_url: str = typer.Option(None, "--base-url", help="Mirror to download from instead of the default (backbones: Keras' URL or env EPHYS_WEIGHTS_BASE_URL; published models: replaces the URL's scheme and host)."),
     file: Path = typer.Option(None, "--file", help="Published models: install this copy of the published file (downloaded elsewhere) instead of downloading; its checksum is checked the same way."),
 ):
-    """Download model weights into the cache, so later runs work on compute nodes without internet
-    (copy ~/.keras/models or set KERAS_HOME): a backbone's ImageNet weights (`--weights imagenet`), or a
-    published model's trained parameters, checksum-verified and converted once to Keras (`ephys predict NAME`)."""
+    """Download model weights into the cache: a backbone's ImageNet weights, or a published model's.
+
+    Run it where there is internet; `ephys train --weights imagenet` and `ephys predict NAME` then work
+    offline (copy ~/.keras/models or set `KERAS_HOME`). A published model's file is checksum-verified
+    and converted once to Keras."""
     if model in registry.published_models():
         from ephys.pipelines.core.published import fetch_published
 

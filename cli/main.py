@@ -44,11 +44,10 @@ def build_app() -> typer.Typer:
         name="ephys",
         cls=_DataFlowOrder,
         help="Electrophysiology recordings to trained deep-learning classifiers and reports.\n\n"
-             "Data flow: fetch -> prepare -> train -> evaluate -> explain -> report. "
-             "Defaults use ./data (override with EPHYS_DATA) and ./runs (EPHYS_RUNS), so "
-             f"`ephys fetch synthetic && ephys prepare {step} && ephys train --model {model} "
-             "&& ephys evaluate && ephys explain && ephys report` runs with no other argument. "
-             "Each pipeline's own commands are grouped under its name.",
+             "Data flow: fetch -> prepare -> train -> evaluate -> explain -> report, e.g. "
+             f"`ephys fetch synthetic && ephys prepare {step} && ephys train --model {model} && ephys evaluate "
+             "&& ephys report`. Data go to ./data (EPHYS_DATA), runs to ./runs (EPHYS_RUNS); a pipeline's own "
+             "commands are grouped under its name.",
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_enable=False,

@@ -13,9 +13,11 @@ def models(
     hparams: bool = typer.Option(False, "--hparams", help="Also list every model's hyper-parameters."),
     published: bool = typer.Option(False, "--published", help="List the published models of other tools instead: source, licence note, citation (`ephys fetch weights NAME`, `ephys predict NAME INPUT`)."),
 ):
-    """List the models: name, aliases, the data modality they fit, input size, ImageNet weights and
-    the hyper-parameters they take (`ephys train --hparam KEY=VALUE`). With --hparams or a model
-    NAME: one row per hyper-parameter with its type, default, allowed values and meaning."""
+    """List the registered models and the data they fit.
+
+    With --hparams or a model NAME: each hyper-parameter's type, default, allowed values and
+    meaning (set one with `ephys train --hparam KEY=VALUE`). With --published: the published models
+    of other tools, with their source, licence note and citation."""
     if published:
         return _print_published()
     from ephys.pipelines.core.models import describe_models, resolve_model_name

@@ -62,7 +62,8 @@ def parameters(cls, *, prefix: str = "", skip: tuple[str, ...] = ()) -> list[ins
             help_text = (help_text[:-1] + f"; default: {shown}]" if help_text.endswith("]")
                          else help_text + f" [default: {shown}]")
         if info.argument:
-            default = typer.Argument(None if info.optional else ..., help=help_text, show_default=False,
+            default = typer.Argument(None if info.optional or info.default is not None else ..., help=help_text,
+                                     show_default=False,
                                      metavar=info.name.upper())
         elif info.type is bool:
             flags = (info.option,) if not info.default else (f"{info.option}/--no-{info.option[2:]}",)

@@ -12,11 +12,12 @@ from ephys.pipelines.core import registry
 from . import common
 from .options import command_from, parameters
 
-_DOC = ("Classify new input with a trained run, or with a published model by its name (ephys models --published; "
-        "fetched first with ephys fetch weights NAME): writes OUT/predictions.csv (id, source, predicted, "
-        "p_CLASS; labels in the input are ignored; a pipeline may write one row per recording instead, with its "
-        "own files beside) and OUT/report.html. Raw input is prepared as the run's training data was (or as the "
-        "published model's step declares); the input options say what the raw input is (unit, rate).")
+_DOC = ("Apply a trained run, or a published model, to new recordings or a prepared dataset.\n\n"
+        "Writes OUT/predictions.csv (one `p_CLASS` column per class; a pipeline may write one row per recording "
+        "instead, with its own files beside), OUT/summary.json and OUT/report.html; labels in the input are "
+        "ignored. RUN is a trained run folder or a published model's name (`ephys models --published`; fetch it "
+        "first with `ephys fetch weights NAME`). Raw input is prepared as the run's training data was, or as the "
+        "published model declares; the input options say what the raw input is (unit, rate).")
 
 
 def _arguments() -> list[inspect.Parameter]:
@@ -24,7 +25,8 @@ def _arguments() -> list[inspect.Parameter]:
     return [inspect.Parameter("run", kw, annotation=str, default=typer.Argument(
                 ..., metavar="RUN", help="A trained run folder, or a published model's name.")),
             inspect.Parameter("input", kw, annotation=Path, default=typer.Argument(
-                ..., metavar="INPUT", help="New recording(s) the run's pipeline reads, or a prepared dataset folder.")),
+                ..., metavar="INPUT", help="New recordings (prepared with the run's own parameters) or a prepared "
+                                           "dataset folder.")),
             inspect.Parameter("out", kw, annotation=Path | None, default=typer.Argument(
                 None, metavar="OUT", help="Output folder [default: RUN/predict-INPUTNAME, or ./predict-NAME-INPUTNAME for a "
                            "published model]; must not exist or be empty.", show_default=False))]

@@ -86,13 +86,12 @@ def add_step(step, pipeline: str) -> None:
 
 @prepare_app.command("tasks")
 def prepare_tasks(
-    input: Path = typer.Argument(None, help="Recordings as for `ephys prepare STEP` [default: the step's]."),
+    input: Path = typer.Argument(None, metavar="INPUT", help="Recordings as for `ephys prepare STEP` [default: the step's]."),
     step: str = typer.Option(None, "--step", help="Prepare step [default: the default pipeline's main step]."),
     labels: Path = typer.Option(None, "--labels", help="Labels CSV as for the step."),
     items_per_task: int = typer.Option(25, "--items-per-task", "--cells-per-task", min=1, help="Items one array task prepares."),
 ):
-    """Print how many SLURM array tasks `ephys prepare STEP --shard K/N` needs for INPUT
-    (for `sbatch --array=0-$((N-1))`)."""
+    """Print how many SLURM array tasks `ephys prepare STEP --shard K/N` needs for INPUT."""
     from ephys.pipelines.core.prepare import count_tasks
 
     st = registry.prepare_step(step)[0] if step else registry.default_pipeline().prepare[0]

@@ -9,10 +9,8 @@ import typer
 from . import common
 
 
-def report(run: Path = typer.Argument(None, help="Run folder [default: the latest under ./runs].")):
-    """Write RUN/report.html (self-contained, images embedded) and RUN/report.md: data summary,
-    learning curves, metrics, confusion matrix, ROC, the decision threshold when the run has one,
-    examples and explanations drawn by the dataset's modality, configuration."""
+def report(run: Path = typer.Argument(None, metavar="RUN", help="Run folder [default: the latest under ./runs].")):
+    """Write a run's report: RUN/report.html (self-contained) and RUN/report.md."""
     common.import_backend()
     from ephys.pipelines.core.report import build_report
 

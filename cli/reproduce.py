@@ -11,18 +11,19 @@ from . import common
 
 
 def reproduce(
-    name: str = typer.Argument(None, help="Which comparison (`ephys reproduce --list` shows them)."),
+    name: str = typer.Argument(None, metavar="NAME", help="Recipe name (`ephys reproduce --list` shows them)."),
     data: Path = typer.Option(None, "--data", help="Input data [default: the recipe's]."),
     out: Path = typer.Option(None, "--out", help="Output folder [default: runs/NAME]."),
     epochs: int = typer.Option(40, "--epochs", min=1, help="Maximum epochs per model (recipes that train networks)."),
     seed: int = typer.Option(0, "--seed", help="Seed for initialisation, shuffling and simulation."),
     cv_folds: int = typer.Option(5, "--cv-folds", min=2, help="Cross-validation folds (recipes that cross-validate)."),
-    hparam: list[str] = typer.Option(None, "--hparam", help="KEY=VALUE recipe or model setting, repeatable; `ephys reproduce --list` names each recipe's settings."),
+    hparam: list[str] = typer.Option(None, "--hparam", help="Recipe or model setting KEY=VALUE, repeatable (`--list` names each recipe's)."),
     normalise: str = typer.Option(None, "--normalise", hidden=True, help="The same as --hparam normalise=VALUE."),
-    show: bool = typer.Option(False, "--list", help="List the recipes, their default input and their settings, then exit."),
+    show: bool = typer.Option(False, "--list", help="Show the recipes, their default input and settings, then exit."),
 ):
-    """Run a published comparison end to end (prepare, train, evaluate, explain, report) and write
-    OUT/metrics.json with the reference method's numbers under `reference`."""
+    """Run a published comparison end to end: prepare, train, evaluate, explain, report.
+
+    OUT/metrics.json holds the result, with the reference method's numbers under `reference`."""
     from ephys.pipelines.core.models import parse_hparams
     from ephys.pipelines.core.registry import recipe as find, recipes
 

@@ -11,32 +11,32 @@ from . import common
 
 
 def train(
-    model: str = typer.Option(None, "--model", "-m", help="A registered model name or alias; `ephys models` shows them with the data each fits."),
+    model: str = typer.Option(None, "--model", "-m", help="Model name or alias (`ephys models` shows them)."),
     data: Path = typer.Option(None, "--data", help="Prepared dataset folder [default: the default pipeline's main dataset under DATA]."),
-    weights: str = typer.Option(None, "--weights", help="imagenet | none | PATH to a backbone weights file [default: none]."),
-    freeze: str = typer.Option(None, "--freeze", help="none (fine-tune everything) | full (train the head only) [default: none]."),
+    weights: str = typer.Option(None, "--weights", help="imagenet, none, or PATH to a backbone weights file [default: none]."),
+    freeze: str = typer.Option(None, "--freeze", help="none (fine-tune everything) or full (train the head only) [default: none]."),
     epochs: int = typer.Option(None, "--epochs", min=1, help="Maximum epochs [default: 20]."),
-    batch_size: int = typer.Option(None, "--batch-size", min=1, help="[default: 8]"),
+    batch_size: int = typer.Option(None, "--batch-size", min=1, help="Samples per training step [default: 8]."),
     lr: float = typer.Option(None, "--lr", help="Adam learning rate [default: 1e-4]."),
     seed: int = typer.Option(None, "--seed", help="Seed for the split, initialisation and shuffling [default: 0]."),
     dropout: float = typer.Option(None, "--dropout", min=0.0, max=0.95, help="Dropout rate of the model's head, for models that have one [default: 0.3]."),
     patience: int = typer.Option(None, "--patience", min=1, help="Early stopping: epochs without validation-loss improvement [default: 5]."),
-    split: str = typer.Option(None, "--split", help="'grouped' (random split by group, stratified; seeded) or a published split the dataset's manifest offers by name (its `splits`) [default: the manifest's default_split if it names one, else grouped]."),
-    input_size: int = typer.Option(None, "--input-size", min=32, help="Override the backbone input size (default 224, InceptionV3 299); smaller is faster on CPU."),
-    decision: str = typer.Option(None, "--decision", help="argmax (default) or val_macro_f1: two-class runs predict the second class above a probability threshold chosen for macro-F1 on the validation part (never the test part)."),
-    eager: bool = typer.Option(False, "--eager", envvar="EPHYS_EAGER", help="Run training steps eagerly: no graph-build wait (about a minute for DenseNet on a CPU) but slower steps; for tiny runs and debugging."),
-    out: Path = typer.Option(None, "--out", help="Run folder [default: runs/<model>-<dataset>]. Re-running the same command resumes it."),
-    hparam: list[str] = typer.Option(None, "--hparam", help="Model hyper-parameter KEY=VALUE, repeatable (e.g. --hparam width=128 --hparam dropout=0.2); int/float/bool/str; stored in config.yaml `hparams`; `ephys models --hparams` shows what each model accepts (type, default, range)."),
+    split: str = typer.Option(None, "--split", help="grouped (random, by group, stratified) or a published split the dataset names [default: the dataset's default_split, else grouped]."),
+    input_size: int = typer.Option(None, "--input-size", min=32, help="Side of the backbone's square input, pixels; smaller is faster on CPU [default: the model's, 224 or 299]."),
+    decision: str = typer.Option(None, "--decision", help="argmax, or val_macro_f1: a two-class run predicts the second class above a threshold chosen for macro-F1 on the validation part [default: argmax]."),
+    eager: bool = typer.Option(False, "--eager", envvar="EPHYS_EAGER", help="Run training steps eagerly: no graph-build wait, slower steps (tiny runs, debugging)."),
+    out: Path = typer.Option(None, "--out", help="Run folder [default: runs/MODEL-DATASET]; re-running the same command resumes it."),
+    hparam: list[str] = typer.Option(None, "--hparam", help="Model hyper-parameter KEY=VALUE, repeatable; `ephys models NAME` shows what a model takes."),
     config: Path = typer.Option(None, "--config", help="A run's config.yaml to reproduce; other options override it."),
-    fold: str = typer.Option(None, "--fold", help="Train one fold of the dataset's cross-validation: its 0-based index (a SLURM array task id) or name (lopo-P03, fold-2); 'all' trains every fold here and aggregates. --out is then the cross-validation folder [default: runs/<model>-<dataset>-cv], the fold goes to OUT/<fold name>."),
+    fold: str = typer.Option(None, "--fold", help="Train one cross-validation fold: its 0-based index or name (lopo-P03, fold-2), or all (every fold, then aggregate); --out is then the cross-validation folder [default: runs/MODEL-DATASET-cv]."),
     hold_out: str = typer.Option(None, "--hold-out", help="Train the leave-one-participant-out fold that holds out this participant (implies --cv lopo)."),
-    cv: str = typer.Option(None, "--cv", help="Cross-validation scheme for --fold: auto, lopo, grouped, blocked [default: the modality's]."),
+    cv: str = typer.Option(None, "--cv", help="Cross-validation scheme for --fold: auto, lopo, grouped or blocked [default: the dataset's]."),
     cv_folds: int = typer.Option(5, "--cv-folds", min=2, help="Folds of the grouped and blocked schemes."),
 ):
-    """Train a classifier: grouped train/val/test split by cell, class weights, early stopping on
-    the validation cells, a checkpoint every epoch and automatic resume after a kill.
-    `--model lightgbm` on a feature table: gradient-boosted trees; `--hparam tune=true` picks
-    features, imputation and settings by cross-validation inside the training split."""
+    """Train a model on a prepared dataset.
+
+    Splits by group into train / validation / test, weights the classes, stops early on the
+    validation part and checkpoints every epoch: re-running the same command resumes."""
     from ephys.pipelines.core.errors import EphysError
     from ephys.pipelines.core.models import parse_hparams
     from ephys.pipelines.core.training import TrainConfig, check_config, train as run

@@ -99,7 +99,7 @@ def test_unet1d_trains_resumes_and_evaluates_through_the_core(patches256, tmp_pa
     assert not (run / "model.keras").exists()
     lines = []
     training.train(_cfg("unet1d", patches256, run), log=lines.append, split_ids=split)  # loss function reloads
-    assert any("resuming" in ln and "from epoch 1" in ln for ln in lines), lines
+    assert any("resuming" in ln and "from epoch 2" in ln for ln in lines), lines
     hist = (run / "history.csv").read_text().splitlines()
     assert [int(r.split(",")[0]) for r in hist[1:]] == [0, 1] and "val_loss" in hist[0]
     assert "binary_accuracy" in hist[0]

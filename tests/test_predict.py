@@ -162,8 +162,10 @@ def test_prepare_and_predict_miniml_windows(tmp_path):
     man = json.loads((tmp_path / "ds" / "manifest.json").read_text())
     labels = [s["label"] for s in man["samples"]]
     assert len(labels) == n and labels.count(None) == 2 and man["sample_shape"] == [600, 1]
-    ephys("train", "--model", "cnn_bilstm", "--data", tmp_path / "ds", "--epochs", "1", "--eager",
-          "--hparam", "width=4", "--hparam", "lstm=4", "--out", tmp_path / "run", check=0)
-    ephys("predict", tmp_path / "run", h5, tmp_path / "pred", check=0)
+    # one cell's windows: blocked folds in time, as the minis recipe does (a grouped split needs 2+ groups)
+    run = ephys("train", "--model", "cnn_bilstm", "--data", tmp_path / "ds", "--epochs", "1", "--eager",
+                "--hparam", "width=4", "--hparam", "lstm=4", "--fold", "0", "--cv", "blocked", "--cv-folds", "2",
+                "--out", tmp_path / "cv", check=0).stdout.strip().splitlines()[-1]
+    ephys("predict", run, h5, tmp_path / "pred", check=0)
     rows = list(csv.DictReader(open(tmp_path / "pred" / "predictions.csv")))
     assert len(rows) == n and all(abs(float(r["p_event"]) + float(r["p_no_event"]) - 1) < 1e-4 for r in rows)

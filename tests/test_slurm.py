@@ -74,6 +74,19 @@ def _wait_for_epoch(state: Path, epoch: int, what: str, timeout_s: float = 600) 
     pytest.fail(f"{what} never reached epoch {epoch + 1}")
 
 
+def _requeue(job: str) -> None:
+    """``scontrol requeue JOB`` as a preemption or node failure does, then make it eligible at once: SLURM
+    holds a requeued job back (BeginTime, about two minutes), which only costs a test its time."""
+    subprocess.run(["scontrol", "requeue", job], check=True, capture_output=True)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        st = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True).stdout.strip()
+        if st == "PENDING":
+            break
+        time.sleep(0.5)
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True)
+
+
 def test_slurm_all_runs_the_sts_dag(tmp_path):
     env = _env(tmp_path)
     proc = _submit(env, tmp_path)
@@ -130,7 +143,7 @@ def test_requeued_train_job_resumes_from_its_checkpoint(tiny_synthetic, tmp_path
     state = tmp_path / "runs" / "resnet18-scalograms" / "checkpoints" / "state.json"
     epoch_at_kill = _wait_for_epoch(state, 1, "training")
     assert epoch_at_kill < 4, "training finished before it could be requeued"
-    subprocess.run(["scontrol", "requeue", f"{jobs['train']}_0"], check=True, capture_output=True)
+    _requeue(f"{jobs['train']}_0")
     st = _wait(env, tmp_path)
     logs = "\n".join(p.read_text() for p in sorted((tmp_path / "runs" / "slurm").glob("ephys-train-*.out")))
     assert st.returncode == 0, st.stdout + logs
@@ -233,7 +246,7 @@ def test_requeued_fold_resumes_and_a_failed_fold_is_named(tmp_path):
     state = tmp_path / "runs" / "cv" / "mlp" / "lopo-P01" / "checkpoints" / "state.json"
     assert _wait_for_epoch(state, 1, "fold lopo-P01") < 6, "the fold finished before it could be requeued"
     train_id = dict(_jobs(tmp_path))["train"]
-    subprocess.run(["scontrol", "requeue", f"{train_id}_0"], check=True, capture_output=True)
+    _requeue(f"{train_id}_0")
     st = _wait(env, tmp_path)
     assert st.returncode == 1, st.stdout
     lines = [ln for ln in st.stdout.splitlines() if ln.strip()]

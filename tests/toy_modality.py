@@ -48,6 +48,7 @@ def write_dataset(out: Path, x: np.ndarray, labels: list[str | None], params: di
     return out
 
 
+# --8<-- [start:builder]
 def build_toy_dense(input_shape, n_classes, units=16):
     import keras
     from keras import layers
@@ -57,6 +58,7 @@ def build_toy_dense(input_shape, n_classes, units=16):
     x = layers.Dense(units, activation="relu", name="hidden")(x)
     out = layers.Dense(n_classes, activation="softmax")(x)
     return keras.Model(inp, out, name="toy_dense")
+# --8<-- [end:builder]
 
 
 def examples(ctx):
@@ -81,6 +83,7 @@ def examples(ctx):
     return Figure(buf.getvalue(), "toy sequences", "One sequence per class.")
 
 
+# --8<-- [start:params]
 @dataclass
 class ToyParams:
     """``ephys prepare toy``: raw sequences (n, 32) in mV -> a toyseq dataset."""
@@ -88,8 +91,10 @@ class ToyParams:
     n_t: int = param(N_T, "Samples per sequence.", min=4, cli=False)
     scale: float = param(1.0, "Gain applied to the raw values.", min=0.0, min_exclusive=True)
     offset_mV: float = param(0.0, "Offset subtracted from the raw values.", unit="mV")
+# --8<-- [end:params]
 
 
+# --8<-- [start:hooks]
 def discover(input_path, params, labels_csv=None, options=None):
     """One item: a .npy of raw sequences (unlabelled), or a folder with sequences.npy + labels.txt."""
     path = Path(input_path)
@@ -111,14 +116,18 @@ def collect(out, results, params, ctx):
     write_dataset(Path(out), r["x"], r["labels"], {"n_t": params.n_t, "scale": params.scale,
                                                    "offset_mV": params.offset_mV})
     return Path(out) / "manifest.json"
+# --8<-- [end:hooks]
 
 
+# --8<-- [start:section]
 def summary_section(ctx):
     """A report section only this pipeline knows how to write."""
     n = len((ctx.manifest or {}).get("samples") or [])
     return [Section("Toy section", text=f"{n} toy sequences in the dataset.")]
+# --8<-- [end:section]
 
 
+# --8<-- [start:command]
 @dataclass
 class HelloParams:
     """``ephys toy hello NAME``."""
@@ -130,8 +139,10 @@ class HelloParams:
 def hello(p, ctx):
     for _ in range(p.times):
         ctx.echo(f"hello {p.name}")
+# --8<-- [end:command]
 
 
+# --8<-- [start:declaration]
 TOY = Modality("toyseq", "toy 1-D sequences", sample_noun="sequence", examples_title="Toy examples",
                examples=examples, sections=summary_section, predict_batch_size=64)
 
@@ -144,3 +155,4 @@ register_pipeline(Pipeline(
                          input_help="A .npy of sequences (n, 32) in mV, or a folder with sequences.npy and "
                                     "labels.txt."),),
     commands=(Command("hello", "Say hello (the toy's extra command).", hello, HelloParams),)))
+# --8<-- [end:declaration]

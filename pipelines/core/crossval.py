@@ -646,6 +646,8 @@ def cross_validate_models(datasets, models: list[CVModel], out: str | Path, *, p
         ``models`` when not among them
     predict_batch_size : default the modality's ``predict_batch_size``
 
+    Notes
+    -----
     Per fold, the training side is split into fit and validation parts from the training side
     only (:func:`ephys.pipelines.core.validation.inner_validation`: whole groups, or the last 20 %
     of a single group's samples), then capped, then every model is trained with the fold as

@@ -205,7 +205,8 @@ class CommandContext:
 
     Attributes
     ----------
-    info : a progress message (silent with ``--quiet``). notice : a message shown even with ``--quiet``.
+    info : a progress message (silent with ``--quiet``).
+    notice : a message shown even with ``--quiet``.
     progress : ``progress(description, total=None)``, a context manager yielding
         ``advance(n=1, text=None, total=None)`` (a bar on a terminal, plain lines in a batch log).
     import_backend : imports Keras and its backend with their start-up chatter hidden (call it

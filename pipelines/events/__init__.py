@@ -98,7 +98,7 @@ def _synthetic(out, *, seed=0, size=None, progress=None):
 
 
 PREPARE_EVENTS = PrepareStep(
-    "events", "Labelled windows of event traces -> an event_window dataset for the window classifier.",
+    "events", "Cut labelled windows from event traces for the window classifier (an event_window dataset).",
     discover="ephys.pipelines.events.prepare:discover", process="ephys.pipelines.events.prepare:process",
     collect="ephys.pipelines.events.prepare:collect", params=WindowParams, noun="recording",
     modalities=("event_window",),

@@ -80,7 +80,7 @@ def _summary(res: dict) -> list[str]:
 
 
 PREPARE_LFP = PrepareStep(
-    "lfp", "LFP recordings + spike times -> windows with a per-unit spike target (one dataset per unit).",
+    "lfp", "Turn LFP recordings and spike times into windows with a per-unit spike target.",
     discover="ephys.pipelines.lfp.sequence:discover", process="ephys.pipelines.lfp.sequence:process",
     collect="ephys.pipelines.lfp.sequence:collect", params=SequenceParams, options=LfpOptions,
     noun="recording", modalities=("sequence",), main_file="index.json",

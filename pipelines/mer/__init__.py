@@ -59,7 +59,7 @@ def _mer_sim_summary(res):
 
 
 PREPARE_MER = PrepareStep(
-    "mer", "Microelectrode recordings -> the 9 ML-STIM features of every 1-s segment (a feature table).",
+    "mer", "Compute the 9 ML-STIM features of every 1-s segment of microelectrode recordings.",
     discover="ephys.pipelines.mer.prepare:discover", process="ephys.pipelines.mer.prepare:process",
     collect="ephys.pipelines.mer.prepare:collect", params=MerParams, options=MerInput, noun="recording",
     modalities=("features",),
@@ -92,8 +92,8 @@ COMMANDS = (
 )
 
 PIPELINE = register_pipeline(Pipeline(
-    "mer", "STN detection in intraoperative microelectrode recordings (ML-STIM features -> MLP / LightGBM, or "
-           "ML-STIM's published model; trajectory borders by HMM)",
+    "mer", "STN detection in intraoperative microelectrode recordings (ML-STIM features, MLP / LightGBM or "
+           "ML-STIM's published model, HMM borders)",
     modalities=(FEATURE_TABLE,), models=(MLP_SPEC, LIGHTGBM_SPEC),
     recipes=(Recipe("mer-sim",
                     "simulated cohort of 20 patients (ML-STIM format): leave-one-patient-out MLP and LightGBM, "

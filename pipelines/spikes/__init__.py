@@ -60,7 +60,7 @@ def _seed_summary(res: dict) -> list[str]:
 
 _W = "ephys.pipelines.spikes.waveforms"
 PREPARE_SPIKES = PrepareStep(
-    "spikes", "Extracellular spike waveforms -> a waveform dataset (manifest.json + waveforms.npy).",
+    "spikes", "Turn extracellular spike snippets or a raw trace into a waveform dataset.",
     discover=f"{_W}:discover", process=f"{_W}:process", collect=f"{_W}:collect", params=SpikesParams,
     noun="channel", modalities=("waveform",),
     description="Snippet sets keep their labels (background / spike; group = channel) and offer the seed's split "

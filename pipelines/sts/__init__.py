@@ -70,7 +70,7 @@ _RECORDINGS = ("A recording (.nwb, .abf) or a folder of them; with --stream: an 
 _LABELS = "CSV with columns path,label (path relative to the CSV; 'unknown' = unlabelled)."
 
 PREPARE_SCALOGRAMS = PrepareStep(
-    "scalograms", "Current-clamp recordings -> one CWT scalogram per cell (the STS input).",
+    "scalograms", "Turn current-clamp recordings into one CWT scalogram per cell (the STS input).",
     discover="ephys.pipelines.sts.scalograms:discover", process="ephys.pipelines.sts.scalograms:process_cell",
     collect="ephys.pipelines.sts.scalograms:collect", partial_keys="ephys.pipelines.sts.scalograms:partial_keys",
     params=ScalogramParams, options=ScalogramOptions, cache=False, noun="cell", modalities=("scalogram",),
@@ -81,7 +81,7 @@ PREPARE_SCALOGRAMS = PrepareStep(
     labels=_LABELS)
 
 PREPARE_FEATURES = PrepareStep(
-    "features", "Current-clamp recordings -> a table of electrophysiological features per cell.",
+    "features", "Compute a table of electrophysiological features per cell from current-clamp recordings.",
     discover="ephys.pipelines.sts.ep_features:discover_features",
     process="ephys.pipelines.sts.ep_features:process_features",
     collect="ephys.pipelines.sts.ep_features:collect_features",
@@ -98,7 +98,7 @@ COMMANDS = (
             DandiParams, group="fetch",
             description="Resumable (verified files are skipped, partial ones continued), parallel, checked against "
                         "DANDI's sha256 / dandi-etag, listed in OUT/fetch_manifest.csv."),
-    Command("allen", "The Allen Cell Types Database: specimen table, per-cell NWB files, STS labels.",
+    Command("allen", "Download the Allen Cell Types Database's specimen table, labels and NWB files.",
             "ephys.pipelines.sts.commands:fetch_allen", AllenParams, group="fetch",
             description="The specimen table (cell_types_specimen_details.csv), per-cell NWB files, and labels.csv / "
                         "specimen_labels.csv with the Cre line -> STS class mapping (Excitatory, Pvalb, Sst, "
