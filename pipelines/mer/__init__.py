@@ -92,8 +92,8 @@ COMMANDS = (
 )
 
 PIPELINE = register_pipeline(Pipeline(
-    "mer", "STN detection in intraoperative microelectrode recordings (ML-STIM features, MLP / LightGBM or "
-           "ML-STIM's published model, HMM borders)",
+    "mer", "STN detection in intraoperative microelectrode recordings (ML-STIM features, MLP / LightGBM, "
+           "HMM borders)",
     modalities=(FEATURE_TABLE,), models=(MLP_SPEC, LIGHTGBM_SPEC),
     recipes=(Recipe("mer-sim",
                     "simulated cohort of 20 patients (ML-STIM format): leave-one-patient-out MLP and LightGBM, "
