@@ -10,7 +10,7 @@ holding a segment's last sample to its features and an MLP prediction; 0.1-s chu
 #10, #25): >= 20x faster than the plain implementation; every feature within 1e-3 relative
 (skewness 1e-4 absolute); <= 5 ms per segment in the stream.
 
-    python benchmarks/bench_mer.py [--repeats 7] [--out PATH]
+    python benchmarks/bench_mer.py [--repeats 7] [--out PATH] [--shared-data PATH]
 """
 
 from __future__ import annotations
@@ -51,6 +51,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--duration-s", type=float, default=10.0)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "mer.json")
+    ap.add_argument("--shared-data", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data",
+                    help="the real data folder (its mer/siginspect recordings join the agreement check)")
     args = ap.parse_args(argv)
 
     rng = np.random.default_rng(0)
@@ -74,7 +76,7 @@ def main(argv=None) -> dict:
     signals = [("benchmark stn", x)]
     for region in ("above", "gap", "snr"):
         signals.append((region, synthetic.simulate_recording(rng, region, 0.5, 7.3, 1.0, 0.4, True, True)[0]))
-    real = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mer" / "siginspect"
+    real = args.shared_data / "mer" / "siginspect"
     if real.is_dir():
         from ephys.pipelines.mer.readers import read_input
 
