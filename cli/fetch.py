@@ -92,6 +92,7 @@ def fetch_weights(
     offline (copy ~/.keras/models or set `KERAS_HOME`). A published model's file is checksum-verified
     and converted once to Keras."""
     if model in registry.published_models():
+        common.import_backend()  # the conversion builds a Keras model
         from ephys.pipelines.core.published import fetch_published
 
         path = fetch_published(model, file=file, base_url=base_url, log=common.info)
