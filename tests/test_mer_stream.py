@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import SHARED_DATA, ephys, needs_shared
+from conftest import SHARED_DATA, ephys, needs_shared, one_line_error
 from ephys.pipelines.core.errors import EphysError
 from ephys.pipelines.mer import dsp, stream, synthetic
 from ephys.pipelines.mer.readers import read_input
@@ -120,8 +120,9 @@ def test_lsl_loopback_trajectory(trained, tmp_path):
 @needs_shared
 def test_stream_cli_on_real_siginspect(trained, tmp_path):
     _, run = trained
-    proc = ephys("mer", "stream", run, "--source", SHARED_DATA / "mer" / "siginspect", "--out", tmp_path / "s.csv",
-                 check=0)
+    src = SHARED_DATA / "mer" / "siginspect"
+    one_line_error(ephys("mer", "stream", run, "--source", src), "implausible", "--units")  # values of order 0.1
+    proc = ephys("mer", "stream", run, "--source", src, "--units", "mV", "--out", tmp_path / "s.csv", check=0)
     text = (tmp_path / "s.csv").read_text()
     assert text.count("recording,") >= 1 and text.count("\nrecording") == 6
     assert "signal2_E1" in proc.stderr

@@ -94,6 +94,7 @@ def test_predict_on_raw_mer_through_the_recorded_prepare_step(tmp_path):
     step and parameters its dataset's manifest records (prepared_by), classifies every segment, and the
     step's predictions hook writes one row per recording (mean segment probability, ML-STIM's rule) and
     segments.csv; the same recordings as ML-STIM npz + CSV, NWB, or a CSV of columns in mV (--units)."""
+    from ephys.pipelines.core.errors import EphysError
     from ephys.pipelines.core.predict import predict_run
     from ephys.pipelines.core.training import TrainConfig, train
     from ephys.pipelines.mer.synthetic import fetch_synthetic
@@ -118,9 +119,11 @@ def test_predict_on_raw_mer_through_the_recorded_prepare_step(tmp_path):
     assert proc.stdout.strip().endswith("predictions.csv")
     assert "Trajectories" in (tmp_path / "pred" / "report.html").read_text()
     # the run's report: its test recordings along their trajectories (the step's sections hook)
-    ephys("evaluate", tmp_path / "run", check=0)
-    ephys("report", tmp_path / "run", check=0)
-    page = (tmp_path / "run" / "report.html").read_text()
+    from ephys.pipelines.core.evaluation import evaluate_run
+    from ephys.pipelines.core.report import build_report
+
+    evaluate_run(tmp_path / "run")
+    page = build_report(tmp_path / "run")[0].read_text()
     assert "Trajectories" in page and 'alt="test trajectories"' in page
     # the same recordings as NWB (volts x 1e-6): the same probabilities
     nwb = predict_run(tmp_path / "run", raw / "nwb", tmp_path / "pred_nwb", log=lambda s: None)
@@ -131,7 +134,8 @@ def test_predict_on_raw_mer_through_the_recorded_prepare_step(tmp_path):
     with np.load(raw / "data.npz") as fh:
         cols = fh["data"][:3, :24000].T / 1000.0
     np.savetxt(tmp_path / "cols.csv", cols, delimiter=",")
-    one_line_error(ephys("predict", tmp_path / "run", tmp_path / "cols.csv", tmp_path / "p2"), "implausible", "--units")
+    with pytest.raises(EphysError, match="implausible.*--units"):
+        predict_run(tmp_path / "run", tmp_path / "cols.csv", tmp_path / "p2", log=lambda s: None)
     assert not (tmp_path / "p2").exists()
     ephys("predict", tmp_path / "run", tmp_path / "cols.csv", tmp_path / "p3", "--units", "mV", check=0)
     got = list(csv.DictReader(open(tmp_path / "p3" / "predictions.csv")))
