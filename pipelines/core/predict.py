@@ -33,6 +33,7 @@ from .atomic import part_dir, remove_stale_parts, write_json
 from .datasets import check_same_dataset, load_dataset
 from .errors import EphysError
 from .outputs import OutputFolder
+from .predictions import step_of
 from .prepare import prepare_like
 from .registry import Figure, ReportContext, modality as find_modality
 from .runfolder import find_dataset, load_run_config, read_manifest, write_predictions
@@ -67,8 +68,13 @@ def manifest_differences(trained: dict, given: dict, keys: tuple[str, ...] = ())
 
 def predict_run(run_dir: str | Path, input_path: str | Path, out_dir: str | Path,
                 log: Callable[[str], None] = print, batch_size: int = 8, force: bool = False,
-                notice: Callable[[str], None] | None = None, import_backend: Callable[[], None] | None = None) -> Path:
+                notice: Callable[[str], None] | None = None, import_backend: Callable[[], None] | None = None,
+                options: dict | None = None) -> Path:
     """Predict every sample of ``input_path`` with the run's model; returns ``OUT``.
+
+    When the step that prepared the run's dataset declares a ``predictions`` hook
+    (:mod:`ephys.pipelines.core.predictions`), it writes ``predictions.csv`` (e.g. one row per
+    recording) and adds report sections; otherwise ``predictions.csv`` has one row per sample.
 
     Parameters
     ----------
@@ -80,6 +86,7 @@ def predict_run(run_dir: str | Path, input_path: str | Path, out_dir: str | Path
     notice : warnings shown even in quiet mode (inputs outside the training range); default ``log``.
     import_backend : called once every cheap check has passed, before the model is loaded (the
         command line imports Keras there, with its start-up chatter hidden).
+    options : what raw input is (``{"units": "mV"}``), for a step whose options describe its input.
 
     Raises
     ------
@@ -106,18 +113,18 @@ def predict_run(run_dir: str | Path, input_path: str | Path, out_dir: str | Path
     mod = find_modality(trained.get("modality"), run_dir / "config.yaml")
     if not input_path.exists():
         raise EphysError("no such file or folder", input_path)
-    folder = OutputFolder(out, "predict", {}, {"run": str(run_dir.resolve()), "input": str(input_path.resolve())},
+    folder = OutputFolder(out, "predict", {k: v for k, v in (options or {}).items() if v is not None}, {"run": str(run_dir.resolve()), "input": str(input_path.resolve())},
                           force=force, create=False, log=notice or log)
     with folder:
         started = time.time()
         remove_stale_parts(out.parent, started, pattern=f".{out.name}.*.part")  # a killed predict's
         tmp = part_dir(out)
         return _predict_into(tmp, out, folder, run_dir, input_path, config, trained, mod, model_file, log,
-                             notice or log, batch_size, import_backend)
+                             notice or log, batch_size, import_backend, options)
 
 
 def _predict_into(tmp: Path, out: Path, folder, run_dir: Path, input_path: Path, config: dict, trained: dict, mod,
-                  model_file: str, log, notice, batch_size: int, import_backend) -> Path:
+                  model_file: str, log, notice, batch_size: int, import_backend, options: dict | None = None) -> Path:
     """:func:`predict_run` once OUT is checked and locked: everything into ``tmp``, then moved onto OUT."""
     from .models import load_predictor
 
@@ -128,11 +135,13 @@ def _predict_into(tmp: Path, out: Path, folder, run_dir: Path, input_path: Path,
             if diff:
                 raise EphysError("prepared with other parameters than the run's dataset: " + "; ".join(diff[:4]),
                                  input_path)
+            if any(v is not None for v in (options or {}).values()):
+                raise EphysError("input options describe raw recordings, not a prepared dataset", input_path)
             data_dir, prepared_here = input_path, False
         else:
             hook = mod.hook("prepare_for_predict")
             data_dir = (hook(input_path, trained, tmp / "data", log) if hook is not None
-                        else prepare_like(input_path, trained, tmp / "data", log))
+                        else prepare_like(input_path, trained, tmp / "data", log, options=options))
             if data_dir is None:
                 raise EphysError(f"{mod.name} runs predict on prepared datasets only (a folder with "
                                  "manifest.json); prepare the input first", input_path)
@@ -142,14 +151,16 @@ def _predict_into(tmp: Path, out: Path, folder, run_dir: Path, input_path: Path,
             raise EphysError(f"input is a {ds.modality} dataset; the run needs {trained.get('modality')}", input_path)
         label_names = [str(x) for x in (config.get("label_names") or trained.get("label_names") or [])]
         idx = np.arange(len(ds.ids), dtype=np.int64)
-        if idx.size == 0:
+        step = step_of(trained)
+        if idx.size == 0 and (step is None or step.predictions is None):
             raise EphysError("the input holds no sample to predict", input_path)
         from .models import run_model_spec
 
         spec = run_model_spec(config)
-        if import_backend is not None and (spec is None or spec.kind == "keras"):  # trees need no Keras
+        if import_backend is not None and idx.size and (spec is None or spec.kind == "keras"):  # trees need no Keras
             import_backend()
-        proba = load_predictor(run_dir, config, ds, max(batch_size, mod.predict_batch_size))(idx)
+        proba = (load_predictor(run_dir, config, ds, max(batch_size, mod.predict_batch_size))(idx) if idx.size
+                 else np.zeros((0, len(label_names))))
         if proba.shape != (idx.size, len(label_names)):
             raise EphysError(f"model output has shape {proba.shape}, expected ({idx.size}, {len(label_names)})",
                              run_dir / model_file)
@@ -167,9 +178,15 @@ def _predict_into(tmp: Path, out: Path, folder, run_dir: Path, input_path: Path,
         sources = [str(s.get("source") or s.get("group") or "") for s in ds.manifest["samples"]]
         notes, range_source = _range_notes(run_dir, trained_dir_of(run_dir, config), mod, ds, idx)
         inside = ["" if n is None else ("false" if n else "true") for n in notes]
-        write_predictions(tmp / "predictions.csv", ds.ids, proba, label_names,
-                          columns={"source": sources, "in_training_range": inside,
-                                   "range_note": [n or "" for n in notes]}, threshold=threshold)
+        from .predictions import PredictionContext, run_predictions_hook
+
+        extra = run_predictions_hook(step, PredictionContext(tmp, ds, proba, label_names, threshold, str(run_dir),
+                                                             run_dir=run_dir, trained_dir=trained_dir_of(run_dir, config),
+                                                             log=log))
+        if extra is None:  # one row per sample; a step's hook writes its own rows (with its own range flags)
+            write_predictions(tmp / "predictions.csv", ds.ids, proba, label_names,
+                              columns={"source": sources, "in_training_range": inside,
+                                       "range_note": [n or "" for n in notes]}, threshold=threshold)
         predicted = [label_names[int(k)] for k in predict_labels(proba, threshold)]
         counts = Counter(predicted)
         outside = [i for i, n in enumerate(notes) if n]
@@ -187,7 +204,7 @@ def _predict_into(tmp: Path, out: Path, folder, run_dir: Path, input_path: Path,
             notice(f"warning: {range_line}")
         _report(tmp, run_dir, config, ds, mod, label_names, proba, predicted, sources,
                 data_dir=(out / "data") if prepared_here else data_dir, range_line=range_line,
-                range_source=range_source)
+                range_source=range_source, extra=extra or [])
         folder.write_record(tmp)
         if out.exists():
             shutil.rmtree(out)
@@ -227,15 +244,16 @@ def _range_notes(run_dir: Path, trained_dir: Path | None, mod, ds, idx) -> tuple
 
 
 def _report(folder: Path, run_dir: Path, config: dict, ds, mod, label_names, proba, predicted, sources,
-            data_dir: Path, range_line: str | None = None, range_source: str | None = None) -> Path:
+             data_dir: Path, range_line: str | None = None, range_source: str | None = None,
+             extra: list = ()) -> Path:
     """``report.html``: counts per predicted class, the least confident items, the example figure
     of the run's modality drawn per predicted class (one page of :mod:`ephys.pipelines.core.page`)."""
     from .nouns import nouns
-    from .page import Card, Cards, Fig, Notice, Page, Table, Text
+    from .page import Card, Cards, Fig, Notice, Page, Table, Text, hook_blocks
     from .report import decision_facts
 
     words = nouns(ds.manifest, mod)
-    conf = proba.max(axis=1)
+    conf = proba.max(axis=1) if len(proba) else np.zeros(0)
     order = np.argsort(conf, kind="stable")[:N_LEAST_CONFIDENT]
     counts = Counter(predicted)
     n = len(predicted)
@@ -255,8 +273,8 @@ def _report(folder: Path, run_dir: Path, config: dict, ds, mod, label_names, pro
     page = Page(f"Predictions of {config.get('model')} ({run_dir.name})", kicker="ephys predict",
                 pills=[f"run: {run_dir}", f"model: {config.get('model')}"], source=str(folder.name))
     cards = [Card(f"{words.samples.capitalize()} predicted", f"{n:,}")]
-    cards += [Card(k, f"{counts.get(k, 0):,}", f"{100.0 * counts.get(k, 0) / n:.1f} % predicted",
-                   frac=counts.get(k, 0) / n) for k in label_names]
+    cards += [Card(k, f"{counts.get(k, 0):,}", f"{100.0 * counts.get(k, 0) / max(n, 1):.1f} % predicted",
+                   frac=counts.get(k, 0) / max(n, 1)) for k in label_names]
     decision = decision_facts(run_dir, config, {"labels": label_names}, words)
     if range_line:  # first thing on the page: these probabilities are extrapolations
         page.section("Outside the training range", Notice(range_line[:1].upper() + range_line[1:] + "."),
@@ -268,8 +286,10 @@ def _report(folder: Path, run_dir: Path, config: dict, ds, mod, label_names, pro
                  Text(f"{n:,} {words.samples} from {data_dir}; labels in the input, if any, were ignored. "
                       "Probabilities are the model's; they are calibrated only as well as its training data allow."),
                  Text(decision["text"]) if decision else None)
+    for sec in extra:
+        page.section(sec.title, *hook_blocks(sec))
     page.section("Counts per predicted class",
-                 Table([[k, counts.get(k, 0), f"{100.0 * counts.get(k, 0) / n:.1f} %"] for k in label_names],
+                 Table([[k, counts.get(k, 0), f"{100.0 * counts.get(k, 0) / max(n, 1):.1f} %"] for k in label_names],
                        ["class", "n", "share"]))
     page.section(f"Least confident {words.samples}",
                  Table([[ds.ids[i], sources[i], predicted[i], f"{conf[i]:.3f}"] for i in order],

@@ -79,6 +79,14 @@ class PrepareStep:
         the per-item files an unfinished run left (another key: the dataset is refused unless ``--force``).
     predict_dataset : ``predict_dataset(out, trained_manifest) -> Path``: for a step that writes
         several datasets into OUT, the one that matches a run's training dataset (``ephys predict``).
+    predict_options : its ``options`` describe the input (its unit, its sampling rate) rather than
+        how to run: ``ephys predict`` offers them for raw input and hands them to this step.
+    predictions : ``predictions(ctx: PredictionContext) -> list[Section] | None``
+        (:mod:`ephys.pipelines.core.predictions`): writes ``ephys predict``'s ``predictions.csv`` for
+        datasets of this step (e.g. one row per recording) and its extra files; returns extra report
+        sections. Without it the core writes one row per sample.
+    sections : ``sections(ctx: ReportContext) -> list[Section]``: extra sections of the report of a
+        run trained on a dataset of this step (after the modality's).
     """
 
     name: str
@@ -101,6 +109,9 @@ class PrepareStep:
     modalities: tuple[str, ...] = ()
     partial_keys: Callable[[Path], set] | str | None = None
     predict_dataset: Callable[[Path, dict], Path] | str | None = None
+    predict_options: bool = False
+    predictions: Callable[..., Any] | str | None = None
+    sections: Callable[..., Any] | str | None = None
 
     def hook(self, name: str) -> Callable[..., Any] | None:
         from .registry import resolve
@@ -546,16 +557,20 @@ def count_tasks(step: PrepareStep, input_path, params=None, labels_csv=None, opt
     return max(1, -(-len(items) // items_per_task))
 
 
-def prepare_like(input_path, manifest: dict, out_dir: str | Path, log: Callable[[str], None] = print) -> Path | None:
+def prepare_like(input_path, manifest: dict, out_dir: str | Path, log: Callable[[str], None] = print,
+                 options: dict | None = None) -> Path | None:
     """Prepare raw ``input_path`` exactly as the dataset of ``manifest`` was (its recorded step and
     ``parameters``), in-process and without labels; returns the dataset folder, or None when the
     manifest names no step (a dataset from before steps were recorded).
 
+    ``options``: what the input is (``{"units": "mV"}``; None values = not given), for a step whose
+    options describe its input (:attr:`PrepareStep.predict_options`).
+
     Raises
     ------
     EphysError
-        The recorded step is unknown to this version, its parameters are not understood, or the
-        input is refused by the step.
+        The recorded step is unknown to this version, its parameters are not understood, an option
+        the step does not take, or the input is refused by the step.
     """
     from .registry import pipeline as find_pipeline, pipelines
 
@@ -572,7 +587,16 @@ def prepare_like(input_path, manifest: dict, out_dir: str | Path, log: Callable[
         raise EphysError(f"the run's dataset was made by `prepare {by['step']}`, which this version lacks")
     step = steps[by["step"]]
     params = P.from_record(step.params, manifest.get("parameters") or {}) if step.params is not None else None
-    res = run_prepare(p.name, step, input_path, out_dir, params, run=ShardOptions(scheduler="synchronous"), log=log)
+    given = {k: v for k, v in (options or {}).items() if v is not None}
+    opts = None
+    if given:
+        names = {i.name for i in P.describe(step.options)} if step.options is not None and step.predict_options else set()
+        if set(given) - names:
+            bad = sorted(set(given) - names)[0]
+            raise EphysError(f"`prepare {step.name}` input takes no {P.option_name(bad)}", P.option_name(bad))
+        opts = P.from_options(step.options, given)
+    res = run_prepare(p.name, step, input_path, out_dir, params, options=opts, run=ShardOptions(scheduler="synchronous"),
+                      log=log)
     for s in res.skipped:
         log(f"skipped {s['path']}: {s['reason']}")
     pick = step.hook("predict_dataset")

@@ -32,7 +32,7 @@ from .errors import EphysError
 __all__ = ["resolve", "Figure", "Section", "ReportContext", "Modality", "Recipe", "Pipeline", "ClusterSteps", "register_modality",
            "register_pipeline", "modality", "modalities", "pipeline", "pipelines", "recipe", "recipes",
            "load_pipelines", "PLUGINS_ENV", "Command", "CommandContext", "default_pipeline", "prepare_steps",
-           "prepare_step"]
+           "prepare_step", "published_models", "published_model"]
 
 #: environment variable naming extra modules that register pipelines or modalities
 PLUGINS_ENV = "EPHYS_PLUGINS"
@@ -332,6 +332,10 @@ class Pipeline:
     default : bool
         The pipeline of the front door: ``ephys fetch synthetic`` and ``ephys train`` without a
         dataset use it.
+    published : tuple[PublishedModel, ...]
+        Trained models other tools published that apply to its data
+        (:class:`ephys.pipelines.core.published.PublishedModel`: ``ephys fetch weights NAME``,
+        ``ephys predict NAME INPUT``, ``ephys models --published``).
     """
 
     name: str
@@ -346,6 +350,7 @@ class Pipeline:
     prepare: tuple[Any, ...] = ()
     commands: tuple[Command, ...] = ()
     default: bool = False
+    published: tuple[Any, ...] = ()
 
     def default_dataset(self) -> str | None:
         """Where its main prepare step writes by default, relative to the data root."""
@@ -356,6 +361,7 @@ _MODALITIES: dict[str, Modality] = {}
 _PIPELINES: dict[str, Pipeline] = {}
 _RECIPES: dict[str, tuple[Recipe, str]] = {}
 _STEPS: dict[str, tuple[Any, str]] = {}
+_PUBLISHED: dict[str, tuple[Any, str]] = {}
 _LOADED = [False]
 
 
@@ -395,6 +401,11 @@ def register_pipeline(p: Pipeline, replace: bool = False) -> Pipeline:
         if other is not None and other[1] != p.name and not replace:
             raise ValueError(f"prepare step {s.name!r} is already registered by {other[1]}")
         _STEPS[s.name] = (s, p.name)
+    for m in p.published:
+        other = _PUBLISHED.get(m.name)
+        if other is not None and other[1] != p.name and not replace:
+            raise ValueError(f"published model {m.name!r} is already registered by {other[1]}")
+        _PUBLISHED[m.name] = (m, p.name)
     _PIPELINES[p.name] = p
     return p
 
@@ -518,3 +529,23 @@ def prepare_step(name: str) -> tuple[Any, str]:
     if name not in steps:
         raise EphysError(f"unknown prepare step {name!r}; known: {', '.join(steps)}")
     return steps[name]
+
+
+def published_models() -> dict[str, tuple[Any, str]]:
+    """Every declared published model by name: ``{name: (PublishedModel, pipeline name)}``."""
+    load_pipelines()
+    return dict(_PUBLISHED)
+
+
+def published_model(name: str) -> tuple[Any, str]:
+    """The published model ``name`` and its pipeline's name.
+
+    Raises
+    ------
+    EphysError
+        Unknown name (the message lists those known).
+    """
+    models = published_models()
+    if name not in models:
+        raise EphysError(f"unknown published model {name!r}; known: {', '.join(models) or 'none'}")
+    return models[name]
