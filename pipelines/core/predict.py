@@ -113,7 +113,8 @@ def predict_run(run_dir: str | Path, input_path: str | Path, out_dir: str | Path
     mod = find_modality(trained.get("modality"), run_dir / "config.yaml")
     if not input_path.exists():
         raise EphysError("no such file or folder", input_path)
-    folder = OutputFolder(out, "predict", {k: v for k, v in (options or {}).items() if v is not None}, {"run": str(run_dir.resolve()), "input": str(input_path.resolve())},
+    settings = {k: v for k, v in (options or {}).items() if v is not None}
+    folder = OutputFolder(out, "predict", settings, {"run": str(run_dir.resolve()), "input": str(input_path.resolve())},
                           force=force, create=False, log=notice or log)
     with folder:
         started = time.time()
