@@ -42,8 +42,9 @@ def test_predict_sts_run_on_real_patchclamp(tiny_synthetic, tmp_path):
           "--n-scales", "16", check=0)
     one_line_error(ephys("predict", run, other, tmp_path / "p2"), "n_scales")
     assert not (tmp_path / "p2").exists()
-    # an existing, non-empty OUT is refused
-    one_line_error(ephys("predict", run, nwb, out), "not empty")
+    # OUT holding another prediction (other input) is refused without --force; the same one is replaced
+    one_line_error(ephys("predict", run, tiny_synthetic, out), str(out), "--force")
+    ephys("--quiet", "predict", run, nwb, out, check=0)
 
 
 def test_predict_waveform_run_on_raw_trace(tmp_path):
