@@ -49,7 +49,7 @@ from .atomic import write_json, write_text
 from .errors import EphysError
 from .models import Search
 
-__all__ = ["SETTINGS", "DEFAULT_SEARCH", "PRUNERS", "SAMPLERS", "OBJECTIVE", "TrialContext", "default_space",
+__all__ = ["base_config", "SETTINGS", "DEFAULT_SEARCH", "PRUNERS", "SAMPLERS", "OBJECTIVE", "TrialContext", "default_space",
            "read_space", "apply_params", "create_study", "work", "study_summary", "best_config", "write_best",
            "load_study", "counted", "trial_run_name"]
 
@@ -213,6 +213,43 @@ def apply_params(base, params: dict, spec):
         else:
             cfg.hparams[name] = value
     return cfg
+
+
+def base_config(config: str | Path | None = None, data: str | Path | None = None, model: str | None = None,
+                overrides: dict | None = None, hparams: list[str] | None = None, data_root: str | Path = "data"):
+    """The TrainConfig every trial starts from: a run's ``config.yaml`` (``config``) or the
+    defaults, with ``data`` (default: the default pipeline's main dataset under ``data_root``),
+    ``model``, the non-None ``overrides`` (TrainConfig fields) and ``--hparam`` items set; checked.
+
+    Raises
+    ------
+    EphysError
+        No model; a missing config file; a value out of range (named as its option).
+    """
+    from .models import parse_hparams
+    from .training import TrainConfig, check_config
+
+    if config is not None:
+        if not Path(config).is_file():
+            raise EphysError("no such config file", config)
+        cfg = TrainConfig.from_yaml(config, check=False)
+        cfg.out = None
+    else:
+        from .registry import default_pipeline
+
+        cfg = TrainConfig(data=str(Path(data_root) / (default_pipeline().default_dataset() or "processed")))
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if data is not None:
+        given["data"] = str(data)
+    if model is not None:
+        given["model"] = model
+    for k, v in given.items():
+        setattr(cfg, k, v)
+    if hparams:
+        cfg.hparams = {**(cfg.hparams or {}), **parse_hparams(hparams)}
+    if not cfg.model:
+        raise EphysError("--model is required (see `ephys models`)")
+    return check_config(cfg, source=config, options=set(given) | ({"hparams"} if hparams else set()))
 
 
 # ---------------------------------------------------------------------------------------------
