@@ -18,6 +18,10 @@ def tune(
     config: Path = typer.Option(None, "--config", help="Base settings every trial starts from (a run's config.yaml)."),
     epochs: int = typer.Option(None, "--epochs", min=1, help="Maximum epochs of each trial [default: 20]."),
     batch_size: int = typer.Option(None, "--batch-size", min=1, help="Samples per training step, unless searched [default: 8]."),
+    lr: float = typer.Option(None, "--lr", help="Adam learning rate, unless searched [default: 1e-4]."),
+    dropout: float = typer.Option(None, "--dropout", min=0.0, max=0.95, help="Dropout of the model's head, unless searched [default: 0.3]."),
+    weights: str = typer.Option(None, "--weights", help="imagenet, none, or PATH to backbone weights [default: none]."),
+    input_size: int = typer.Option(None, "--input-size", min=32, help="Side of the backbone's square input, pixels [default: the model's]."),
     patience: int = typer.Option(None, "--patience", min=1, help="Early stopping of each trial [default: 5]."),
     seed: int = typer.Option(None, "--seed", help="Seed of the split, the sampler and the trials [default: 0]."),
     split: str = typer.Option(None, "--split", help="grouped or a split the dataset names [default: the dataset's]."),
@@ -50,12 +54,13 @@ def tune(
     if study is None:
         raise EphysError("--study DIR is required (the folder the workers share)")
     base = core.base_config(config, data, model, dict(epochs=epochs, batch_size=batch_size, patience=patience, seed=seed,
-                                                      split=split), hparam, common.data_root())
+                                                      split=split, lr=lr, dropout=dropout, weights=weights,
+                                                      input_size=input_size), hparam, common.data_root())
     from ephys.pipelines.core.tracking import parse_track
 
     uri = parse_track(track, common.runs_root())
-    common.import_backend()
     core.create_study(study, base, space, trials or 20, pruner, sampler, fold, cv, cv_folds, inner_folds)
+    common.import_backend()
     s = core.work(study, trials, log=common.notice, grace_s=grace, track=uri, eager=eager)
     best = s["best"]
     common.info(f"{s['n']}/{s['trials']} trials: {s['complete']} completed, {s['pruned']} pruned, {s['failed']} failed"

@@ -433,7 +433,9 @@ def _sampler(defn: dict, n_done: int):
     if defn["sampler"] == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if defn["sampler"] == "grid":
-        return optuna.samplers.GridSampler({k: v["choices"] for k, v in defn["space"].items()}, seed=seed)
+        # one seed for all: the grid's order is shuffled by it, and grid ids must mean the same everywhere
+        return optuna.samplers.GridSampler({k: v["choices"] for k, v in defn["space"].items()},
+                                           seed=int(defn["base"].get("seed", 0)))
     return optuna.samplers.TPESampler(seed=seed)
 
 
@@ -727,10 +729,11 @@ def _val_scores(run: Path, ds, val_ids: list[str]) -> dict:
     pos = {s: i for i, s in enumerate(ds.ids)}
     idx = np.array([pos[s] for s in val_ids], dtype=np.int64)
     proba = load_predictor(run, load_run_config(run), ds, 256)(idx)
-    proba = proba / np.clip(proba.sum(axis=1, keepdims=True), 1e-12, None)  # float32 rows: sum to 1 exactly
+    proba = np.clip(proba, 1e-7, 1)
+    proba = proba / proba.sum(axis=1, keepdims=True)  # float32 rows: sum to 1 exactly
     y = ds.y(idx)
     k = len(ds.label_names)
-    return {"val_log_loss": float(skm.log_loss(y, np.clip(proba, 1e-7, 1), labels=list(range(k)))),
+    return {"val_log_loss": float(skm.log_loss(y, proba, labels=list(range(k)))),
             "val_accuracy": float(np.mean(proba.argmax(1) == y)),
             "val_balanced_accuracy": float(skm.balanced_accuracy_score(y, proba.argmax(1)))}
 
