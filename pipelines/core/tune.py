@@ -382,6 +382,7 @@ def create_study(study_dir: str | Path, base, space="default", trials: int = 20,
     from .datasets import load_dataset
     from .training import check_config
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     d = Path(study_dir)
     if pruner not in PRUNERS:
         raise EphysError(f"--pruner must be one of {', '.join(PRUNERS)}, not {pruner!r}")
