@@ -11,7 +11,7 @@ from . import common
 
 def report(
     runs: list[Path] = typer.Argument(None, metavar="RUN", help="Run folder [default: the latest under ./runs]; with --compare: the runs, then OUT."),
-    compare: bool = typer.Option(False, "--compare", help="Rank evaluated runs on the same test samples (95 % intervals, paired tests): RUN RUN... OUT."),
+    compare: bool = typer.Option(False, "--compare", help="Rank evaluated runs on the same test samples (95 % intervals, a paired test against the best): RUN RUN... OUT."),
     track: str = typer.Option(None, "--track", help="mlflow or mlflow:URI: also log the run (settings, per-epoch and test metrics, report) [default: off; mlflow alone: sqlite:///RUNS/mlflow.db]."),
 ):
     """Write a run's report: RUN/report.html (self-contained) and RUN/report.md."""
