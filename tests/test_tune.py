@@ -134,7 +134,9 @@ def test_pruning_on_a_toy_objective(tmp_path):
             value = 0.0
             for step in range(8):  # a curve that ends higher the larger lr is
                 value = ctx.params["lr"] * 10 + 1.0 / (step + 1)
-                if ctx.report(step, value):
+                stop = ctx.report(step, value)
+                assert stop is True or stop is False  # what train's on_epoch needs to end a run
+                if stop:
                     break
             return value
 
@@ -267,3 +269,34 @@ def test_track_mlflow_logs_a_run(poisoned_study, tmp_path):
     assert got.data.params["model"] == "toy_dense" and got.data.params["trial"] == "0"
     hist = mlflow.MlflowClient(uri).get_metric_history(run_id, "val_loss")
     assert [m.step for m in hist] == list(range(8))
+
+
+def test_inner_folds_and_an_outer_fold_keep_the_test_part_out(tmp_path):
+    data = _toy(tmp_path / "toy", n_per_class=10)
+    base = TrainConfig(model="toy_dense", data=str(data), epochs=1, batch_size=8)
+    # inner folds: grouped folds of the training side, one run folder each, the mean is the value
+    tune.create_study(tmp_path / "inner", base, {"units": [4]}, trials=1, sampler="grid", inner_folds=3)
+    s = tune.work(tmp_path / "inner", log=lambda m: None, eager=True)
+    _, split = tune.load_study(tmp_path / "inner")
+    side = sorted(split["train"] + split["val"])
+    assert sorted(x for f in split["inner"] for x in f) == side and not set(side) & set(split["test"])
+    runs = sorted((tmp_path / "inner" / "trials" / "trial-0000").glob("inner-*"))
+    assert [r.name for r in runs] == ["inner-1", "inner-2", "inner-3"]
+    vals = [json.loads((r / "train_summary.json").read_text())["best_val_loss"] for r in runs]
+    assert s["best"]["value"] == pytest.approx(np.mean(vals))
+    for r, fold in zip(runs, split["inner"]):
+        got = json.loads((r / "split.json").read_text())
+        assert sorted(got["val"]) == sorted(fold) and got["test"] == []
+    # an outer fold: its held-out part is the test part; the trials see only its training side
+    tune.create_study(tmp_path / "outer", base, {"units": [4]}, trials=1, sampler="grid", fold=1, scheme="grouped",
+                      n_folds=3)
+    defn, split = tune.load_study(tmp_path / "outer")
+    assert split["name"] == "fold-1" and defn["fold"] == "1" and split["test"]
+    from ephys.pipelines.core.crossval import plan_folds
+    from ephys.pipelines.core.datasets import load_dataset
+
+    ds = load_dataset(data)
+    held = plan_folds(ds, "grouped", 3, 0).folds[1].test
+    assert sorted(split["test"]) == sorted(ds.ids[i] for i in held)
+    tune.work(tmp_path / "outer", log=lambda m: None, eager=True)
+    assert "--fold 1 --cv grouped --cv-folds 3" in tune.write_best(tmp_path / "outer").read_text()

@@ -170,6 +170,9 @@ def _groups(results: list[RunResult]) -> tuple[list[str], dict, str]:
     labels = {i: lab for i, lab in zip(ds.ids, ds.labels)}
     gs = [str(group.get(i, i)) for i in first.ids]
     words = nouns(ds.manifest)
+    if len(set(gs)) == 1:  # one group: a cluster bootstrap has nothing to resample
+        return list(first.ids), labels, (f"test {words.samples} (the test part holds a single {words.group}, "
+                                         f"{gs[0]}: the intervals say nothing about another {words.group})")
     if len(set(gs)) < len(gs):
         return gs, labels, f"{words.groups} ({len(set(gs))} of them; whole {words.groups} resampled)"
     return gs, labels, f"test {words.samples}"

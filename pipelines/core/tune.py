@@ -643,7 +643,7 @@ def work(study_dir: str | Path, trials: int | None = None, objective: Callable[[
             if not np.isfinite(value):
                 return False
             trial.report(float(value), int(step))
-            state["pruned"] = state["pruned"] or trial.should_prune()
+            state["pruned"] = state["pruned"] or bool(trial.should_prune())  # pruners answer numpy bools
             return state["pruned"]
 
         attrs: dict = {}
@@ -734,6 +734,9 @@ def _val_scores(run: Path, ds, val_ids: list[str]) -> dict:
     proba = proba / proba.sum(axis=1, keepdims=True)  # float32 rows: sum to 1 exactly
     y = ds.y(idx)
     k = len(ds.label_names)
+    import warnings
+
+    warnings.filterwarnings("ignore", "y_pred contains classes not in y_true")  # a fold without some class
     return {"val_log_loss": float(skm.log_loss(y, proba, labels=list(range(k)))),
             "val_accuracy": float(np.mean(proba.argmax(1) == y)),
             "val_balanced_accuracy": float(skm.balanced_accuracy_score(y, proba.argmax(1)))}
@@ -858,7 +861,8 @@ def write_best(study_dir: str | Path) -> Path:
     d = Path(study_dir)
     defn, _ = load_study(d)
     cfg, best = best_config(d)
-    fold = "" if defn["fold"] is None else f" --fold {defn['fold']}" + (f" --cv {defn['scheme']}" if defn["scheme"] else "")
+    fold = "" if defn["fold"] is None else (f" --fold {defn['fold']}" + (f" --cv {defn['scheme']}" if defn["scheme"] else "")
+                                            + f" --cv-folds {defn['n_folds']}")
     head = (f"# the best of {defn['trials']} trials of {d} (trial {best['number']}, {OBJECTIVE} {best['value']:.6g})\n"
             f"# ephys train --config {d / BEST_FILE}{fold} --out RUN && ephys evaluate RUN\n")
     body = {k: v for k, v in asdict(cfg).items() if k in {f.name for f in fields(cfg)} and k != "out"}
