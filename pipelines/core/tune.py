@@ -736,10 +736,11 @@ def _val_scores(run: Path, ds, val_ids: list[str]) -> dict:
     k = len(ds.label_names)
     import warnings
 
-    warnings.filterwarnings("ignore", "y_pred contains classes not in y_true")  # a fold without some class
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "y_pred contains classes not in y_true")  # a fold without some class
+        bal = float(skm.balanced_accuracy_score(y, proba.argmax(1)))
     return {"val_log_loss": float(skm.log_loss(y, proba, labels=list(range(k)))),
-            "val_accuracy": float(np.mean(proba.argmax(1) == y)),
-            "val_balanced_accuracy": float(skm.balanced_accuracy_score(y, proba.argmax(1)))}
+            "val_accuracy": float(np.mean(proba.argmax(1) == y)), "val_balanced_accuracy": bal}
 
 
 def train_objective(ctx: TrialContext) -> float:
