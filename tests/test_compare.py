@@ -28,12 +28,12 @@ def runs(tmp_path_factory):
     from ephys.pipelines.core.training import TrainConfig, train
 
     tmp = tmp_path_factory.mktemp("cmp")
-    x, y = toy_modality.simulate(20, seed=1)
+    x, y = toy_modality.simulate(14, seed=1)
     data = toy_modality.write_dataset(tmp / "toy", x, y)
     out = {}
     for name, kw in {"a": dict(lr=0.02), "b": dict(lr=1e-5), "c": dict(lr=0.02, hparams={"units": 4}),
                      "other": dict(lr=0.02, seed=5)}.items():
-        cfg = TrainConfig(model="toy_dense", data=str(data), epochs=4, batch_size=8, eager=True,
+        cfg = TrainConfig(model="toy_dense", data=str(data), epochs=3, batch_size=8, eager=True,
                           out=str(tmp / name), **kw)
         evaluate_run(train(cfg, log=lambda m: None))
         out[name] = tmp / name
