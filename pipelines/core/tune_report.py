@@ -57,7 +57,10 @@ def _fig_params(complete, space: dict) -> bytes | None:
             ax.scatter(x, values, s=22, color=OKABE_ITO[0], alpha=0.8)
             ax.scatter([x[best]], [values[best]], s=60, color=OKABE_ITO[5], zorder=3)
             if space[name].get("log"):
+                from matplotlib.ticker import NullFormatter
+
                 ax.set_xscale("log")
+                ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels overlap on a short range
         ax.set_xlabel(name)
         ax.set_ylabel(OBJECTIVE)
         style_axes(ax)
@@ -85,6 +88,9 @@ def _fig_history(trials) -> bytes | None:
         order = np.argsort(num)
         ax.step(num[order], np.minimum.accumulate(val[order]), where="post", color=OKABE_ITO[5], label="best so far")
         ax.legend(fontsize=8, frameon=False)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trial")
     ax.set_ylabel(OBJECTIVE)
     style_axes(ax)
@@ -164,8 +170,8 @@ def build_tune_report(study_dir: str | Path) -> tuple[Path, Path | None]:
 
             imp = optuna.importance.get_param_importances(study)
             page.section("Importances", Table([[k, v] for k, v in imp.items()], ["setting", "importance"],
-                         caption="Optuna's fANOVA importances: the share of the objective's variance over the completed "
-                                 "trials each setting explains."))
+                         caption=f"Optuna's fANOVA importances: the share of the objective's variance over the "
+                                 f"{len(complete)} completed trials each setting explains (few trials: a rough guide)."))
         except (RuntimeError, ValueError, ZeroDivisionError) as exc:
             page.section("Importances", Notice(f"not computed: {' '.join(str(exc).split())[:200]}"))
     else:
