@@ -269,6 +269,7 @@ def test_track_mlflow_logs_a_run(poisoned_study, tmp_path):
     assert got.data.params["model"] == "toy_dense" and got.data.params["trial"] == "0"
     hist = mlflow.MlflowClient(uri).get_metric_history(run_id, "val_loss")
     assert [m.step for m in hist] == list(range(8))
+    assert (tmp_path / "mlartifacts").is_dir() and not (Path.cwd() / "mlruns").exists()
 
 
 def test_inner_folds_and_an_outer_fold_keep_the_test_part_out(tmp_path):

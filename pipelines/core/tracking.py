@@ -3,7 +3,8 @@
 What a run folder holds goes in as it is: ``config.yaml`` as parameters (nested keys dotted),
 ``history.csv`` as per-epoch metrics (step = epoch from 0), ``metrics.json``'s headline numbers as
 final metrics (``test_`` prefixed), ``train_summary.json``'s numbers, and ``report.html`` /
-``metrics.json`` / ``config.yaml`` as artifacts. It works offline on compute nodes: without a URI
+``metrics.json`` / ``config.yaml`` as artifacts (for a SQLite store: in ``mlartifacts/`` beside
+the database file). It works offline on compute nodes: without a URI
 the store is a SQLite file in the runs root (``sqlite:///RUNS/mlflow.db``, MLflow's default backend
 since 3.7). MLflow is an optional extra (``pip install 'ephys[track]'``); nothing else imports it.
 """
@@ -87,6 +88,10 @@ def log_run(run_dir: str | Path, uri: str, experiment: str = "ephys", params: di
         raise EphysError("not a run folder (no config.yaml)", run)
     config = yaml.safe_load((run / "config.yaml").read_text()) or {}
     mlflow.set_tracking_uri(uri)
+    if mlflow.get_experiment_by_name(experiment) is None and uri.startswith("sqlite:///"):
+        # artifacts beside the database, not in ./mlruns of whatever folder the command ran in
+        store = Path(uri[len("sqlite:///"):]).resolve().parent / "mlartifacts"
+        mlflow.create_experiment(experiment, artifact_location=store.as_uri())
     mlflow.set_experiment(experiment)
     with mlflow.start_run(run_name=run.name, tags={"ephys.run_dir": str(run.resolve()), **(tags or {})}) as active:
         flat = {k: ("null" if v is None else str(v))[:500] for k, v in _flat({**config, **(params or {})}).items()}
