@@ -67,7 +67,7 @@ def test_two_processes_share_one_journal(tmp_path):
     data = _toy(tmp_path / "toy", n_per_class=30)
     study = tmp_path / "study"
     cmd = [sys.executable, "-m", "ephys.cli.main", "--quiet", "tune", "--data", str(data), "--model", "toy_dense",
-           "--trials", "6", "--study", str(study), "--epochs", "2", "--batch-size", "16", "--pruner", "none",
+           "--trials", "6", "--study", str(study), "--epochs", "3", "--batch-size", "16", "--pruner", "none",
            "--sampler", "random"]
     env = {**os.environ, **PLUGIN_ENV, "TF_CPP_MIN_LOG_LEVEL": "3"}
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -81,7 +81,7 @@ def test_two_processes_share_one_journal(tmp_path):
     assert runs == [f"trial-{k:04d}" for k in range(6)]
     for t in ts:  # each trial trained exactly once: one history row per epoch
         rows = (study / "trials" / tune.trial_run_name(t) / "history.csv").read_text().splitlines()[1:]
-        assert [int(r.split(",")[0]) for r in rows] == [0, 1]
+        assert [int(r.split(",")[0]) for r in rows] == [0, 1, 2]
         cfg = yaml.safe_load((study / "trials" / tune.trial_run_name(t) / "config.yaml").read_text())
         assert cfg["lr"] == pytest.approx(t.params["lr"]) and cfg["hparams"]["units"] == t.params["units"]
     workers = {t.user_attrs["worker"] for t in ts}
