@@ -353,7 +353,10 @@ def compare_runs(runs, out: str | Path, n_boot: int = N_BOOT, seed: int = 0) -> 
                        caption=f"Intervals: percentile bootstrap, {n_boot} resamples of {resampled}. The baseline "
                                f"predicts {where}.", highlight={0}),
                  Fig(_fig_intervals(bars),
-                     "balanced accuracy with intervals", "Dots: balanced accuracy; bars: 95 % bootstrap interval."))
+                     "balanced accuracy with intervals", "Dots: balanced accuracy; bars: 95 % bootstrap interval."),
+                 Text("The intervals cover which test samples were drawn, not how another training run of the same "
+                      "settings (another seed) would do: to compare settings, compare several seeds of each.",
+                      muted=True))
     page.section("Paired tests",
                  Text(f"The best run ({best['name']}) against each other run on the same {len(y)} test samples: "
                       "McNemar's exact test on the samples exactly one of the two gets right, and the difference in "

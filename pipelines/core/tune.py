@@ -408,10 +408,10 @@ def create_study(study_dir: str | Path, base, space="default", trials: int = 20,
     models.check_modality(base.model, ds.modality)
     check_writable_dir(d, "study folder")
     d.mkdir(parents=True, exist_ok=True)
+    split = _plan_split(base, ds, fold, scheme, n_folds, inner_folds)  # outside the lock: it may take a while
+    want = _definition(base, spec, space, trials, pruner, sampler, fold, split["scheme"] or scheme, n_folds,
+                       inner_folds, ds)
     with _claim_lock(d):
-        split = _plan_split(base, ds, fold, scheme, n_folds, inner_folds)
-        want = _definition(base, spec, space, trials, pruner, sampler, fold, split["scheme"] or scheme, n_folds,
-                           inner_folds, ds)
         if (d / STUDY_FILE).is_file():
             have = _read_json(d / STUDY_FILE)
             diff = sorted(k for k in set(want) | set(have) if k not in _FREE and want.get(k) != have.get(k))
