@@ -22,12 +22,12 @@ SIF_GPU ?= /tmp/ephys-gpu.sif
 # apptainer on a cluster; ../shared/tools/apptainer on this project's own machines
 APPTAINER ?= $(shell command -v apptainer || realpath ../shared/tools/apptainer)
 
-.PHONY: install demo test test-fast bench clean help sif sif-gpu sif-test slurm-all slurm-tune slurm-status ipfx-check miniml-check \
+.PHONY: install demo test test-slow test-all bench clean help sif sif-gpu sif-test slurm-all slurm-tune slurm-status ipfx-check miniml-check \
         docs docs-serve reference
 
 help:
 	@echo "make demo   set up .venv, then fetch synthetic -> prepare -> train -> evaluate -> explain -> report"
-	@echo "make test   set up .venv and run the test suite"
+	@echo "make test   set up .venv and run the test suite (make test-slow: the tests marked slow; make test-all: both)"
 	@echo "make bench  speed benchmarks (JSON in benchmarks/results/)"
 	@echo "make docs   the documentation site into site/ (mkdocs build --strict); make docs-serve serves it"
 	@echo "make reference  regenerate the docs' CLI / model / pipeline reference from the code"
@@ -55,12 +55,18 @@ demo: install
 
 # the suite runs in TEST_WORKERS processes (pytest-xdist; a test module stays on one worker, so its
 # fixtures are made once); much of its time is spent waiting on subprocesses and the scheduler
+# `make test` leaves out the tests marked slow (longer runs of paths make test already covers once);
+# `make test-slow` runs only those, `make test-all` everything
 TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 test: install
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(PYTEST) -m "not slow"
 
-test-fast: install
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"
+test-slow: install
+	$(PYTEST) -m slow
+
+test-all: install
+	$(PYTEST)
 
 # the benchmarks' reference libraries (SpikeInterface) come from the extra "bench"
 BENCH_EXTRAS ?= $(EXTRAS),bench
@@ -74,6 +80,7 @@ bench:
 	$(BIN)/python benchmarks/bench_input.py
 	$(BIN)/python benchmarks/bench_mer.py
 	$(BIN)/python benchmarks/bench_cluster.py
+	$(BIN)/python benchmarks/bench_errors.py
 
 # the documentation site: the reference pages generated from the code, then mkdocs build --strict into site/
 DOCS_EXTRAS ?= $(EXTRAS),docs

@@ -36,11 +36,12 @@ def runs_root() -> Path:
     return Path(os.environ.get("EPHYS_RUNS", "runs"))
 
 
-def resolve_run(run: Path | None) -> Path:
-    """The given run folder, or the most recently trained one under the runs root."""
-    from ephys.pipelines.core.runfolder import resolve_run as find
+def resolve_run(run: Path | None, need_model: bool = False) -> Path:
+    """The given run folder, or the most recently trained one under the runs root, checked
+    (config.yaml; with ``need_model`` its model file) before any deep-learning import."""
+    from ephys.pipelines.core.runfolder import check_run
 
-    return find(run, runs_root())
+    return check_run(run, runs_root(), need_model)
 
 
 def info(msg: str) -> None:

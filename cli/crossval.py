@@ -14,22 +14,23 @@ def aggregate(
     runs: list[Path] = typer.Argument(..., metavar="RUNS", help="Fold run folders of `ephys train --fold`, or the cross-validation folder(s) holding them."),
     out: Path = typer.Option(None, "--out", help="Where metrics.json, predictions.csv and report.html go [default: the first RUNS folder]."),
     allow_missing: bool = typer.Option(False, "--allow-missing", help="Pool the finished folds and record the missing ones (metrics.json `complete: false`, `missing_folds`) instead of refusing."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT when it holds other output (a trained run, a dataset, an aggregate of other folds)."),
 ):
     """Pool the held-out predictions of cross-validation folds.
 
     Writes metrics.json (pooled, per fold, per participant; accuracy beside the majority
     baseline), predictions.csv and report.html. A fold without a finished run is refused by
     name, unless --allow-missing."""
-    from ephys.pipelines.core.crossval import aggregate as run
+    from ephys.pipelines.core.crossval import aggregate as run, aggregate_dir
 
-    m = run(runs, out, allow_missing=allow_missing)
+    m = run(runs, out, allow_missing=allow_missing, force=force, log=common.notice)
     auc = "n/a" if m["roc_auc_ovr"] is None else f"{m['roc_auc_ovr']:.3f}"
     common.info(f"{m['model']}: {m['n_folds_done']}/{m['n_folds_expected']} folds, {m['n_test']} held-out samples: "
                 f"accuracy {m['accuracy']:.3f} (majority baseline {m['majority_baseline_accuracy']:.3f}), balanced "
                 f"accuracy {m['balanced_accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}, ROC-AUC {auc}")
     if not m["complete"]:
         common.notice(f"warning: incomplete: no finished run for {', '.join(m['missing_folds'])}")
-    common.out.print(str(Path(out or runs[0]) / "metrics.json"), highlight=False, markup=False, soft_wrap=True)
+    common.out.print(str(aggregate_dir(runs, out) / "metrics.json"), highlight=False, markup=False, soft_wrap=True)
 
 
 @prepare_app.command("folds")

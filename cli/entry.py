@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import traceback
 
 import typer
 
-from ephys.pipelines.core.errors import EphysError
+from ephys.pipelines.core.errors import EphysError, Interrupted
 
 from . import common
+
+#: the signal that ended the command (SIGINT, SIGTERM), once one arrived
+_SIGNAL: list[int] = []
+
+
+def _on_signal(signum, frame):
+    """Ctrl-C or SIGTERM: raise in the main thread (cleanup runs in every ``finally``); a second
+    signal during that cleanup is ignored so the cleanup finishes."""
+    if _SIGNAL:
+        return
+    _SIGNAL.append(signum)
+    raise KeyboardInterrupt() if signum == signal.SIGINT else Interrupted(signum)
+
+
+def _interrupted() -> None:
+    signum = _SIGNAL[0] if _SIGNAL else signal.SIGINT
+    print("ephys: interrupted; re-run the same command to resume", file=sys.stderr)
+    sys.exit(128 + int(signum))
 
 
 def run(get_app=None) -> None:
@@ -18,6 +37,8 @@ def run(get_app=None) -> None:
     ``--quiet`` and ``--debug`` are global and may stand anywhere on the command line;
     ``get_app`` returns the typer app (default :func:`ephys.cli.main.get_app`).
     """
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _on_signal)
     common.writable_caches()
     args = sys.argv[1:]
     for flag in ("--quiet", "--debug"):
@@ -34,6 +55,8 @@ def run(get_app=None) -> None:
 
     try:
         rc = get_app()(args=args, prog_name="ephys", standalone_mode=False)
+        if _SIGNAL:  # typer turned the interrupt into exit code 130
+            _interrupted()
     except cx.NoArgsIsHelpError as exc:  # `ephys prepare` alone: its help, as before
         exc.show()
         sys.exit(exc.exit_code)
@@ -43,6 +66,8 @@ def run(get_app=None) -> None:
         print(f"ephys: error: {text} (see `{where} --help`)", file=sys.stderr)
         sys.exit(exc.exit_code)
     except typer.Abort as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            _interrupted()
         if isinstance(exc.__cause__, EOFError):  # an EOFError escaped (e.g. a truncated file): a bug here
             _internal(exc.__cause__)
         print("ephys: aborted", file=sys.stderr)
@@ -51,14 +76,17 @@ def run(get_app=None) -> None:
         print(f"ephys: error: {' '.join(exc.format_message().split())}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except EphysError as exc:
+        if _SIGNAL:  # a library turned the interrupt into its own error (e.g. TensorFlow's input pipeline)
+            _interrupted()
         if common.STATE["debug"]:
             traceback.print_exc()
         print(f"ephys: error: {exc.one_line()}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        print("ephys: interrupted", file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt:  # includes Interrupted (SIGTERM)
+        _interrupted()
     except OSError as exc:  # an output that cannot be written (read-only, permission, not a folder)
+        if _SIGNAL:
+            _interrupted()
         if exc.errno not in UNWRITABLE_ERRNOS:
             _internal(exc)
         if common.STATE["debug"]:
@@ -66,6 +94,8 @@ def run(get_app=None) -> None:
         print(f"ephys: error: {os_error(exc).one_line()}", file=sys.stderr)
         sys.exit(2)
     except Exception as exc:
+        if _SIGNAL:
+            _interrupted()
         _internal(exc)
     sys.exit(rc if isinstance(rc, int) else 0)
 

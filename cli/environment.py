@@ -11,7 +11,9 @@ from .state import STATE
 
 
 def writable_caches() -> None:
-    """Point library caches at a temp folder when the home folder is not writable.
+    """Point library caches at a temp folder when the home folder is not writable; keep
+    TensorFlow's native start-up log lines (oneDNN notices, CPU feature lines) off stderr
+    wherever it is imported (``TF_CPP_MIN_LOG_LEVEL=2`` unless set).
 
     pynwb writes a type-map cache under the user cache dir at import (platformdirs,
     ``$XDG_CACHE_HOME`` or ``~/.cache``) and matplotlib its config under ``~/.config``; inside
@@ -20,6 +22,7 @@ def writable_caches() -> None:
     """
     import tempfile
 
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     home_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     probe = home_cache if home_cache.is_dir() else home_cache.parent
     if os.access(probe, os.W_OK):
@@ -39,6 +42,13 @@ def import_backend() -> None:
     (``--debug`` keeps it). Import errors still raise normally.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not STATE["debug"]:
+        import logging
+
+        # TensorFlow's Python-side warnings ("... triggered tf.function retracing", deprecations)
+        # are for its developers; ours say what matters in one line each
+        for name in ("tensorflow", "absl", "keras"):
+            logging.getLogger(name).setLevel(logging.ERROR)
     if STATE["debug"] or "keras" in sys.modules:
         import keras  # noqa: F401
         return

@@ -13,10 +13,10 @@ def evaluate(run: Path = typer.Argument(None, metavar="RUN", help="Run folder [d
     """Score a run on its held-out test samples.
 
     Writes RUN/metrics.json and RUN/predictions.csv."""
-    common.import_backend()
     from ephys.pipelines.core.evaluation import evaluate_run, summary_line
 
-    run = common.resolve_run(run)
+    run = common.resolve_run(run, need_model=True)
+    common.import_backend()
     m = evaluate_run(run)
     common.info(summary_line(run, m))
     for w in m.get("warnings") or []:

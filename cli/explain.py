@@ -17,9 +17,9 @@ def explain(
 
     Gradient saliency for Keras models (examples per class and class means), TreeSHAP for
     LightGBM."""
-    common.import_backend()
     from ephys.pipelines.core.explain import explain_run
 
-    run = common.resolve_run(run)
+    run = common.resolve_run(run, need_model=True)
+    common.import_backend()
     path = explain_run(run, n_examples_per_class=examples)
     common.out.print(str(path), highlight=False, markup=False, soft_wrap=True)

@@ -27,7 +27,11 @@ def _synthetic(kw: dict) -> None:
             raise common.EphysError(f"--{wrong[0].replace('_', '-')} is an option of --pipeline {other.name}")
     extra = vars(values(p.synthetic_params, kw)) if p.synthetic_params is not None else {}
     out = Path(kw["out"]) if kw.get("out") else common.synthetic_dir(p.name)
-    with common.progress_bar(f"simulating ({p.synthetic_size or 'items'})") as advance:
+    from ephys.pipelines.core.outputs import OutputFolder
+
+    settings = {"pipeline": p.name, "seed": kw.get("seed") or 0, "size": kw.get("size"), **extra}
+    with OutputFolder(out, "fetch synthetic", settings, force=bool(kw.get("force")), log=common.notice), \
+            common.progress_bar(f"simulating ({p.synthetic_size or 'items'})") as advance:
         last = [0]
 
         def progress(done, n):
@@ -62,6 +66,8 @@ def _synthetic_params() -> list[inspect.Parameter]:
                 f"{n}: {p.synthetic_size}" for n, p in registry.pipelines().items() if p.synthetic_size) + ".")),
         inspect.Parameter("seed", inspect.Parameter.KEYWORD_ONLY, annotation=int, default=typer.Option(
             0, "--seed", help="Random seed (same seed, same files).")),
+        inspect.Parameter("force", inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=typer.Option(
+            False, "--force", help="Replace OUT when it holds other output (another seed, size or pipeline).")),
     ]
     seen = {p.name for p in params}
     for n, p in registry.pipelines().items():
@@ -82,15 +88,25 @@ def register_synthetic() -> None:
 
 @fetch_app.command("weights")
 def fetch_weights(
-    model: str = typer.Argument(..., metavar="MODEL", help="A model with ImageNet weights, e.g. densenet121 (`ephys models` shows which)."),
-    base_url: str = typer.Option(None, "--base-url", help="Mirror to download from instead of Keras' default (env EPHYS_WEIGHTS_BASE_URL)."),
+    model: str = typer.Argument(..., metavar="MODEL", help="A backbone with ImageNet weights, e.g. densenet121 (`ephys models` shows which), or a published model (`ephys models --published`)."),
+    base_url: str = typer.Option(None, "--base-url", help="Mirror to download from instead of the default (backbones: Keras' URL or env EPHYS_WEIGHTS_BASE_URL; published models: replaces the URL's scheme and host)."),
+    file: Path = typer.Option(None, "--file", help="Published models: install this copy of the published file (downloaded elsewhere) instead of downloading; its checksum is checked the same way."),
 ):
-    """Download a backbone's ImageNet weights into Keras' cache.
+    """Download model weights into the cache: a backbone's ImageNet weights, or a published model's.
 
-    Run it where there is internet; `ephys train --weights imagenet` then works offline (copy
-    ~/.keras/models or set `KERAS_HOME`)."""
-    common.import_backend()
-    from ephys.pipelines.blocks.models.backbones import fetch_weights as run
+    Run it where there is internet; `ephys train --weights imagenet` and `ephys predict NAME` then work
+    offline (copy ~/.keras/models or set `KERAS_HOME`). A published model's file is checksum-verified
+    and converted once to Keras."""
+    if model in registry.published_models():
+        common.import_backend()  # the conversion builds a Keras model
+        from ephys.pipelines.core.published import fetch_published
 
-    path = run(model, base_url=base_url)
+        path = fetch_published(model, file=file, base_url=base_url, log=common.info)
+    elif file is not None:
+        raise common.EphysError(f"--file installs published models only; {model} is not one", "--file")
+    else:
+        common.import_backend()
+        from ephys.pipelines.blocks.models.backbones import fetch_weights as run
+
+        path = run(model, base_url=base_url)
     common.out.print(str(path), highlight=False, markup=False, soft_wrap=True)

@@ -11,7 +11,7 @@ from .evaluate import evaluate
 from .explain import explain
 from .fetch import fetch_app
 from .models import models
-from .predict import predict
+from .predict import register as register_predict
 from .prepare import prepare_app
 from .report import report
 from .reproduce import reproduce
@@ -58,8 +58,9 @@ def build_app() -> typer.Typer:
     register_steps()
     app.add_typer(fetch_app, name="fetch")
     app.add_typer(prepare_app, name="prepare")
-    for verb in (train, tune, aggregate, evaluate, predict, explain, report, models, reproduce):
+    for verb in (train, tune, aggregate, evaluate, explain, report, models, reproduce):
         app.command()(verb)
+    register_predict(app)
     app.command("slurm-plan", hidden=True)(slurm_plan)
     commands.register(app, {"fetch": fetch_app}, pipelines())
     app.callback(invoke_without_command=True)(main)

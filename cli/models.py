@@ -11,11 +11,15 @@ from . import common
 def models(
     name: str = typer.Argument(None, metavar="NAME", help="A model name or alias: list its hyper-parameters only."),
     hparams: bool = typer.Option(False, "--hparams", help="Also list every model's hyper-parameters."),
+    published: bool = typer.Option(False, "--published", help="List the published models of other tools instead: source, licence note, citation (`ephys fetch weights NAME`, `ephys predict NAME INPUT`)."),
 ):
     """List the registered models and the data they fit.
 
     With --hparams or a model NAME: each hyper-parameter's type, default, allowed values and
-    meaning (set one with `ephys train --hparam KEY=VALUE`)."""
+    meaning (set one with `ephys train --hparam KEY=VALUE`). With --published: the published models
+    of other tools, with their source, licence note and citation."""
+    if published:
+        return _print_published()
     from ephys.pipelines.core.models import describe_models, resolve_model_name
 
     described = describe_models()
@@ -51,3 +55,15 @@ def _print_hparams(described: list[dict]) -> None:
         if not d.get("hparams"):
             t.add_row("-", "", "", "", "(none)")
         common.out.print(t)
+
+
+def _print_published() -> None:
+    """One block per published model: what it does, where it comes from, its rule, licence and citation."""
+    from ephys.pipelines.core.published import describe_published
+
+    for d in describe_published():
+        lines = [f"{d['name']}  (pipeline {d['pipeline']}; in the weights cache: {'yes' if d['fetched'] else 'no'})",
+                 f"  what:     {d['summary']}", f"  source:   {d['source']}",
+                 f"            {d['size']:,} bytes, sha256 {d['sha256']}", f"  decision: {d['decision']}",
+                 f"  licence:  {d['licence']}", f"  cite:     {d['citation']}"]
+        common.out.print("\n".join(lines) + "\n", highlight=False, markup=False, soft_wrap=True)

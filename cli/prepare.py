@@ -47,9 +47,10 @@ def _run(step, pipeline: str, kw: dict) -> None:
     with common.progress_bar(f"{step.noun}s", None) as advance:
         def progress(done, total, info):
             res = info["result"] if isinstance(info["result"], dict) else {}
-            note = info["key"] + (" (skipped)" if res.get("status") not in (None, "ok") else
-                                  " (done before)" if info["resumed"] else "") + str(res.get("note") or "")
-            advance(1, note, total=total)
+            skipped = res.get("status") not in (None, "ok")
+            note = info["key"] + (" (skipped)" if skipped else " (done before)" if info["resumed"] else "") \
+                + str(res.get("note") or "")
+            advance(1, note, total=total, ok=not skipped)
 
         res = run_prepare(pipeline, step, input_path, out, params, options=options, labels_csv=labels,
                           force=gen.force, run=gen.run_options(out), progress=progress,

@@ -30,15 +30,18 @@ def progress_bar(description: str, total: int | None = None, every: int | None =
     line ``description: done/total  text  (seconds since the last line)`` is printed every
     ``every`` items (default: about 20 lines per run, at least every 10 items; and the last one).
     With ``defer`` (default) a line is printed when the next item arrives, so a command that
-    fails on an item prints its one-line error without a progress line for it.
+    fails on an item prints its one-line error without a progress line for it. ``advance(...,
+    ok=False)`` marks an item that was skipped: lines are held back until the first usable item,
+    so input refused as a whole (a folder of only bad files) prints just its one-line error.
     """
     if STATE["quiet"]:
-        yield lambda n=1, text=None, total=None: None
+        yield lambda n=1, text=None, total=None, ok=True: None
         return
     if batch_log():
         import time
 
-        state = {"done": 0, "total": total, "t": time.perf_counter(), "last": 0, "text": None, "pending": None}
+        state = {"done": 0, "total": total, "t": time.perf_counter(), "last": 0, "text": None, "pending": None,
+                 "any_ok": False, "held": []}
 
         def emit(now_print: bool = True):
             now = time.perf_counter()
@@ -48,13 +51,24 @@ def progress_bar(description: str, total: int | None = None, every: int | None =
                    + f"  ({now - state['t']:.1f} s)")
             state["t"], state["last"] = now, state["done"]
             if now_print:
-                print(msg, file=sys.stderr, flush=True)
+                say(msg)
             else:
                 state["pending"] = msg
 
-        def line(n: int = 1, text: str | None = None, total: int | None = None):
+        def say(msg: str):
+            if state["any_ok"]:
+                print(msg, file=sys.stderr, flush=True)
+            else:  # nothing usable yet: held back, so input that is refused as a whole prints one line
+                state["held"].append(msg)
+
+        def line(n: int = 1, text: str | None = None, total: int | None = None, ok: bool = True):
+            if ok and not state["any_ok"]:
+                state["any_ok"] = True
+                for msg in state["held"]:
+                    print(msg, file=sys.stderr, flush=True)
+                state["held"] = []
             if state["pending"]:
-                print(state["pending"], file=sys.stderr, flush=True)
+                say(state["pending"])
                 state["pending"] = None
             if total is not None:
                 state["total"] = total
@@ -66,6 +80,9 @@ def progress_bar(description: str, total: int | None = None, every: int | None =
                 emit(now_print=not defer)
 
         yield line  # an exception here leaves the last item unreported: the error line says why
+        state["any_ok"] = True  # finished: whatever was held back is worth a line now
+        for msg in state["held"]:
+            print(msg, file=sys.stderr, flush=True)
         if state["pending"]:
             print(state["pending"], file=sys.stderr, flush=True)
         elif state["done"] > state["last"]:
@@ -77,7 +94,7 @@ def progress_bar(description: str, total: int | None = None, every: int | None =
     task = prog.add_task(description, total=total, note="", start=True)
     started = [False]
 
-    def advance(n: int = 1, text: str | None = None, total: int | None = None):
+    def advance(n: int = 1, text: str | None = None, total: int | None = None, ok: bool = True):
         if not started[0]:
             prog.start()
             started[0] = True

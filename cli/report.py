@@ -27,13 +27,12 @@ def report(
         return
     if len(runs or []) > 1:
         raise EphysError("give one run folder (or --compare RUN RUN... OUT)")
+    from ephys.pipelines.core.report import build_report
     from ephys.pipelines.core.tracking import log_run, parse_track
 
     uri = parse_track(track, common.runs_root())
-    common.import_backend()
-    from ephys.pipelines.core.report import build_report
-
     run = common.resolve_run(runs[0] if runs else None)
+    common.import_backend()
     html, md = build_report(run)
     if uri:
         common.info(f"mlflow run {log_run(run, uri)} at {uri}")

@@ -68,7 +68,9 @@ def train(
     options = {k for k, v in given.items() if v is not None} | ({"hparams"} if hparam else set())
     check_config(cfg, source=config, options=options)
     from ephys.pipelines.core.atomic import check_writable_dir
-    from ephys.pipelines.core.training import default_run_dir
+    from ephys.pipelines.core.training import check_inputs, default_run_dir
+
+    check_inputs(cfg)
 
     check_writable_dir(cfg.out or default_run_dir(cfg), "run folder")
     if cv is not None and cv not in ("auto", "lopo", "grouped", "blocked"):

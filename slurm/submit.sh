@@ -53,6 +53,24 @@ export EPHYS_CPUS_TRAIN=${EPHYS_CPUS_TRAIN:-8}
 export EPHYS_CV_ARGS=${EPHYS_CV_ARGS:-} EPHYS_ARRAY_MAX=${EPHYS_ARRAY_MAX:-}
 source "$SLURM_DIR/common.sh" >/dev/null
 
+# before anything else: SLURM itself, the image, the requested times and memory (one line each, exit 2)
+_stop() { echo "slurm-all: $*; nothing was submitted" >&2; exit 2; }
+for tool in sbatch sinfo scontrol; do
+    command -v "$tool" >/dev/null 2>&1 || _stop "no \`$tool\` on PATH: run this on a SLURM login node (or load the SLURM module)"
+done
+if [ -n "$EPHYS_SIF" ]; then
+    [ -f "$EPHYS_SIF" ] || _stop "EPHYS_SIF=$EPHYS_SIF: no such image file (build it with make sif, or unset EPHYS_SIF to run the host install)"
+    command -v apptainer >/dev/null 2>&1 || _stop "EPHYS_SIF is set but \`apptainer\` is not on PATH (module load apptainer?)"
+fi
+for v in EPHYS_TIME_FETCH EPHYS_TIME_PREPARE EPHYS_TIME_TRAIN; do
+    [[ ${!v} =~ ^(infinite|UNLIMITED|([0-9]+-)?[0-9]+(:[0-9]+){0,2})$ ]] \
+        || _stop "$v=${!v} is not a SLURM time limit (MM, HH:MM:SS or D-HH:MM:SS, e.g. 12:00:00)"
+done
+for v in EPHYS_MEM_FETCH EPHYS_MEM_PREPARE EPHYS_MEM_TRAIN; do
+    [[ ${!v^^} =~ ^[0-9]+([KMGT]B?)?$ ]] || _stop "$v=${!v} is not a memory size (e.g. 8G, 4000M)"
+done
+[[ $EPHYS_CPUS_TRAIN =~ ^[1-9][0-9]*$ ]] || _stop "EPHYS_CPUS_TRAIN=$EPHYS_CPUS_TRAIN is not a positive number of CPUs"
+
 # the pipeline's declared steps, as defaults (a variable set above or by the user wins)
 # EPHYS_N_PER_CLASS: the STS-era name of EPHYS_FETCH_SIZE, still honoured
 [ -n "${EPHYS_N_PER_CLASS:-}" ] && export EPHYS_FETCH_SIZE=${EPHYS_FETCH_SIZE:-$EPHYS_N_PER_CLASS}

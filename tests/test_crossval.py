@@ -135,12 +135,15 @@ def test_training_leaves_no_dataset_alive(mer4, tmp_path):
     from ephys.pipelines.core.datasets import Dataset
     from ephys.pipelines.core.training import TrainConfig
 
+    gc.collect()
+    before = {id(o) for o in gc.get_objects() if isinstance(o, Dataset)}  # other tests' (same worker)
     for k in range(2):
         cfg = TrainConfig(model="mlp", data=str(mer4), epochs=1, batch_size=256, lr=3e-3, dropout=0.0,
                           eager=True, out=str(tmp_path / "cv"))
         train_fold(cfg, fold=k, log=lambda s: None)
         gc.collect()
-        assert not [o for o in gc.get_objects() if isinstance(o, Dataset)], f"a Dataset outlived fold {k}"
+        left = [o for o in gc.get_objects() if isinstance(o, Dataset) and id(o) not in before]
+        assert not left, f"a Dataset outlived fold {k}"
 
 
 def test_cross_validate_models_pools_every_fold_of_several_models(mer4, tmp_path):

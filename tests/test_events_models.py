@@ -135,6 +135,7 @@ def test_minis_windows_blocked_cv_tiny(tmp_path):
     assert m["n_windows"] == 172 and 0 <= m["roc_auc"] <= 1
     assert 0 < m["majority_baseline"] < 1 and len(m["folds"]) == 2
     assert m["reference"]["miniml_paper"]["roc_auc"] == 0.998
+    assert "majority baseline" in (tmp_path / "minis" / "report.html").read_text()
     # overlapping windows never straddle a fold boundary: training windows start at least one
     # window (600 samples) away from every test window
     import json

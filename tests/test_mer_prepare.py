@@ -122,14 +122,40 @@ def test_bad_input_cli_and_unknown_rate(tmp_path):
 @needs_shared
 def test_prepare_real_siginspect(tmp_path):
     src = SHARED_DATA / "mer" / "siginspect"
-    proc = ephys("prepare", "mer", src, tmp_path / "si", check=0)
+    # values of order 0.1: not µV; refused without a declared unit, naming the file and --units
+    one_line_error(ephys("prepare", "mer", src, tmp_path / "bad"), "signal1.csv", "implausible", "--units")
+    assert not (tmp_path / "bad").exists()
+    proc = ephys("prepare", "mer", src, tmp_path / "si", "--units", "mV", check=0)
     m = json.loads((tmp_path / "si" / "manifest.json").read_text())
     assert len(m["recordings"]) == 6 and {r["patient"] for r in m["recordings"]} == {"signal1", "signal2"}
     for r in m["recordings"]:
-        assert 0.0 <= r["artifact_fraction"] <= 1.0
+        assert 0.0 <= r["artifact_fraction"] <= 1.0 and r["units_in"] == "mV (declared)"
         assert (r["n_segments"] == 0) == ("reason" in r)
     assert m["n_samples"] == sum(r["n_segments"] for r in m["recordings"])
     assert "recordings" in proc.stderr or proc.stdout
+
+
+def test_units_declared_read_and_refused(tmp_path):
+    rng = np.random.default_rng(5)
+    x_uv = 10.0 * rng.standard_normal((24000, 2))  # a MER-like scale in µV
+    np.savetxt(tmp_path / "mv.csv", x_uv / 1000, delimiter=",")
+    with pytest.raises(EphysError, match="implausible for a MER in µV.*--units"):
+        read_input(tmp_path / "mv.csv")
+    recs, _ = read_input(tmp_path / "mv.csv", units="mV")
+    np.testing.assert_allclose(recs[0].signal, x_uv[:, 0], rtol=1e-9)
+    assert recs[0].units_in == "mV (declared)"
+    volts, _ = read_input(tmp_path / "mv.csv", units="mV")
+    np.savetxt(tmp_path / "v.csv", x_uv / 1e6, delimiter=",")
+    np.testing.assert_allclose(read_input(tmp_path / "v.csv", units="V")[0][1].signal, volts[1].signal, rtol=1e-6)
+    with pytest.raises(EphysError, match="unknown unit"):
+        read_input(tmp_path / "mv.csv", units="nV")
+    # ADC counts (or a µV file declared as mV) are refused too
+    np.savetxt(tmp_path / "counts.csv", x_uv * 2000, delimiter=",")
+    with pytest.raises(EphysError, match="implausible"):
+        read_input(tmp_path / "counts.csv")
+    one_line_error(ephys("prepare", "mer", tmp_path / "mv.csv", tmp_path / "o", "--units", "mv"), "--units")
+    m = json.loads(prepare_mer(tmp_path / "mv.csv", tmp_path / "ds", units="mV").read_text())
+    assert m["provenance"]["input_units"] == ["mV (declared)"] and m["feature_units"]["mad"] == "uV"
 
 
 def test_nwb_roundtrip(tmp_path):
@@ -139,7 +165,8 @@ def test_nwb_roundtrip(tmp_path):
     assert info["format"] == "nwb" and len(a) == len(b)
     for x, y in zip(sorted(a, key=lambda r: r.id), sorted(b, key=lambda r: r.id)):
         assert (x.id, x.depth_um, x.label, x.side, x.electrode) == (y.id, y.depth_um, y.label, y.side, y.electrode)
-        np.testing.assert_allclose(x.signal, y.signal, rtol=1e-6)
+        np.testing.assert_allclose(x.signal, y.signal, rtol=1e-6)  # NWB states volts x 1e-6: read back in µV
+        assert y.units_in.endswith("(nwb)")
 
 
 def test_fetch_synthetic_cli(tmp_path):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import SHARED_DATA, ephys, needs_shared
+from conftest import SHARED_DATA, ephys, needs_shared, one_line_error
+from ephys.pipelines.core.errors import EphysError
 from ephys.pipelines.mer import dsp, stream, synthetic
 from ephys.pipelines.mer.readers import read_input
 
@@ -27,6 +28,36 @@ def test_stream_equals_offline_any_chunking():
         assert rs.artifact_fraction == pytest.approx(mask.mean())
         scale = np.abs(offline).max(axis=0)
         assert np.all(np.abs(online - offline) <= 1e-3 * np.abs(offline) + 1e-3 * scale)
+
+
+@pytest.mark.parametrize("fs", [20000.0, 44100.0])
+def test_stream_at_other_rates_equals_offline(fs):
+    """20 and 44.1 kHz input: resampled to 24 kHz chunk by chunk (state across chunks) = the offline path's
+    polyphase resampling; the segments' features equal the offline features of the same recording."""
+    from scipy.signal import resample_poly
+
+    rng = np.random.default_rng(int(fs))
+    x24, _ = synthetic.simulate_recording(rng, "stn", 0.3, 3.2, 1.0, 0.4, True, True)
+    up, down = dsp.resample_ratio(fs)  # the recording as a device at fs would give it
+    x = resample_poly(x24.astype(np.float64), down, up)
+    offline, mask = dsp.process_fast(x, fs)
+    r = dsp.Resampler(fs)
+    parts = [r.push(x[:7]), r.push(x[7:4000]), r.push(x[4000:])] + [r.finish()]
+    np.testing.assert_array_equal(np.concatenate(parts), dsp.to_24khz(x, fs))
+    rs = stream.RecordingStream(fs)
+    out, pos = [], 0
+    while pos < x.size:
+        n = int(rng.integers(1, 9000))
+        out.append(rs.push(x[pos:pos + n]))
+        pos += n
+    out.append(rs.finish())
+    online = np.vstack(out)
+    assert online.shape == offline.shape and offline.shape[0] >= 3
+    assert rs.artifact_fraction == pytest.approx(mask.mean())
+    scale = np.abs(offline).max(axis=0)
+    assert np.all(np.abs(online - offline) <= 1e-3 * np.abs(offline) + 1e-3 * scale)
+    with pytest.raises(EphysError, match="sampling rate"):
+        stream.RecordingStream(8000)
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +120,9 @@ def test_lsl_loopback_trajectory(trained, tmp_path):
 @needs_shared
 def test_stream_cli_on_real_siginspect(trained, tmp_path):
     _, run = trained
-    proc = ephys("mer", "stream", run, "--source", SHARED_DATA / "mer" / "siginspect", "--out", tmp_path / "s.csv",
-                 check=0)
+    src = SHARED_DATA / "mer" / "siginspect"
+    one_line_error(ephys("mer", "stream", run, "--source", src), "implausible", "--units")  # values of order 0.1
+    proc = ephys("mer", "stream", run, "--source", src, "--units", "mV", "--out", tmp_path / "s.csv", check=0)
     text = (tmp_path / "s.csv").read_text()
     assert text.count("recording,") >= 1 and text.count("\nrecording") == 6
     assert "signal2_E1" in proc.stderr

@@ -6,6 +6,7 @@ import csv
 import json
 
 import numpy as np
+import pytest
 
 from conftest import SHARED_DATA, ephys, needs_shared, one_line_error
 from test_spikes import FS, _trace, _write_sets
@@ -90,18 +91,60 @@ def test_decision_threshold_chosen_on_validation_only(tmp_path):
 
 def test_predict_on_raw_mer_through_the_recorded_prepare_step(tmp_path):
     """A feature-table run has no modality hook for raw input: predict prepares the recordings with the
-    step and parameters its dataset's manifest records (prepared_by), then classifies every segment."""
-    raw = tmp_path / "raw"
-    ephys("fetch", "synthetic", raw, "--pipeline", "mer", "--size", "2", "--seed", "3", check=0)
+    step and parameters its dataset's manifest records (prepared_by), classifies every segment, and the
+    step's predictions hook writes one row per recording (mean segment probability, ML-STIM's rule) and
+    segments.csv; the same recordings as ML-STIM npz + CSV, NWB, or a CSV of columns in mV (--units)."""
+    from ephys.pipelines.core.errors import EphysError
+    from ephys.pipelines.core.predict import predict_run
+    from ephys.pipelines.core.training import TrainConfig, train
+    from ephys.pipelines.mer.synthetic import fetch_synthetic
+
+    raw = fetch_synthetic(tmp_path / "raw", n_patients=2, seed=3, duration_s=1.6, max_electrodes=1, nwb=True)
     ephys("prepare", "mer", raw, tmp_path / "ds", check=0)
     man = json.loads((tmp_path / "ds" / "manifest.json").read_text())
     assert man["prepared_by"]["step"] == "mer" and "key" in man["parameters"]
     ephys("train", "--model", "lightgbm", "--data", tmp_path / "ds", "--out", tmp_path / "run", check=0)
     proc = ephys("predict", tmp_path / "run", raw, tmp_path / "pred", check=0)
     rows = list(csv.DictReader(open(tmp_path / "pred" / "predictions.csv")))
-    assert len(rows) == len(man["samples"]) and {"p_inside", "p_outside", "predicted"} <= set(rows[0])
-    assert {r["id"] for r in rows} == {s["id"] for s in man["samples"]}
+    segs = list(csv.DictReader(open(tmp_path / "pred" / "segments.csv")))
+    assert [r["id"] for r in rows] == [r["id"] for r in man["recordings"]]
+    assert {"probability", "predicted", "n_segments", "depth_mm", "outside_training_range"} <= set(rows[0])
+    assert [s["id"] for s in segs] == [s["id"] for s in man["samples"]]
+    for r in rows:
+        p = [float(s["p_inside"]) for s in segs if s["recording"] == r["id"]]
+        assert int(r["n_segments"]) == len(p)
+        if p:
+            assert float(r["probability"]) == pytest.approx(np.mean(p), abs=1e-6)
+            assert r["predicted"] == ("STN" if np.mean(p) >= 0.51 else "outside")
     assert proc.stdout.strip().endswith("predictions.csv")
+    assert "Trajectories" in (tmp_path / "pred" / "report.html").read_text()
+    # the run's report: its test recordings along their trajectories (the step's sections hook)
+    from ephys.pipelines.core.evaluation import evaluate_run
+    from ephys.pipelines.core.report import build_report
+
+    evaluate_run(tmp_path / "run")
+    page = build_report(tmp_path / "run")[0].read_text()
+    assert "Trajectories" in page and 'alt="test trajectories"' in page
+    # the same recordings as NWB (volts x 1e-6): the same probabilities
+    nwb = predict_run(tmp_path / "run", raw / "nwb", tmp_path / "pred_nwb", log=lambda s: None)
+    by_id = {r["id"]: r["probability"] for r in rows}
+    for r in csv.DictReader(open(nwb / "predictions.csv")):
+        assert r["probability"] == pytest.approx(by_id[r["id"]], abs=2e-6) if r["probability"] else True
+    # a CSV of columns in mV: refused without --units, the same features with it
+    with np.load(raw / "data.npz") as fh:
+        cols = fh["data"][:3, :24000].T / 1000.0
+    np.savetxt(tmp_path / "cols.csv", cols, delimiter=",")
+    with pytest.raises(EphysError, match="implausible.*--units"):
+        predict_run(tmp_path / "run", tmp_path / "cols.csv", tmp_path / "p2", log=lambda s: None)
+    assert not (tmp_path / "p2").exists()
+    ephys("predict", tmp_path / "run", tmp_path / "cols.csv", tmp_path / "p3", "--units", "mV", check=0)
+    got = list(csv.DictReader(open(tmp_path / "p3" / "predictions.csv")))
+    assert [r["id"] for r in got] == ["cols_E1", "cols_E2", "cols_E3"] and all(r["depth_mm"] == "" for r in got)
+    # an MLP run through the same hook (prediction on the npz)
+    mlp = train(TrainConfig(model="mlp", data=str(tmp_path / "ds"), out=str(tmp_path / "mlp"), epochs=2,
+                            batch_size=64, dropout=0.0), log=lambda s: None)
+    out = predict_run(mlp, raw, tmp_path / "pred_mlp", log=lambda s: None)
+    assert len(list(csv.DictReader(open(out / "predictions.csv")))) == len(man["recordings"])
 
 
 def test_prepare_and_predict_miniml_windows(tmp_path):

@@ -255,6 +255,8 @@ def test_reproduce_spikes_seed_tiny(tmp_path):
     for r in m["models"].values():
         assert r["inference_s_test"] > 0 and (Path(r["run"]) / "report.html").is_file()
     assert json.loads((tmp_path / "R" / "gru" / "metrics.json").read_text())["macro_f1"] == m["models"]["gru"]["macro_f1"]
+    page = (tmp_path / "R" / "report.html").read_text()  # the recipe's one top-level page
+    assert "ephys-page" in page and "Every model" in page and "published" in page
 
 
 @needs_shared

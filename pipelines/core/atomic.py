@@ -115,7 +115,8 @@ def _pid_alive(pid: int) -> bool:
 
 def remove_stale_parts(folder: str | Path, started: float, pattern: str = ".*.part*",
                        grace_s: float = 60.0) -> int:
-    """Remove temporary files (from :func:`atomic_path`) that no live writer owns; returns how many.
+    """Remove temporary files (from :func:`atomic_path`) or folders (:func:`part_dir`) that no live
+    writer owns; returns how many.
 
     A temp name carries its writer's host and process id. A file is removed when its writer
     ran on this host and is no longer running; a writer on another host's file when it was
@@ -137,11 +138,25 @@ def remove_stale_parts(folder: str | Path, started: float, pattern: str = ".*.pa
             else:  # no owner in the name (older versions): older than our own start
                 stale = p.stat().st_mtime < started
             if stale:
-                p.unlink()
+                if p.is_dir() and not p.is_symlink():  # a temporary folder (e.g. predict's)
+                    import shutil
+
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink()
                 n += 1
         except FileNotFoundError:
             continue
     return n
+
+
+def part_dir(final: str | Path) -> Path:
+    """A new temporary folder next to ``final`` (``.NAME.HOST-PID.XXXX.part``), to be renamed onto
+    ``final`` when complete; :func:`remove_stale_parts` removes one whose writer died."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{final.name}.{_host_tag()}-{os.getpid()}.", suffix=".part",
+                                 dir=final.parent))
 
 
 @contextlib.contextmanager

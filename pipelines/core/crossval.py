@@ -320,14 +320,18 @@ def _summary(y, pred, proba, label_names, majority) -> dict:
     return m
 
 
-def aggregate(paths, out: str | Path | None = None, allow_missing: bool = False) -> dict:
+def aggregate(paths, out: str | Path | None = None, allow_missing: bool = False, force: bool = False,
+              log: Callable[[str], None] = print) -> dict:
     """Pool the held-out predictions of cross-validation folds into one result.
 
     Parameters
     ----------
     paths : fold run folders, or folders holding them (e.g. the ``train --fold`` folder)
-    out : folder for ``metrics.json``, ``predictions.csv`` and ``report.html`` [default: the first path]
+    out : folder for ``metrics.json``, ``predictions.csv`` and ``report.html`` [default: the first path,
+        or its parent when that is a fold run]; a folder holding fold runs, a new or empty one, or
+        an earlier result of the same folds (:class:`ephys.pipelines.core.outputs.OutputFolder`)
     allow_missing : record missing folds (``complete: false``, ``missing_folds``) instead of refusing
+    force : replace ``out`` when it holds another output (e.g. a trained run)
 
     Returns
     -------
@@ -341,8 +345,30 @@ def aggregate(paths, out: str | Path | None = None, allow_missing: bool = False)
     ------
     EphysError
         No finished fold; folds of different models, schemes, seeds or dataset versions; a fold
-        without finished run (unless ``allow_missing``); a sample held out twice.
+        without finished run (unless ``allow_missing``); a sample held out twice; ``out`` holds
+        another output (without ``force``) or is being written by another run.
     """
+    from .outputs import OutputFolder
+
+    paths = [Path(p) for p in paths]
+    out = aggregate_dir(paths, out)
+    # the folder the folds were trained into (fold runs below it, at any depth: one per dataset x fold)
+    holds_folds = lambda d: not (d / "config.yaml").exists() and next(d.rglob(FOLD_FILE), None) is not None  # noqa: E731
+    with OutputFolder(out, "aggregate", {}, {"runs": sorted(str(p.resolve()) for p in paths)}, force=force,
+                      accept=holds_folds, log=log) as folder:
+        return _aggregate(paths, folder.path, allow_missing)
+
+
+def aggregate_dir(paths, out: str | Path | None = None) -> Path:
+    """Where :func:`aggregate` writes: ``out``, else the first path (its parent when that is a fold run)."""
+    if out is not None:
+        return Path(out)
+    first = Path(list(paths)[0])
+    return first.parent if (first / FOLD_FILE).is_file() else first
+
+
+def _aggregate(paths: list[Path], out: Path, allow_missing: bool) -> dict:
+    """:func:`aggregate` once ``out`` is checked and locked."""
     done, unfinished = find_fold_runs(paths)
     if not done:
         where = unfinished[0] if unfinished else Path(list(paths)[0])
@@ -425,7 +451,6 @@ def aggregate(paths, out: str | Path | None = None, allow_missing: bool = False)
     metrics["per_participant"] = group_rows(2)
     if len(by_ds) > 1:
         metrics["per_dataset"] = group_rows(0)
-    out = Path(out) if out is not None else Path(list(paths)[0])
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["id", *(["dataset"] if len(by_ds) > 1 else []), "group", "fold", "true", "predicted"]

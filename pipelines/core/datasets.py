@@ -230,8 +230,11 @@ def check_same_dataset(recorded: str | None, manifest: dict, where: str | Path, 
                          "re-train the run, or restore the dataset", where)
 
 
-def load_npy(path: str | Path, mmap_mode: str | None = None) -> np.ndarray:
-    """``np.load`` of a dataset array with damage reported as one line naming the file.
+def load_npy(path: str | Path, mmap_mode: str | None = None, hint: str = "re-run `ephys prepare`") -> np.ndarray:
+    """``np.load`` of an array file with damage reported as one line naming the file.
+
+    ``hint`` ends the message (default: the advice for a prepared dataset's arrays; pass ``""``
+    for input files, which ephys did not write).
 
     Raises
     ------
@@ -239,15 +242,16 @@ def load_npy(path: str | Path, mmap_mode: str | None = None) -> np.ndarray:
         Missing, empty (0 bytes), truncated or not a ``.npy`` file (pickled objects refused).
     """
     path = Path(path)
+    tail = f"; {hint}" if hint else ""
     try:
         if path.stat().st_size == 0:
-            raise EphysError("empty file (0 bytes; re-run `ephys prepare`)", path)
+            raise EphysError(f"empty file (0 bytes{tail})", path)
         return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
     except FileNotFoundError:
-        raise EphysError("array file is missing (re-run `ephys prepare`)", path) from None
+        raise EphysError(f"array file is missing{' (' + hint + ')' if hint else ''}", path) from None
     except (EOFError, ValueError, OSError) as exc:  # truncated, not .npy, pickled
-        raise EphysError(f"damaged array file ({type(exc).__name__}: {' '.join(str(exc).split())[:160]}; "
-                         "re-run `ephys prepare`)", path) from None
+        raise EphysError(f"damaged array file (truncated or not .npy; {type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())[:160]}{tail})", path) from None
 
 
 def load_dataset(root: str | Path) -> Dataset:

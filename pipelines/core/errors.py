@@ -28,3 +28,17 @@ class EphysError(Exception):
 
 class UnreadableRecording(EphysError):
     """A recording that cannot be used (unreadable, voltage-clamp only, no usable sweep)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A termination signal (SIGTERM: what SLURM sends at a job's time limit) raised like Ctrl-C,
+    so that every ``finally`` runs (temporary files removed, dask clusters closed, locks released).
+
+    Attributes
+    ----------
+    signum : int, the signal number (the command line exits with 128 + signum).
+    """
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(f"signal {signum}")

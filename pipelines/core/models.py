@@ -532,6 +532,13 @@ def load_keras_model(path: str | os.PathLike, compile: bool = True):
     path = Path(path)
     if not path.is_file():
         raise EphysError("model file not found", path)
+    if path.suffix == ".keras":  # a .keras file is a zip archive: a cut-off copy is named as such
+        import zipfile
+
+        if path.stat().st_size == 0 or not zipfile.is_zipfile(path):
+            raise EphysError(f"cannot load model: damaged file ({path.stat().st_size} bytes, not a complete .keras zip "
+                             "archive: truncated by a full disk or an interrupted copy?); copy it again or re-train",
+                             path)
     try:
         return keras.models.load_model(path, compile=compile)
     except Exception as exc:  # keras raises many types (ValueError, TypeError, OSError, zipfile errors)

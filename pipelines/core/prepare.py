@@ -79,6 +79,14 @@ class PrepareStep:
         the per-item files an unfinished run left (another key: the dataset is refused unless ``--force``).
     predict_dataset : ``predict_dataset(out, trained_manifest) -> Path``: for a step that writes
         several datasets into OUT, the one that matches a run's training dataset (``ephys predict``).
+    predict_options : its ``options`` describe the input (its unit, its sampling rate) rather than
+        how to run: ``ephys predict`` offers them for raw input and hands them to this step.
+    predictions : ``predictions(ctx: PredictionContext) -> list[Section] | None``
+        (:mod:`ephys.pipelines.core.predictions`): writes ``ephys predict``'s ``predictions.csv`` for
+        datasets of this step (e.g. one row per recording) and its extra files; returns extra report
+        sections. Without it the core writes one row per sample.
+    sections : ``sections(ctx: ReportContext) -> list[Section]``: extra sections of the report of a
+        run trained on a dataset of this step (after the modality's).
     """
 
     name: str
@@ -101,6 +109,9 @@ class PrepareStep:
     modalities: tuple[str, ...] = ()
     partial_keys: Callable[[Path], set] | str | None = None
     predict_dataset: Callable[[Path, dict], Path] | str | None = None
+    predict_options: bool = False
+    predictions: Callable[..., Any] | str | None = None
+    sections: Callable[..., Any] | str | None = None
 
     def hook(self, name: str) -> Callable[..., Any] | None:
         from .registry import resolve
@@ -277,6 +288,16 @@ def check_existing(out: Path, pipeline: str, step: PrepareStep, record: dict, ke
     """
     if not out.exists() or not out.is_dir() or not any(out.iterdir()):
         return
+    from .outputs import read_record
+
+    rec = read_record(out)
+    if rec is not None and not str(rec.get("kind", "")).startswith("prepare "):
+        if not force:
+            raise EphysError(f"holds the output of `ephys {rec.get('kind')}`; pass --force to replace it, or choose "
+                             "another OUT", out)
+        log(f"replacing {out} (it held the output of `ephys {rec.get('kind')}`)")
+        _remove_dataset(out)
+        return
     old = _old_dataset(out, step)
     what, diffs = "", []
     if old is not None:
@@ -289,7 +310,8 @@ def check_existing(out: Path, pipeline: str, step: PrepareStep, record: dict, ke
             was = old.get("parameters") or {}
             if was.get("key") != key:
                 what = "dataset was prepared with other parameters"
-                diffs = [f"{k} {was.get(k)!r} -> {record.get(k)!r}" for k in sorted(set(was) | set(record))
+                both = [k for k in sorted(set(was) & set(record)) if k != "key" and was[k] != record[k]]
+                diffs = [f"{k} {was.get(k)!r} -> {record.get(k)!r}" for k in both or sorted(set(was) | set(record))
                          if k != "key" and was.get(k) != record.get(k)] or ["parameter key"]
             elif by.get("input") is not None and by.get("input") != inputs.get("input"):
                 what = "dataset was prepared from other input"
@@ -412,10 +434,8 @@ def run_prepare(pipeline: str, step: PrepareStep, input_path, out: str | Path, p
     ------
     EphysError
         Bad parameters or input (nothing is written), an output folder that holds another dataset
-        (without ``force``), an unwritable OUT, or no item could be prepared.
+        (without ``force``), an unwritable OUT, another run writing OUT, or no item could be prepared.
     """
-    from .registry import resolve
-
     run = run or ShardOptions()
     params = P.check(params if params is not None else step.params()) if step.params is not None else None
     options = options if options is not None else (step.options() if step.options is not None else None)
@@ -427,6 +447,18 @@ def run_prepare(pipeline: str, step: PrepareStep, input_path, out: str | Path, p
     record = P.as_record(params) if params is not None else {}
     pkey = P.params_key(params) if params is not None else "none"
     inputs = {"input": _input_record(input_path)}
+    from .outputs import FolderLock
+
+    with FolderLock(out, f"ephys prepare {step.name}", share=pkey if run.shard is not None else None):
+        return _prepare_locked(pipeline, step, input_path, out, params, options, labels_csv, force, run, n_runs_using,
+                               progress, log, notice, scheduler, record, pkey, inputs)
+
+
+def _prepare_locked(pipeline, step, input_path, out: Path, params, options, labels_csv, force, run, n_runs_using,
+                    progress, log, notice, scheduler, record, pkey, inputs) -> PrepareOutcome:
+    """:func:`run_prepare` once OUT is locked against other writers."""
+    from .registry import resolve
+
     check_existing(out, pipeline, step, record, pkey, inputs, force, n_runs_using, log)
     found = resolve(step.discover)(input_path, params, labels_csv, options)
     items, skipped = found[0], [dict(s) for s in found[1]]
@@ -477,6 +509,8 @@ def run_prepare(pipeline: str, step: PrepareStep, input_path, out: str | Path, p
 
             if not isinstance(sys.exc_info()[1], KeyboardInterrupt):  # a refused input leaves nothing
                 shutil.rmtree(out, ignore_errors=True)
+            elif out.is_dir() and not any(p for p in out.iterdir() if p.name != "dask-logs"):  # interrupted before any item
+                shutil.rmtree(out, ignore_errors=True)
 
 
 class _Job:
@@ -523,16 +557,20 @@ def count_tasks(step: PrepareStep, input_path, params=None, labels_csv=None, opt
     return max(1, -(-len(items) // items_per_task))
 
 
-def prepare_like(input_path, manifest: dict, out_dir: str | Path, log: Callable[[str], None] = print) -> Path | None:
+def prepare_like(input_path, manifest: dict, out_dir: str | Path, log: Callable[[str], None] = print,
+                 options: dict | None = None) -> Path | None:
     """Prepare raw ``input_path`` exactly as the dataset of ``manifest`` was (its recorded step and
     ``parameters``), in-process and without labels; returns the dataset folder, or None when the
     manifest names no step (a dataset from before steps were recorded).
 
+    ``options``: what the input is (``{"units": "mV"}``; None values = not given), for a step whose
+    options describe its input (:attr:`PrepareStep.predict_options`).
+
     Raises
     ------
     EphysError
-        The recorded step is unknown to this version, its parameters are not understood, or the
-        input is refused by the step.
+        The recorded step is unknown to this version, its parameters are not understood, an option
+        the step does not take, or the input is refused by the step.
     """
     from .registry import pipeline as find_pipeline, pipelines
 
@@ -549,7 +587,16 @@ def prepare_like(input_path, manifest: dict, out_dir: str | Path, log: Callable[
         raise EphysError(f"the run's dataset was made by `prepare {by['step']}`, which this version lacks")
     step = steps[by["step"]]
     params = P.from_record(step.params, manifest.get("parameters") or {}) if step.params is not None else None
-    res = run_prepare(p.name, step, input_path, out_dir, params, run=ShardOptions(scheduler="synchronous"), log=log)
+    given = {k: v for k, v in (options or {}).items() if v is not None}
+    opts = None
+    if given:
+        names = {i.name for i in P.describe(step.options)} if step.options is not None and step.predict_options else set()
+        if set(given) - names:
+            bad = sorted(set(given) - names)[0]
+            raise EphysError(f"`prepare {step.name}` input takes no {P.option_name(bad)}", P.option_name(bad))
+        opts = P.from_options(step.options, given)
+    res = run_prepare(p.name, step, input_path, out_dir, params, options=opts, run=ShardOptions(scheduler="synchronous"),
+                      log=log)
     for s in res.skipped:
         log(f"skipped {s['path']}: {s['reason']}")
     pick = step.hook("predict_dataset")

@@ -32,7 +32,7 @@ from .errors import EphysError
 __all__ = ["resolve", "Figure", "Section", "ReportContext", "Modality", "Recipe", "Pipeline", "ClusterSteps", "register_modality",
            "register_pipeline", "modality", "modalities", "pipeline", "pipelines", "recipe", "recipes",
            "load_pipelines", "PLUGINS_ENV", "Command", "CommandContext", "default_pipeline", "prepare_steps",
-           "prepare_step"]
+           "prepare_step", "published_models", "published_model"]
 
 #: environment variable naming extra modules that register pipelines or modalities
 PLUGINS_ENV = "EPHYS_PLUGINS"
@@ -143,6 +143,11 @@ class Modality:
     cv : str
         Default cross-validation scheme of ``ephys train --fold`` / ``make slurm-all``
         (:mod:`ephys.pipelines.core.crossval`): ``auto``, ``lopo``, ``grouped`` or ``blocked``.
+    sample_stats : callable or None
+        ``sample_stats(manifest: dict, indices: list[int]) -> dict[str, array]``: per-sample
+        statistics from the samples' manifest entries (e.g. protocol length in s, sampling rate in
+        Hz) recorded as part of a run's training range and checked by ``ephys predict``
+        (:mod:`ephys.pipelines.core.ranges`), beside the core's amplitude and noise level.
     """
 
     name: str
@@ -159,6 +164,7 @@ class Modality:
     predict_batch_size: int = 8
     match_keys: tuple[str, ...] = ()
     cv: str = "auto"
+    sample_stats: Callable[..., dict] | str | None = None
 
     def hook(self, name: str) -> Callable[..., Any] | None:
         """The hook ``name`` as a callable (a ``"package.module:function"`` string is imported
@@ -326,6 +332,10 @@ class Pipeline:
     default : bool
         The pipeline of the front door: ``ephys fetch synthetic`` and ``ephys train`` without a
         dataset use it.
+    published : tuple[PublishedModel, ...]
+        Trained models other tools published that apply to its data
+        (:class:`ephys.pipelines.core.published.PublishedModel`: ``ephys fetch weights NAME``,
+        ``ephys predict NAME INPUT``, ``ephys models --published``).
     """
 
     name: str
@@ -340,6 +350,7 @@ class Pipeline:
     prepare: tuple[Any, ...] = ()
     commands: tuple[Command, ...] = ()
     default: bool = False
+    published: tuple[Any, ...] = ()
 
     def default_dataset(self) -> str | None:
         """Where its main prepare step writes by default, relative to the data root."""
@@ -350,6 +361,7 @@ _MODALITIES: dict[str, Modality] = {}
 _PIPELINES: dict[str, Pipeline] = {}
 _RECIPES: dict[str, tuple[Recipe, str]] = {}
 _STEPS: dict[str, tuple[Any, str]] = {}
+_PUBLISHED: dict[str, tuple[Any, str]] = {}
 _LOADED = [False]
 
 
@@ -389,6 +401,11 @@ def register_pipeline(p: Pipeline, replace: bool = False) -> Pipeline:
         if other is not None and other[1] != p.name and not replace:
             raise ValueError(f"prepare step {s.name!r} is already registered by {other[1]}")
         _STEPS[s.name] = (s, p.name)
+    for m in p.published:
+        other = _PUBLISHED.get(m.name)
+        if other is not None and other[1] != p.name and not replace:
+            raise ValueError(f"published model {m.name!r} is already registered by {other[1]}")
+        _PUBLISHED[m.name] = (m, p.name)
     _PIPELINES[p.name] = p
     return p
 
@@ -512,3 +529,23 @@ def prepare_step(name: str) -> tuple[Any, str]:
     if name not in steps:
         raise EphysError(f"unknown prepare step {name!r}; known: {', '.join(steps)}")
     return steps[name]
+
+
+def published_models() -> dict[str, tuple[Any, str]]:
+    """Every declared published model by name: ``{name: (PublishedModel, pipeline name)}``."""
+    load_pipelines()
+    return dict(_PUBLISHED)
+
+
+def published_model(name: str) -> tuple[Any, str]:
+    """The published model ``name`` and its pipeline's name.
+
+    Raises
+    ------
+    EphysError
+        Unknown name (the message lists those known).
+    """
+    models = published_models()
+    if name not in models:
+        raise EphysError(f"unknown published model {name!r}; known: {', '.join(models) or 'none'}")
+    return models[name]

@@ -606,6 +606,11 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
                      id="examples")
     for sec in ((mod.hook("sections")(ctx) or []) if mod is not None and mod.sections else []):
         page.section(sec.title, *hook_blocks(sec))
+    from .predictions import step_of
+
+    step = step_of(manifest)  # the sections of the step that prepared the run's dataset
+    for sec in ((step.hook("sections")(ctx) or []) if step is not None and step.sections else []):
+        page.section(sec.title, *hook_blocks(sec))
     explanation = mod.hook("explanation")(ctx) if mod is not None and mod.explanation else None
     if explanation is not None:
         page.section(explanation.title, *hook_blocks(explanation), id="explanations")

@@ -226,3 +226,28 @@ def resolve_run(run: str | Path | None, runs_root: str | Path) -> Path:
     if not cands:
         raise EphysError("no run given and none found; run `ephys train` first or pass RUN", root)
     return max(cands, key=lambda p: (p / "config.yaml").stat().st_mtime)
+
+
+def check_run(run: str | Path | None, runs_root: str | Path, need_model: bool = False) -> Path:
+    """The cheap checks a verb makes on a run before it imports a deep-learning library:
+    :func:`resolve_run`, a readable ``config.yaml`` and, with ``need_model``, the run's model file
+    and ``split.json`` (every finished run has both). Returns the run folder.
+
+    Raises
+    ------
+    EphysError
+        No such run / none found, no or an unreadable ``config.yaml``, a run that has not finished
+        training (with ``need_model``).
+    """
+    from .models import run_model_spec
+
+    run = resolve_run(run, runs_root)
+    config = load_run_config(run)
+    if need_model:
+        spec = run_model_spec(config)
+        model_file = spec.model_file if spec is not None else "model.keras"
+        for name, hint in ((model_file, "training has not finished; re-run `ephys train` to resume"),
+                           ("split.json", "run `ephys train` first")):
+            if not (run / name).is_file():
+                raise EphysError(f"no {name} — {hint}", run)
+    return run

@@ -4,6 +4,7 @@ A run folder holds everything a run did:
 
 ``config.yaml``     every setting needed to reproduce it (``ephys train --config``)
 ``split.json``      train / val / test sample ids (grouped: a cell is on one side only)
+``training_range.json``  the range of the training part (:mod:`ephys.pipelines.core.ranges`)
 ``history.csv``     per-epoch loss / accuracy (train and validation)
 ``checkpoints/``    ``last.keras`` (model + optimiser, every epoch), ``best.weights.h5``,
                     ``state.json`` (epoch, early-stopping counters)
@@ -176,6 +177,31 @@ def check_config(cfg: "TrainConfig", source: str | Path | None = None,
         except EphysError as exc:
             raise EphysError(exc.message, None if on_cli else source) from None
     return cfg
+
+
+def check_inputs(cfg: "TrainConfig") -> None:
+    """What ``ephys train`` checks before it imports Keras (after :func:`check_config`): the model
+    name, and the dataset folder exists, is a prepared dataset (or a folder of them, for
+    cross-validation) and holds a modality the model fits. Reads JSON only.
+
+    Raises
+    ------
+    EphysError
+        Unknown model (the message lists the known ones), no such dataset folder, or a model
+        that does not fit the dataset's modality (the message names the models that do).
+    """
+    from . import models
+
+    models.resolve_model_name(cfg.model)
+    data = Path(str(cfg.data))
+    if not data.is_dir():
+        raise EphysError("no such dataset folder; run `ephys prepare` first", data)
+    try:
+        manifest = json.loads((data / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # a folder of datasets (cross-validation) or a damaged manifest: load_dataset says which
+    if isinstance(manifest, dict) and manifest.get("modality"):
+        models.check_modality(models.resolve_model_name(cfg.model), str(manifest["modality"]))
 
 
 def model_hparams(cfg: "TrainConfig", spec) -> dict:
@@ -457,6 +483,19 @@ def _remove_run(run: Path, existed: bool) -> None:
             pass
 
 
+def _record_range(run: Path, ds: Dataset, split: dict, log: Callable[[str], None]) -> None:
+    """``RUN/training_range.json``: the range of the training part, for ``ephys predict``'s
+    out-of-range flags (:mod:`ephys.pipelines.core.ranges`); a failure here is said, not fatal
+    (predict then computes the range from the training dataset)."""
+    from .ranges import write_training_range
+    from .registry import modality
+
+    try:
+        write_training_range(run, ds, np.asarray(split["train"], dtype=np.int64), modality(ds.modality))
+    except (OSError, ValueError, KeyError, EphysError) as exc:
+        log(f"warning: training range not recorded ({type(exc).__name__}: {exc})")
+
+
 def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], bool | None] | None = None,
           log: Callable[[str], None] = print, split_ids: dict[str, list[str]] | None = None,
           dataset: Dataset | None = None) -> Path:
@@ -486,9 +525,6 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], bool | None] | None 
         Unknown model, model that does not fit the dataset's modality, too few labelled cells,
         a run folder that holds a different configuration, or weights that cannot be loaded.
     """
-    import keras
-    from sklearn.utils.class_weight import compute_class_weight
-
     from . import models
 
     started = time.time()
@@ -516,6 +552,10 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], bool | None] | None 
     cfg.data = str(Path(cfg.data).resolve())
 
     check_writable_dir(run, "run folder")
+    # temp files of a killed session (one .last.*.part.keras per preemption, a trainer's
+    # .model.*.part.txt); a live writer's stay
+    for folder in (run, run / "checkpoints"):
+        remove_stale_parts(folder, started)
     cfg_path = run / "config.yaml"
     state_path = run / "checkpoints" / "state.json"
     if cfg_path.exists():
@@ -564,7 +604,12 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], bool | None] | None 
                 "n_train": len(split["train"]), "n_val": len(split["val"]), "n_test": len(split["test"])}
         for w in split_warnings:
             log(w)
-        return models.resolve_hook(spec.trainer)(cfg, ds, split, run, meta, log)
+        result = models.resolve_hook(spec.trainer)(cfg, ds, split, run, meta, log)
+        _record_range(run, ds, split, log)
+        return result
+
+    import keras  # only here: a model trained by its own code (trees) needs no deep-learning library
+    from sklearn.utils.class_weight import compute_class_weight
 
     gpu = runtime.configure_for_device(cfg.seed)
     meta = {"run_id": run.name, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -592,9 +637,6 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], bool | None] | None 
     state = _read_json(state_path) if state_path.exists() else {}
     last = run / "checkpoints" / "last.keras"
     initial_epoch = 0
-    # temp files of a killed session (one .last.*.part.keras per preemption); a live writer's stay
-    for folder in (run, run / "checkpoints"):
-        remove_stale_parts(folder, started)
     if state and last.exists():
         model = models.load_keras_model(last)
         if cfg.eager:
@@ -661,6 +703,7 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], bool | None] | None 
                                                              for k in ("train", "val")}, log)
     with atomic_path(run / "model.keras", suffix=".keras") as tmp:
         model.save(tmp)
+    _record_range(run, ds, split, log)
     final_state = _read_json(state_path) if state_path.exists() else {}
     best_epoch = final_state.get("best_epoch")
     best_epoch = None if best_epoch is None else int(best_epoch) + 1  # Keras counts from 0; people from 1

@@ -28,9 +28,87 @@ from ..core.errors import EphysError
 from . import detect as D
 from .readers import Trace, check_polarity, read_event_csv, read_trace
 
-__all__ = ["load_detectors", "method_probability", "detect_trace", "run_detect", "summarise_events", "ALL_METHODS"]
+__all__ = ["load_detectors", "method_probability", "detect_trace", "run_detect", "summarise_events", "ALL_METHODS",
+           "check_trace", "check_events"]
 
 ALL_METHODS = ("cnn_bilstm", "unet1d", "autoencoder", "threshold")
+
+#: shortest trace (s, outside stimulus samples) detection runs on: a baseline and several decays
+MIN_DURATION_S = 0.5
+#: robust noise SD a patch-clamp trace can have, per unit: outside it the units are wrong (a trace
+#: in nA read as pA has ~1000x too little noise; typical whole-cell noise is 1-10 pA, 0.05-1 mV)
+NOISE_RANGE = {"pA": (0.05, 1000.0), "mV": (0.001, 50.0)}
+#: a median event amplitude above this in current clamp (mV) is action potentials or stimulus
+#: responses, not miniature synaptic events (mEPPs and minis are 0.1-10 mV)
+MAX_MEDIAN_MV = 20.0
+
+
+def check_trace(trace: Trace) -> float:
+    """Refuse a trace event detection cannot be trusted on; returns its robust noise SD (trace units).
+
+    Raises
+    ------
+    EphysError
+        Shorter than :data:`MIN_DURATION_S` (or that much outside stimulus steps), flat, or a
+        noise level outside :data:`NOISE_RANGE` for its units (a unit mistake).
+    """
+    analysed = float((~trace.exclude).sum()) / trace.fs_hz
+    if trace.duration_s < MIN_DURATION_S:
+        raise EphysError(f"the trace is {trace.duration_s * 1e3:.3g} ms long; event detection needs at least "
+                         f"{MIN_DURATION_S:g} s of recording", trace.source)
+    if analysed < MIN_DURATION_S:
+        raise EphysError(f"only {analysed:.3g} s of the {trace.duration_s:.3g}-s trace lie outside stimulus steps "
+                         "(the command departs from its holding level almost everywhere: a step protocol, not "
+                         "spontaneous activity)", trace.source)
+    if not np.ptp(trace.data[~trace.exclude]) > 0:
+        raise EphysError("the trace is flat (every sample equal): no noise and no events", trace.source)
+    noise = D.trace_noise_sd(trace.data, trace.fs_hz, trace.exclude)
+    lo, hi = NOISE_RANGE.get(trace.units, (0.0, np.inf))
+    if noise < lo or noise > hi:
+        other = {"pA": ("nA", "fA"), "mV": ("V", "µV")}.get(trace.units, ("?", "?"))
+        raise EphysError(f"noise level {noise:.3g} {trace.units} (robust SD) is {'below' if noise < lo else 'above'} "
+                         f"any patch-clamp recording's ({lo:g}-{hi:g} {trace.units}): is the trace in "
+                         f"{other[0] if noise < lo else other[1]} rather than {trace.units}? (.npy: --units; "
+                         "other files: their stored unit)", trace.source)
+    return noise
+
+
+def _threshold_count(trace: Trace, polarity: str) -> int:
+    prob = np.zeros(trace.n_samples)
+    for s0, s1 in trace.segments:
+        prob[s0:s1] = D.threshold_probability(trace.data[s0:s1], trace.fs_hz, polarity)
+    return len(D.detect_events(trace.data, trace.fs_hz, prob, polarity, None, segments=trace.segments,
+                               exclude=trace.exclude))
+
+
+def check_events(trace: Trace, events: dict, polarity: str, polarity_given: bool, log=print) -> None:
+    """Refuse results that say the input is not what detection assumes.
+
+    Raises
+    ------
+    EphysError
+        Current-clamp events of median amplitude above :data:`MAX_MEDIAN_MV` (action potentials);
+        far more threshold events of the other polarity than of ``polarity`` (an inverted trace,
+        or one stored in the other clamp mode) unless the polarity was given explicitly (then a
+        warning through ``log``).
+    """
+    if trace.units == "mV":
+        for m, ev in events.items():
+            amps = np.abs([e["amplitude"] for e in ev])
+            if amps.size >= 3 and float(np.median(amps)) > MAX_MEDIAN_MV:
+                raise EphysError(f"{m} found {amps.size} events of median amplitude {np.median(amps):.3g} mV: these "
+                                 "are action potentials or stimulus responses, not miniature synaptic events (a "
+                                 "current-clamp step recording?)", trace.source)
+    other = "positive" if polarity == "negative" else "negative"
+    n_given = len(events["threshold"]) if "threshold" in events else _threshold_count(trace, polarity)
+    n_other = _threshold_count(trace, other)
+    if n_other >= 10 and n_other >= 5 * max(n_given, 1):
+        msg = (f"{n_given} events of {polarity} polarity but {n_other} of {other} (threshold detector): the trace "
+               f"looks inverted or recorded in the other clamp mode ({trace.units}, {trace.mode.replace('_', ' ')}); "
+               f"pass --polarity {other} if its events go that way")
+        if not polarity_given:
+            raise EphysError(msg, trace.source)
+        log(f"warning: {trace.source}: {msg}")
 
 
 def load_detectors(run_dir: str | Path | None, methods) -> dict:
@@ -145,14 +223,16 @@ def summarise_events(events: list[dict], analysed_s: float) -> dict:
 
 def run_detect(path: str | Path, out: str | Path, *, run_dir=None, methods=("threshold",), fs_hz=None,
                units=None, polarity=None, labels=None, resample: bool = True, channel=None, report: bool = True,
-               log=print) -> dict:
+               log=print, import_backend=None) -> dict:
     """Read a trace, detect with each method, write the output folder; returns ``summary.json``.
+    ``import_backend`` (optional) is called once the inputs are checked, before a model is loaded.
 
     Raises
     ------
     EphysError
         Unreadable trace or labels (names the file, row, field), unknown method, missing models,
-        a sampling rate the models were not trained at with ``resample=False``.
+        a sampling rate the models were not trained at with ``resample=False``, a trace detection
+        cannot be trusted on (:func:`check_trace`) or results that say so (:func:`check_events`).
     """
     methods = list(methods)
     for m in methods:
@@ -161,9 +241,13 @@ def run_detect(path: str | Path, out: str | Path, *, run_dir=None, methods=("thr
     trace = read_trace(path, fs_hz=fs_hz, units=units, channel=channel)
     pol = check_polarity(polarity, trace)
     truth = read_event_csv(labels, trace.duration_s) if labels else None
+    check_trace(trace)
+    if import_backend is not None and any(m != "threshold" for m in methods):
+        import_backend()  # only now: every input has been checked
     det = load_detectors(run_dir, methods)
     trace = _resample(trace, det.get("train_fs_hz"), resample)
     events, secs = detect_trace(trace, det, methods, pol)
+    check_events(trace, events, pol, polarity not in (None, "", "auto"), log)
     out = Path(out)
     analysed = float((~trace.exclude).sum()) / trace.fs_hz
     summary = {"source": str(path), "fs_hz": trace.fs_hz, "units": trace.units, "mode": trace.mode,

@@ -8,15 +8,16 @@ from pathlib import Path
 def detect(p, ctx) -> Path:
     """Detect events in a trace with each method (:func:`.apply.run_detect`); prints a line per
     method and returns ``OUT/summary.json``."""
-    if any(m != "threshold" for m in p.method):
-        ctx.import_backend()
+    from ..core.outputs import OutputFolder
     from .apply import run_detect
 
     trace = Path(p.trace)
     out = Path(p.out) if p.out else ctx.runs_root / f"events-{trace.stem}"
-    res = run_detect(trace, out, run_dir=Path(p.run) if p.run else None, methods=list(p.method), fs_hz=p.fs_hz,
-                     units=p.units, polarity=p.polarity, labels=Path(p.labels) if p.labels else None,
-                     resample=not p.no_resample, channel=p.channel, log=ctx.info)
+    with OutputFolder.of_params(out, "events detect", p, ("trace", "run", "labels"), log=ctx.notice):
+        res = run_detect(trace, out, run_dir=Path(p.run) if p.run else None, methods=list(p.method), fs_hz=p.fs_hz,
+                         units=p.units, polarity=p.polarity, labels=Path(p.labels) if p.labels else None,
+                         resample=not p.no_resample, channel=p.channel, log=ctx.info,
+                         import_backend=ctx.import_backend)
     for m, s in res["methods"].items():
         amp = s["amplitude"]["median"]
         line = (f"{m}: {s['n_events']} events, {s['frequency_hz']:.2f} Hz, median amplitude "

@@ -15,8 +15,9 @@ by :func:`measure_event`:
 * decay tau: single exponential ``a exp(-t/tau) + c`` fitted (``scipy.optimize.curve_fit``) from
   the first sample after the peak below 80 % of the amplitude to the next onset or 8 x the first
   guess; NaN when the fit fails;
-* charge: integral of (trace - baseline) from onset to the end of the fit window (pA ms = fC, or
-  mV ms).
+* charge: integral of (trace - baseline) in the event's direction (samples that crossed back over
+  the baseline count as zero) from onset to the end of the fit window (pA ms = fC, or mV ms); it
+  has the amplitude's sign.
 
 Events whose baseline window, rise or peak touch the trace's ``exclude`` mask (stimulus), or that
 would cross a segment boundary, are dropped; optionally (``min_amplitude_sd``) so are events
@@ -151,7 +152,9 @@ def _measure_local(y, fs_hz, i_steep, sign, stop, first_ok=True):
         except (RuntimeError, ValueError, FloatingPointError):
             tau = float("nan")
     i_on = max(0, int(np.floor(onset)))
-    charge = float(np.sum(sign * z[i_on:f1]) / fs_hz * 1000.0)  # units x ms
+    # the event's area in its own direction: where the trace has crossed back over the baseline
+    # (noise, drift, the next event's overshoot) it adds nothing, so charge and amplitude share a sign
+    charge = float(sign * np.sum(np.clip(z[i_on:f1], 0.0, None)) / fs_hz * 1000.0)  # units x ms
     return {"onset_s": float(onset / fs_hz), "peak_s": float(ip / fs_hz), "amplitude": float(sign * amp),
             "rise_10_90_ms": float((t90 - t10) / ms), "decay_tau_ms": float(tau * 1000.0), "charge": charge,
             "score": float("nan")}

@@ -56,23 +56,61 @@ def load_cohort(folder: str | Path) -> list[dict]:
     Raises
     ------
     EphysError
-        No ``recordings.csv``, or a file it names is missing.
+        No ``recordings.csv``; a missing column; a value that is not a number, a sampling rate
+        that is not positive, an unknown polarity (naming row and field); a missing, empty,
+        truncated, NaN or flat trace or mask; a ground-truth table that is missing, unreadable or
+        holds an onset outside its recording; no event in any recording.
     """
+    from ..core.datasets import load_npy
+
     folder = Path(folder)
     idx = folder / "recordings.csv"
     if not idx.is_file():
         raise EphysError("no recordings.csv: not a simulated events folder (`ephys fetch synthetic --pipeline events`)",
                          folder)
+    need = ("id", "file", "kind", "fs_hz", "units", "polarity", "snr")
     recs = []
     with open(idx, newline="") as fh:
-        for r, row in enumerate(csv.DictReader(fh), start=2):
+        reader = csv.DictReader(fh)
+        missing = [c for c in need if c not in (reader.fieldnames or [])]
+        if missing:
+            raise EphysError(f"no column {', '.join(missing)} (a simulated events folder's recordings.csv has "
+                             f"{', '.join(need)})", idx)
+        for r, row in enumerate(reader, start=2):
+            nums = {}
+            for field in ("fs_hz", "snr"):
+                try:
+                    nums[field] = float(row[field])
+                except (TypeError, ValueError):
+                    raise EphysError(f"row {r}, field {field}: {row[field]!r} is not a number", idx) from None
+            if not (np.isfinite(nums["fs_hz"]) and nums["fs_hz"] > 0):
+                raise EphysError(f"row {r}, field fs_hz: {row['fs_hz']!r} is not a positive sampling rate (Hz)", idx)
+            if row["polarity"] not in ("negative", "positive"):
+                raise EphysError(f"row {r}, field polarity: {row['polarity']!r} is not negative or positive", idx)
             f = folder / row["file"]
             if not f.is_file():
                 raise EphysError(f"row {r}, field file: {row['file']} is missing", idx)
-            recs.append({"id": row["id"], "kind": row["kind"], "fs_hz": float(row["fs_hz"]), "units": row["units"],
-                         "polarity": row["polarity"], "snr": float(row["snr"]),
-                         "x": np.load(f).astype(np.float64), "mask": np.load(folder / f"{row['id']}_mask.npy"),
-                         "truth": read_truth(folder / f"{row['id']}_events.csv")})
+            x = load_npy(f, hint="").astype(np.float64)
+            if x.ndim != 1 or x.size < 2:
+                raise EphysError(f"a trace must be a 1-D array of samples, got shape {x.shape}", f)
+            bad = ~np.isfinite(x)
+            if bad.any():
+                raise EphysError(f"trace holds {int(bad.sum())} NaN or infinite samples (first at sample "
+                                 f"{int(np.flatnonzero(bad)[0])})", f)
+            if not np.ptp(x) > 0:
+                raise EphysError("trace is flat (every sample equal): no noise and no events to learn from", f)
+            mpath = folder / f"{row['id']}_mask.npy"
+            mask = load_npy(mpath, hint="")
+            if mask.shape != x.shape:
+                raise EphysError(f"mask has shape {mask.shape}, its trace {x.shape}", mpath)
+            recs.append({"id": row["id"], "kind": row["kind"], "fs_hz": nums["fs_hz"], "units": row["units"],
+                         "polarity": row["polarity"], "snr": nums["snr"], "x": x, "mask": mask,
+                         "truth": read_truth(folder / f"{row['id']}_events.csv", x.size / nums["fs_hz"])})
+    if not recs:
+        raise EphysError("lists no recording", idx)
+    if not any(r["truth"]["onset_s"].size for r in recs):
+        raise EphysError("no recording has an event (every ID_events.csv is empty): there is no event class to "
+                         "learn", folder)
     return recs
 
 

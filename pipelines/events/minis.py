@@ -107,4 +107,27 @@ def run_minis(data: str | Path, out: str | Path, *, seed: int = 0, epochs: int =
                "reference": {"miniml_paper": {"accuracy": 0.979, "roc_auc": 0.998,
                                               "note": "O'Neill et al. 2025, their own held-out windows (larger training set)"}}}
     write_json(out / "metrics.json", metrics)
+    _write_page(out, metrics)
     return metrics
+
+
+def _write_page(out: Path, m: dict) -> Path:
+    """``OUT/report.html``: pooled out-of-fold accuracy beside the majority baseline, every fold, miniML's
+    published numbers (shared page builder); the cross-validation page is ``OUT/runs/report.html``."""
+    from ..core.page import Card, Cards, Page, Table, Text, format_number as fmt
+
+    ref = m["reference"]["miniml_paper"]
+    page = Page("The window classifier on miniML's scored windows", kicker="ephys reproduce minis",
+                pills=[f"{m['n_windows']} windows", m["cv"]])
+    page.section("Summary", Cards([
+        Card("accuracy (out of fold)", fmt(m["accuracy"]), f"majority baseline {fmt(m['majority_baseline'])}"),
+        Card("balanced accuracy", fmt(m["balanced_accuracy"])),
+        Card("ROC-AUC", fmt(m["roc_auc"]), f"miniML's paper: {fmt(ref['roc_auc'])}"),
+    ]), Text(f"miniML reports accuracy {fmt(ref['accuracy'])} and ROC-AUC {fmt(ref['roc_auc'])}: {ref['note']}. "
+             "The folds here are contiguous blocks of raw_indices with a gap of one window, so overlapping "
+             "windows are never on both sides; each fold's page and the pooled cross-validation page are under runs/."))
+    page.section("Every fold", Table([[r["fold"], str(r["held_out"]), str(r["n_test"]), fmt(r["accuracy"]),
+                                       fmt(r["majority_baseline"]), fmt(r["roc_auc"])] for r in m["folds"]],
+                                     header=["fold", "held out", "n", "accuracy", "majority baseline", "ROC-AUC"]))
+    page.section("Windows", Table([[k, str(v)] for k, v in m["class_counts"].items()], header=["class", "windows"]))
+    return page.write(out, md=True)

@@ -65,6 +65,8 @@ class DetectParams:
     no_resample: bool = param(False, "Refuse a trace whose sampling rate the models were not trained at "
                               "(default: resample to the nearest).")
     channel: Optional[int] = param(None, "ABF ADC channel.", min=0, default_text="the first in A or V")
+    force: bool = param(False, "Replace OUT when it holds other output (a run, another trace's or other settings' "
+                        "events).")
 
     def check(self):
         from ..core.errors import EphysError

@@ -161,10 +161,9 @@ def read_npy_trace(path: str | Path, fs_hz: float | None, units: str = "pA") -> 
         raise EphysError("a .npy trace needs its sampling rate: pass --fs-hz", path)
     if units not in ("pA", "mV"):
         raise EphysError(f"units must be pA or mV, got {units!r}", path)
-    try:
-        x = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise EphysError(f"not a readable .npy array ({exc})", path) from None
+    from ..core.datasets import load_npy
+
+    x = load_npy(path, hint="")
     if x.ndim != 1 or not np.issubdtype(x.dtype, np.number):
         raise EphysError(f"a trace must be a 1-D numeric array, got shape {x.shape} dtype {x.dtype}", path)
     x = x.astype(np.float64)

@@ -64,8 +64,9 @@ def _avg_fig(x, fs, events, sign, units, title):
     tt, yy = t[k:], avg[k:]
     tau = None
     try:
-        popt, _ = curve_fit(lambda u, a, tau, c: a * np.exp(-(u - t[k]) / tau) + c, tt, yy,
-                            p0=(avg[k], 3.0, 0.0), maxfev=4000)
+        with np.errstate(all="ignore"):  # trial steps of the fit may overflow; a failed fit draws no curve
+            popt, _ = curve_fit(lambda u, a, tau, c: a * np.exp(-(u - t[k]) / tau) + c, tt, yy,
+                                p0=(avg[k], 3.0, 0.0), maxfev=4000)
         tau = float(popt[1])
         ax.plot(tt, popt[0] * np.exp(-(tt - t[k]) / popt[1]) + popt[2], "r--", label=f"fit tau {tau:.2f} ms")
     except (RuntimeError, ValueError):

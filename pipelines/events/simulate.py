@@ -233,8 +233,44 @@ def synthetic(out: Path, *, seed: int = 0, size: int | None = None, progress=Non
     return Path(out)
 
 
-def read_truth(path: str | Path) -> dict[str, np.ndarray]:
-    """A ``<id>_events.csv`` ground-truth table as arrays (columns of :data:`_TRUTH_COLS`)."""
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    return {c: np.array([float(r[c]) for r in rows], dtype=np.float64) for c in _TRUTH_COLS}
+def read_truth(path: str | Path, duration_s: float | None = None) -> dict[str, np.ndarray]:
+    """A ``<id>_events.csv`` ground-truth table as arrays (columns of :data:`_TRUTH_COLS`).
+
+    Raises
+    ------
+    EphysError
+        A missing file or column, a value that is not a finite number (naming row and column),
+        or, with ``duration_s``, an onset outside the recording (0 to ``duration_s`` s).
+    """
+    from ..core.errors import EphysError
+
+    path = Path(path)
+    if not path.is_file():
+        raise EphysError("missing: every recording needs its ground-truth table ID_events.csv", path)
+    try:
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            missing = [c for c in _TRUTH_COLS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise EphysError(f"no column {', '.join(missing)} (columns: {', '.join(_TRUTH_COLS)})", path)
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise EphysError(f"unreadable CSV ({type(exc).__name__}: {exc})", path) from None
+    out = {}
+    for c in _TRUTH_COLS:
+        vals = []
+        for k, r in enumerate(rows, start=2):
+            try:
+                v = float(r[c])
+            except (TypeError, ValueError):
+                v = float("nan")
+            if not np.isfinite(v):
+                raise EphysError(f"row {k}, column {c}: {r.get(c)!r} is not a finite number", path)
+            vals.append(v)
+        out[c] = np.array(vals, dtype=np.float64)
+    if duration_s is not None:
+        bad = np.flatnonzero((out["onset_s"] < 0) | (out["onset_s"] > duration_s))
+        if bad.size:
+            raise EphysError(f"row {int(bad[0]) + 2}: onset {out['onset_s'][bad[0]]:g} s lies outside the "
+                             f"{duration_s:g}-s recording ({bad.size} such rows)", path)
+    return out

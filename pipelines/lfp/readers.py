@@ -55,16 +55,20 @@ def read_npy_lfp(folder: str | Path) -> LfpRecording:
         fs = float(meta["fs_hz"])
     except (ValueError, KeyError, TypeError) as exc:
         raise EphysError(f"needs a numeric fs_hz ({type(exc).__name__}: {exc})", meta_path) from None
-    try:
-        lfp = np.load(lfp_path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise EphysError(f"unreadable array ({exc})", lfp_path) from None
+    if not (np.isfinite(fs) and fs > 0):
+        raise EphysError(f"fs_hz must be a positive sampling rate in Hz, not {meta['fs_hz']!r}", meta_path)
+    from ..core.datasets import load_npy
+
+    lfp = load_npy(lfp_path, hint="")
     if lfp.ndim == 1:
         lfp = lfp[:, None]
     if lfp.ndim != 2 or not np.issubdtype(lfp.dtype, np.number):
         raise EphysError(f"expected a numeric (n_samples, n_channels) array, got {lfp.dtype} {lfp.shape}", lfp_path)
     units = read_spikes_csv(csv_path)
     names = list(meta.get("channel_names") or [f"ch{i + 1}" for i in range(lfp.shape[1])])
+    if len(names) != lfp.shape[1]:
+        raise EphysError(f"has {lfp.shape[1]} column(s) (channels) but {meta_path.name} names {len(names)} channels "
+                         f"({', '.join(map(str, names[:6]))})", lfp_path)
     return LfpRecording(str(meta.get("group") or folder.name), lfp.astype(np.float64), fs,
                         float(meta.get("t0_s", 0.0)), names,
                         units,

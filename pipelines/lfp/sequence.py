@@ -127,7 +127,7 @@ def discover(recordings, params: SequenceParams | None = None, labels_csv=None, 
     EphysError
         A recording that fails :func:`check_recording` (NaN samples, shorter than a window, clocks
         that do not overlap, spikes outside it), recordings that differ in sampling rate or channel
-        count, or a unit of ``units`` that no recording has.
+        count, a unit of ``units`` that no recording has, or no unit with spikes at all.
     """
     p = params or SequenceParams()
     units = list(options.units) if options is not None and options.units else None
@@ -145,6 +145,9 @@ def discover(recordings, params: SequenceParams | None = None, labels_csv=None, 
     need = p.window_s + (p.bin_s if p.target == "next" else 0.0)
     for rec in recordings:
         check_recording(rec, need)
+    if not any(rec.units for rec in recordings):
+        raise EphysError("no recording has a unit with spikes (spike times name the units to predict): nothing to "
+                         "prepare", where if where is not None else recordings[0].sources[0])
     fs = {r.fs_hz for r in recordings}
     n_ch = {r.lfp.shape[1] for r in recordings}
     if len(fs) != 1 or len(n_ch) != 1:

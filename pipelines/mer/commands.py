@@ -26,7 +26,7 @@ def stream(p, ctx) -> Path | None:
 
     out = Path(p.out) if p.out else None
     res = stream_run(run, p.source, out=out, depth_stream=p.depth_stream, chunk_samples=p.chunk_samples,
-                     fs_hz=p.fs_hz, idle_s=p.idle_s, on_event=show)
+                     fs_hz=p.fs_hz, idle_s=p.idle_s, on_event=show, units=p.units)
     lat = res["latency_ms"]
     if lat:
         ctx.info(f"{len(res['segments'])} segments; latency per segment median {lat['median']:.2f} ms, "

@@ -1,6 +1,7 @@
 """``ephys prepare mer INPUT OUT``: microelectrode recordings -> a feature-table dataset.
 
-Per recording (see :mod:`ephys.pipelines.mer.dsp`): resample to 24 kHz (polyphase) when the
+Per recording (see :mod:`ephys.pipelines.mer.dsp`): convert to µV (the input's unit: ``--units``,
+NWB's, else µV after a plausibility check; :mod:`.readers`), resample to 24 kHz (polyphase) when the
 input rate differs, filter (band-pass + 96 notches, causal), remove artifacts (variance ratio on
 100-ms windows), then the 9 ML-STIM features of every 1-s segment with 50 % overlap. One row
 per segment in ``features.npy`` / ``features.csv`` (unscaled, in the published order), with
@@ -31,11 +32,12 @@ from .readers import MerRecording, read_input
 LABEL_NAMES = ("outside", "inside")
 #: detected artifact masks (bool, at 24 kHz), key ``r{index}`` = the index in ``recordings``
 MASKS = "artifact_masks.npz"
-FEATURE_UNITS = {"mad": "input unit", "zero_crossings": "count per 1-s segment"}
+FEATURE_UNITS = {"mad": "uV", "zero_crossings": "count per 1-s segment"}
 PARAMETERS = {
     "fs_hz": FS_HZ,
-    "filter": "Butterworth order 6 high-pass 250 Hz + order 6 low-pass 5000 Hz, then iirnotch Q=50 at "
-              f"{int(NOTCH_HZ[0])}..{int(NOTCH_HZ[-1])} Hz every 50 Hz ({len(NOTCH_HZ)} notches); causal",
+    "filter": "one Butterworth order 6 band-pass 250-5000 Hz, then iirnotch Q=50 at "
+              f"{int(NOTCH_HZ[0])}..{int(NOTCH_HZ[-1])} Hz every 50 Hz ({len(NOTCH_HZ)} notches); causal; "
+              "after resampling to 24 kHz",
     "artifact_window_s": ARTIFACT_WINDOW_S,
     "artifact_hop_s": ARTIFACT_WINDOW_S / 2,
     "artifact_threshold": ARTIFACT_THRESHOLD,
@@ -64,9 +66,10 @@ def process_recordings(recs: list[MerRecording], progress: Callable[[int, int], 
 
 
 def discover(input_path, params=None, labels_csv=None, options=None):
-    """The ``prepare mer`` step's ``discover`` hook: every recording of INPUT, read and checked
-    (:func:`.readers.read_input`), plus what the reader found (format, files)."""
-    recs, info = read_input(input_path, getattr(params, "fs_hz", None))
+    """The ``prepare mer`` step's ``discover`` hook: every recording of INPUT, read in µV and checked
+    (:func:`.readers.read_input`; ``options`` is a :class:`.params.MerInput`: unit and rate), plus what
+    the reader found (format, files)."""
+    recs, info = read_input(input_path, getattr(options, "fs_hz", None), getattr(options, "units", None))
     return recs, [], {"info": info}
 
 
@@ -74,7 +77,10 @@ def process(rec: MerRecording, params=None, out_dir=None, options=None) -> dict:
     """The step's ``process`` hook: one recording's features (n_seg, 9) float64, the clean-to-original
     sample index and the artifact mask (fast path, :func:`.dsp.process_fast`)."""
     feats, mask = process_fast(rec.signal, rec.fs_hz)
-    return {"feats": feats, "keep_idx": np.flatnonzero(~mask), "mask": mask}
+    res = {"feats": feats, "keep_idx": np.flatnonzero(~mask), "mask": mask}
+    if feats.shape[0] == 0:  # no full segment: listed with its reason, no row (shown as skipped)
+        res["status"] = "no segment"
+    return res
 
 
 def collect(out, results: list[dict], params, ctx) -> Path:
@@ -85,14 +91,17 @@ def collect(out, results: list[dict], params, ctx) -> Path:
 
 
 def prepare_mer(input_path: str | Path, out: str | Path, fs_hz: float | None = None,
-                progress: Callable[[int, int], None] | None = None, log: Callable[[str], None] | None = None) -> Path:
+                progress: Callable[[int, int], None] | None = None, log: Callable[[str], None] | None = None,
+                units: str | None = None) -> Path:
     """Prepare ``input_path`` (ML-STIM folder / files, CSV / ``.npy`` columns) into ``out``
     (``ephys prepare mer`` from Python).
 
     Parameters
     ----------
-    fs_hz : sampling rate of the input in Hz (default 24 kHz); other rates are resampled to
-        24 kHz before filtering and the manifest records it.
+    fs_hz : sampling rate of the input in Hz (default the file's, else 24 kHz); other rates are
+        resampled to 24 kHz before filtering and the manifest records it.
+    units : the input's unit, ``uV`` | ``mV`` | ``V`` (default the file's, else µV after a
+        plausibility check; see :mod:`.readers`).
     progress : ``progress(done, total)`` after each recording.
 
     Returns
@@ -102,15 +111,15 @@ def prepare_mer(input_path: str | Path, out: str | Path, fs_hz: float | None = N
     Raises
     ------
     EphysError
-        Any bad input (see :mod:`ephys.pipelines.mer.readers`). A dataset in which no recording
-        has a full second left after artifact removal is written (with no rows, every recording's
-        reason in the manifest), not refused.
+        Any bad input (see :mod:`ephys.pipelines.mer.readers`), or no recording with a full
+        second left after artifact removal (recordings without one are listed in the manifest
+        with their reason when others have rows).
     """
     from ..core.prepare import ShardOptions, run_prepare
     from . import PREPARE_MER
-    from .params import MerParams
+    from .params import MerInput, MerParams
 
-    res = run_prepare("mer", PREPARE_MER, input_path, out, MerParams(fs_hz=fs_hz),
+    res = run_prepare("mer", PREPARE_MER, input_path, out, MerParams(), options=MerInput(units=units, fs_hz=fs_hz),
                       run=ShardOptions(scheduler="synchronous"),
                       progress=(lambda d, t, _: progress(d, t)) if progress else None, log=log or (lambda m: None))
     return res.main_file
@@ -126,7 +135,8 @@ def _write(input_path: Path, recs, info, results, out, log) -> Path:
         rec = {"id": r.id, "patient": r.patient, "side": r.side, "electrode": r.electrode,
                "depth_um": None if np.isnan(r.depth_um) else r.depth_um,
                "label": None if r.label is None else LABEL_NAMES[r.label], "n_samples": int(r.signal.size),
-               "fs_hz_in": r.fs_hz, "artifact_fraction": round(frac, 6), "n_segments": int(feats.shape[0]),
+               "fs_hz_in": r.fs_hz, "units_in": r.units_in, "artifact_fraction": round(frac, 6),
+               "n_segments": int(feats.shape[0]),
                "source": r.source, "row": r.row}
         if feats.shape[0] == 0:
             rec["reason"] = (f"less than {SEGMENT_S:g} s left after artifact removal "
@@ -145,11 +155,18 @@ def _write(input_path: Path, recs, info, results, out, log) -> Path:
             extra["depth_um"].append("" if np.isnan(r.depth_um) else f"{r.depth_um:g}")
             extra["segment_start_s"].append(f"{keep_idx[k * step] / FS_HZ:.4f}")
             extra["artifact_fraction"].append(f"{frac:.4f}")
+    if not ids:
+        from ..core.errors import EphysError
+
+        raise EphysError(f"no recording has a full {SEGMENT_S:g}-s segment left after artifact removal (e.g. "
+                         f"{records[0]['id']}: {records[0].get('reason', 'no segment')}): no feature row to write",
+                         input_path)
     rates = sorted({r.fs_hz for r in recs})
     resampled = {f"{fs:g}": f"resampled to {FS_HZ} Hz (scipy.signal.resample_poly, up/down "
                  f"{'/'.join(map(str, resample_ratio(fs)))})" for fs in rates if fs != FS_HZ}
     provenance = {"input": str(Path(input_path)), "format": info["format"], "files": info["files"],
                   "ephys_version": __version__, "parameters": PARAMETERS, "input_fs_hz": rates,
+                  "input_units": sorted({r.units_in for r in recs}), "signal_unit": "uV",
                   "resampling": resampled or "none (input at 24 kHz)"}
     out = Path(out)
     with atomic_path(out / MASKS, suffix=".npz") as tmp:  # the detected artifacts, per recording

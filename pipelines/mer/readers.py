@@ -22,6 +22,14 @@ Formats
 * **NWB**: one ``ElectricalSeries`` per recording (see :data:`NWB_KEYS` for the convention:
   depth, side, electrode and class as JSON in the series description; the electrode in the
   electrodes table). :func:`write_nwb` writes it (``fetch_synthetic(..., nwb=True)``).
+
+Units: every reader returns signals in µV, ML-STIM's unit (its feature ``mad`` and its published
+scaling are in µV). NWB states the unit (an ``ElectricalSeries`` is in volts times its
+``conversion``); an ML-STIM ``.npz`` is µV by that format's definition; a CSV / ``.npy`` has no
+unit. ``units`` (``uV``, ``mV``, ``V``) declares it and overrides the file's. Without it, a file
+whose samples are implausible for a MER in µV (robust SD, 1.4826 x the median absolute deviation,
+outside :data:`PLAUSIBLE_SD_UV` for the median recording of the file: e.g. values of order 0.1,
+i.e. mV or V) is refused with a message asking for ``--units``.
 """
 
 from __future__ import annotations
@@ -35,9 +43,60 @@ import numpy as np
 
 from ..core.errors import EphysError
 from .dsp import FS_HZ, check_recording, resample_ratio
+from .params import UNITS_TO_UV
 
 METADATA_COLUMNS = ("patient", "side", "electrode", "depth", "length", "class")
 SIDES = ("LEFT", "RIGHT")
+#: robust SD (µV) of a raw MER that is plausible: background activity of a few µV to spikes and
+#: LFP of a few mV; outside it a file without a declared unit is refused
+PLAUSIBLE_SD_UV = (0.5, 5000.0)
+
+
+def check_units(units: str | None, where=None) -> str | None:
+    """``units`` if it is one of :data:`UNITS_TO_UV` (or None).
+
+    Raises
+    ------
+    EphysError
+        Any other value.
+    """
+    if units is not None and units not in UNITS_TO_UV:
+        raise EphysError(f"unknown unit {units!r} (expected {', '.join(UNITS_TO_UV)})", where or "--units")
+    return units
+
+
+def to_microvolts(signal: np.ndarray, factor: float) -> np.ndarray:
+    """``signal`` x ``factor`` (to µV), keeping a float dtype; the same array when ``factor`` is 1."""
+    x = np.asarray(signal)
+    if not np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float64)
+    return x if factor == 1.0 else x * x.dtype.type(factor)
+
+
+def robust_sd(signal: np.ndarray, n_max: int = 24000) -> float:
+    """1.4826 x the median absolute deviation of the first ``n_max`` samples (the SD of Gaussian noise)."""
+    x = np.asarray(signal[:n_max], dtype=np.float64)
+    return float(1.4826 * np.median(np.abs(x - np.median(x))))
+
+
+def check_scale(signals, where, what: str = "values") -> None:
+    """Refuse input without a declared unit whose scale is implausible for a MER in µV.
+
+    Raises
+    ------
+    EphysError
+        The median robust SD over ``signals`` (µV) is outside :data:`PLAUSIBLE_SD_UV`; the message gives
+        the scale found and asks for ``--units``.
+    """
+    sds = [robust_sd(s) for s in signals]
+    if not sds:
+        return
+    sd = float(np.median(sds))
+    lo, hi = PLAUSIBLE_SD_UV
+    if not lo <= sd <= hi:
+        guess = "mV or V" if sd < lo else "not µV (ADC counts?)"
+        raise EphysError(f"{what} of order {sd:.2g} (robust SD) are implausible for a MER in µV (expected "
+                         f"{lo:g}-{hi:g} µV; {guess}): declare the unit with --units uV|mV|V", where)
 
 
 @dataclass
@@ -50,9 +109,11 @@ class MerRecording:
     patient, side, electrode : str (side LEFT / RIGHT, or "" when unknown)
     depth_um : EDT in µm (NaN when unknown)
     label : 1 inside the STN, 0 outside, None unlabelled
-    signal : (n_samples,) float array, the samples before zero padding (input unit)
+    signal : (n_samples,) float array, the samples before zero padding, in µV
     fs_hz : its sampling rate
     source : file it came from; row : its row in that file (1-based metadata row or column)
+    units_in : the unit the file was read in (``uV``, ``mV``, ``V``) and how it was known
+        (``declared``, ``nwb``, ``assumed``), e.g. ``"mV (declared)"``
     """
 
     id: str
@@ -65,6 +126,7 @@ class MerRecording:
     fs_hz: float = FS_HZ
     source: str = ""
     row: int = 0
+    units_in: str = "uV (assumed)"
 
 
 def _unique_ids(recs: list[MerRecording]) -> list[MerRecording]:
@@ -82,8 +144,10 @@ def _fmt_depth(d: float) -> str:
     return f"{int(d)}um" if float(d).is_integer() else f"{d:g}um"
 
 
-def read_mlstim(npz_path: str | Path, csv_path: str | Path, fs_hz: float | None = None) -> list[MerRecording]:
-    """Read an ML-STIM ``.npz`` + metadata CSV pair (see the module docstring).
+def read_mlstim(npz_path: str | Path, csv_path: str | Path, fs_hz: float | None = None,
+                units: str | None = None) -> list[MerRecording]:
+    """Read an ML-STIM ``.npz`` + metadata CSV pair (see the module docstring); µV unless ``units``
+    says otherwise.
 
     Raises
     ------
@@ -91,7 +155,8 @@ def read_mlstim(npz_path: str | Path, csv_path: str | Path, fs_hz: float | None 
         Unreadable files; no ``data`` array or not 2-D numeric; missing or extra metadata
         columns; a metadata / data row-count mismatch; in a row: empty patient, side not
         LEFT/RIGHT, non-numeric depth, length not an integer in 1..M, class not 0/1; NaN or Inf
-        samples or an all-zero recording; an unusable sampling rate.
+        samples or an all-zero recording; an unusable sampling rate; without ``units``, a scale
+        implausible for µV (:func:`check_scale`).
     """
     npz_path, csv_path = Path(npz_path), Path(csv_path)
     fs = float(fs_hz) if fs_hz is not None else float(FS_HZ)
@@ -170,17 +235,28 @@ def read_mlstim(npz_path: str | Path, csv_path: str | Path, fs_hz: float | None 
         rid = f"{v['patient']}_{side}_{v['electrode']}_{_fmt_depth(depth)}"
         recs.append(MerRecording(rid, v["patient"], side, v["electrode"], depth, int(float(v["class"])), sig, fs,
                                  str(npz_path), r))
+    return _in_microvolts(recs, units, npz_path)
+
+
+def _in_microvolts(recs: list[MerRecording], units: str | None, where) -> list[MerRecording]:
+    """Signals to µV by the declared ``units``; without one, read as µV after :func:`check_scale`."""
+    if units is None:
+        check_scale([r.signal for r in recs], where)
+    factor = UNITS_TO_UV[units or "uV"]
+    for r in recs:
+        r.signal = to_microvolts(r.signal, factor)
+        r.units_in = f"{units} (declared)" if units else "uV (assumed)"
     return _unique_ids(recs)
 
 
-def read_columns(path: str | Path, fs_hz: float | None = None) -> list[MerRecording]:
-    """One recording per column of a CSV or ``.npy`` file (see the module docstring).
+def read_columns(path: str | Path, fs_hz: float | None = None, units: str | None = None) -> list[MerRecording]:
+    """One recording per column of a CSV or ``.npy`` file (see the module docstring), in µV.
 
     Raises
     ------
     EphysError
         Unreadable file, non-numeric cell (row and column named), ragged rows, NaN / Inf or an
-        all-zero column, an unusable sampling rate.
+        all-zero column, an unusable sampling rate; without ``units``, a scale implausible for µV.
     """
     path = Path(path)
     fs = float(fs_hz) if fs_hz is not None else float(FS_HZ)
@@ -238,7 +314,7 @@ def read_columns(path: str | Path, fs_hz: float | None = None) -> list[MerRecord
             raise EphysError(f"column {j + 1} ({name}): {exc.message}", path) from None
         recs.append(MerRecording(f"{path.stem}_{name}", path.stem, "", name, float("nan"), None, sig, fs,
                                  str(path), j + 1))
-    return _unique_ids(recs)
+    return _in_microvolts(recs, units, path)
 
 
 def _is_metadata_csv(path: Path) -> bool:
@@ -247,23 +323,31 @@ def _is_metadata_csv(path: Path) -> bool:
             head = fh.readline()
     except OSError:
         return False
-    return ";" in head and "patient" in head.lower()
+    low = head.lower()
+    return ";" in head and "patient" in low and "length" in low
 
 
-def read_input(path: str | Path, fs_hz: float | None = None) -> tuple[list[MerRecording], dict]:
-    """Recordings of ``path``: an ML-STIM folder / ``.npz`` / metadata CSV, a columns CSV or
-    ``.npy`` file, or a folder of columns files.
+def read_input(path: str | Path, fs_hz: float | None = None, units: str | None = None
+               ) -> tuple[list[MerRecording], dict]:
+    """Recordings of ``path`` in µV: an ML-STIM folder / ``.npz`` / metadata CSV, a columns CSV or
+    ``.npy`` file, NWB files, or a folder of columns files.
+
+    Parameters
+    ----------
+    fs_hz : the input's sampling rate (default: the file's, else 24 kHz)
+    units : the input's unit, ``uV`` | ``mV`` | ``V`` (default: the file's, else µV; see the module docstring)
 
     Returns
     -------
-    (recordings, info) where info has ``format`` ("mlstim" | "columns") and ``files``.
+    (recordings, info) where info has ``format`` ("mlstim" | "columns" | "nwb") and ``files``.
 
     Raises
     ------
     EphysError
-        A missing path, a folder with nothing readable, an ``.npz`` without its metadata, and
-        everything the readers raise.
+        A missing path, a folder with nothing readable, an ``.npz`` without its metadata, an unknown
+        unit, and everything the readers raise.
     """
+    check_units(units)
     p = Path(path)
     if not p.exists():
         raise EphysError("no such file or folder", p)
@@ -275,15 +359,15 @@ def read_input(path: str | Path, fs_hz: float | None = None) -> tuple[list[MerRe
             if len(npz) > 1 and not (p / "data.npz").is_file():
                 raise EphysError(f"more than one .npz ({', '.join(f.name for f in npz)}); pass one of them", p)
             data = p / "data.npz" if (p / "data.npz").is_file() else npz[0]
-            return read_input(data, fs_hz)
+            return read_input(data, fs_hz, units)
         nwbs = sorted(p.glob("*.nwb"))
         if nwbs:
-            recs = [r for f in nwbs for r in read_nwb(f, fs_hz)]
+            recs = [r for f in nwbs for r in read_nwb(f, fs_hz, units)]
             return _unique_ids(recs), {"format": "nwb", "files": [str(f) for f in nwbs]}
         files = [f for f in sorted(p.iterdir()) if f.suffix.lower() in (".csv", ".npy") and f not in metas]
         if not files:
             raise EphysError("no MER files here (expected data.npz + metadata.csv, or .csv / .npy columns)", p)
-        recs = [r for f in files for r in read_columns(f, fs_hz)]
+        recs = [r for f in files for r in read_columns(f, fs_hz, units)]
         return _unique_ids(recs), {"format": "columns", "files": [str(f) for f in files]}
     suffix = p.suffix.lower()
     if suffix == ".npz":
@@ -292,17 +376,17 @@ def read_input(path: str | Path, fs_hz: float | None = None) -> tuple[list[MerRe
         meta = next((c for c in cands if c.is_file()), None)
         if meta is None:
             raise EphysError("no metadata CSV next to it (expected metadata.csv or the same name .csv)", p)
-        return read_mlstim(p, meta, fs_hz), {"format": "mlstim", "files": [str(p), str(meta)]}
+        return read_mlstim(p, meta, fs_hz, units), {"format": "mlstim", "files": [str(p), str(meta)]}
     if suffix == ".csv" and _is_metadata_csv(p):
         cands = [p.with_suffix(".npz"), p.parent / "data.npz"] + sorted(p.parent.glob("*.npz"))
         data = next((c for c in cands if c.is_file() and c.name != "artifacts.npz"), None)
         if data is None:
             raise EphysError("metadata without its .npz (expected data.npz or the same name .npz)", p)
-        return read_mlstim(data, p, fs_hz), {"format": "mlstim", "files": [str(data), str(p)]}
+        return read_mlstim(data, p, fs_hz, units), {"format": "mlstim", "files": [str(data), str(p)]}
     if suffix in (".csv", ".npy"):
-        return read_columns(p, fs_hz), {"format": "columns", "files": [str(p)]}
+        return read_columns(p, fs_hz, units), {"format": "columns", "files": [str(p)]}
     if suffix == ".nwb":
-        return read_nwb(p, fs_hz), {"format": "nwb", "files": [str(p)]}
+        return read_nwb(p, fs_hz, units), {"format": "nwb", "files": [str(p)]}
     raise EphysError(f"unsupported MER file type {p.suffix!r} (expected .npz + metadata .csv, .csv or .npy)", p)
 
 
@@ -313,7 +397,8 @@ def read_input(path: str | Path, fs_hz: float | None = None) -> tuple[list[MerRe
 #: NWB convention of this pipeline: one ``ElectricalSeries`` per recording in ``acquisition``,
 #: whose ``description`` is a JSON object with these keys (``class`` may be null = unlabelled);
 #: the series' one electrode (electrodes table row) has ``location`` "STN trajectory", its
-#: electrode group is the side, and extra columns ``side`` and ``electrode_name``.
+#: electrode group is the side, and extra columns ``side`` and ``electrode_name``. The data are
+#: volts x ``conversion`` (NWB's rule; :func:`write_nwb` stores µV with ``conversion`` 1e-6).
 NWB_KEYS = ("depth_um", "side", "electrode", "class")
 
 
@@ -350,21 +435,25 @@ def write_nwb(recs: list[MerRecording], path: str | Path, patient: str | None = 
         region = nwb.create_electrode_table_region([rows[(r.side, r.electrode)]], "the recording electrode")
         desc = json.dumps({"depth_um": r.depth_um, "side": r.side, "electrode": r.electrode, "class": r.label})
         nwb.add_acquisition(ElectricalSeries(name=r.id, data=np.asarray(r.signal, dtype=np.float32),
-                                             electrodes=region, rate=float(r.fs_hz), description=desc))
+                                             electrodes=region, rate=float(r.fs_hz), description=desc,
+                                             conversion=1e-6))  # the samples are µV
     with atomic_path(path, suffix=".nwb") as tmp:
         with NWBHDF5IO(str(tmp), "w") as io_:
             io_.write(nwb)
     return path
 
 
-def read_nwb(path: str | Path, fs_hz: float | None = None) -> list[MerRecording]:
-    """Recordings of an NWB file written in this pipeline's convention (:data:`NWB_KEYS`).
+def read_nwb(path: str | Path, fs_hz: float | None = None, units: str | None = None) -> list[MerRecording]:
+    """Recordings of an NWB file written in this pipeline's convention (:data:`NWB_KEYS`), in µV:
+    data x ``conversion`` are volts (NWB's rule), unless ``units`` declares the unit of data x
+    ``conversion`` otherwise.
 
     Raises
     ------
     EphysError
         Unreadable file, no ElectricalSeries, a series whose description is not the JSON
-        convention or has a non-numeric depth, NaN / Inf or all-zero data, an unusable rate.
+        convention or has a non-numeric depth, NaN / Inf or all-zero data, an unusable rate, a
+        scale implausible for a MER (:func:`check_scale`) when ``units`` is not given.
     """
     import json
 
@@ -395,7 +484,8 @@ def read_nwb(path: str | Path, fs_hz: float | None = None) -> list[MerRecording]
                 resample_ratio(rate)
             except EphysError as exc:
                 raise EphysError(f"series {s.name}: {exc.message}", path) from None
-            sig = np.asarray(s.data[:], dtype=np.float64).reshape(-1) * float(s.conversion or 1.0)
+            factor = float(s.conversion or 1.0) * UNITS_TO_UV[units or "V"]
+            sig = np.asarray(s.data[:], dtype=np.float64).reshape(-1) * factor
             try:
                 check_recording(sig)
             except EphysError as exc:
@@ -403,7 +493,10 @@ def read_nwb(path: str | Path, fs_hz: float | None = None) -> list[MerRecording]
             side = str(meta.get("side") or "").upper()
             cls = meta.get("class")
             recs.append(MerRecording(s.name, str(patient), side, str(meta.get("electrode") or ""), depth,
-                                     None if cls is None else int(cls), sig, rate, str(path), k))
+                                     None if cls is None else int(cls), sig, rate, str(path), k,
+                                     f"{units} (declared)" if units else f"V x {float(s.conversion or 1.0):g} (nwb)"))
     finally:
         io_.close()
+    if units is None:
+        check_scale([r.signal for r in recs], path, "values (volts x conversion, in µV)")
     return _unique_ids(recs)

@@ -104,8 +104,11 @@ def write_mer_report(out: str | Path, res: dict) -> Path:
                           f"per recording; accuracy {fmt(pr.get('accuracy'))} vs majority "
                           f"{fmt(pr.get('majority_baseline_accuracy'))}", frac=pr.get("balanced_accuracy")))
         cards.append(Card(f"{m}: ROC-AUC", fmt(pr.get("roc_auc")), "per recording", frac=pr.get("roc_auc")))
-        cards.append(Card(f"{m}: border error", "n/a" if b.get("median") is None else f"{fmt(b['median'], 2)} mm",
-                          f"median; p90 {fmt(b.get('p90'), 2)} mm over {b.get('n_trajectories')} trajectories"))
+        b4 = (res["models"][m].get("borders") or {}).get("four_state") or b
+        cards.append(Card(f"{m}: STN exit error", "n/a" if b4.get("exit_mean") is None else
+                          f"{fmt(b4['exit_mean'], 2)} mm",
+                          f"mean |error|, {'4-state' if b4 is not b else '3-state'} decoder; p90 "
+                          f"{fmt(b4.get('exit_p90'), 2)} mm over {b4.get('n_trajectories')} trajectories"))
     ref_rows = [[k, fmt(v.get("accuracy")) + (f" ± {fmt(v.get('accuracy_sd'))}" if v.get("accuracy_sd") else "")]
                 if isinstance(v, dict) else [k, str(v)] for k, v in (res.get("reference") or {}).items()]
     page.section(
@@ -142,19 +145,41 @@ def write_mer_report(out: str | Path, res: dict) -> Path:
                        title="Mean ± SD over patients (per recording)", numeric=[False] + [True] * 5),
                  Table(per, ["patient"] + [f"{m} {k}" for m in models for k in ("accuracy", "bal. acc.", "ROC-AUC")]
                        + ["recordings"], title="Every patient", scroll=True))
-    borders = [[m] + [fmt(b.get(k), 2) for k in ("median", "p90", "entry_median", "exit_median")]
-               + [b.get("n_trajectories"), b.get("n_no_stn_found")]
-               for m, b in ((m, res["models"][m]["border_error_mm"]) for m in models)]
+    def mm(b, k):
+        v, sd = b.get(f"{k}_mean"), b.get(f"{k}_sd")
+        return "n/a" if v is None else f"{fmt(v, 2)} ± {fmt(sd, 2)}"
+
+    borders = []
+    for m in models:
+        r = res["models"][m]
+        for name, b in (r.get("borders") or {"three_state": r["border_error_mm"]}).items():
+            borders.append([m, {"three_state": "3-state HMM", "four_state": "4-state (STN-vs-SNr)"}.get(name, name),
+                            mm(b, "entry"), fmt(b.get("entry_p90"), 2), fmt(b.get("entry_within_1mm")),
+                            mm(b, "exit"), fmt(b.get("exit_p90"), 2), fmt(b.get("exit_within_1mm")),
+                            b.get("n_trajectories"), b.get("n_no_stn_found")])
     figs = [Fig((out / f"trajectories_{m}.png").read_bytes(), f"trajectories {m}",
                 f"{m}: held-out P(inside STN) along depth (EDT, mm) for up to 12 trajectories; shaded: the labels' STN; "
-                "dashed: the HMM's entry and exit; grey bars: each recording's artifact fraction.", f"trajectories_{m}")
+                "dashed: the 3-state HMM's entry and exit; dotted: the four-state decoder's; grey bars: each "
+                "recording's artifact fraction.", f"trajectories_{m}")
             for m in models if (out / f"trajectories_{m}.png").is_file()]
+    clf = res.get("stn_vs_snr_classifier")
+    clf_text = (Text(f"STN-vs-SNr classifier ({clf['model']}, {clf['features']}; leave-one-patient-out on the STN and "
+                     f"SNr segments of the training patients): per held-out recording balanced accuracy "
+                     f"{fmt(clf.get('balanced_accuracy'))}, ROC-AUC {fmt(clf.get('roc_auc'))} over {clf.get('n')} "
+                     f"STN and SNr recordings. Decoder settings (chosen on another seed's cohort): "
+                     + ", ".join(f"{k} {v:g}" for k, v in (res.get("decoder_settings") or {}).items()) + ".")
+                if clf else Notice("No SNr labels in this input: the four-state decoder needs them (the simulator's "
+                                   "regions.csv)."))
     page.section("STN borders along trajectories",
-                 Table(borders, ["model", "median error (mm)", "90th percentile (mm)", "entry median (mm)",
-                                 "exit median (mm)", "trajectories", "no STN found"],
-                       caption="A 3-state left-to-right HMM (transitions from the training patients' labels) decodes "
-                               "each held-out trajectory; errors against the labels' borders (trajectories.csv)."),
-                 *figs)
+                 Table(borders, ["model", "decoder", "entry |error| mean ± SD (mm)", "entry p90 (mm)",
+                                 "entry within 1 mm", "exit |error| mean ± SD (mm)", "exit p90 (mm)", "exit within 1 mm",
+                                 "trajectories", "no STN found"],
+                       numeric=[False, False] + [True] * 8,
+                       caption="Per held-out trajectory, errors against the labels' borders (trajectories.csv). "
+                               "3-state: before -> STN -> after, transitions from the training patients' labels. "
+                               "4-state: before -> STN -> gap -> SNr, emissions from the model's P(inside) and the "
+                               "STN-vs-SNr classifier, STN-length prior from the training patients."),
+                 clf_text, *figs)
     expl = res.get("explanations") or {}
     if expl:
         rows = [[m, e["method"], ", ".join(f for f, _ in e["features"][:5]), e["n_samples"]] for m, e in expl.items()]

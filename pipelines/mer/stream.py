@@ -1,7 +1,9 @@
 """``ephys mer stream``: ML-STIM in real time, chunk by chunk, with the trajectory estimate.
 
 :class:`RecordingStream` processes one recording (one depth of one electrode) as its samples
-arrive, in chunks of any size: the filter chain runs as one second-order-sections cascade whose
+arrive, in chunks of any size and at any rate above 10 kHz: a rate other than 24 kHz is resampled to
+24 kHz first by the offline path's polyphase filter, its state kept across chunks
+(:class:`.dsp.Resampler`); the filter chain runs as one second-order-sections cascade whose
 state (``sosfilt`` ``zi``) is kept across chunks — the same causal filter as the offline path —;
 the artifact rule labels each 50-ms hop as soon as the 100-ms window after it is complete (a
 50-ms look-ahead), and every new second of clean signal (every 0.5 s: 50 % overlap) gives one
@@ -10,9 +12,10 @@ segment's 9 features, equal to the offline features of the same recording (withi
 numpy, or ``lightgbm``). :class:`Tracker` keeps each trajectory's recording probabilities and
 re-decodes the STN entry and exit (:mod:`.trajectory`) whenever a depth is finished.
 
-Sources (:func:`stream_run`): a file (any input of ``prepare mer``: its recordings are played
-in chunks, in order) or a Lab Streaming Layer stream (``lsl:NAME``; pylsl, which bundles
-liblsl): every channel is one electrode; an optional marker stream (``--depth-stream NAME``)
+Sources (:func:`stream_run`): a file (any input of ``prepare mer``, in µV as it reads them: its
+recordings are played in chunks of input samples, in order) or a Lab Streaming Layer stream
+(``lsl:NAME``; pylsl, which bundles liblsl; its nominal rate, its samples in ``units``, µV by
+default): every channel is one electrode; an optional marker stream (``--depth-stream NAME``)
 carries the depth (EDT, µm) as a number: each marker finishes the current recordings and
 starts new ones at that depth.
 """
@@ -31,20 +34,26 @@ import numpy as np
 
 from ..core.atomic import write_text
 from ..core.errors import EphysError
-from .dsp import ARTIFACT_THRESHOLD, FS_HZ, SEGMENT_OVERLAP, SEGMENT_S, _window_hop, features_fast, filter_sos
-from .trajectory import decode, transitions_from_labels
+from .dsp import (ARTIFACT_THRESHOLD, FS_HZ, SEGMENT_OVERLAP, SEGMENT_S, Resampler, _window_hop, features_fast,
+                  filter_sos)
+from .params import UNITS_TO_UV
+from .trajectory import decode
 
 
 class RecordingStream:
-    """Stateful ML-STIM processing of one 24-kHz recording; see the module docstring.
+    """Stateful ML-STIM processing of one recording at ``fs_hz`` (µV); see the module docstring.
 
     ``push(chunk)`` and ``finish()`` return the features of the segments completed by that call,
-    shape (k, 9) float64.
+    shape (k, 9) float64. ``artifact_fraction`` counts 24-kHz samples, as the offline mask does.
+
+    Raises
+    ------
+    EphysError
+        ``fs_hz`` unusable (not above 10 kHz, or no integer ratio to 24 kHz).
     """
 
     def __init__(self, fs_hz: float = FS_HZ):
-        if float(fs_hz) != FS_HZ:
-            raise EphysError(f"streaming needs {FS_HZ} Hz input, got {fs_hz:g} Hz")
+        self.resampler = Resampler(fs_hz)
         self.sos = filter_sos(float(FS_HZ))
         self.zi = np.zeros((self.sos.shape[0], 2))
         self.w, self.s = _window_hop(FS_HZ)
@@ -81,24 +90,31 @@ class RecordingStream:
             self.n_segments += 1
         return np.asarray(rows, dtype=np.float64).reshape(-1, 9)
 
-    def push(self, chunk) -> np.ndarray:
-        """Add samples (1-D, any length); returns the features of newly completed segments."""
+    def _filter(self, x24: np.ndarray) -> None:
         from scipy.signal import sosfilt
 
+        if x24.size == 0:
+            return
+        y, self.zi = sosfilt(self.sos, x24.astype(np.float64), zi=self.zi)
+        self.n_in += x24.size
+        self.buf = np.concatenate([self.buf, y.astype(np.float32)])
+        while self.buf.size >= self.w:
+            self._window()
+
+    def push(self, chunk) -> np.ndarray:
+        """Add samples (1-D, any length, at ``fs_hz``); returns the features of newly completed segments."""
         x = np.asarray(chunk, dtype=np.float64).ravel()
         if x.size == 0:
             return np.zeros((0, 9))
         if not np.all(np.isfinite(x)):
             raise EphysError("NaN or Inf sample in the stream")
-        y, self.zi = sosfilt(self.sos, x, zi=self.zi)
-        self.n_in += x.size
-        self.buf = np.concatenate([self.buf, y.astype(np.float32)])
-        while self.buf.size >= self.w:
-            self._window()
+        self._filter(self.resampler.push(x))
         return self._segments()
 
     def finish(self) -> np.ndarray:
-        """End of the recording: label the last (clipped) windows; returns remaining segments."""
+        """End of the recording: the resampler's last samples, the last (clipped) windows; returns
+        the remaining segments."""
+        self._filter(self.resampler.finish())
         while self.buf.size > 0:
             self._window()
         return self._segments()
@@ -169,21 +185,13 @@ class SegmentClassifier:
     def transitions(self) -> tuple[float, float]:
         """HMM transitions from the run's training recordings' labels (defaults 0.1 / 0.2 when
         the dataset is not readable)."""
+        from .trajectory import transitions_of_run
+
         try:
             manifest = json.loads((Path(self.config["data"]) / "manifest.json").read_text())
-            train_ids = set(json.loads((self.run / "split.json").read_text())["train"])
-            rec_ids = {s["id"].rsplit("_s", 1)[0] for s in manifest["samples"] if s["id"] in train_ids}
-            trajs: dict = {}
-            for r in manifest.get("recordings", []):
-                if r["id"] in rec_ids and r["label"] is not None and r["depth_um"] is not None:
-                    trajs.setdefault((r["patient"], r["side"], r["electrode"]), []).append(
-                        (r["depth_um"], int(r["label"] == "inside")))
-            runs = [[lab for _, lab in sorted(v)] for v in trajs.values()]
-            if runs:
-                return transitions_from_labels(runs)
-        except (OSError, ValueError, KeyError):
-            pass
-        return 0.1, 0.2
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0.1, 0.2
+        return transitions_of_run(self.run, manifest)
 
 
 @dataclass
@@ -241,21 +249,21 @@ def _finish(live: _Live, clf: SegmentClassifier, tracker: Tracker, rows: list, s
 
 
 def stream_file(run: str | Path, source: str | Path, chunk_samples: int = 2400, fs_hz: float | None = None,
-                on_event: Callable[[dict], None] | None = None, seed: int | None = None) -> dict:
-    """Play the recordings of ``source`` (any ``prepare mer`` input, at 24 kHz) in chunks of
-    ``chunk_samples`` (random sizes in 1..2*chunk_samples when ``seed`` is given) through the
-    stream; returns ``{"segments": [...], "recordings": [...], "trajectories": {...}}``."""
+                on_event: Callable[[dict], None] | None = None, seed: int | None = None,
+                units: str | None = None) -> dict:
+    """Play the recordings of ``source`` (any ``prepare mer`` input, any rate; read in µV with
+    ``units`` as ``prepare mer`` reads them) in chunks of ``chunk_samples`` input samples (random sizes
+    in 1..2*chunk_samples when ``seed`` is given) through the stream; returns ``{"segments": [...],
+    "recordings": [...], "trajectories": {...}}``."""
     from .readers import read_input
 
-    recs, _ = read_input(source, fs_hz)
+    recs, _ = read_input(source, fs_hz, units)
     clf = SegmentClassifier(run)
     tracker = Tracker(*clf.transitions())
     rng = np.random.default_rng(seed) if seed is not None else None
     rows, summaries = [], []
     for r in recs:
-        if r.fs_hz != FS_HZ:
-            raise EphysError(f"streaming needs {FS_HZ} Hz input, got {r.fs_hz:g} Hz", r.source)
-        live = _Live((r.patient, r.side, r.electrode), r.id, r.depth_um, RecordingStream())
+        live = _Live((r.patient, r.side, r.electrode), r.id, r.depth_um, RecordingStream(r.fs_hz))
         pos = 0
         while pos < r.signal.size:
             n = int(rng.integers(1, 2 * chunk_samples + 1)) if rng is not None else chunk_samples
@@ -278,14 +286,16 @@ def _traj(tracker: Tracker) -> dict:
 
 def stream_lsl(run: str | Path, name: str, depth_stream: str | None = None, timeout_s: float = 10.0,
                idle_s: float = 2.0, max_s: float | None = None, on_event: Callable[[dict], None] | None = None,
-               patient: str = "live", side: str = "") -> dict:
-    """Read the LSL stream ``name`` (float samples at 24 kHz, one channel per electrode) until no
-    sample has arrived for ``idle_s`` seconds (or ``max_s`` have passed); see the module docstring.
+               patient: str = "live", side: str = "", units: str | None = None) -> dict:
+    """Read the LSL stream ``name`` (float samples at its nominal rate, in ``units``, µV by default;
+    one channel per electrode) until no sample has arrived for ``idle_s`` seconds (or ``max_s`` have
+    passed); see the module docstring.
 
     Raises
     ------
     EphysError
-        No stream of that name (or depth stream) within ``timeout_s``, or a rate other than 24 kHz.
+        No stream of that name (or depth stream) within ``timeout_s``, an irregular or unusable rate
+        (not above 10 kHz), an unknown unit.
     """
     import pylsl
 
@@ -299,8 +309,15 @@ def stream_lsl(run: str | Path, name: str, depth_stream: str | None = None, time
     tracker = Tracker(*clf.transitions())
     inlet = find(name)
     info = inlet.info()
-    if abs(info.nominal_srate() - FS_HZ) > 1e-6:
-        raise EphysError(f"stream rate {info.nominal_srate():g} Hz; streaming needs {FS_HZ} Hz", f"lsl:{name}")
+    rate = float(info.nominal_srate())
+    from .dsp import resample_ratio
+    from .readers import check_units
+
+    try:
+        resample_ratio(rate)
+    except EphysError as exc:
+        raise EphysError(f"stream rate: {exc.message}", f"lsl:{name}") from None
+    factor = UNITS_TO_UV[check_units(units) or "uV"]
     n_ch = info.channel_count()
     depth_inlet = find(depth_stream) if depth_stream else None
     rows, summaries = [], []
@@ -313,7 +330,7 @@ def stream_lsl(run: str | Path, name: str, depth_stream: str | None = None, time
     def new_lives(d):
         n_rec[0] += 1
         return [_Live((patient, side, f"ch{c + 1}"), f"{patient}_ch{c + 1}_{d:g}um" if np.isfinite(d)
-                      else f"{patient}_ch{c + 1}_rec{n_rec[0]}", d, RecordingStream()) for c in range(n_ch)]
+                      else f"{patient}_ch{c + 1}_rec{n_rec[0]}", d, RecordingStream(rate)) for c in range(n_ch)]
 
     lives = None
     pending: list[tuple[float, float]] = []  # (timestamp, depth) of markers not yet applied
@@ -356,7 +373,8 @@ def stream_lsl(run: str | Path, name: str, depth_stream: str | None = None, time
         now = time.perf_counter()
         if data:
             got = True
-            feed(np.asarray(data, dtype=np.float64).reshape(-1, n_ch), np.asarray(stamps, dtype=np.float64), now)
+            feed(np.asarray(data, dtype=np.float64).reshape(-1, n_ch) * factor, np.asarray(stamps, dtype=np.float64),
+                 now)
         if got:
             last = now
         elif now - last > idle_s:
@@ -370,14 +388,15 @@ def stream_lsl(run: str | Path, name: str, depth_stream: str | None = None, time
 
 def stream_run(run: str | Path, source: str, out: str | Path | None = None, depth_stream: str | None = None,
                chunk_samples: int = 2400, fs_hz: float | None = None, idle_s: float = 2.0,
-               on_event: Callable[[dict], None] | None = None) -> dict:
+               on_event: Callable[[dict], None] | None = None, units: str | None = None) -> dict:
     """``ephys mer stream``: ``source`` is a file / folder or ``lsl:NAME``. Writes
     ``OUT`` (CSV: one row per segment and per recording) when given; returns the result dict
     with ``latency_ms`` (median / p95 / max processing time per segment)."""
     if str(source).startswith("lsl:"):
-        res = stream_lsl(run, str(source)[4:], depth_stream=depth_stream, idle_s=idle_s, on_event=on_event)
+        res = stream_lsl(run, str(source)[4:], depth_stream=depth_stream, idle_s=idle_s, on_event=on_event,
+                         units=units)
     else:
-        res = stream_file(run, Path(source), chunk_samples=chunk_samples, fs_hz=fs_hz, on_event=on_event)
+        res = stream_file(run, Path(source), chunk_samples=chunk_samples, fs_hz=fs_hz, on_event=on_event, units=units)
     lat = np.array([r["latency_ms"] for r in res["segments"]])
     res["latency_ms"] = ({"median": float(np.median(lat)), "p95": float(np.percentile(lat, 95)),
                           "max": float(lat.max())} if lat.size else None)
@@ -395,7 +414,7 @@ def stream_run(run: str | Path, source: str, out: str | Path | None = None, dept
 def play_lsl(recordings, name: str, depth_name: str | None = None, chunk_samples: int = 2400,
              speed: float = 20.0, start_delay_s: float = 30.0):
     """Start a thread that plays ``recordings`` (a list of :class:`~.readers.MerRecording` of one
-    trajectory, in depth order, 24 kHz) as an LSL outlet ``name`` (1 float32 channel) and, when
+    trajectory, in depth order, all at one rate) as an LSL outlet ``name`` (1 float32 channel) and, when
     ``depth_name`` is given, their depths as markers on a second outlet (each marker stamped at
     the first sample of its recording). ``speed`` x real time; it starts once an inlet has
     connected to each outlet (at most ``start_delay_s`` seconds). For tests and demonstrations;
@@ -405,7 +424,8 @@ def play_lsl(recordings, name: str, depth_name: str | None = None, chunk_samples
 
     import pylsl
 
-    info = pylsl.StreamInfo(name, "MER", 1, FS_HZ, "float32", f"ephys-{name}")
+    fs = float(recordings[0].fs_hz) if recordings else float(FS_HZ)
+    info = pylsl.StreamInfo(name, "MER", 1, fs, "float32", f"ephys-{name}")
     outlet = pylsl.StreamOutlet(info, chunk_samples)
     marker = None
     if depth_name:
@@ -421,13 +441,13 @@ def play_lsl(recordings, name: str, depth_name: str | None = None, chunk_samples
         n = 0
         for r in recordings:
             if marker is not None:
-                marker.push_sample([float(r.depth_um)], t0 + (n - 0.25) / FS_HZ)
+                marker.push_sample([float(r.depth_um)], t0 + (n - 0.25) / fs)
                 time.sleep(0.05)
             x = np.asarray(r.signal, dtype=np.float32)
             for pos in range(0, x.size, chunk_samples):
                 part = x[pos:pos + chunk_samples]
-                outlet.push_chunk(part.reshape(-1, 1), t0 + (n + pos + part.size - 1) / FS_HZ)
-                time.sleep(part.size / FS_HZ / speed)
+                outlet.push_chunk(part.reshape(-1, 1), t0 + (n + pos + part.size - 1) / fs)
+                time.sleep(part.size / fs / speed)
             n += x.size
         time.sleep(0.5)
 

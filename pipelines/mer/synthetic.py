@@ -5,7 +5,9 @@ written in the ML-STIM format (Sciscenti et al. 2025): ``data.npz`` with ``data`
 n_samples float32, shorter recordings zero-padded) and ``metadata.csv`` (``;``-separated:
 ``patient;side;electrode;depth;length;class``, depth = EDT in µm), plus what a real dataset
 lacks: ``artifacts.npz`` (``mask``, the same shape as ``data``, True where an artifact was
-injected) and ``trajectories.csv`` (the true STN entry and exit EDT of every trajectory).
+injected), ``trajectories.csv`` (the true STN entry and exit and SNr entry EDT of every trajectory)
+and ``regions.csv`` (each recording's region: ``above``, ``stn``, ``gap`` or ``snr``, in the rows'
+order of ``metadata.csv``; the labels of the four-state trajectory decoder).
 
 What is simulated, and where it comes from:
 
@@ -25,6 +27,9 @@ What is simulated, and where it comes from:
   above the STN (thalamus / zona incerta): 0-2 sparse units at 3-15 Hz; SNr: 1-3 regular units
   at 50-80 Hz (gamma-renewal ISIs, CV ~0.3; Hutchison et al. 1998 Ann Neurol 44:622).
 * **Patients** differ in gain (log-normal, sd 0.3) and in the noise floor.
+* **Unit**: µV, ML-STIM's. The white-matter background is :data:`BACKGROUND_UV` µV RMS, chosen so that
+  the feature ``mad`` of the simulated cohort falls inside ML-STIM's published scaling range (1.36 to
+  8.71 µV; :data:`ephys.pipelines.mer.published.FEATURE_MIN` / ``FEATURE_MAX``).
 * **Artifacts** on a fraction of recordings: movement bursts (0.1-0.6 s of 4-12x broadband
   noise) and electrode pops (a step decaying over 5-30 ms, 10-40x), both kept as ground truth in
   ``artifacts.npz``; and 50-Hz mains with harmonics on others (not masked: the filters remove it).
@@ -46,8 +51,13 @@ from ..core.atomic import atomic_path, write_text
 from .dsp import FS_HZ
 
 ELECTRODES = ("Central", "Anterior", "Posterior", "Medial", "Lateral")
+#: RMS of the simulated white-matter background, µV (every amplitude below is relative to it)
+BACKGROUND_UV = 4.0
 SIDES = ("LEFT", "RIGHT")
 METADATA_COLUMNS = ("patient", "side", "electrode", "depth", "length", "class")
+#: each simulated recording's region (above, stn, gap, snr), row for row with metadata.csv
+REGIONS_FILE = "regions.csv"
+REGIONS = ("above", "stn", "gap", "snr")
 
 
 @dataclass
@@ -129,8 +139,8 @@ def simulate_recording(rng: np.random.Generator, region: str, position: float, d
 
     Returns
     -------
-    (x float32 (n,), mask bool (n,)) with n = round(duration_s * fs); ``mask`` marks the
-    injected transient artifacts. Amplitudes are in arbitrary units (white-matter background ~1).
+    (x float32 (n,) in µV, mask bool (n,)) with n = round(duration_s * fs); ``mask`` marks the
+    injected transient artifacts. The white-matter background is ~:data:`BACKGROUND_UV` µV RMS.
     """
     from scipy.signal import butter, sosfilt
 
@@ -189,7 +199,7 @@ def simulate_recording(rng: np.random.Generator, region: str, position: float, d
                 s0 = int(rng.integers(int(0.2 * fs), max(int(0.2 * fs) + 1, n - dur)))
                 x[s0:s0 + dur] += rng.choice([-1, 1]) * rng.uniform(10, 40) * nrms * np.exp(-np.arange(dur) / (tau * fs))
                 mask[s0:s0 + dur] = True
-    return (gain * x).astype(np.float32), mask
+    return (gain * BACKGROUND_UV * x).astype(np.float32), mask
 
 
 def simulate_cohort(params: SimParams, seed: int = 0,
@@ -199,7 +209,8 @@ def simulate_cohort(params: SimParams, seed: int = 0,
     Returns
     -------
     (data float32 (N, M), mask bool (N, M), rows list[dict] of the metadata columns,
-    trajectories list[dict] with patient, side, electrode, entry_um, exit_um)
+    trajectories list[dict] with patient, side, electrode, entry_um, exit_um, snr_entry_um); each row
+    also has ``region`` (above / stn / gap / snr), which ``metadata.csv`` does not hold)
     """
     rng = np.random.default_rng(seed)
     fs = FS_HZ
@@ -229,7 +240,7 @@ def simulate_cohort(params: SimParams, seed: int = 0,
     i = 0
     for k, (pid, side, el, gain, floor, depths, entry, exit_, gap) in enumerate(plans):
         trajs.append({"patient": pid, "side": side, "electrode": el, "entry_um": int(round(entry * 1000)),
-                      "exit_um": int(round(exit_ * 1000))})
+                      "exit_um": int(round(exit_ * 1000)), "snr_entry_um": int(round((exit_ + gap) * 1000))})
         for d in depths:
             d_um = int(round(d * 1000))
             d_mm = d_um / 1000
@@ -249,7 +260,7 @@ def simulate_cohort(params: SimParams, seed: int = 0,
             data[i, :x.size] = x
             mask[i, :x.size] = mk
             rows.append({"patient": pid, "side": side, "electrode": el, "depth": d_um, "length": int(x.size),
-                         "class": int(region == "stn")})
+                         "class": int(region == "stn"), "region": region})
             i += 1
         if progress and last_of_patient[pid] == k:
             progress(int(pid[1:]), params.n_patients)
@@ -258,7 +269,7 @@ def simulate_cohort(params: SimParams, seed: int = 0,
 
 def _csv(rows: list[dict], cols, delimiter=";") -> str:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(cols), delimiter=delimiter, lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=list(cols), delimiter=delimiter, lineterminator="\n", extrasaction="ignore")
     w.writeheader()
     w.writerows(rows)
     return buf.getvalue()
@@ -271,7 +282,9 @@ def fetch_synthetic(out: str | Path, n_patients: int = 4, seed: int = 0, duratio
 
     Files: ``data.npz`` (``data`` float32 (N, M)), ``metadata.csv`` (``;``-separated, the
     ML-STIM columns), ``artifacts.npz`` (``mask`` bool (N, M), the injected artifacts),
-    ``trajectories.csv`` (true STN entry / exit EDT in µm per trajectory). About 1 MB per 10-s
+    ``trajectories.csv`` (true STN entry / exit and SNr entry EDT in µm per trajectory), ``regions.csv``
+    (``;``-separated: the metadata columns patient, side, electrode, depth and each recording's
+    ``region``, row for row with ``metadata.csv``). About 1 MB per 10-s
     recording (float32); ~20 recordings per trajectory. ``nwb=True`` also writes the same
     recordings as ``nwb/<patient>.nwb`` (one ElectricalSeries per recording; the convention of
     :data:`ephys.pipelines.mer.readers.NWB_KEYS`).
@@ -284,7 +297,9 @@ def fetch_synthetic(out: str | Path, n_patients: int = 4, seed: int = 0, duratio
         np.savez(tmp, data=data)
     with atomic_path(out / "artifacts.npz", suffix=".npz") as tmp:
         np.savez_compressed(tmp, mask=mask)
-    write_text(out / "trajectories.csv", _csv(trajs, ("patient", "side", "electrode", "entry_um", "exit_um")))
+    write_text(out / "trajectories.csv", _csv(trajs, ("patient", "side", "electrode", "entry_um", "exit_um",
+                                                      "snr_entry_um")))
+    write_text(out / REGIONS_FILE, _csv(rows, ("patient", "side", "electrode", "depth", "region")))
     if nwb:
         from .readers import MerRecording, write_nwb
 

@@ -761,6 +761,13 @@ def cluster_tetrode(tetrode: str | Path, out_dir: str | Path, cut: str | Path | 
     spk = read_tetrode(tetrode)
     if spk.waveforms.shape[0] < 3:
         raise EphysError(f"only {spk.waveforms.shape[0]} spikes in the file: nothing to cluster", tetrode)
+    n_spk = int(spk.waveforms.shape[0])
+    if method in ("dbscan", "hdbscan") and min_samples >= n_spk:
+        raise EphysError(f"--min-samples {min_samples} must be below the number of spikes in the file ({n_spk})",
+                         tetrode)
+    if method in ("hdbscan", "gmm", "isosplit") and min_cluster_size > n_spk:
+        raise EphysError(f"--min-cluster-size {min_cluster_size} is more than the spikes in the file ({n_spk})",
+                         tetrode)
     ref = read_cut(cut, len(spk.times_s)) if cut else None
     info: dict = {}
     t0 = time.perf_counter()

@@ -10,12 +10,18 @@ def cluster(p, ctx) -> Path:
     """Cluster the spikes of one tetrode (:func:`.cluster.cluster_tetrode`); prints a one-line
     summary and returns ``OUT/cluster_metrics.json``."""
     if p.features == "autoencoder":
+        from ..core.errors import EphysError
+
+        if not Path(p.tetrode).is_file():  # before the deep-learning import
+            raise EphysError("no such Axona tetrode file", p.tetrode)
         ctx.import_backend()
+    from ..core.outputs import OutputFolder
     from .cluster import cluster_tetrode
 
-    kw = {k: v for k, v in asdict(p).items() if k not in ("tetrode", "out", "cut") and v is not None}
+    kw = {k: v for k, v in asdict(p).items() if k not in ("tetrode", "out", "cut", "force") and v is not None}
     out = Path(p.out) if p.out else ctx.runs_root / f"cluster-{Path(p.tetrode).name}"
-    res = cluster_tetrode(Path(p.tetrode), out, Path(p.cut) if p.cut else None, **kw)
+    with OutputFolder.of_params(out, "spikes cluster", p, ("tetrode", "cut"), log=ctx.notice):
+        res = cluster_tetrode(Path(p.tetrode), out, Path(p.cut) if p.cut else None, **kw)
     sil = res.get("silhouette")
     msg = (f"{res['n_clusters']} clusters, {res['n_noise']} noise spikes of {res['n_spikes']}; silhouette "
            + ("n/a" if sil is None else f"{sil:.3f}"))

@@ -85,6 +85,8 @@ class ClusterParams:
     ae_epochs: int = param(60, "Autoencoder training passes.", min=1)
     ae_batch_size: int = param(256, "Autoencoder mini-batch size.", min=1)
     ae_lr: float = param(1e-3, "Autoencoder Adam learning rate (seed: 1e-3).", min=0.0, min_exclusive=True)
+    force: bool = param(False, "Replace OUT when it holds other output (a run, another tetrode's or other "
+                        "settings' clusters).")
 
     def check(self):
         bad = [k for k in self.kinds if k not in FEATURE_KINDS]

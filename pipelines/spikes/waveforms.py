@@ -235,10 +235,9 @@ def _discover_sets(folder: Path) -> dict[str, dict[str, Path]]:
 
 
 def _load_set(path: Path, n_samples: int | None) -> np.ndarray:
-    try:
-        a = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise EphysError(f"unreadable waveform set ({exc})", path) from None
+    from ..core.datasets import load_npy
+
+    a = load_npy(path, hint="")
     if a.ndim != 2 or a.shape[0] == 0:
         raise EphysError(f"expected a non-empty (n, n_samples) array, got shape {a.shape}", path)
     if n_samples is not None and a.shape[1] != n_samples:
@@ -466,10 +465,9 @@ def read_trace(path: str | Path, fs_hz: float | None = None, channel: int = 0,
     if not path.is_file():
         raise EphysError("no such trace file", path)
     if path.suffix == ".npy":
-        try:
-            x = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise EphysError(f"unreadable .npy trace ({exc})", path) from None
+        from ..core.datasets import load_npy
+
+        x = load_npy(path, hint="")
         x = np.squeeze(x)
         if x.ndim == 2:
             if not 0 <= channel < x.shape[1]:
@@ -592,6 +590,13 @@ def reproduce_seed(data_dir: str | Path, out_dir: str | Path, models=("cnn1d", "
     from ..core.training import TrainConfig, train
 
     out = Path(out_dir)
+    need = sorted(set(sum(SEED_SPLIT.values(), [])), key=int)
+    if Path(data_dir).is_dir():  # checked before anything is written
+        have = {p.stem.rsplit("_", 1)[-1] for p in Path(data_dir).glob("channel_spikes_*.npy")}
+        missing = [c for c in need if c not in have]
+        if missing:
+            raise EphysError(f"the seed split needs channels {', '.join(need)}; no channel_spikes_CH.npy for "
+                             f"{', '.join(missing)}", data_dir)
     manifest_path = prepare_waveform_sets(data_dir, out / "data", normalise=normalise)
     ds = load_dataset(manifest_path.parent)
     if "seed" not in (ds.manifest.get("splits") or {}):
@@ -651,6 +656,9 @@ def reproduce_seed(data_dir: str | Path, out_dir: str | Path, models=("cnn1d", "
         "models": per_model, "reference": SEED_REFERENCE,
     }
     write_json(out / "metrics.json", result)
+    from .seed_report import write_seed_report
+
+    write_seed_report(out, result)
     return result
 
 

@@ -56,7 +56,7 @@ SCALOGRAM = Modality(
     explain="ephys.pipelines.sts.saliency:explain_scalogram_run",
     explanation="ephys.pipelines.sts.saliency:explanation_section",
     prepare_for_predict="ephys.pipelines.sts.scalograms:prepare_like",
-    predict_batch_size=8)
+    predict_batch_size=8, sample_stats="ephys.pipelines.sts.scalograms:sample_stats")
 
 
 def _synthetic(out, *, seed=0, size=None, progress=None, n_per_class=None, fs_hz=10_000.0):

@@ -60,8 +60,8 @@ def reproduce_sts_baseline(data: str | Path, out: str | Path, seed: int = 0, cv_
 
     out = Path(out)
     ds_dir = out / "data"
-    log(f"prepare: STS feature tables from {data}")
-    prepare_sts_features(data, ds_dir, log=log)
+    prepare_sts_features(data, ds_dir, log=log)  # checks every input before it writes or says anything
+    log(f"prepared: STS feature tables from {data}")
 
     ref_dir = out / "reference"
     log("train reference: the STS recipe (LightGBM defaults, sts_recipe features)")

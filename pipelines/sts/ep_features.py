@@ -453,17 +453,27 @@ def sag_ratio(sweep: Sweep) -> float:
     of the step; V_baseline: mean over 30 ms before the step (IPFX ``sag_baseline_interval``).
     0 for a passive membrane, > 0 when the membrane relaxes back (I_h). NaN if undefined.
     """
+    v_peak, v_base, v_steady = _sag_levels(sweep)
+    den = v_peak - v_base
+    return float((v_peak - v_steady) / den) if den != 0 and np.isfinite(den) else float("nan")
+
+
+def sag_peak_mV(sweep: Sweep) -> float:
+    """The V_peak :func:`sag_ratio` reads (mean over 5 ms around the step's minimum V), mV: the
+    ``vm_for_sag`` of the sweep sag was measured on. NaN if undefined."""
+    return _sag_levels(sweep)[0]
+
+
+def _sag_levels(sweep: Sweep) -> tuple[float, float, float]:
+    """(V_peak, V_baseline, V_steady) of :func:`sag_ratio`, mV (NaN when the step is empty)."""
     fs, v = float(sweep.fs_hz), np.asarray(sweep.v_mV, dtype=np.float64)
     start, end = float(sweep.stim_start_s), float(sweep.stim_end_s)
     i0, i1 = _index(start, fs, v.size), _index(end, fs, v.size)
     if i1 <= i0:
-        return float("nan")
+        return float("nan"), float("nan"), float("nan")
     p = i0 + int(np.argmin(v[i0:i1]))
     v_peak = _mean_v(v, fs, p / fs - SAG_PEAK_WIDTH_S / 2, p / fs + SAG_PEAK_WIDTH_S / 2)
-    v_base = _mean_v(v, fs, start - SAG_BASELINE_S, start)
-    v_steady = _mean_v(v, fs, end - SAG_BASELINE_S, end)
-    den = v_peak - v_base
-    return float((v_peak - v_steady) / den) if den != 0 and np.isfinite(den) else float("nan")
+    return v_peak, _mean_v(v, fs, start - SAG_BASELINE_S, start), _mean_v(v, fs, end - SAG_BASELINE_S, end)
 
 
 def time_constant_s(sweep: Sweep, max_fit_end_s: float | None = None) -> float:
@@ -784,7 +794,7 @@ def test_pulse_sweep(sweep: Sweep) -> Sweep | None:
 
 
 def _from_test_pulses(ls: list[Sweep], feats: list["SweepFeatures"]) -> tuple[dict[str, float], dict]:
-    """ri (MOhm), tau (ms), sag from the hyperpolarising test pulses inside the long-square
+    """ri (MOhm), tau (ms), sag and vm_for_sag (mV) from the hyperpolarising test pulses inside the long-square
     sweeps: the median over sweeps of each (one amplitude per protocol, so R_in per sweep is
     the deflection at the pulse's minimum over the pulse amplitude, IPFX's one-sweep rule)."""
     pulses = [p for p in (test_pulse_sweep(sw) for sw in ls) if p is not None]
@@ -795,6 +805,9 @@ def _from_test_pulses(ls: list[Sweep], feats: list["SweepFeatures"]) -> tuple[di
     sags = [sag_ratio(p) for p in pulses]
     med = lambda xs: float(np.nanmedian(xs)) if np.isfinite(xs).any() else float("nan")  # noqa: E731
     out = {"ri": med(ri), "tau": med(taus) * 1e3, "sag": med(sags)}
+    # the level sag was read at, from the same pulses (a sag without its vm_for_sag cannot be compared)
+    vms = [sag_peak_mV(p) for p, g in zip(pulses, sags) if np.isfinite(g)]
+    out["vm_for_sag"] = med(vms) if vms else float("nan")
     info = {"ri_tau_source": f"hyperpolarising test pulse inside {len(pulses)} sweeps "
                              f"({np.median([p.stim_amp_pA for p in pulses]):.0f} pA, "
                              f"{np.median([p.stim_end_s - p.stim_start_s for p in pulses]) * 1e3:.0f} ms)"}

@@ -345,3 +345,29 @@ def prepare_like(input_path: str | Path, manifest: dict, out_dir: str | Path, lo
     for s in res.skipped:
         log(f"skipped {s['path']}: {s['reason']}")
     return Path(out_dir)
+
+
+def sample_stats(manifest: dict, indices: list[int]) -> dict[str, "np.ndarray"]:
+    """The scalogram modality's ``sample_stats`` hook (a run's training range, ``ephys predict``'s
+    out-of-range flags): per cell, from its manifest entry, the median over its chosen sweeps of
+
+    * ``protocol_length_s``: the current step's duration (``step_s`` end - start), s;
+    * ``sampling_rate_hz``: the sweep's sampling rate, Hz;
+    * ``rheobase_pA``: the cell's rheobase, pA.
+
+    NaN where the entry does not record it (a dataset from an older version)."""
+    samples = manifest.get("samples") or []
+    out = {k: np.full(len(indices), np.nan) for k in ("protocol_length_s", "sampling_rate_hz", "rheobase_pA")}
+    for j, i in enumerate(indices):
+        s = samples[i] if 0 <= i < len(samples) else {}
+        sweeps = [w for w in (s.get("sweeps") or []) if isinstance(w, dict)]
+        steps = [float(w["step_s"][1]) - float(w["step_s"][0]) for w in sweeps
+                 if isinstance(w.get("step_s"), (list, tuple)) and len(w["step_s"]) == 2]
+        rates = [float(w["fs_hz"]) for w in sweeps if isinstance(w.get("fs_hz"), (int, float))]
+        if steps:
+            out["protocol_length_s"][j] = float(np.median(steps))
+        if rates:
+            out["sampling_rate_hz"][j] = float(np.median(rates))
+        if isinstance(s.get("rheobase_pA"), (int, float)):
+            out["rheobase_pA"][j] = float(s["rheobase_pA"])
+    return out

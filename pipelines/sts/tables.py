@@ -140,6 +140,12 @@ def _table(df, id_col: str, path: Path):
         raise EphysError(f"specimen ids repeat in {id_col} (e.g. {int(ids[ids.duplicated()].iloc[0])})", path)
     num = df[raw].apply(pd.to_numeric, errors="coerce").astype(float)
     _report_non_numeric(df[raw], num, path)
+    inf = np.isinf(num.to_numpy())
+    if inf.any():
+        r, c = (int(v) for v in np.argwhere(inf)[0])
+        raise EphysError(f"{int(inf.sum())} infinite feature values (first: row {r + 2}, column {raw[c]}, "
+                         f"specimen {int(ids.iloc[r])}: {df[raw[c]].iloc[r]}); a missing value is an empty cell",
+                         path)
     num.index = ids.astype(np.int64).astype(str)
     out = pd.DataFrame(index=num.index)
     names, _ = _column_names()
@@ -179,6 +185,8 @@ def _report_non_numeric(raw, num, path: Path) -> None:
 
 def _split_ids(path: Path) -> list[tuple[str, str]]:
     df = _read_csv(path, header=None, names=["sid", "src"], dtype=str, skipinitialspace=True)
+    if df.empty:
+        raise EphysError("no rows: a split file lists 'specimen_id, Seq|Clamp' per line", path)
     rows = []
     for k, (sid, src) in enumerate(zip(df["sid"], df["src"]), start=1):
         sid, src = str(sid).strip(), str(src).strip()

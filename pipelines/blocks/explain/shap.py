@@ -54,10 +54,14 @@ def tree_shap_values(booster, X: np.ndarray, n_labels: int, classes: list[int]) 
 
     Classes absent from training (not in ``classes``) get zeros.
     """
+    import warnings
+
     import shap
 
     explainer = shap.TreeExplainer(booster)
-    raw = explainer.shap_values(X)
+    with warnings.catch_warnings():  # shap's notice that binary outputs changed shape: handled below
+        warnings.filterwarnings("ignore", message=".*shap values output has changed.*", category=UserWarning)
+        raw = explainer.shap_values(X)
     base = np.atleast_1d(np.asarray(explainer.expected_value, dtype=np.float64))
     if isinstance(raw, list):  # older shap: one (n, f) array per class
         raw = np.stack(raw, axis=-1)

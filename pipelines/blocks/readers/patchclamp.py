@@ -649,6 +649,7 @@ def _read_labels_csv(csv_path: Path) -> list[tuple[int, Path, str | None, str]]:
 
     if not csv_path.is_file():
         raise EphysError("labels CSV not found", csv_path)
+    _check_field_counts(csv_path)
     try:
         df = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig",
                          comment="#", skip_blank_lines=True)
@@ -671,6 +672,32 @@ def _read_labels_csv(csv_path: Path) -> list[tuple[int, Path, str | None, str]]:
         label = None if lab == "" or lab.lower() == "unknown" else lab
         rows.append((line, target, label, f"{csv_path.name} row {line}"))
     return _normalise_labels(rows, csv_path)
+
+
+def _check_field_counts(csv_path: Path) -> None:
+    """Every row has as many fields as the header (pandas would otherwise shift a row with an
+    extra field: its path read as the index, its label as the path).
+
+    Raises
+    ------
+    EphysError
+        A row with more or fewer fields than the header (naming the row).
+    """
+    import csv
+
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+            rows = [(k, r) for k, r in enumerate(csv.reader(fh), start=1)
+                    if r and any(c.strip() for c in r) and not r[0].lstrip().startswith("#")]
+    except (UnicodeDecodeError, csv.Error):
+        return  # pandas names what is wrong with the file
+    if not rows:
+        return
+    n = len(rows[0][1])
+    for k, r in rows[1:]:
+        if len(r) != n:
+            raise EphysError(f"labels CSV row {k}: {len(r)} fields, the header has {n} ({', '.join(rows[0][1])}); "
+                             "quote a path that holds a comma", csv_path)
 
 
 def _normalise_labels(rows: list[tuple[int, Path, str | None, str]], csv_path: Path):
