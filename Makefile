@@ -22,7 +22,7 @@ SIF_GPU ?= /tmp/ephys-gpu.sif
 # apptainer on a cluster; ../shared/tools/apptainer on this project's own machines
 APPTAINER ?= $(shell command -v apptainer || realpath ../shared/tools/apptainer)
 
-.PHONY: install demo test test-slow test-all bench clean help sif sif-gpu sif-test slurm-all slurm-status ipfx-check miniml-check \
+.PHONY: install demo test test-slow test-all bench clean help sif sif-gpu sif-test slurm-all slurm-tune slurm-status ipfx-check miniml-check \
         docs docs-serve reference
 
 help:
@@ -35,6 +35,7 @@ help:
 	@echo "make miniml-check  events detectors vs miniML on simulated traces and the real ABF (own venv, $(MINIML_VENV))"
 	@echo "make sif | sif-test | sif-gpu   Apptainer images (containers/)"
 	@echo "make slurm-all [PIPELINE=sts|spikes|mer|lfp|events] | slurm-status   a pipeline's DAG on SLURM, one array task per fold (slurm/submit.sh lists the settings)"
+	@echo "make slurm-tune PIPELINE=... [MODEL=... TRIALS=20 WORKERS=4]   a hyper-parameter search as a SLURM array, then the best config trained and evaluated (slurm/tune.sh)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -132,6 +133,15 @@ sif-test: sif
 PIPELINE ?= sts
 slurm-all: install
 	EPHYS_PIPELINE=$(PIPELINE) EPHYS_BIN=$(abspath $(BIN))/ephys bash slurm/submit.sh
+
+# a hyper-parameter search as a SLURM array of WORKERS tasks sharing one Optuna study, then the best
+# configuration trained and evaluated once (settings: see slurm/tune.sh)
+MODEL   ?=
+TRIALS  ?= 20
+WORKERS ?= 4
+slurm-tune: install
+	EPHYS_PIPELINE=$(PIPELINE) EPHYS_MODEL=$(MODEL) EPHYS_TRIALS=$(TRIALS) EPHYS_WORKERS=$(WORKERS) \
+	EPHYS_BIN=$(abspath $(BIN))/ephys bash slurm/tune.sh
 
 slurm-status:
 	@bash slurm/status.sh

@@ -17,9 +17,10 @@ from .report import report
 from .reproduce import reproduce
 from .slurm import slurm_plan
 from .train import train
+from .tune import tune
 
 #: verbs in data-flow order for --help; pipeline groups follow
-VERB_ORDER = ("fetch", "prepare", "train", "aggregate", "evaluate", "predict", "explain", "report", "reproduce",
+VERB_ORDER = ("fetch", "prepare", "train", "tune", "aggregate", "evaluate", "predict", "explain", "report", "reproduce",
               "models")
 
 
@@ -57,7 +58,7 @@ def build_app() -> typer.Typer:
     register_steps()
     app.add_typer(fetch_app, name="fetch")
     app.add_typer(prepare_app, name="prepare")
-    for verb in (train, aggregate, evaluate, explain, report, models, reproduce):
+    for verb in (train, tune, aggregate, evaluate, explain, report, models, reproduce):
         app.command()(verb)
     register_predict(app)
     app.command("slurm-plan", hidden=True)(slurm_plan)

@@ -343,14 +343,26 @@ def _models():
     return [d for d in describe_models() if d["name"] in by], by
 
 
+def _searched(s: dict | None) -> str:
+    """A declared search range as the reference shows it (``ephys tune --space default``)."""
+    if not s:
+        return "—"
+    if "choices" in s:
+        return ", ".join(code(str(c).lower() if isinstance(c, bool) else str(c)) for c in s["choices"])
+    return f"{s['low']:g}–{s['high']:g}" + (" (log)" if s.get("log") else "") + (f", step {s['step']:g}" if s.get("step") else "")
+
+
 def hparam_table(d: dict) -> str:
     rows = []
+    searched = any(h.get("search") for h in (d.get("hparams") or {}).values())
     for key, h in (d.get("hparams") or {}).items():
         allowed = ", ".join(code(str(c)) for c in h["choices"]) if h.get("choices") else md(h.get("range") or "any")
-        rows.append([code(key), h["type"], code(h["default_text"]), allowed, md(h["help"])])
+        rows.append([code(key), h["type"], code(h["default_text"]), allowed]
+                    + ([_searched(h.get("search"))] if searched else []) + [md(h["help"])])
     if not rows:
         return "No hyper-parameters.\n"
-    return table(["Hyper-parameter", "Type", "Default", "Allowed", "Meaning"], rows)
+    return table(["Hyper-parameter", "Type", "Default", "Allowed"] + (["Searched by `ephys tune`"] if searched else [])
+                 + ["Meaning"], rows)
 
 
 def models_page() -> str:

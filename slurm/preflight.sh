@@ -30,7 +30,7 @@ _minutes() {
 }
 
 _refuse() {
-    echo "slurm-all: $*; nothing was submitted" >&2
+    echo "${EPHYS_PREFLIGHT_WHO:-slurm-all}: $*; nothing was submitted" >&2
     exit 2
 }
 

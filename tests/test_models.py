@@ -476,7 +476,8 @@ def test_every_model_declares_its_hparams_as_its_builder_defaults():
     assert info["gru"]["hparams"]["pool"] == {
         "type": "str", "default": "last", "help": info["gru"]["hparams"]["pool"]["help"], "choices": ["last", "mean"],
         "min": None, "max": None, "min_exclusive": False, "max_exclusive": False, "many": False, "range": "",
-        "default_text": "last"}
+        "default_text": "last", "search": None}
+    assert info["gru"]["hparams"]["width"]["search"] == {"low": 16, "high": 128, "log": True}
     assert info["mlp"]["hparams"]["hidden"]["default"] == [7, 4, 4, 2]
 
 

@@ -159,6 +159,52 @@ def test_every_page_builder_uses_the_shared_page(tmp_path):
         assert f"<h2>{heading}" in mer, heading
 
 
+def test_tune_and_compare_pages_use_the_shared_page(tmp_path):
+    """The study page of `ephys tune --report` and the page of `ephys report --compare`."""
+    import csv
+    import shutil
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import toy_modality
+    from test_explain import make_fake_run
+
+    from ephys.pipelines.core import tune
+    from ephys.pipelines.core.compare import compare_runs
+    from ephys.pipelines.core.training import TrainConfig
+    from ephys.pipelines.core.tune_report import build_tune_report
+
+    x, y = toy_modality.simulate(10, seed=1)
+    data = toy_modality.write_dataset(tmp_path / "toy", x, y)
+    study = tmp_path / "study"
+    tune.create_study(study, TrainConfig(model="toy_dense", data=str(data)), "default", trials=4, sampler="random")
+
+    def objective(ctx):
+        for step in range(3):
+            ctx.report(step, ctx.params["lr"] * 100 + 1 / (step + 1))
+        return ctx.params["lr"] * 100 + ctx.params["units"] / 100
+
+    tune.work(study, objective=objective, log=lambda m: None)
+    html, best = build_tune_report(study)
+    first = _check_page(html.read_text(), first_has=("Best val_loss", "Search cost", "completed / pruned / failed"))
+    assert "test part" in first and best.is_file()
+
+    run, _ = make_fake_run(tmp_path / "fake", n_per_class=4)
+    runs = [run]
+    for k in (1, 2):  # the same test samples, other predictions
+        other = shutil.copytree(run, tmp_path / f"run{k}")
+        rows = list(csv.DictReader(open(other / "predictions.csv")))
+        for r in rows[:k]:
+            r["predicted"] = r["true"]
+        with open(other / "predictions.csv", "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+        runs.append(other)
+    page, _ = compare_runs(runs, tmp_path / "cmp")
+    _check_page(page.read_text(), first_has=("Best balanced accuracy", "Majority baseline", "95 % interval"))
+
+
 def test_no_pipeline_imports_a_private_name_of_the_core():
     """Pipelines use the page builder's public helpers, never ``_CSS``, ``_png`` ... of the core."""
     import ast

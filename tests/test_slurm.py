@@ -253,3 +253,37 @@ def test_requeued_fold_resumes_and_a_failed_fold_is_named(tmp_path):
     run = tmp_path / "runs" / "cv" / "mlp" / "lopo-P01"
     assert [int(r.split(",")[0]) for r in (run / "history.csv").read_text().splitlines()[1:]] == list(range(8))
     assert (run / "fold.json").is_file()
+
+
+# --- make slurm-tune: a search as an array of workers sharing one study, then the best run -----
+
+def test_make_slurm_tune_two_workers(tmp_path):
+    """`make slurm-tune` with 2 workers x 4 one-epoch trials of the toy model: every trial run once,
+    by the array's workers, then the best configuration trained, evaluated on the test part, reported."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    import toy_modality
+
+    from ephys.pipelines.core import tune
+
+    x, y = toy_modality.simulate(12, seed=1)
+    data = toy_modality.write_dataset(tmp_path / "toy", x, y)
+    study, logs = tmp_path / "study", tmp_path / "runs" / "slurm"
+    env = _env(tmp_path, EPHYS_PLUGINS="toy_modality", PYTHONPATH=str(Path(__file__).parent), EPHYS_DATASET=str(data),
+               EPHYS_STUDY=str(study), EPHYS_LOGS=str(logs), EPHYS_TUNE_ARGS="--epochs 1 --pruner none")
+    proc = subprocess.run(["make", "-s", "-o", "install", "slurm-tune", "PIPELINE=toy", "MODEL=toy_dense", "TRIALS=4",
+                           "WORKERS=2"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert [ln.split("\t")[0] for ln in (logs / "jobs.tsv").read_text().splitlines()] == ["tune", "best"]
+    st = _wait(env, tmp_path)
+    out = "\n".join(p.read_text() for p in sorted(logs.glob("*.out")))
+    assert st.returncode == 0, st.stdout + out
+    assert len(list(logs.glob("ephys-tune-*_0.out"))) == 1 and len(list(logs.glob("ephys-tune-*_1.out"))) == 1
+    s = tune.study_summary(study)
+    assert (s["n"], s["complete"], s["failed"], s["running"]) == (4, 4, 0, 0)
+    assert sorted(p.name for p in (study / "trials").iterdir()) == [f"trial-{k:04d}" for k in range(4)]
+    job = (logs / "jobs.tsv").read_text().splitlines()[0].split("\t")[1]
+    defn, _ = tune.load_study(study)
+    workers = {t.user_attrs["worker"] for t in tune._open(study, defn).get_trials()}
+    assert workers <= {f"slurm-{job}_0", f"slurm-{job}_1"}, workers
+    assert (study / "best.yaml").is_file() and (study / "report.html").is_file()
+    assert (study / "best" / "metrics.json").is_file() and (study / "best" / "report.html").is_file()

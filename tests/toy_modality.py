@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ephys.pipelines.core.errors import EphysError
-from ephys.pipelines.core.models import HParam, ModelSpec
+from ephys.pipelines.core.models import HParam, ModelSpec, Search
 from ephys.pipelines.core.params import param
 from ephys.pipelines.core.prepare import PrepareStep
 from ephys.pipelines.core.registry import Command, Figure, Modality, Pipeline, Section, register_pipeline
@@ -149,7 +149,8 @@ TOY = Modality("toyseq", "toy 1-D sequences", sample_noun="sequence", examples_t
 register_pipeline(Pipeline(
     "toy", "a toy pipeline for the architecture test", modalities=(TOY,),
     models=(ModelSpec("toy_dense", build_toy_dense, ("toyseq",), None, (), "toy", False,
-                      hparams={"units": HParam(16, int, "units of the hidden layer", min=1)}),),
+                      hparams={"units": HParam(16, int, "units of the hidden layer", min=1,
+                                             search=Search(4, 32, log=True))}),),
     prepare=(PrepareStep("toy", "Raw toy sequences -> a toyseq dataset.", discover, process, collect,
                          params=ToyParams, noun="file", modalities=("toyseq",), out_default="processed/toy",
                          input_help="A .npy of sequences (n, 32) in mV, or a folder with sequences.npy and "

@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 from .errors import EphysError
 
-__all__ = ["HParam", "ModelSpec", "REGISTRY", "check_hparams", "register", "resolve_model_name", "resolve_builder",
+__all__ = ["HParam", "Search", "ModelSpec", "REGISTRY", "check_hparams", "register", "resolve_model_name", "resolve_builder",
            "models_for_modality", "check_modality", "build_model", "describe_models", "parse_hparams", "load_keras_model",
            "run_model_spec", "load_predictor", "TARGETS", "model_loss"]
 
@@ -35,6 +35,53 @@ __all__ = ["HParam", "ModelSpec", "REGISTRY", "check_hparams", "register", "reso
 # --------------------------------------------------------------------------------------------
 # Hyper-parameters
 # --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Search:
+    """Where ``ephys tune --space default`` looks for a good value of one setting.
+
+    Either a range (``low``, ``high``; ``log`` samples on a log scale, ``step`` on a grid) or
+    ``choices``. Declared beside a hyper-parameter (``HParam(..., search=Search(8, 64))``) or for a
+    training setting in ``ModelSpec.search`` (``{"lr": Search(1e-4, 1e-2, log=True)}``); the space
+    file of ``ephys tune --space SPACE.yaml`` holds the same keys (``low``, ``high``, ``log``,
+    ``step``, ``choices``).
+
+    Raises
+    ------
+    ValueError
+        Neither a range nor choices, ``low`` >= ``high``, ``log`` with ``low`` <= 0, or an empty
+        ``choices`` (a programming error in a declaration).
+    """
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple | None = None
+
+    def __post_init__(self):
+        if self.choices is not None:
+            object.__setattr__(self, "choices", tuple(self.choices))
+            if not self.choices:
+                raise ValueError("Search choices must not be empty")
+            return
+        if self.low is None or self.high is None or not self.low < self.high:
+            raise ValueError(f"Search needs low < high or choices, got low={self.low!r} high={self.high!r}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log-scale Search needs low > 0, got {self.low!r}")
+
+    def describe(self) -> dict:
+        """As plain data (the space file's keys): ``{"choices": [...]}`` or ``{"low", "high"[, "log", "step"]}``."""
+        if self.choices is not None:
+            return {"choices": list(self.choices)}
+        out = {"low": self.low, "high": self.high}
+        if self.log:
+            out["log"] = True
+        if self.step is not None:
+            out["step"] = self.step
+        return out
+
 
 _TYPE_NAMES = {int: "int", float: "float", bool: "bool", str: "str"}
 _TRUE = ("true", "yes", "on", "1")
@@ -69,6 +116,9 @@ class HParam:
     many : bool
         A non-empty list of ``type`` values: a list/tuple, or a comma-separated string
         (``"0,3,5"``); returned as a list.
+    search : Search | None
+        Its range in the model's default search space (``ephys tune --space default``); None:
+        not searched by default.
 
     Raises
     ------
@@ -86,8 +136,11 @@ class HParam:
     min_exclusive: bool = False
     max_exclusive: bool = False
     many: bool = False
+    search: Search | None = None
 
     def __post_init__(self):
+        if self.search is not None and not isinstance(self.search, Search):
+            raise ValueError(f"HParam search must be a Search, not {self.search!r}")
         if self.type not in _TYPE_NAMES:
             raise ValueError(f"HParam type must be int, float, bool or str, not {self.type!r}")
         if self.choices is not None:
@@ -142,12 +195,14 @@ class HParam:
     def describe(self) -> dict:
         """The declaration as plain data (``describe_models()["hparams"][name]``): ``type`` (str),
         ``default``, ``help``, ``choices`` (list | None), ``min``, ``max``, ``min_exclusive``,
-        ``max_exclusive``, ``many``, ``range`` and ``default_text`` (text)."""
+        ``max_exclusive``, ``many``, ``range`` and ``default_text`` (text), ``search`` (its
+        :meth:`Search.describe` or None)."""
         return {"type": self.type_name, "default": list(self.default) if isinstance(self.default, tuple) else self.default,
                 "help": self.help, "choices": None if self.choices is None else list(self.choices),
                 "min": self.min, "max": self.max, "min_exclusive": self.min_exclusive,
                 "max_exclusive": self.max_exclusive, "many": self.many, "range": self.range_text(),
-                "default_text": self.default_text()}
+                "default_text": self.default_text(),
+                "search": None if self.search is None else self.search.describe()}
 
     def check(self, value):
         """``value`` converted to this hyper-parameter's type (a list for ``many``).
@@ -282,6 +337,11 @@ class ModelSpec:
         ``evaluator(run_dir, config, ds, test_indices, batch_size) -> dict``: the test metrics
         ``ephys evaluate`` writes for a non-``label`` target (a label target is scored by the
         core's classification metrics). None there: evaluate says it does not apply.
+    search : dict[str, Search]
+        Ranges of training settings (``lr``, ``batch_size``, ...) in the model's default search
+        space (``ephys tune --space default``), over the core's defaults
+        (:data:`ephys.pipelines.core.tune.DEFAULT_SEARCH`); its hyper-parameters' ranges are
+        declared on them (:attr:`HParam.search`).
     """
 
     name: str
@@ -302,6 +362,7 @@ class ModelSpec:
     fit_labels: tuple[str, ...] = ()
     after_fit: Callable[..., Any] | str | None = None
     evaluator: Callable[..., dict] | str | None = None
+    search: dict[str, Search] = field(default_factory=dict)
 
 
 #: what a model learns -> (default loss, metrics compiled with it); see :attr:`ModelSpec.target`
@@ -407,6 +468,9 @@ def register(spec: ModelSpec, replace: bool = False) -> ModelSpec:
     if bad:
         raise ValueError(f"model {name}: hparams {bad} must be identifiers mapped to HParam declarations")
     spec.hparams = dict(spec.hparams or {})
+    if any(not isinstance(v, Search) for v in dict(spec.search or {}).values()):
+        raise ValueError(f"model {name}: search must map setting names to Search declarations")
+    spec.search = dict(spec.search or {})
     spec.name = name
     spec.aliases = tuple(str(a).strip().lower() for a in spec.aliases)
     spec.modalities = tuple(str(m).strip().lower() for m in spec.modalities)

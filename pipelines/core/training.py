@@ -344,8 +344,10 @@ def _state_callback(run: Path, patience: int, monitor: str, start_state: dict,
                 self.state["stopped_early"] = True
                 self.model.stop_training = True
             write_json(ckpt / "state.json", self.state)
-            if on_epoch:
-                on_epoch(epoch, logs)
+            if on_epoch and on_epoch(epoch, logs) is True:  # the caller ends the run here (e.g. a pruned trial)
+                self.state.update(stopped_early=True, stopped_by="caller")
+                self.model.stop_training = True
+                write_json(ckpt / "state.json", self.state)
 
     return RunState()
 
@@ -434,6 +436,28 @@ def check_split_classes(ds: Dataset, split: dict[str, list[int]], few_test_warni
     return warnings
 
 
+def plan_split(cfg: TrainConfig, ds: Dataset, labelled: np.ndarray | None = None) -> dict[str, list[int]]:
+    """The train / val / test split :func:`train` makes for ``cfg`` without an explicit one:
+    ``cfg.split`` ``"grouped"`` (random by group, stratified; ``test_fraction``, ``val_fraction``,
+    ``seed``) or a split the manifest offers by name. ``cfg.split`` must be resolved already (not
+    ``"auto"``). Returns dataset indices per part (``labelled``: the labelled samples, default
+    ``ds.labelled_indices()``).
+
+    Raises
+    ------
+    EphysError
+        Too few groups for the grouped split; an unknown named split.
+    """
+    labelled = ds.labelled_indices() if labelled is None else labelled
+    labs = [ds.labels[i] for i in labelled]
+    grps = [ds.groups[i] for i in labelled]
+    if cfg.split == "grouped":
+        rel = grouped_split(labs, grps, cfg.test_fraction, cfg.val_fraction, cfg.seed)
+    else:  # a published split the manifest offers by name (e.g. the spike seed's channels)
+        rel = named_split(grps, ds.manifest.get("splits") or {}, cfg.split, ds.root / "manifest.json")
+    return {k: [int(labelled[j]) for j in v] for k, v in rel.items()}
+
+
 def _read_json(path: Path) -> dict:
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
@@ -472,7 +496,7 @@ def _record_range(run: Path, ds: Dataset, split: dict, log: Callable[[str], None
         log(f"warning: training range not recorded ({type(exc).__name__}: {exc})")
 
 
-def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
+def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], bool | None] | None = None,
           log: Callable[[str], None] = print, split_ids: dict[str, list[str]] | None = None,
           dataset: Dataset | None = None) -> Path:
     """Train ``cfg.model`` on ``cfg.data``; returns the run folder.
@@ -484,6 +508,11 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
     grouped random split or a named split the manifest offers. ``dataset`` (optional): ``cfg.data``
     already loaded (:func:`ephys.pipelines.core.datasets.load_dataset`), so that the many runs of
     a cross-validation read its manifest once.
+
+    ``on_epoch(epoch, logs)`` (optional) is called after each epoch is checkpointed (``epoch``
+    counted from 0, ``logs`` the epoch's losses and metrics as floats); returning ``True`` ends the
+    run there as early stopping does (the best weights become the model; ``state.json`` records
+    ``stopped_by: caller``), e.g. for a pruned search trial.
 
     What the model learns is its spec's ``target`` (:attr:`ephys.pipelines.core.models.ModelSpec.target`):
     class labels (balanced class weights), the samples' masks or the samples themselves, with
@@ -562,13 +591,7 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], None] | None = None,
                              f"(e.g. {gone[0]}); the dataset changed: train into a new --out", split_path)
         split = {k: [pos[s] for s in v] for k, v in split_ids.items() if k in ("train", "val", "test")}
     else:
-        labs = [ds.labels[i] for i in labelled]
-        grps = [ds.groups[i] for i in labelled]
-        if cfg.split == "grouped":
-            rel = grouped_split(labs, grps, cfg.test_fraction, cfg.val_fraction, cfg.seed)
-        else:  # a published split the manifest offers by name (e.g. the spike seed's channels)
-            rel = named_split(grps, ds.manifest.get("splits") or {}, cfg.split, ds.root / "manifest.json")
-        split = {k: [int(labelled[j]) for j in v] for k, v in rel.items()}
+        split = plan_split(cfg, ds, labelled)
 
     split_warnings = size_warnings + check_split_classes(ds, split, few_test_warning=cfg.split == "grouped")
     fingerprint = ds.fingerprint()

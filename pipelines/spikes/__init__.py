@@ -6,7 +6,7 @@ Modules: ``params`` (every step's settings), ``waveforms`` (snippet sets and raw
 explanations).
 """
 
-from ..core.models import HParam, ModelSpec
+from ..core.models import HParam, ModelSpec, Search
 from ..core.prepare import PrepareStep
 from ..core.registry import ClusterSteps, Command, Modality, Pipeline, Recipe, register_pipeline
 from .params import ClusterParams, SpikesParams
@@ -18,16 +18,18 @@ MODELS = (
               "1-D CNN for spike waveforms (after the spike seed, henryxcham/spike_detection_classification)", False,
               hparams={
                   "dropout": HParam(0.3, float, "dropout rate (fraction of units) before the softmax head",
-                                    min=0, max=1, max_exclusive=True),
+                                    min=0, max=1, max_exclusive=True, search=Search(0.0, 0.5)),
                   "width": HParam(32, int, "filters of the first convolution (the next two have twice as many)",
-                                  min=1)}),
+                                  min=1, search=Search(8, 64, log=True))}),
     ModelSpec("gru", f"{_SEQ}:build_gru", ("waveform",), None, (),
               "two-layer GRU for spike waveforms (Cho et al. 2014; after the spike seed)", False,
               hparams={
                   "dropout": HParam(0.3, float, "dropout rate (fraction of units) before the softmax head",
-                                    min=0, max=1, max_exclusive=True),
-                  "width": HParam(64, int, "units of each GRU layer (per direction)", min=1),
-                  "bidirectional": HParam(False, bool, "both GRU layers read the snippet both ways (concatenated)"),
+                                    min=0, max=1, max_exclusive=True, search=Search(0.0, 0.5)),
+                  "width": HParam(64, int, "units of each GRU layer (per direction)", min=1,
+                                  search=Search(16, 128, log=True)),
+                  "bidirectional": HParam(False, bool, "both GRU layers read the snippet both ways (concatenated)",
+                                          search=Search(choices=(False, True))),
                   "input_norm": HParam("batch", str, "batch: BatchNormalization of the input; none: raw input",
                                        choices=("batch", "none")),
                   "pool": HParam("last", str, "last: the second GRU's final state; mean: its states averaged "
