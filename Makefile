@@ -23,13 +23,13 @@ SIF_GPU ?= /tmp/ephys-gpu.sif
 APPTAINER ?= $(shell command -v apptainer || realpath ../shared/tools/apptainer)
 
 .PHONY: install demo test test-slow test-all bench clean help sif sif-gpu sif-test slurm-all slurm-tune slurm-status ipfx-check miniml-check \
-        docs docs-serve reference
+        docs docs-serve docs-screenshots reference
 
 help:
 	@echo "make demo   set up .venv, then fetch synthetic -> prepare -> train -> evaluate -> explain -> report"
 	@echo "make test   set up .venv and run the test suite (make test-slow: the tests marked slow; make test-all: both)"
 	@echo "make bench  speed benchmarks (JSON in benchmarks/results/)"
-	@echo "make docs   the documentation site into site/ (mkdocs build --strict); make docs-serve serves it"
+	@echo "make docs   the documentation site into site/ (mkdocs build --strict); make docs-serve serves it; make docs-screenshots shows it in headless Chromium"
 	@echo "make reference  regenerate the docs' CLI / model / pipeline reference from the code"
 	@echo "make ipfx-check  EP features vs the ipfx package on ../shared/data/patchclamp (own venv, $(IPFX_VENV))"
 	@echo "make miniml-check  events detectors vs miniML on simulated traces and the real ABF (own venv, $(MINIML_VENV))"
@@ -97,6 +97,10 @@ docs:
 
 docs-serve: docs
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --strict
+
+# the built site in headless Chromium: home, one pipeline page, the CLI reference (PNGs to look at)
+docs-screenshots: docs
+	docs/screenshots.sh site-screenshots
 
 # ipfx pins its own pynwb / pandas: it gets a venv of its own, outside the repository
 IPFX_VENV ?= ../ipfx-venv
