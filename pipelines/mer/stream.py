@@ -359,6 +359,9 @@ def stream_lsl(run: str | Path, name: str, depth_stream: str | None = None, time
     while True:
         got = False
         try:
+            data, stamps = inlet.pull_chunk(timeout=0.05, max_samples=24000)
+            # markers after the samples: a marker sent before these samples has arrived by now even
+            # when its inlet was slower, so no sample is filed under the previous depth
             if depth_inlet is not None:
                 markers, mts = depth_inlet.pull_chunk(timeout=0.0)
                 for mk, ts in zip(markers, mts):
@@ -367,7 +370,7 @@ def stream_lsl(run: str | Path, name: str, depth_stream: str | None = None, time
                     except (TypeError, ValueError):
                         continue
                     got = True
-            data, stamps = inlet.pull_chunk(timeout=0.05, max_samples=24000)
+                pending.sort()
         except pylsl.LostError:  # the outlet went away: the end of the stream
             break
         now = time.perf_counter()
