@@ -81,8 +81,10 @@ def measure_event(y: np.ndarray, fs_hz: float, i_steep: int, sign: float, stop: 
 
     Returns
     -------
-    dict with the :data:`EVENT_COLUMNS` (``score`` NaN) or None when the event cannot be measured
-    (too near an edge, or no rise above the baseline).
+    dict with the :data:`EVENT_COLUMNS` (``score`` NaN), ``half_width_ms`` (50 % rise to 50 %
+    decay, ms; NaN when the trace has not decayed to half before ``stop``) and ``after_peak_ms``
+    (how long after the peak the decay was observed, ms), or None when the event cannot be
+    measured (too near an edge, or no rise above the baseline).
 
     Only the stretch from 3 ms before ``i_steep`` to ``max_s`` after it is read (the decay fit
     window is bounded by it), so measuring many events of a long trace stays linear in their number.
@@ -151,13 +153,22 @@ def _measure_local(y, fs_hz, i_steep, sign, stop, first_ok=True):
             tau = float(popt[1]) if popt[0] > 0 and 0.2 / fs_hz <= popt[1] <= 1.0 else float("nan")
         except (RuntimeError, ValueError, FloatingPointError):
             tau = float("nan")
+    # half-width: from the 50 % crossing of the rise to the first 50 % crossing of the decay
+    # (interpolated); NaN when the trace has not fallen to half the amplitude before ``stop``
+    t50 = cross(0.5)
+    half = np.flatnonzero(z[ip:stop] < 0.5 * amp)
+    half_width = float("nan")
+    if half.size and half[0] > 0:
+        k = ip + int(half[0])
+        t50d = (k - 1) + (z[k - 1] - 0.5 * amp) / max(z[k - 1] - z[k], 1e-300)
+        half_width = float((t50d - t50) / ms)
     i_on = max(0, int(np.floor(onset)))
     # the event's area in its own direction: where the trace has crossed back over the baseline
     # (noise, drift, the next event's overshoot) it adds nothing, so charge and amplitude share a sign
     charge = float(sign * np.sum(np.clip(z[i_on:f1], 0.0, None)) / fs_hz * 1000.0)  # units x ms
     return {"onset_s": float(onset / fs_hz), "peak_s": float(ip / fs_hz), "amplitude": float(sign * amp),
             "rise_10_90_ms": float((t90 - t10) / ms), "decay_tau_ms": float(tau * 1000.0), "charge": charge,
-            "score": float("nan")}
+            "score": float("nan"), "half_width_ms": half_width, "after_peak_ms": float((stop - ip) / ms)}
 
 
 def threshold_probability(x: np.ndarray, fs_hz: float, polarity: str, k: float = 4.0,
@@ -314,11 +325,17 @@ def detect_events(x: np.ndarray, fs_hz: float, prob: np.ndarray, polarity: str =
     return out
 
 
-def events_to_csv(path: str | Path, events: list[dict]) -> Path:
-    """Write ``events.csv`` (columns :data:`EVENT_COLUMNS`; NaN as empty) atomically."""
+def events_to_csv(path: str | Path, events: list[dict], columns=EVENT_COLUMNS) -> Path:
+    """Write ``events.csv`` (``columns``, default :data:`EVENT_COLUMNS`; numbers with 7 significant
+    digits, NaN / missing as empty, text as is) atomically."""
+    def cell(v):
+        if isinstance(v, str):
+            return v
+        return "" if v is None or not np.isfinite(v) else f"{v:.7g}"
+
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(EVENT_COLUMNS)
+    w.writerow(columns)
     for e in events:
-        w.writerow(["" if not np.isfinite(e[c]) else f"{e[c]:.7g}" for c in EVENT_COLUMNS])
+        w.writerow([cell(e.get(c)) for c in columns])
     return write_text(path, buf.getvalue())
