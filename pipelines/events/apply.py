@@ -22,6 +22,7 @@ import json
 import time
 from dataclasses import asdict
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ from ..core.atomic import write_json
 from ..core.errors import EphysError
 from . import detect as D
 from .readers import Trace, check_polarity, read_event_csv, read_trace
-from .shape import REJECTED_COLUMNS, ShapeLimits, split_by_shape
+from .shape import REJECTED_COLUMNS, ShapeLimits, shape_reason
 
 __all__ = ["load_detectors", "method_probability", "detect_trace", "run_detect", "summarise_events", "ALL_METHODS",
            "check_trace", "check_events", "choose_polarity", "channel_text"]
@@ -101,12 +102,13 @@ def _high_passed(trace: Trace) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
-def _threshold_candidates(trace: Trace, polarity: str) -> list[dict]:
+def _shape_events(trace: Trace, polarity: str, limits: ShapeLimits) -> list[dict]:
+    """The threshold detector's candidates of ``polarity`` that pass the shape check."""
     prob = np.zeros(trace.n_samples)
     for s0, s1 in trace.segments:
         prob[s0:s1] = D.threshold_probability(trace.data[s0:s1], trace.fs_hz, polarity)
     return D.detect_events(trace.data, trace.fs_hz, prob, polarity, None, segments=trace.segments,
-                           exclude=trace.exclude)
+                           exclude=trace.exclude, reject=partial(shape_reason, limits=limits))
 
 
 #: ``--polarity auto``: one sign wins on shape when it has at least this many candidates with
@@ -120,7 +122,7 @@ def choose_polarity(trace: Trace, limits: ShapeLimits = ShapeLimits()) -> tuple[
     """``--polarity auto``: the sign of the trace's events, why, and the evidence.
 
     The plain threshold detector is run for both signs and its candidates pass the shape check
-    (:func:`ephys.pipelines.events.shape.split_by_shape`); a sign with at least
+    (:func:`ephys.pipelines.events.shape.shape_reason`); a sign with at least
     :data:`AUTO_MIN_EVENTS` candidates of event shape and :data:`AUTO_RATIO` times the other's
     wins. Otherwise the skew of the high-passed trace (:func:`_high_passed`; events of one sign
     make its distribution lean their way) decides when ``|skew| >=`` :data:`AUTO_MIN_SKEW`;
@@ -133,7 +135,7 @@ def choose_polarity(trace: Trace, limits: ShapeLimits = ShapeLimits()) -> tuple[
     """
     from scipy.stats import skew
 
-    n = {pol: len(split_by_shape(_threshold_candidates(trace, pol), limits)[0]) for pol in ("negative", "positive")}
+    n = {pol: len(_shape_events(trace, pol, limits)) for pol in ("negative", "positive")}
     hp = _high_passed(trace)
     sk = float(skew(hp)) if hp.size > 2 and np.ptp(hp) > 0 else 0.0
     ev = {**n, "skew": sk}
@@ -258,7 +260,8 @@ def _resample(trace: Trace, rates, allow: bool) -> Trace:
 def detect_trace(trace: Trace, det: dict, methods, polarity: str,
                  limits: ShapeLimits = ShapeLimits()) -> tuple[dict, dict, dict]:
     """Events per method on one trace, each method's candidates through the shape check
-    (:func:`ephys.pipelines.events.shape.split_by_shape` with ``limits``).
+    (:func:`ephys.pipelines.events.shape.shape_reason` with ``limits``, inside
+    :func:`ephys.pipelines.events.detect.detect_events`).
 
     Returns (accepted events by method, rejected candidates by method (with ``reason``), seconds
     by method).
@@ -269,9 +272,10 @@ def detect_trace(trace: Trace, det: dict, methods, polarity: str,
         prob = np.zeros(trace.n_samples)
         for s0, s1 in trace.segments:
             prob[s0:s1] = method_probability(m, det, trace.data[s0:s1], trace.fs_hz, polarity)
-        cand = D.detect_events(trace.data, trace.fs_hz, prob, polarity, det.get("params", {}).get(m),
-                               segments=trace.segments, exclude=trace.exclude)
-        events[m], rejected[m] = split_by_shape(cand, limits)
+        rejected[m] = []
+        events[m] = D.detect_events(trace.data, trace.fs_hz, prob, polarity, det.get("params", {}).get(m),
+                                    segments=trace.segments, exclude=trace.exclude,
+                                    reject=partial(shape_reason, limits=limits), rejected=rejected[m])
         secs[m] = time.perf_counter() - t0
     return events, rejected, secs
 

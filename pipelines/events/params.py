@@ -68,14 +68,15 @@ class DetectParams:
     channel: Optional[int] = param(None, "ABF ADC channel to analyse.", min=0,
                                    default_text="by the recording mode: the current in voltage clamp, the "
                                                 "potential in current clamp")
-    min_half_width_ms: float = param(0.3, "Shape check: candidates narrower at half amplitude are glitches "
-                                     "(real events: 0.8 ms and more).", unit="ms", min=0.0)
+    min_half_width_ms: float = param(0.5, "Shape check: a candidate that rises (10-90 %) faster than this and is "
+                                     "narrower at half amplitude is a glitch (real events: 1 ms wide and more).",
+                                     unit="ms", min=0.0)
+    min_amplitude_sd: float = param(3.0, "Shape check: candidates smaller than this many robust noise SDs of the "
+                                    "trace cannot be told from noise.", min=0.0)
     max_rise_ms: float = param(10.0, "Shape check: slowest 10-90 % rise of an event (NMJ mEPPs: up to 6 ms).",
                                unit="ms", min=0.0, min_exclusive=True)
-    min_decay_ms: float = param(0.5, "Shape check: fastest decay tau of an event (fast mEPSCs: 2 ms).", unit="ms",
-                                min=0.0)
-    max_decay_ms: float = param(80.0, "Shape check: slowest decay tau (mIPSCs: up to 40 ms); a candidate not back "
-                                "to half amplitude this long after its peak is a step.", unit="ms", min=0.0,
+    max_decay_ms: float = param(80.0, "Shape check: a candidate not back to half amplitude this long after its "
+                                "peak is a step or drift (mIPSCs decay with tau up to 40 ms).", unit="ms", min=0.0,
                                 min_exclusive=True)
     no_shape_check: bool = param(False, "Keep every candidate (default: candidates without event shape go to "
                                  "OUT/rejected_METHOD.csv with the reason).")
@@ -92,14 +93,11 @@ class DetectParams:
         if not methods:
             methods = ["all"] if self.run else ["threshold"]
         self.method = tuple(METHODS) if "all" in methods else tuple(dict.fromkeys(methods))
-        if self.min_decay_ms >= self.max_decay_ms:
-            raise EphysError(f"--min-decay-ms ({self.min_decay_ms:g}) must be below --max-decay-ms "
-                             f"({self.max_decay_ms:g})", "--min-decay-ms")
         return self
 
     def shape_limits(self):
         """The shape check's limits (:class:`ephys.pipelines.events.shape.ShapeLimits`)."""
         from .shape import ShapeLimits
 
-        return ShapeLimits(self.min_half_width_ms, self.max_rise_ms, self.min_decay_ms, self.max_decay_ms,
+        return ShapeLimits(self.min_half_width_ms, self.min_amplitude_sd, self.max_rise_ms, self.max_decay_ms,
                            enabled=not self.no_shape_check)

@@ -227,12 +227,15 @@ def _overview(x, fs, segments, exclude, events: list[dict], rejected: list[dict]
     ax.fill_between(t, lo, hi, color="0.25", lw=0, step="mid")
     if exclude is not None and exclude.any():
         ex = exclude[:m].reshape(-1, step).any(axis=1)
-        ax.fill_between(t, float(lo.min()), float(hi.max()), where=ex, color="yellow", alpha=0.3, lw=0,
-                        label="stimulus (excluded)")
+        ax.fill_between(t, -1e12, 1e12, where=ex, color="yellow", alpha=0.3, lw=0, label="stimulus (excluded)")
     for s0, _ in segments[1:]:
         ax.axvline(s0 / fs, color="0.7", lw=0.6)
-    span = float(hi.max() - lo.min()) or 1.0
-    top, bottom = float(hi.max()) + 0.06 * span, float(lo.min()) - 0.06 * span
+    # the y range of the analysed samples: a membrane-test step must not flatten the events
+    keep = ~exclude[:m].reshape(-1, step).any(axis=1) if exclude is not None else np.ones(lo.size, bool)
+    y0, y1 = (float(lo[keep].min()), float(hi[keep].max())) if keep.any() else (float(lo.min()), float(hi.max()))
+    span = (y1 - y0) or 1.0
+    top, bottom = y1 + 0.06 * span, y0 - 0.06 * span
+    ax.set_ylim(bottom - 0.06 * span, top + 0.06 * span)
     ax.plot([e["onset_s"] for e in events], [top] * len(events), "|", color="tab:blue", ms=7, mew=1,
             label=f"{len(events)} events")
     if rejected:
@@ -306,6 +309,12 @@ def _kinetics_hists(events: list[dict], units: str, title: str):
     for ax, (v, label) in zip(axs, vals):
         v = np.asarray(v, dtype=float)
         v = v[np.isfinite(v)]
+        if v.size > 20:  # a few failed fits (tau of seconds) must not squash the histogram
+            hi = float(np.percentile(v, 99))
+            clipped = int((v > hi).sum())
+            v = v[v <= hi]
+            if clipped:
+                label += f" ({clipped} > {hi:.3g} not shown)"
         if v.size:
             ax.hist(v, bins=_bins(v), color="tab:blue")
         else:
@@ -358,10 +367,11 @@ def trace_report(out: Path, trace, events: dict, summary: dict, title: str, reje
     shp = summary.get("shape_check") or {}
     if shp:
         blocks.append(Text("Shape check: " + ("off (every candidate kept)." if not shp.get("enabled", True) else
-                                              f"half-width ≥ {shp['min_half_width_ms']:g} ms, 10–90 % rise ≤ "
-                                              f"{shp['max_rise_ms']:g} ms, decay tau {shp['min_decay_ms']:g}–"
-                                              f"{shp['max_decay_ms']:g} ms, back to half amplitude within "
-                                              f"{shp['max_decay_ms']:g} ms. Rejected candidates: "
+                                              f"not both rise (10–90 %) and half-width under "
+                                              f"{shp['min_half_width_ms']:g} ms (a glitch), amplitude ≥ "
+                                              f"{shp.get('min_amplitude_sd', 0):g} noise SDs, rise ≤ "
+                                              f"{shp['max_rise_ms']:g} ms, back to half amplitude within "
+                                              f"{shp['max_decay_ms']:g} ms of the peak. Rejected candidates: "
                                               "OUT/rejected_METHOD.csv with the reason.")))
     rows = [[m, s.get("n_events", 0), s.get("n_rejected", "n/a"), fmt(s.get("frequency_hz"), 2),
              _stat(s.get("amplitude")), _stat(s.get("rise_10_90_ms")), _stat(s.get("decay_tau_ms")),
