@@ -384,7 +384,7 @@ def detect_events(x: np.ndarray, fs_hz: float, prob: np.ndarray, polarity: str =
             # a rejected candidate must not cut its neighbour's decay window short: measure the
             # survivors again with the next survivor as the limit, until no more are rejected
             for k in range(50):
-                if k:
+                if k or len(alive) < len(merged):  # dropped candidates above cut windows short too
                     meas.update(measure_all(alive))
                 bad = {j: reject(meas[j]) for j in alive if meas[j] is not None}
                 bad = {j: why for j, why in bad.items() if why is not None}
