@@ -142,13 +142,19 @@ def choose_polarity(trace: Trace, limits: ShapeLimits = ShapeLimits()) -> tuple[
     counts = f"{n['negative']} negative and {n['positive']} positive threshold candidates with event shape"
     big = max(n, key=n.get)
     small = "positive" if big == "negative" else "negative"
+    mode = trace.mode.replace("_", " ")
     if n[big] >= AUTO_MIN_EVENTS and n[big] >= AUTO_RATIO * max(n[small], 1):
-        return big, f"{counts} (skew of the high-passed trace {sk:+.2f})", ev
-    if abs(sk) >= AUTO_MIN_SKEW:
+        pol, why = big, f"{counts} (skew of the high-passed trace {sk:+.2f})"
+    elif abs(sk) >= AUTO_MIN_SKEW:
         pol = "positive" if sk > 0 else "negative"
-        return pol, f"skew of the high-passed trace {sk:+.2f} ({counts}: no clear winner)", ev
-    return trace.polarity, (f"no clear sign ({counts}, skew {sk:+.2f}): the usual sign in "
-                            f"{trace.mode.replace('_', ' ')}"), ev
+        why = f"skew of the high-passed trace {sk:+.2f} ({counts}: no clear winner)"
+    else:
+        return trace.polarity, f"no clear sign ({counts}, skew {sk:+.2f}): the usual sign in {mode}", ev
+    if pol != trace.polarity:
+        kind = ("outward currents, or an inverted trace" if trace.mode == "voltage_clamp" else
+                "hyperpolarising events (IPSPs), an inverted trace, or a current stored as a potential")
+        why += f"; not the usual sign in {mode}: {kind}"
+    return pol, why, ev
 
 
 def check_events(trace: Trace, events: dict, polarity: str, polarity_given: bool, log=print) -> None:
