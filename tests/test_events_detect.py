@@ -227,3 +227,25 @@ def test_a_report_that_cannot_be_drawn_exits_2_with_one_line(tmp_path, monkeypat
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert len(err) == 1 and "report.html" in err[0] and "ZeroDivisionError" in err[0], err
     assert not out.exists()
+
+
+def test_no_help_text_has_a_placeholder_markdown_would_eat():
+    """`--help` renders with rich markdown, where `<method>` is an HTML tag and vanishes (issue 26:
+    `OUT/events_.csv`): every declared command and prepare step spells placeholders in capitals."""
+    import re
+
+    from ephys.pipelines.core.params import describe
+    from ephys.pipelines.core.registry import pipelines
+
+    tag = re.compile(r"<[A-Za-z_][\w-]*>")
+    seen = []
+    for p in pipelines().values():
+        for c in p.commands:
+            seen += [(f"{p.name} {c.name}", c.summary), (f"{p.name} {c.name}", c.description or "")]
+            seen += [(f"{p.name} {c.name} --{i.name}", i.help_text() + str(i.default_text or ""))
+                     for i in describe(c.params)]
+        for st in p.prepare:
+            seen += [(f"prepare {st.name}", st.summary + (st.description or "") + (st.input_help or ""))]
+            seen += [(f"prepare {st.name} --{i.name}", i.help_text() + str(i.default_text or ""))
+                     for i in describe(st.params)] if st.params else []
+    assert seen and not [(w, t) for w, t in seen if tag.search(t)]
