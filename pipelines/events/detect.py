@@ -351,9 +351,11 @@ def detect_events(x: np.ndarray, fs_hz: float, prob: np.ndarray, polarity: str =
 
         yw = smooth(x[s0:s1], fs_hz, WIDTH_HZ)
 
-        def measure_all(idx):
+        def measure_all(idx, which=None):
             res = {}
             for pos, j in enumerate(idx):
+                if which is not None and j not in which:
+                    continue
                 nxt = merged[idx[pos + 1]][0] - int(1.0 * ms) if pos + 1 < len(idx) else None
                 ev = measure_event(y, fs_hz, merged[j][0], sign, stop=nxt)
                 if ev is not None:
@@ -383,15 +385,23 @@ def detect_events(x: np.ndarray, fs_hz: float, prob: np.ndarray, polarity: str =
         if reject is not None:
             # a rejected candidate must not cut its neighbour's decay window short: measure the
             # survivors again with the next survivor as the limit, until no more are rejected
-            for k in range(50):
-                if k or len(alive) < len(merged):  # dropped candidates above cut windows short too
-                    meas.update(measure_all(alive))
+            before = list(range(len(merged)))
+            for k in range(8):
+                # measured again: the candidates whose next neighbour has gone (dropped above or
+                # rejected in the last round), i.e. whose decay window has grown
+                kept = set(alive)
+                dirty = {before[p - 1] for p in range(1, len(before)) if before[p] not in kept and before[p - 1] in kept}
+                if dirty:
+                    meas.update(measure_all(alive, dirty))
+                before = list(alive)
                 bad = {j: reject(meas[j]) for j in alive if meas[j] is not None}
                 bad = {j: why for j, why in bad.items() if why is not None}
-                # a candidate whose window the next (also rejected) candidate cut short waits for
-                # the next round, measured without it
-                bad = {j: why for pos, (j, why) in enumerate((j, bad.get(j)) for j in alive)
-                       if why is not None and not (pos + 1 < len(alive) and alive[pos + 1] in bad)}
+                if k < 7:
+                    # a candidate whose decay the next (also rejected) candidate cut short (no
+                    # half-width measured) waits for the next round, measured without it
+                    bad = {j: why for pos, (j, why) in enumerate((j, bad.get(j)) for j in alive)
+                           if why is not None and not (np.isnan(meas[j]["half_width_ms"]) and pos + 1 < len(alive)
+                                                       and alive[pos + 1] in bad)}
                 gone = [j for j in alive if meas[j] is None]
                 if not bad and not gone:
                     break
