@@ -249,3 +249,21 @@ def test_no_help_text_has_a_placeholder_markdown_would_eat():
             seen += [(f"prepare {st.name} --{i.name}", i.help_text() + str(i.default_text or ""))
                      for i in describe(st.params)] if st.params else []
     assert seen and not [(w, t) for w, t in seen if tag.search(t)]
+
+
+def test_nwb_of_a_method_that_found_nothing(tmp_path):
+    import pynwb
+
+    from ephys.pipelines.events.nwb import write_events_nwb
+
+    np.save(src := tmp_path / "t.npy", np.zeros(100))
+    tr = Trace(np.zeros(100), 10_000.0, "pA", "voltage_clamp", source=str(src))
+    ev = {"onset_s": 0.001, "peak_s": 0.002, "amplitude": -5.0, "rise_10_90_ms": 0.5, "decay_tau_ms": 3.0,
+          "charge": -9.0, "score": 1.0, "half_width_ms": 2.0}
+    write_events_nwb(tmp_path / "e.nwb", tr, {"unet1d": [], "threshold": [ev]},
+                     {"polarity": "negative", "channel": "x", "shape_check": {}})
+    with pynwb.NWBHDF5IO(str(tmp_path / "e.nwb"), "r") as io:
+        nwb = io.read()
+        assert len(nwb.events["events_unet1d"]) == 0
+        df = nwb.events["events_threshold"].to_dataframe()
+        assert df["duration"].tolist() == [0.002] and df["sweep"].tolist() == [0]

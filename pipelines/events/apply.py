@@ -221,6 +221,19 @@ def load_detectors(run_dir: str | Path | None, methods) -> dict:
     return out
 
 
+class _FixedBatch:
+    """A Keras model whose ``predict`` runs fixed-shape batches (:func:`.seg.predict_padded`), for
+    callers that call ``model.predict(x, batch_size=..., verbose=0)`` chunk by chunk."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def predict(self, x, batch_size: int = 512, verbose=0):
+        from .seg import predict_padded
+
+        return predict_padded(self.model, x, batch_size)
+
+
 def method_probability(method: str, det: dict, x: np.ndarray, fs_hz: float, polarity: str) -> np.ndarray:
     """Per-sample event probability (n,) of ``method`` for trace ``x``."""
     from .windows import normalise_trace
@@ -230,7 +243,7 @@ def method_probability(method: str, det: dict, x: np.ndarray, fs_hz: float, pola
     if method == "cnn_bilstm":
         from .windows import window_probability
 
-        return window_probability(det["cnn_bilstm"], x, polarity)
+        return window_probability(_FixedBatch(det["cnn_bilstm"]), x, polarity)
     from . import seg
 
     z = normalise_trace(x, fs_hz, polarity)

@@ -64,7 +64,8 @@ def write_events_nwb(path: str | Path, trace, events: dict, summary: dict) -> Pa
     Returns the path. Raises EphysError when the file cannot be written.
     """
     import pynwb
-    from pynwb.event import EventsTable
+    from hdmf.common import VectorData
+    from pynwb.event import DurationVectorData, EventsTable, TimestampVectorData
 
     path = Path(path)
     src = Path(trace.source)
@@ -103,20 +104,25 @@ def write_events_nwb(path: str | Path, trace, events: dict, summary: dict) -> Pa
             ("charge", f"integral of the event, {units} x ms"),
             ("score", "the detector's score of the candidate region (0-1)")]
     for m, ev in events.items():
+        # columns built from typed arrays, so a method that found nothing still writes its table
+        on = np.array([e["onset_s"] for e in ev], dtype=np.float64)
+        hw = np.array([e.get("half_width_ms", np.nan) for e in ev], dtype=np.float64) / 1e3
+        sweep = (np.searchsorted(seg_starts, np.round(on * trace.fs_hz).astype(np.int64), side="right") - 1
+                 ).clip(0).astype(np.int64)
+        columns = [TimestampVectorData(name="timestamp", description="event onset, s from the session start",
+                                       data=on, resolution=1.0 / float(trace.fs_hz)),
+                   DurationVectorData(name="duration", description="half-width of the event, s (NaN: not measured)",
+                                      data=hw, resolution=1.0 / float(trace.fs_hz))]
+        columns += [VectorData(name=c, description=doc, data=np.array([e[c] for e in ev], dtype=np.float64))
+                    for c, doc in cols]
+        columns.append(VectorData(name="sweep", description="index of the sweep (segment) the event lies in, from 0",
+                                  data=sweep))
         t = EventsTable(name=f"events_{m}", description=(
             f"Onsets of {summary.get('polarity')} miniature synaptic events found by the {m} detector of ephys "
-            "and accepted by the event-shape check; onset = the 20-80 % rise line extrapolated to the baseline. "
-            f"duration = half-width (s)."),
-            source_description=f"ephys events detect --method {m} on {fp['name']} (sha256 {fp['sha256']})")
-        for name, doc in cols:
-            t.add_column(name=name, description=doc)
-        t.add_column(name="sweep", description="index of the sweep (segment) the event lies in, from 0")
-        for e in ev:
-            i = int(round(e["onset_s"] * trace.fs_hz))
-            k = int(np.searchsorted(seg_starts, i, side="right") - 1)
-            hw = e.get("half_width_ms", float("nan"))
-            t.add_event(timestamp=float(e["onset_s"]), duration=float(hw) / 1e3 if np.isfinite(hw) else float("nan"),
-                        **{c: float(e[c]) for c, _ in cols}, sweep=max(k, 0))
+            "and accepted by the event-shape check; onset = the 20-80 % rise line extrapolated to the baseline; "
+            "duration = half-width."),
+            source_description=f"ephys events detect --method {m} on {fp['name']} (sha256 {fp['sha256']})",
+            columns=columns)
         nwb.add_events_table(t)
     try:
         with atomic_path(path) as tmp:
