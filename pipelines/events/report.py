@@ -6,10 +6,13 @@ speed), F1 against SNR, trace stretches with true and detected events per method
 mask against ground truth, the average detected event with its single-exponential decay fit,
 amplitude and inter-event-interval histograms.
 
-``events detect`` on one trace: a summary in words and numbers (events, rate, amplitude, kinetics
-per method; agreement with labels when given), the first second of the trace with the detections,
-the average event and histograms per method; the raw ``summary.json`` only in a collapsed block at
-the end.
+``events detect`` on one trace: a summary in words and numbers (the analysed channel and the
+polarity with the reasons for each, events, rate, amplitude, kinetics and shape-check rejections
+per method; agreement with labels when given), the whole trace with every event and rejected
+candidate marked, the busiest second without stimulus, galleries of the smallest and largest
+accepted events and of rejected candidates, amplitude / rise / decay / inter-event-interval
+histograms and the average event per method; the raw ``summary.json`` only in a collapsed block
+at the end.
 """
 
 from __future__ import annotations
