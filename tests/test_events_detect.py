@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from conftest import ephys
+from conftest import SHARED_DATA, ephys, needs_shared
 from ephys.pipelines.core.errors import EphysError
 from ephys.pipelines.events import detect as D
 from ephys.pipelines.events.readers import Trace, abf_clamp_mode, choose_abf_channel, read_trace
@@ -267,3 +267,18 @@ def test_nwb_of_a_method_that_found_nothing(tmp_path):
         assert len(nwb.events["events_unet1d"]) == 0
         df = nwb.events["events_threshold"].to_dataframe()
         assert df["duration"].tolist() == [0.002] and df["sweep"].tolist() == [0]
+
+
+@needs_shared
+def test_real_abf_channel_and_polarity_said(tmp_path):
+    """The real voltage-clamp ABF: its current channel by the amplifier telegraph, negative events
+    by their shape; glitches rejected, not reported."""
+    from ephys.pipelines.events.apply import run_detect
+
+    s = run_detect(SHARED_DATA / "events" / "171116sh_0020.abf", tmp_path / "abf", report=False, nwb=False,
+                   log=lambda *_: None)
+    assert s["channel_index"] == 0 and "telegraph" in s["channel"] and "voltage clamp" in s["channel"]
+    assert s["polarity"] == "negative" and s["polarity_evidence"]["negative"] > 5 * s["polarity_evidence"]["positive"]
+    t = s["methods"]["threshold"]
+    assert t["n_rejected"] > 0 and t["rejected_by_reason"].get("glitch", 0) > 0
+    assert -30 < t["amplitude"]["median"] < -10  # the README's ~10-40 pA inward currents

@@ -312,7 +312,7 @@ def _kinetics_hists(events: list[dict], units: str, title: str):
     for ax, (v, label) in zip(axs, vals):
         v = np.asarray(v, dtype=float)
         v = v[np.isfinite(v)]
-        if v.size > 20:  # a few failed fits (tau of seconds) must not squash the histogram
+        if label.startswith("decay") and v.size > 20:  # a few poor fits (tau of seconds) must not squash it
             hi = float(np.percentile(v, 99))
             clipped = int((v > hi).sum())
             v = v[v <= hi]
