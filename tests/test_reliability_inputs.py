@@ -52,21 +52,17 @@ def _cc_nwb(path: Path, x_mV: np.ndarray, fs: float) -> Path:
 
 
 @pytest.mark.parametrize("case, needle", [
-    ("inverted", "0 events of negative polarity but"),
     ("nA read as pA", "is the trace in nA rather than pA"),
     ("flat", "the trace is flat"),
     ("5 ms", "the trace is 5 ms long"),
     ("0 bytes", "empty file (0 bytes)"),
-    ("pA stored as CurrentClampSeries", "looks inverted or recorded in the other clamp mode"),
     ("current-clamp steps", "action potentials or stimulus responses, not miniature synaptic events"),
 ])
 def test_events_detect_refuses_traces_it_cannot_trust(tmp_path, tiny_synthetic, case, needle):
     """Instead of 0 events, events of -0.03 pA, or 958 'events' of 65 mV, one line says why."""
     x = _events_trace()
     fs = ["--fs-hz", "20000"]
-    if case == "inverted":
-        np.save(path := tmp_path / "t.npy", -x)
-    elif case == "nA read as pA":
+    if case == "nA read as pA":
         np.save(path := tmp_path / "t.npy", x * 1e-3)
     elif case == "flat":
         np.save(path := tmp_path / "t.npy", np.zeros_like(x))
@@ -74,13 +70,27 @@ def test_events_detect_refuses_traces_it_cannot_trust(tmp_path, tiny_synthetic, 
         np.save(path := tmp_path / "t.npy", x[:100])
     elif case == "0 bytes":
         (path := tmp_path / "t.npy").write_bytes(b"")
-    elif case == "pA stored as CurrentClampSeries":
-        path, fs = _cc_nwb(tmp_path / "t.nwb", x, 20000.0), []
     else:
         path, fs = sorted(tiny_synthetic.glob("*.nwb"))[0], []
     out = tmp_path / "out"
     one_line_error(ephys("events", "detect", path, out, *fs), str(path), needle)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("case", ["inverted", "pA stored as CurrentClampSeries"])
+def test_events_detect_polarity_auto_says_when_the_sign_is_unusual(tmp_path, case):
+    """Once refused (issue 28), now detected with the sign the events have (issue 26: --polarity
+    auto), the summary saying it is not the recording mode's usual sign."""
+    x = _events_trace()
+    if case == "inverted":
+        np.save(path := tmp_path / "t.npy", -x)
+        fs, want, mode = ["--fs-hz", "20000"], "positive", "voltage clamp"
+    else:
+        path, fs, want, mode = _cc_nwb(tmp_path / "t.nwb", x, 20000.0), [], "negative", "current clamp"
+    out = tmp_path / "out"
+    ephys("events", "detect", path, out, *fs, check=0)
+    s = json.loads((out / "summary.json").read_text())
+    assert s["polarity"] == want and f"not the usual sign in {mode}" in s["polarity_reason"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -213,7 +213,7 @@ def test_detect_and_cluster_refuse_an_earlier_result_of_other_settings(tmp_path)
     ephys("events", "detect", trace, out, "--fs-hz", "10000", check=0)
     before = _files(out)
     one_line_error(ephys("events", "detect", trace, out, "--fs-hz", "10000", "--polarity", "positive"), str(out),
-                   "other settings (polarity None -> 'positive')", "--force")
+                   "other settings (polarity 'auto' -> 'positive')", "--force")
     assert _files(out) == before
     from ephys.pipelines.core.outputs import OutputFolder
     from ephys.pipelines.spikes.params import ClusterParams

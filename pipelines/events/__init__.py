@@ -13,7 +13,8 @@ event mask) and ``autoencoder`` (target: its input, fitted on event-free patches
 Modules: ``readers`` (traces and labels), ``simulate`` (the seeded simulated default with ground
 truth), ``windows`` (window / patch layouts), ``patches`` (the patch dataset from a cohort
 folder), ``models`` (Keras builders, the U-Net's loss), ``seg`` (U-Net and autoencoder inference,
-threshold and test metrics), ``detect`` (the detection step), ``metrics`` (event F1, IoU),
+threshold and test metrics), ``detect`` (the detection step), ``shape`` (the event-shape check),
+``nwb`` (``events detect``'s NWB output), ``metrics`` (event F1, IoU),
 ``events_sim`` and ``minis`` (the ``reproduce`` recipes), ``apply`` (``ephys events detect``),
 ``report``.
 """
@@ -124,10 +125,15 @@ PREPARE_PATCHES = PrepareStep(
 COMMANDS = (
     Command("detect", "Detect miniature synaptic events in a continuous trace with each method.",
             "ephys.pipelines.events.commands:detect", DetectParams,
-            description="Measures each event (onset, peak, amplitude, 10-90 % rise, decay tau, charge) and writes "
-                        "OUT/events_METHOD.csv, OUT/summary.json (frequency, amplitude and kinetics distributions) "
-                        "and OUT/report.html. Stimulus samples (an episodic ABF's command steps, e.g. a membrane "
-                        "test) are excluded."),
+            description="Analyses the channel the recording mode names (the current in voltage clamp, the "
+                        "potential in current clamp; --channel overrides) with the sign of its events (--polarity "
+                        "auto: decided from the trace, and said why). Every method's candidates pass an "
+                        "event-shape check (not a glitch, not below noise, a rise and a decay back to half "
+                        "amplitude within the limits). Measures each event (onset, peak, amplitude, 10-90 % rise, "
+                        "decay tau, charge) and writes OUT/events_METHOD.csv, OUT/rejected_METHOD.csv (each "
+                        "rejected candidate with its reason), OUT/events.nwb (an NWB EventsTable per method; the "
+                        "source is named, never modified), OUT/summary.json and OUT/report.html. Stimulus samples "
+                        "(an episodic ABF's command steps, e.g. a membrane test) are excluded."),
 )
 
 PIPELINE = register_pipeline(Pipeline(

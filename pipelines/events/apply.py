@@ -8,7 +8,9 @@ Models come from an ``events-sim`` output folder (``runs/cnn_bilstm``, ``runs/un
 (``scipy.signal.resample_poly``) to the nearest of them, or refused with ``resample=False``.
 
 Output folder: ``events_<method>.csv`` per method (columns of
-:data:`ephys.pipelines.events.detect.EVENT_COLUMNS`, times in s of the trace), ``summary.json``
+:data:`ephys.pipelines.events.detect.EVENT_COLUMNS`, times in s of the trace; the candidates that
+passed the shape check of :mod:`.shape`), ``rejected_<method>.csv`` (those that did not, with the
+reason), ``events.nwb`` (:mod:`.nwb`), ``summary.json``
 (per method: number of events, frequency in Hz over the analysed time (stimulus samples
 excluded), amplitude / rise / decay / charge medians and IQRs; and, with labels, event-level
 precision / recall / F1), ``report.html``.
@@ -18,7 +20,9 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +31,10 @@ from ..core.atomic import write_json
 from ..core.errors import EphysError
 from . import detect as D
 from .readers import Trace, check_polarity, read_event_csv, read_trace
+from .shape import REJECTED_COLUMNS, ShapeLimits, shape_reason
 
 __all__ = ["load_detectors", "method_probability", "detect_trace", "run_detect", "summarise_events", "ALL_METHODS",
-           "check_trace", "check_events"]
+           "check_trace", "check_events", "choose_polarity", "channel_text"]
 
 ALL_METHODS = ("cnn_bilstm", "unet1d", "autoencoder", "threshold")
 
@@ -81,16 +86,87 @@ def _threshold_count(trace: Trace, polarity: str) -> int:
                                exclude=trace.exclude))
 
 
+def _high_passed(trace: Trace) -> np.ndarray:
+    """The trace low-passed at 1 kHz minus its 50-ms running median, per segment, stimulus samples
+    left out (trace units)."""
+    from scipy.ndimage import median_filter
+
+    parts = []
+    for s0, s1 in trace.segments:
+        y = D.smooth(trace.data[s0:s1], trace.fs_hz, 1000.0)
+        w = max(3, int(0.05 * trace.fs_hz))
+        step = max(1, w // 15)
+        base = median_filter(y[::step], size=max(3, (w // step) | 1), mode="nearest")
+        r = y - np.interp(np.arange(y.size), np.arange(0, y.size, step)[: base.size], base)
+        parts.append(r[~trace.exclude[s0:s1]])
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def _shape_events(trace: Trace, polarity: str, limits: ShapeLimits) -> list[dict]:
+    """The threshold detector's candidates of ``polarity`` that pass the shape check."""
+    prob = np.zeros(trace.n_samples)
+    for s0, s1 in trace.segments:
+        prob[s0:s1] = D.threshold_probability(trace.data[s0:s1], trace.fs_hz, polarity)
+    return D.detect_events(trace.data, trace.fs_hz, prob, polarity, None, segments=trace.segments,
+                           exclude=trace.exclude, reject=partial(shape_reason, limits=limits))
+
+
+#: ``--polarity auto``: one sign wins on shape when it has at least this many candidates with
+#: event shape and this many times the other sign's
+AUTO_MIN_EVENTS, AUTO_RATIO = 5, 2.0
+#: ``--polarity auto``: otherwise the skew of the high-passed trace decides when at least this large
+AUTO_MIN_SKEW = 0.2
+
+
+def choose_polarity(trace: Trace, limits: ShapeLimits = ShapeLimits()) -> tuple[str, str, dict]:
+    """``--polarity auto``: the sign of the trace's events, why, and the evidence.
+
+    The plain threshold detector is run for both signs and its candidates pass the shape check
+    (:func:`ephys.pipelines.events.shape.shape_reason`); a sign with at least
+    :data:`AUTO_MIN_EVENTS` candidates of event shape and :data:`AUTO_RATIO` times the other's
+    wins. Otherwise the skew of the high-passed trace (:func:`_high_passed`; events of one sign
+    make its distribution lean their way) decides when ``|skew| >=`` :data:`AUTO_MIN_SKEW`;
+    otherwise the recording mode's usual sign (inward currents in voltage clamp, depolarisations
+    in current clamp).
+
+    Returns
+    -------
+    (``"negative"`` | ``"positive"``, one sentence, {"negative": n, "positive": n, "skew": float})
+    """
+    from scipy.stats import skew
+
+    n = {pol: len(_shape_events(trace, pol, limits)) for pol in ("negative", "positive")}
+    hp = _high_passed(trace)
+    sk = float(skew(hp)) if hp.size > 2 and np.ptp(hp) > 0 else 0.0
+    ev = {**n, "skew": sk}
+    counts = f"{n['negative']} negative and {n['positive']} positive threshold candidates with event shape"
+    big = max(n, key=n.get)
+    small = "positive" if big == "negative" else "negative"
+    mode = trace.mode.replace("_", " ")
+    if n[big] >= AUTO_MIN_EVENTS and n[big] >= AUTO_RATIO * max(n[small], 1):
+        pol, why = big, f"{counts} (skew of the high-passed trace {sk:+.2f})"
+    elif abs(sk) >= AUTO_MIN_SKEW:
+        pol = "positive" if sk > 0 else "negative"
+        why = f"skew of the high-passed trace {sk:+.2f} ({counts}: no clear winner)"
+    else:
+        return trace.polarity, f"no clear sign ({counts}, skew {sk:+.2f}): the usual sign in {mode}", ev
+    if pol != trace.polarity:
+        kind = ("outward currents, or an inverted trace" if trace.mode == "voltage_clamp" else
+                "hyperpolarising events (IPSPs), an inverted trace, or a current stored as a potential")
+        why += f"; not the usual sign in {mode}: {kind}"
+    return pol, why, ev
+
+
 def check_events(trace: Trace, events: dict, polarity: str, polarity_given: bool, log=print) -> None:
     """Refuse results that say the input is not what detection assumes.
 
     Raises
     ------
     EphysError
-        Current-clamp events of median amplitude above :data:`MAX_MEDIAN_MV` (action potentials);
-        far more threshold events of the other polarity than of ``polarity`` (an inverted trace,
-        or one stored in the other clamp mode) unless the polarity was given explicitly (then a
-        warning through ``log``).
+        Current-clamp events of median amplitude above :data:`MAX_MEDIAN_MV` (action potentials).
+        With a polarity given explicitly (``polarity_given``), far more threshold events of the
+        other sign only draw a warning through ``log`` (``--polarity auto`` already chose the
+        sign with more events of event shape).
     """
     if trace.units == "mV":
         for m, ev in events.items():
@@ -99,16 +175,15 @@ def check_events(trace: Trace, events: dict, polarity: str, polarity_given: bool
                 raise EphysError(f"{m} found {amps.size} events of median amplitude {np.median(amps):.3g} mV: these "
                                  "are action potentials or stimulus responses, not miniature synaptic events (a "
                                  "current-clamp step recording?)", trace.source)
+    if not polarity_given:
+        return
     other = "positive" if polarity == "negative" else "negative"
     n_given = len(events["threshold"]) if "threshold" in events else _threshold_count(trace, polarity)
     n_other = _threshold_count(trace, other)
     if n_other >= 10 and n_other >= 5 * max(n_given, 1):
-        msg = (f"{n_given} events of {polarity} polarity but {n_other} of {other} (threshold detector): the trace "
-               f"looks inverted or recorded in the other clamp mode ({trace.units}, {trace.mode.replace('_', ' ')}); "
-               f"pass --polarity {other} if its events go that way")
-        if not polarity_given:
-            raise EphysError(msg, trace.source)
-        log(f"warning: {trace.source}: {msg}")
+        log(f"warning: {trace.source}: {n_given} events of {polarity} polarity but {n_other} of {other} "
+            f"(threshold detector): the trace looks inverted or recorded in the other clamp mode ({trace.units}, "
+            f"{trace.mode.replace('_', ' ')}); --polarity auto would choose {other}")
 
 
 def load_detectors(run_dir: str | Path | None, methods) -> dict:
@@ -146,6 +221,19 @@ def load_detectors(run_dir: str | Path | None, methods) -> dict:
     return out
 
 
+class _FixedBatch:
+    """A Keras model whose ``predict`` runs fixed-shape batches (:func:`.seg.predict_padded`), for
+    callers that call ``model.predict(x, batch_size=..., verbose=0)`` chunk by chunk."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def predict(self, x, batch_size: int = 512, verbose=0):
+        from .seg import predict_padded
+
+        return predict_padded(self.model, x, batch_size)
+
+
 def method_probability(method: str, det: dict, x: np.ndarray, fs_hz: float, polarity: str) -> np.ndarray:
     """Per-sample event probability (n,) of ``method`` for trace ``x``."""
     from .windows import normalise_trace
@@ -155,7 +243,7 @@ def method_probability(method: str, det: dict, x: np.ndarray, fs_hz: float, pola
     if method == "cnn_bilstm":
         from .windows import window_probability
 
-        return window_probability(det["cnn_bilstm"], x, polarity)
+        return window_probability(_FixedBatch(det["cnn_bilstm"]), x, polarity)
     from . import seg
 
     z = normalise_trace(x, fs_hz, polarity)
@@ -188,18 +276,27 @@ def _resample(trace: Trace, rates, allow: bool) -> Trace:
                  {**trace.meta, "resampled_from_hz": trace.fs_hz})
 
 
-def detect_trace(trace: Trace, det: dict, methods, polarity: str) -> tuple[dict, dict]:
-    """Events per method on one trace; returns (events by method, seconds by method)."""
-    events, secs = {}, {}
+def detect_trace(trace: Trace, det: dict, methods, polarity: str,
+                 limits: ShapeLimits = ShapeLimits()) -> tuple[dict, dict, dict]:
+    """Events per method on one trace, each method's candidates through the shape check
+    (:func:`ephys.pipelines.events.shape.shape_reason` with ``limits``, inside
+    :func:`ephys.pipelines.events.detect.detect_events`).
+
+    Returns (accepted events by method, rejected candidates by method (with ``reason``), seconds
+    by method).
+    """
+    events, rejected, secs = {}, {}, {}
     for m in methods:
         t0 = time.perf_counter()
         prob = np.zeros(trace.n_samples)
         for s0, s1 in trace.segments:
             prob[s0:s1] = method_probability(m, det, trace.data[s0:s1], trace.fs_hz, polarity)
+        rejected[m] = []
         events[m] = D.detect_events(trace.data, trace.fs_hz, prob, polarity, det.get("params", {}).get(m),
-                                    segments=trace.segments, exclude=trace.exclude)
+                                    segments=trace.segments, exclude=trace.exclude,
+                                    reject=partial(shape_reason, limits=limits), rejected=rejected[m])
         secs[m] = time.perf_counter() - t0
-    return events, secs
+    return events, rejected, secs
 
 
 def _stats(v) -> dict:
@@ -221,53 +318,98 @@ def summarise_events(events: list[dict], analysed_s: float) -> dict:
             "iei_ms": _stats(np.diff(on) * 1e3 if on.size > 1 else [])}
 
 
+def channel_text(trace: Trace) -> str:
+    """The analysed channel in words, e.g. ``ADC 0 'IN 0' (pA): amplifier telegraph ...``."""
+    m = trace.meta
+    if m.get("format") == "abf":
+        return (f"ADC {m.get('channel')} '{m.get('adc_name', '')}' ({m.get('adc_units', trace.units)}), "
+                f"{trace.mode.replace('_', ' ')}; chosen by {m.get('channel_reason', '?')}")
+    if m.get("format") == "nwb":
+        return f"series {', '.join(m.get('series', []))} ({trace.units}, {trace.mode.replace('_', ' ')})"
+    return f"the array ({trace.units}, {trace.mode.replace('_', ' ')}, as --units says)"
+
+
+def _reason_counts(rejected: list[dict]) -> dict:
+    out: dict[str, int] = {}
+    for e in rejected:
+        k = str(e.get("reason", "")).split(":")[0]
+        out[k] = out.get(k, 0) + 1
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
 def run_detect(path: str | Path, out: str | Path, *, run_dir=None, methods=("threshold",), fs_hz=None,
-               units=None, polarity=None, labels=None, resample: bool = True, channel=None, report: bool = True,
-               log=print, import_backend=None) -> dict:
+               units=None, polarity="auto", labels=None, resample: bool = True, channel=None, report: bool = True,
+               shape: ShapeLimits = ShapeLimits(), nwb: bool = True, log=print, import_backend=None) -> dict:
     """Read a trace, detect with each method, write the output folder; returns ``summary.json``.
     ``import_backend`` (optional) is called once the inputs are checked, before a model is loaded.
+
+    Writes ``events_METHOD.csv`` (accepted events), ``rejected_METHOD.csv`` (candidates without
+    event shape, :data:`ephys.pipelines.events.shape.REJECTED_COLUMNS`, with the reason),
+    ``summary.json`` (channel and why, polarity and why, the shape limits, per method counts and
+    distributions), ``events.nwb`` (:func:`ephys.pipelines.events.nwb.write_events_nwb`, when
+    ``nwb``) and ``report.html``.
 
     Raises
     ------
     EphysError
         Unreadable trace or labels (names the file, row, field), unknown method, missing models,
         a sampling rate the models were not trained at with ``resample=False``, a trace detection
-        cannot be trusted on (:func:`check_trace`) or results that say so (:func:`check_events`).
+        cannot be trusted on (:func:`check_trace`) or results that say so (:func:`check_events`),
+        a report that cannot be drawn (names ``OUT/report.html``).
     """
     methods = list(methods)
     for m in methods:
         if m not in ALL_METHODS:
             raise EphysError(f"unknown method {m!r}; known: {', '.join(ALL_METHODS)}", "--method")
     trace = read_trace(path, fs_hz=fs_hz, units=units, channel=channel)
-    pol = check_polarity(polarity, trace)
+    auto = polarity in (None, "", "auto")
+    pol = check_polarity(None if auto else polarity, trace)
     truth = read_event_csv(labels, trace.duration_s) if labels else None
     check_trace(trace)
     if import_backend is not None and any(m != "threshold" for m in methods):
         import_backend()  # only now: every input has been checked
     det = load_detectors(run_dir, methods)
     trace = _resample(trace, det.get("train_fs_hz"), resample)
-    events, secs = detect_trace(trace, det, methods, pol)
-    check_events(trace, events, pol, polarity not in (None, "", "auto"), log)
+    if auto:
+        pol, why, evidence = choose_polarity(trace, shape)
+    else:
+        why, evidence = "given by --polarity", {}
+    events, rejected, secs = detect_trace(trace, det, methods, pol, shape)
+    check_events(trace, events, pol, not auto, log)
     out = Path(out)
     analysed = float((~trace.exclude).sum()) / trace.fs_hz
     summary = {"source": str(path), "fs_hz": trace.fs_hz, "units": trace.units, "mode": trace.mode,
-               "polarity": pol, "duration_s": trace.duration_s, "analysed_s": analysed,
-               "n_segments": len(trace.segments), "excluded_s": trace.duration_s - analysed, "methods": {}}
+               "channel": channel_text(trace), "channel_index": trace.meta.get("channel"),
+               "polarity": pol, "polarity_reason": why, "polarity_evidence": evidence,
+               "duration_s": trace.duration_s, "analysed_s": analysed,
+               "n_segments": len(trace.segments), "excluded_s": trace.duration_s - analysed,
+               "shape_check": {**asdict(shape)}, "methods": {}}
     for m, ev in events.items():
         D.events_to_csv(out / f"events_{m}.csv", ev)
+        D.events_to_csv(out / f"rejected_{m}.csv", rejected[m], REJECTED_COLUMNS)
         s = summarise_events(ev, analysed)
+        s["n_candidates"] = len(ev) + len(rejected[m])
+        s["n_rejected"] = len(rejected[m])
+        s["rejected_by_reason"] = _reason_counts(rejected[m])
         s["seconds_per_minute"] = secs[m] / (trace.duration_s / 60.0)
         if truth is not None:
             from .metrics import event_prf
 
             s.update({k: v for k, v in event_prf(truth["onset_s"], [e["onset_s"] for e in ev]).items()})
         summary["methods"][m] = s
+    if nwb:
+        from .nwb import write_events_nwb
+
+        summary["nwb"] = write_events_nwb(out / "events.nwb", trace, events, summary).name
     write_json(out / "summary.json", summary)
     if report:
-        try:
-            from .report import trace_report
+        from .report import trace_report
 
-            trace_report(out, trace, events, summary, f"events in {Path(path).name}")
-        except Exception as exc:  # noqa: BLE001 - a figure problem must not lose the results
-            log(f"report not written: {type(exc).__name__}: {exc}")
+        try:
+            trace_report(out, trace, events, summary, f"events in {Path(path).name}", rejected=rejected)
+        except EphysError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure to draw is reported as one line
+            raise EphysError(f"the report could not be drawn ({type(exc).__name__}: {str(exc)[:160]})",
+                             out / "report.html") from exc
     return summary

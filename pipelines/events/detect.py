@@ -38,7 +38,7 @@ import numpy as np
 from ..core.atomic import write_text
 
 __all__ = ["EVENT_COLUMNS", "DetectionParams", "measure_event", "detect_events", "events_to_csv", "smooth",
-           "noise_sd_mad", "trace_noise_sd", "threshold_probability"]
+           "noise_sd_mad", "trace_noise_sd", "threshold_probability", "half_width_ms", "WIDTH_HZ"]
 
 EVENT_COLUMNS = ("onset_s", "peak_s", "amplitude", "rise_10_90_ms", "decay_tau_ms", "charge", "score")
 
@@ -81,8 +81,10 @@ def measure_event(y: np.ndarray, fs_hz: float, i_steep: int, sign: float, stop: 
 
     Returns
     -------
-    dict with the :data:`EVENT_COLUMNS` (``score`` NaN) or None when the event cannot be measured
-    (too near an edge, or no rise above the baseline).
+    dict with the :data:`EVENT_COLUMNS` (``score`` NaN), ``half_width_ms`` (50 % rise to 50 %
+    decay, ms; NaN when the trace has not decayed to half before ``stop``) and ``after_peak_ms``
+    (how long after the peak the decay was observed, ms), or None when the event cannot be
+    measured (too near an edge, or no rise above the baseline).
 
     Only the stretch from 3 ms before ``i_steep`` to ``max_s`` after it is read (the decay fit
     window is bounded by it), so measuring many events of a long trace stays linear in their number.
@@ -151,13 +153,59 @@ def _measure_local(y, fs_hz, i_steep, sign, stop, first_ok=True):
             tau = float(popt[1]) if popt[0] > 0 and 0.2 / fs_hz <= popt[1] <= 1.0 else float("nan")
         except (RuntimeError, ValueError, FloatingPointError):
             tau = float("nan")
+    # half-width: from the 50 % crossing of the rise to the first 50 % crossing of the decay
+    # (interpolated); NaN when the trace has not fallen to half the amplitude before ``stop``
+    t50 = cross(0.5)
+    half = np.flatnonzero(z[ip:stop] < 0.5 * amp)
+    half_width = float("nan")
+    if half.size and half[0] > 0:
+        k = ip + int(half[0])
+        t50d = (k - 1) + (z[k - 1] - 0.5 * amp) / max(z[k - 1] - z[k], 1e-300)
+        half_width = float((t50d - t50) / ms)
     i_on = max(0, int(np.floor(onset)))
     # the event's area in its own direction: where the trace has crossed back over the baseline
     # (noise, drift, the next event's overshoot) it adds nothing, so charge and amplitude share a sign
     charge = float(sign * np.sum(np.clip(z[i_on:f1], 0.0, None)) / fs_hz * 1000.0)  # units x ms
     return {"onset_s": float(onset / fs_hz), "peak_s": float(ip / fs_hz), "amplitude": float(sign * amp),
             "rise_10_90_ms": float((t90 - t10) / ms), "decay_tau_ms": float(tau * 1000.0), "charge": charge,
-            "score": float("nan")}
+            "score": float("nan"), "half_width_ms": half_width, "after_peak_ms": float((stop - ip) / ms)}
+
+
+#: low-pass (Hz) of the trace the half-width is measured on (see :func:`half_width_ms`)
+WIDTH_HZ = 2000.0
+
+
+def half_width_ms(yw: np.ndarray, fs_hz: float, i_steep: int, sign: float, stop: int | None = None) -> float:
+    """Width (ms) at half amplitude of the event whose steepest rise is at ``i_steep``, on ``yw``:
+    the trace low-passed at :data:`WIDTH_HZ` (a fixed cut-off, so a one-sample glitch is
+    ~0.15-0.3 ms wide at every sampling rate and a noise spike riding on a small event does not
+    set its width). Baseline: median of the 3 ms up to 1 ms before ``i_steep``; peak: extremum
+    within 3 ms after it; from the 50 % crossing of the rise to the first 50 % crossing of the
+    decay before ``stop`` (interpolated). NaN when the trace has not fallen to half by then; 0 when
+    nothing of the event is left above the baseline after the low-pass.
+    """
+    ms = fs_hz / 1000.0
+    b0, b1 = int(i_steep - 3 * ms), int(i_steep - 1 * ms)
+    n = yw.size if stop is None else min(yw.size, stop)
+    if b0 < 0 or i_steep + 2 >= n:
+        return float("nan")
+    z = sign * (yw[b0:n] - np.median(yw[b0:b1 + 1]))
+    k0 = i_steep - b0
+    ip = k0 + int(np.argmax(z[k0:min(z.size, k0 + int(3 * ms) + 1)]))
+    amp = z[ip]
+    if amp <= 0:
+        return 0.0  # nothing left of it under the low-pass: no width
+    below = np.flatnonzero(z[:ip + 1] < 0.5 * amp)
+    if not below.size:
+        return float("nan")
+    r = int(below[-1])
+    t_up = r + (0.5 * amp - z[r]) / max(z[r + 1] - z[r], 1e-300)
+    down = np.flatnonzero(z[ip:] < 0.5 * amp)
+    if not down.size:
+        return float("nan")
+    d = ip + int(down[0])
+    t_down = (d - 1) + (z[d - 1] - 0.5 * amp) / max(z[d - 1] - z[d], 1e-300)
+    return float((t_down - t_up) / ms)
 
 
 def threshold_probability(x: np.ndarray, fs_hz: float, polarity: str, k: float = 4.0,
@@ -225,7 +273,8 @@ class DetectionParams:
 
 
 def detect_events(x: np.ndarray, fs_hz: float, prob: np.ndarray, polarity: str = "negative",
-                  params: DetectionParams | None = None, segments=None, exclude=None) -> list[dict]:
+                  params: DetectionParams | None = None, segments=None, exclude=None, reject=None,
+                  rejected: list | None = None) -> list[dict]:
     """Turn a per-sample event probability into measured events.
 
     Parameters
@@ -238,11 +287,18 @@ def detect_events(x: np.ndarray, fs_hz: float, prob: np.ndarray, polarity: str =
     params : :class:`DetectionParams`
     segments : list of (start, stop) sweeps (events are measured within one segment)
     exclude : (n,) bool: samples where no onset may lie (stimulus)
+    reject : optional ``reject(event) -> reason | None`` (e.g.
+        :func:`ephys.pipelines.events.shape.shape_reason`): candidates it names a reason for are
+        dropped and the others measured again without them (a rejected candidate no longer cuts
+        its neighbour's decay fit short), until none is rejected
+    rejected : optional list that receives the rejected candidates (measured, with ``reason``)
 
     Returns
     -------
     list of dicts with :data:`EVENT_COLUMNS`, sorted by onset; ``score`` is the region's maximum
-    probability.
+    probability; ``half_width_ms`` is measured by :func:`half_width_ms` (2 kHz low-pass);
+    ``amplitude_sd``: |amplitude| in robust noise SDs of the segment (:func:`trace_noise_sd` of
+    the measuring trace; with ``reject`` or ``min_amplitude_sd``).
     """
     from scipy.signal import find_peaks
 
@@ -289,15 +345,33 @@ def detect_events(x: np.ndarray, fs_hz: float, prob: np.ndarray, polarity: str =
                 continue
             merged.append((i, sc))
         noise = None
-        if prm.min_amplitude_sd > 0:
+        if prm.min_amplitude_sd > 0 or reject is not None:
             ex = None if exclude is None else exclude[s0:s1]
             noise = trace_noise_sd(y, fs_hz, ex)
-        for j, (i, sc) in enumerate(merged):
-            nxt = merged[j + 1][0] - int(1.0 * ms) if j + 1 < len(merged) else None
-            ev = measure_event(y, fs_hz, i, sign, stop=nxt)
+
+        yw = smooth(x[s0:s1], fs_hz, WIDTH_HZ)
+
+        def measure_all(idx, which=None):
+            res = {}
+            for pos, j in enumerate(idx):
+                if which is not None and j not in which:
+                    continue
+                nxt = merged[idx[pos + 1]][0] - int(1.0 * ms) if pos + 1 < len(idx) else None
+                ev = measure_event(y, fs_hz, merged[j][0], sign, stop=nxt)
+                if ev is not None:
+                    ev["half_width_ms"] = half_width_ms(yw, fs_hz, merged[j][0], sign, nxt)
+                    ev["amplitude_sd"] = abs(ev["amplitude"]) / noise if noise else float("inf")
+                res[j] = ev
+            return res
+
+        alive = list(range(len(merged)))
+        meas = measure_all(alive)
+        keep = []
+        for j in alive:
+            ev, i = meas[j], merged[j][0]
             if ev is None:
                 continue
-            if noise is not None and abs(ev["amplitude"]) < prm.min_amplitude_sd * noise:
+            if prm.min_amplitude_sd > 0 and abs(ev["amplitude"]) < prm.min_amplitude_sd * noise:
                 continue
             if exclude is not None:
                 # nothing from the baseline window (3 ms before the steepest point) to the peak
@@ -306,19 +380,63 @@ def detect_events(x: np.ndarray, fs_hz: float, prob: np.ndarray, polarity: str =
                 b = min(max(s0 + int(round(ev["peak_s"] * fs_hz)), a), n - 1)
                 if exclude[a:b + 1].any():
                     continue
+            keep.append(j)
+        alive = keep
+        if reject is not None:
+            # a rejected candidate must not cut its neighbour's decay window short: measure the
+            # survivors again with the next survivor as the limit, until no more are rejected
+            before = list(range(len(merged)))
+            for k in range(8):
+                # measured again: the candidates whose next neighbour has gone (dropped above or
+                # rejected in the last round), i.e. whose decay window has grown
+                kept = set(alive)
+                dirty = {before[p - 1] for p in range(1, len(before)) if before[p] not in kept and before[p - 1] in kept}
+                if dirty:
+                    meas.update(measure_all(alive, dirty))
+                before = list(alive)
+                bad = {j: reject(meas[j]) for j in alive if meas[j] is not None}
+                bad = {j: why for j, why in bad.items() if why is not None}
+                if k < 7:
+                    # a candidate whose decay the next (also rejected) candidate cut short (no
+                    # half-width measured) waits for the next round, measured without it
+                    bad = {j: why for pos, (j, why) in enumerate((j, bad.get(j)) for j in alive)
+                           if why is not None and not (np.isnan(meas[j]["half_width_ms"]) and pos + 1 < len(alive)
+                                                       and alive[pos + 1] in bad)}
+                gone = [j for j in alive if meas[j] is None]
+                if not bad and not gone:
+                    break
+                for j, why in bad.items():
+                    e = meas[j]
+                    e["onset_s"] += s0 / fs_hz
+                    e["peak_s"] += s0 / fs_hz
+                    e["score"] = merged[j][1]
+                    e["reason"] = why
+                    if rejected is not None:
+                        rejected.append(e)
+                alive = [j for j in alive if j not in bad and meas[j] is not None]
+        for j in alive:
+            ev = meas[j]
             ev["onset_s"] += s0 / fs_hz
             ev["peak_s"] += s0 / fs_hz
-            ev["score"] = sc
+            ev["score"] = merged[j][1]
             out.append(ev)
     out.sort(key=lambda e: e["onset_s"])
+    if rejected is not None:
+        rejected.sort(key=lambda e: e["onset_s"])
     return out
 
 
-def events_to_csv(path: str | Path, events: list[dict]) -> Path:
-    """Write ``events.csv`` (columns :data:`EVENT_COLUMNS`; NaN as empty) atomically."""
+def events_to_csv(path: str | Path, events: list[dict], columns=EVENT_COLUMNS) -> Path:
+    """Write ``events.csv`` (``columns``, default :data:`EVENT_COLUMNS`; numbers with 7 significant
+    digits, NaN / missing as empty, text as is) atomically."""
+    def cell(v):
+        if isinstance(v, str):
+            return v
+        return "" if v is None or not np.isfinite(v) else f"{v:.7g}"
+
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(EVENT_COLUMNS)
+    w.writerow(columns)
     for e in events:
-        w.writerow(["" if not np.isfinite(e[c]) else f"{e[c]:.7g}" for c in EVENT_COLUMNS])
+        w.writerow([cell(e.get(c)) for c in columns])
     return write_text(path, buf.getvalue())

@@ -58,13 +58,28 @@ class DetectParams:
                                     "comma-separated).", default_text="threshold, or all with --run")
     fs_hz: Optional[float] = param(None, ".npy traces: sampling rate.", unit="Hz", min=0.0, min_exclusive=True)
     units: Optional[str] = param(None, ".npy traces: pA (voltage clamp) or mV (current clamp).", default_text="pA")
-    polarity: Optional[str] = param(None, "negative | positive.", choices=("negative", "positive"),
-                                    default_text="negative in voltage clamp, positive in current clamp")
+    polarity: str = param("auto", "Sign of the events: auto decides from the trace (which sign's threshold "
+                          "candidates have event shape, else the skew of the high-passed trace) and says why.",
+                          choices=("auto", "negative", "positive"))
     labels: Optional[str] = param(None, "CSV of true onsets (onset_s[, peak_s, amplitude]): adds precision / "
                                   "recall / F1 (±1 ms).")
     no_resample: bool = param(False, "Refuse a trace whose sampling rate the models were not trained at "
                               "(default: resample to the nearest).")
-    channel: Optional[int] = param(None, "ABF ADC channel.", min=0, default_text="the first in A or V")
+    channel: Optional[int] = param(None, "ABF ADC channel to analyse.", min=0,
+                                   default_text="by the recording mode: the current in voltage clamp, the "
+                                                "potential in current clamp")
+    min_half_width_ms: float = param(0.5, "Shape check: a candidate that rises (10-90 %) faster than this and is "
+                                     "narrower at half amplitude is a glitch (real events: 1 ms wide and more).",
+                                     unit="ms", min=0.0)
+    min_amplitude_sd: float = param(3.0, "Shape check: candidates smaller than this many robust noise SDs of the "
+                                    "trace cannot be told from noise.", min=0.0)
+    max_rise_ms: float = param(10.0, "Shape check: slowest 10-90 % rise of an event (NMJ mEPPs: up to 6 ms).",
+                               unit="ms", min=0.0, min_exclusive=True)
+    max_decay_ms: float = param(80.0, "Shape check: a candidate not back to half amplitude this long after its "
+                                "peak is a step or drift (mIPSCs decay with tau up to 40 ms).", unit="ms", min=0.0,
+                                min_exclusive=True)
+    no_shape_check: bool = param(False, "Keep every candidate (default: candidates without event shape go to "
+                                 "OUT/rejected_METHOD.csv with the reason).")
     force: bool = param(False, "Replace OUT when it holds other output (a run, another trace's or other settings' "
                         "events).")
 
@@ -79,3 +94,10 @@ class DetectParams:
             methods = ["all"] if self.run else ["threshold"]
         self.method = tuple(METHODS) if "all" in methods else tuple(dict.fromkeys(methods))
         return self
+
+    def shape_limits(self):
+        """The shape check's limits (:class:`ephys.pipelines.events.shape.ShapeLimits`)."""
+        from .shape import ShapeLimits
+
+        return ShapeLimits(self.min_half_width_ms, self.min_amplitude_sd, self.max_rise_ms, self.max_decay_ms,
+                           enabled=not self.no_shape_check)

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..core.errors import EphysError
 
-__all__ = ["Trace", "read_trace", "read_abf_trace", "settle_samples", "read_nwb_trace", "read_npy_trace", "read_event_csv",
+__all__ = ["Trace", "read_trace", "read_abf_trace", "abf_clamp_mode", "choose_abf_channel", "settle_samples", "read_nwb_trace", "read_npy_trace", "read_event_csv",
            "MinimlWindows", "read_miniml_h5", "default_polarity", "check_polarity"]
 
 _AMPERE = {"a": 1.0, "ma": 1e-3, "ua": 1e-6, "µa": 1e-6, "na": 1e-9, "pa": 1e-12, "fa": 1e-15, "amperes": 1.0}
@@ -125,7 +125,7 @@ def read_trace(path: str | Path, fs_hz: float | None = None, units: str | None =
     path : the file
     fs_hz : sampling rate (Hz), required for ``.npy`` (ignored otherwise)
     units : ``"pA"`` or ``"mV"`` for ``.npy`` (default ``"pA"``)
-    channel : ABF ADC channel (default: the first in A or V)
+    channel : ABF ADC channel (default: chosen by the recording mode, :func:`choose_abf_channel`)
     series : NWB series name (default: all patch-clamp series of the first kind found)
 
     Raises
@@ -205,10 +205,9 @@ def read_abf_trace(path: str | Path, channel: int | None = None, exclude_pad_ms:
                          "episodic data to read", path)
     units = [str(u).replace("\x00", "").strip() for u in abf.adcUnits]
     if channel is None:
-        usable = [k for k, u in enumerate(units) if u.lower() in _AMPERE or u.lower() in _VOLT]
-        if not usable:
-            raise EphysError(f"no ADC channel in A or V (units: {', '.join(units) or 'none'})", path)
-        channel = usable[0]
+        channel, why = choose_abf_channel(units, abf_clamp_mode(abf), path)
+    else:
+        why = "given by --channel"
     if not 0 <= channel < len(units):
         raise EphysError(f"channel {channel} not in the file ({len(units)} ADC channels)", path)
     u = units[channel].lower()
@@ -248,8 +247,76 @@ def read_abf_trace(path: str | Path, channel: int | None = None, exclude_pad_ms:
     _check_finite(data, path)
     return Trace(data, fs, out_units, rec_mode, segs, np.concatenate(excl), str(path),
                  {"format": "abf", "acquisition": _ABF_MODES[mode], "channel": channel,
-                  "adc_name": abf.adcNames[channel], "protocol": getattr(abf, "protocol", None),
+                  "adc_name": str(abf.adcNames[channel]).strip(), "adc_units": units[channel],
+                  "channel_reason": why, "protocol": getattr(abf, "protocol", None),
+                  "start_time": getattr(abf, "abfDateTime", None),
                   "n_sweeps": int(abf.sweepCount)})
+
+
+#: MultiClamp / Axopatch telegraph modes as stored in ABF headers (``nTelegraphMode``; the
+#: MultiClamp Commander API's MCCMSG_MODE_VCLAMP = 0, MCCMSG_MODE_ICLAMP = 1, MCCMSG_MODE_ICLAMPZERO = 2)
+_TELEGRAPH_MODES = {0: "voltage_clamp", 1: "current_clamp", 2: "current_clamp"}
+
+
+def abf_clamp_mode(abf) -> tuple[str | None, str]:
+    """The recording mode of an opened ``pyabf.ABF``: (``"voltage_clamp"`` | ``"current_clamp"`` |
+    None, how it was found).
+
+    In order: the amplifier telegraph of an ADC channel with telegraphs enabled
+    (``nTelegraphEnable`` = 1, ``nTelegraphMode`` 0 = V-clamp, 1 = I-clamp, 2 = I = 0; ABF 2 ADC
+    section or ABF 1 header); else the unit of the first command (DAC) channel: a command in V
+    (mV) is a voltage clamp, one in A (pA, nA) a current clamp; else None (not stated).
+    """
+    sec = getattr(abf, "_adcSection", None)
+    hdr = getattr(abf, "_headerV1", None)
+    enable = getattr(sec, "nTelegraphEnable", None) if sec is not None else getattr(hdr, "nTelegraphEnable", None)
+    tmode = getattr(sec, "nTelegraphMode", None) if sec is not None else getattr(hdr, "nTelegraphMode", None)
+    for k in range(len(getattr(abf, "adcUnits", []) or [])):
+        try:
+            adc = k if sec is not None else int(hdr.nADCSamplingSeq[k])
+            if enable is not None and int(enable[adc]) == 1 and int(tmode[adc]) in _TELEGRAPH_MODES:
+                m = _TELEGRAPH_MODES[int(tmode[adc])]
+                return m, f"amplifier telegraph of ADC {k}: {m.replace('_', ' ')} (nTelegraphMode {int(tmode[adc])})"
+        except (TypeError, ValueError, IndexError, AttributeError):
+            break
+    dac = [str(u).replace("\x00", "").strip() for u in (getattr(abf, "dacUnits", None) or [])]
+    if dac and dac[0].lower() in _VOLT:
+        return "voltage_clamp", f"the command is in {dac[0]} (a voltage clamp)"
+    if dac and dac[0].lower() in _AMPERE:
+        return "current_clamp", f"the command is in {dac[0]} (a current clamp)"
+    return None, "no amplifier telegraph and no command unit in the file"
+
+
+def choose_abf_channel(units: list[str], mode: tuple[str | None, str], path=None) -> tuple[int, str]:
+    """The ADC channel events are detected on, and why: the recording mode decides.
+
+    Voltage clamp -> the first channel in A (the membrane current); current clamp -> the first
+    in V (the membrane potential). When the file does not state its mode (``mode[0]`` None): the
+    only kind of channel present, or, with both a current and a potential channel, the current
+    (a clamped potential carries no events; a current-clamp file's current channel is the
+    command monitor). ``units``: ``abf.adcUnits``; ``mode``: :func:`abf_clamp_mode`.
+
+    Raises
+    ------
+    EphysError
+        No channel in A or V.
+    """
+    amps = [k for k, u in enumerate(units) if u.lower() in _AMPERE]
+    volts = [k for k, u in enumerate(units) if u.lower() in _VOLT]
+    if not amps and not volts:
+        raise EphysError(f"no ADC channel in A or V (units: {', '.join(units) or 'none'})", path)
+    m, how = mode
+    want = {"voltage_clamp": amps, "current_clamp": volts}.get(m or "", [])
+    if want:
+        k = want[0]
+        return k, f"{how}: the {'current' if m == 'voltage_clamp' else 'potential'} channel {k} ({units[k]})"
+    if m is not None:
+        k = (volts or amps)[0] if m == "voltage_clamp" else (amps or volts)[0]
+        return k, f"{how}, but no {'current' if m == 'voltage_clamp' else 'potential'} channel: channel {k} ({units[k]})"
+    k = (amps or volts)[0]
+    kind = "current" if amps else "potential"
+    other = " (a current and a potential channel: the current)" if amps and volts else ""
+    return k, f"{how}: the {kind} channel {k} ({units[k]}){other}"
 
 
 def settle_samples(y: np.ndarray, fs_hz: float, step_start: int, step_end: int, max_ms: float = 300.0,
@@ -353,12 +420,13 @@ def read_nwb_trace(path: str | Path, series: str | None = None) -> Trace:
             parts.append(y.ravel())
             segs.append((start, start + y.size))
             start += y.size
+        start_time = nwb.session_start_time
     finally:
         io.close()
     data = np.concatenate(parts)
     _check_finite(data, path)
     return Trace(data, fs, out_units, "voltage_clamp" if out_units == "pA" else "current_clamp", segs,
-                 source=str(path), meta={"format": "nwb", "series": chosen})
+                 source=str(path), meta={"format": "nwb", "series": chosen, "start_time": start_time})
 
 
 def read_event_csv(path: str | Path, duration_s: float | None = None) -> dict[str, np.ndarray]:

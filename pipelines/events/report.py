@@ -6,10 +6,13 @@ speed), F1 against SNR, trace stretches with true and detected events per method
 mask against ground truth, the average detected event with its single-exponential decay fit,
 amplitude and inter-event-interval histograms.
 
-``events detect`` on one trace: a summary in words and numbers (events, rate, amplitude, kinetics
-per method; agreement with labels when given), the first second of the trace with the detections,
-the average event and histograms per method; the raw ``summary.json`` only in a collapsed block at
-the end.
+``events detect`` on one trace: a summary in words and numbers (the analysed channel and the
+polarity with the reasons for each, events, rate, amplitude, kinetics and shape-check rejections
+per method; agreement with labels when given), the whole trace with every event and rejected
+candidate marked, the busiest second without stimulus, galleries of the smallest and largest
+accepted events and of rejected candidates, amplitude / rise / decay / inter-event-interval
+histograms and the average event per method; the raw ``summary.json`` only in a collapsed block
+at the end.
 """
 
 from __future__ import annotations
@@ -63,13 +66,18 @@ def _avg_fig(x, fs, events, sign, units, title):
     k = int(np.argmax(sign * avg))
     tt, yy = t[k:], avg[k:]
     tau = None
+    if tt.size < 4:  # the average peaks at its end: nothing to fit
+        ax.set_xlabel("time from onset (ms)")
+        ax.set_ylabel(units)
+        ax.set_title(title)
+        return fig, None
     try:
         with np.errstate(all="ignore"):  # trial steps of the fit may overflow; a failed fit draws no curve
             popt, _ = curve_fit(lambda u, a, tau, c: a * np.exp(-(u - t[k]) / tau) + c, tt, yy,
                                 p0=(avg[k], 3.0, 0.0), maxfev=4000)
         tau = float(popt[1])
         ax.plot(tt, popt[0] * np.exp(-(tt - t[k]) / popt[1]) + popt[2], "r--", label=f"fit tau {tau:.2f} ms")
-    except (RuntimeError, ValueError):
+    except (RuntimeError, ValueError, TypeError):  # TypeError: fewer points than parameters
         pass
     ax.set_xlabel("time from onset (ms)")
     ax.set_ylabel(units)
@@ -207,15 +215,138 @@ def _stat(d: dict | None, digits: int = 2) -> str:
     return f"{d['median']:.{digits}f} [{d['q25']:.{digits}f}–{d['q75']:.{digits}f}]"
 
 
-def trace_report(out: Path, trace, events: dict, summary: dict, title: str) -> Path:
-    """``OUT/report.html`` for detections on one real trace (no ground truth needed): a summary in
-    words and numbers first, figures after, the raw ``summary.json`` collapsed at the end."""
+def _overview(x, fs, segments, exclude, events: list[dict], rejected: list[dict], units: str, title: str,
+              max_points: int = 4000):
+    """The whole trace (min / max envelope per pixel column) with every accepted event (tick above)
+    and every rejected candidate (cross below) marked; sweeps laid end to end."""
+    plt = _plt()
+    n = x.size
+    step = max(1, n // max_points)
+    m = (n // step) * step
+    t = np.arange(0, m, step) / fs
+    lo = x[:m].reshape(-1, step).min(axis=1)
+    hi = x[:m].reshape(-1, step).max(axis=1)
+    fig, ax = plt.subplots(figsize=(10, 3.0))
+    ax.fill_between(t, lo, hi, color="0.25", lw=0, step="mid")
+    if exclude is not None and exclude.any():
+        ex = exclude[:m].reshape(-1, step).any(axis=1)
+        ax.fill_between(t, -1e12, 1e12, where=ex, color="yellow", alpha=0.3, lw=0, label="stimulus (excluded)")
+    for s0, _ in segments[1:]:
+        ax.axvline(s0 / fs, color="0.7", lw=0.6)
+    # the y range of the analysed samples: a membrane-test step must not flatten the events
+    keep = ~exclude[:m].reshape(-1, step).any(axis=1) if exclude is not None else np.ones(lo.size, bool)
+    y0, y1 = (float(lo[keep].min()), float(hi[keep].max())) if keep.any() else (float(lo.min()), float(hi.max()))
+    span = (y1 - y0) or 1.0
+    top, bottom = y1 + 0.06 * span, y0 - 0.06 * span
+    ax.set_ylim(bottom - 0.06 * span, top + 0.06 * span)
+    ax.plot([e["onset_s"] for e in events], [top] * len(events), "|", color="tab:blue", ms=7, mew=1,
+            label=f"{len(events)} events")
+    if rejected:
+        ax.plot([e["onset_s"] for e in rejected], [bottom] * len(rejected), "x", color="tab:red", ms=4, mew=0.8,
+                label=f"{len(rejected)} rejected candidates")
+    ax.set_xlabel("time (s; sweeps end to end, grey lines between sweeps)")
+    ax.set_ylabel(units)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="lower right", ncol=3)
+    return fig
+
+
+def _densest_second(events: list[dict], duration_s: float, exclude, fs: float, dur: float = 1.0) -> float:
+    """Start (s) of the ``dur``-long stretch with the most events and no stimulus sample."""
+    on = np.sort([e["onset_s"] for e in events])
+    if not on.size:
+        return 0.0
+    best, best_n = 0.0, -1
+    for t0 in np.arange(0.0, max(duration_s - dur, 0.0) + 1e-9, dur / 4):
+        i0, i1 = int(t0 * fs), int((t0 + dur) * fs)
+        if exclude is not None and exclude[i0:i1].any():
+            continue
+        k = int(np.searchsorted(on, t0 + dur) - np.searchsorted(on, t0))
+        if k > best_n:
+            best, best_n = float(t0), k
+    return best
+
+
+def _plt():
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _gallery(x, fs, items: list[dict], units: str, title: str, labels: list[str], ncol: int = 6):
+    """Small multiples of candidates (5 ms before to 30 ms after the onset, baseline subtracted)."""
+    plt = _plt()
+    nrow = max(1, int(np.ceil(len(items) / ncol)))
+    fig, axs = plt.subplots(nrow, ncol, figsize=(1.7 * ncol, 1.45 * nrow + 0.35), squeeze=False)
+    pre, post = int(5e-3 * fs), int(30e-3 * fs)
+    for k, ax in enumerate(axs.ravel()):
+        ax.set_xticks([])
+        ax.tick_params(labelsize=6)
+        if k >= len(items):
+            ax.axis("off")
+            continue
+        i = int(round(items[k]["onset_s"] * fs))
+        a, b = max(0, i - pre), min(x.size, i + post)
+        y = x[a:b]
+        base = float(np.median(x[a:i])) if i > a else float(y[0])
+        ax.plot((np.arange(a, b) - i) / fs * 1e3, y - base, color="k", lw=0.6)
+        ax.axvline(0, color="tab:blue", lw=0.5, ls=":")
+        ax.set_title(labels[k], fontsize=6)
+    fig.suptitle(f"{title} (5 ms before to 30 ms after the onset; {units})", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _kinetics_hists(events: list[dict], units: str, title: str):
+    """Amplitude, 10-90 % rise, decay tau and inter-event-interval histograms (2 x 2)."""
+    plt = _plt()
+    fig, axs = plt.subplots(1, 4, figsize=(10, 2.4))
+    on = np.sort([e["onset_s"] for e in events])
+    vals = [(np.abs([e["amplitude"] for e in events]), f"|amplitude| ({units})"),
+            (np.array([e["rise_10_90_ms"] for e in events]), "10-90 % rise (ms)"),
+            (np.array([e["decay_tau_ms"] for e in events]), "decay tau (ms)"),
+            (np.diff(on) * 1e3 if on.size > 1 else np.array([]), "inter-event interval (ms)")]
+    for ax, (v, label) in zip(axs, vals):
+        v = np.asarray(v, dtype=float)
+        v = v[np.isfinite(v)]
+        if label.startswith("decay") and v.size > 20:  # a few poor fits (tau of seconds) must not squash it
+            hi = float(np.percentile(v, 99))
+            clipped = int((v > hi).sum())
+            v = v[v <= hi]
+            if clipped:
+                label += f" ({clipped} > {hi:.3g} not shown)"
+        if v.size:
+            ax.hist(v, bins=_bins(v), color="tab:blue")
+        else:
+            ax.text(0.5, 0.5, "none", ha="center", transform=ax.transAxes)
+        ax.set_xlabel(label, fontsize=8)
+        ax.tick_params(labelsize=7)
+    axs[0].set_ylabel("events")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def trace_report(out: Path, trace, events: dict, summary: dict, title: str, rejected: dict | None = None) -> Path:
+    """``OUT/report.html`` for detections on one real trace (no ground truth needed).
+
+    Summary in words and numbers first (analysed channel and why, polarity and why, events,
+    rate, kinetics and shape-check rejections per method; agreement with labels when given); then
+    the whole trace with every event and rejected candidate marked, the busiest second of the
+    trace with each method's detections, galleries of the smallest and largest accepted events
+    and of rejected candidates with their reasons, the amplitude / rise / decay / IEI histograms
+    and the average event per method; the raw ``summary.json`` collapsed at the end.
+    ``trace``: anything with ``data``, ``fs_hz``, ``units``, ``exclude`` (and ``segments``).
+    """
+    rejected = rejected or {}
     sign = 1.0 if summary.get("polarity") == "positive" else -1.0
     units = str(summary.get("units") or "")
     per = summary.get("methods") or {}
+    fs = float(trace.fs_hz)
+    segments = list(getattr(trace, "segments", None) or [(0, trace.data.size)])
     page = Page(title, kicker="ephys events detect",
                 pills=[f"{summary.get('fs_hz', 0):g} Hz", units, f"{summary.get('polarity')} events",
                        f"methods: {', '.join(per)}"], source=str(out))
@@ -224,18 +355,38 @@ def trace_report(out: Path, trace, events: dict, summary: dict, title: str) -> P
         rate = s.get("frequency_hz")
         cards.append(Card(f"{m}: events", f"{s.get('n_events', 0):,}",
                           f"{fmt(rate, 2)} Hz · amplitude {_stat(s.get('amplitude'))} {units}"))
+        if "n_rejected" in s:
+            cards.append(Card(f"{m}: rejected by shape", f"{s['n_rejected']:,}",
+                              f"of {s.get('n_candidates', 0):,} candidates"))
     analysed, excluded = summary.get("analysed_s") or 0.0, summary.get("excluded_s") or 0.0
-    words = (f"{summary.get('source')}: {summary.get('duration_s', 0):.1f} s of {summary.get('mode') or 'trace'} "
-             f"at {summary.get('fs_hz', 0):g} Hz in {summary.get('n_segments', 1)} segment(s); {analysed:.1f} s "
-             f"analysed ({excluded:.1f} s of stimulus excluded). {summary.get('polarity', '').capitalize()} events "
-             f"detected by {', '.join(per) or 'no method'}.")
-    rows = [[m, s.get("n_events", 0), fmt(s.get("frequency_hz"), 2), _stat(s.get("amplitude")),
-             _stat(s.get("rise_10_90_ms")), _stat(s.get("decay_tau_ms")), _stat(s.get("iei_ms"), 1),
-             fmt(s.get("seconds_per_minute"), 2)] for m, s in per.items()]
-    blocks = [Cards(cards), Text(words),
-              Table(rows, ["method", "events", "rate (Hz)", f"amplitude ({units}) median [IQR]", "rise 10–90 (ms)",
-                           "decay tau (ms)", "inter-event interval (ms)", "s / min of trace"],
-                    numeric=[False, True, True, False, False, False, False, True])]
+    words = (f"{summary.get('source')}: {summary.get('duration_s', 0):.1f} s of "
+             f"{str(summary.get('mode') or 'trace').replace('_', ' ')} at {summary.get('fs_hz', 0):g} Hz in "
+             f"{summary.get('n_segments', 1)} segment(s); {analysed:.1f} s analysed ({excluded:.1f} s of stimulus "
+             f"excluded).")
+    blocks = [Cards(cards), Text(words)]
+    if summary.get("channel"):
+        blocks.append(Text(f"Channel: {summary['channel']}."))
+    blocks.append(Text(f"Polarity: {summary.get('polarity')} ({summary.get('polarity_reason') or 'given'})."))
+    shp = summary.get("shape_check") or {}
+    if shp:
+        blocks.append(Text("Shape check: " + ("off (every candidate kept)." if not shp.get("enabled", True) else
+                                              f"not both rise (10–90 %) and half-width under "
+                                              f"{shp['min_half_width_ms']:g} ms (a glitch), amplitude ≥ "
+                                              f"{shp.get('min_amplitude_sd', 0):g} noise SDs, rise ≤ "
+                                              f"{shp['max_rise_ms']:g} ms, back to half amplitude within "
+                                              f"{shp['max_decay_ms']:g} ms of the peak. Rejected candidates: "
+                                              "OUT/rejected_METHOD.csv with the reason.")))
+    rows = [[m, s.get("n_events", 0), s.get("n_rejected", "n/a"), fmt(s.get("frequency_hz"), 2),
+             _stat(s.get("amplitude")), _stat(s.get("rise_10_90_ms")), _stat(s.get("decay_tau_ms")),
+             _stat(s.get("iei_ms"), 1), fmt(s.get("seconds_per_minute"), 2)] for m, s in per.items()]
+    blocks.append(Table(rows, ["method", "events", "rejected", "rate (Hz)", f"amplitude ({units}) median [IQR]",
+                               "rise 10–90 (ms)", "decay tau (ms)", "inter-event interval (ms)", "s / min of trace"],
+                        numeric=[False, True, True, True, False, False, False, False, True]))
+    reasons = {m: s.get("rejected_by_reason") for m, s in per.items() if s.get("rejected_by_reason")}
+    if reasons:
+        blocks.append(Table([[m, k, v] for m, r in reasons.items() for k, v in r.items()],
+                            ["method", "why rejected", "candidates"], numeric=[False, False, True],
+                            title="Rejected by the shape check"))
     scored = {m: s for m, s in per.items() if "f1" in s}
     if scored:
         blocks.append(Table([[m, fmt(s.get("f1")), fmt(s.get("precision")), fmt(s.get("recall"))]
@@ -244,17 +395,51 @@ def trace_report(out: Path, trace, events: dict, summary: dict, title: str) -> P
     if not any(s.get("n_events") for s in per.values()):
         blocks.append(Notice("No event detected by any method."))
     page.section("Summary", *blocks)
-    fig = _stretch(trace.data, trace.fs_hz, None, events, 0.0, 1.0, trace.units, "first second of sweep 1",
-                   exclude=trace.exclude)
-    page.section("Trace", Fig(_png(fig), "trace", "The first second with each method's detections (ticks); yellow: "
-                              "stimulus samples excluded from detection.", "trace"))
+
     figs = []
     for m, ev in events.items():
-        fig, tau = _avg_fig(trace.data, trace.fs_hz, ev, sign, trace.units, f"average event ({m})")
+        figs.append(Fig(_png(_overview(trace.data, fs, segments, trace.exclude, ev, rejected.get(m, []), trace.units,
+                                       f"whole trace ({m})")), f"whole trace {m}",
+                        "Every accepted event (blue ticks above) and rejected candidate (red crosses below); "
+                        "yellow: stimulus samples excluded from detection.", f"overview_{m}"))
+    first = next(iter(events.values()), [])
+    t0 = _densest_second(first, trace.data.size / fs, trace.exclude, fs)
+    figs.append(Fig(_png(_stretch(trace.data, fs, None, events, t0, 1.0, trace.units,
+                                  f"the busiest second: {t0:.2f}-{t0 + 1:.2f} s", exclude=trace.exclude)),
+                    "busiest second", "The second with the most events (no stimulus in it), each method's "
+                    "detections as ticks.", "trace"))
+    page.section("Trace", *figs)
+
+    gal = []
+    for m, ev in events.items():
+        by_amp = sorted(ev, key=lambda e: abs(e["amplitude"]))
+        if by_amp:
+            small, large = by_amp[:6], by_amp[-6:][::-1]
+            gal.append(Fig(_png(_gallery(trace.data, fs, small, trace.units, f"{m}: smallest accepted",
+                                         [f"{e['onset_s']:.3f} s, {e['amplitude']:.3g}" for e in small])),
+                           f"smallest {m}", "The six smallest accepted events.", f"small_{m}"))
+            gal.append(Fig(_png(_gallery(trace.data, fs, large, trace.units, f"{m}: largest accepted",
+                                         [f"{e['onset_s']:.3f} s, {e['amplitude']:.3g}" for e in large])),
+                           f"largest {m}", "The six largest accepted events.", f"large_{m}"))
+        rej = rejected.get(m, [])
+        if rej:
+            pick = [rej[int(i)] for i in np.unique(np.linspace(0, len(rej) - 1, min(12, len(rej))).astype(int))]
+            gal.append(Fig(_png(_gallery(trace.data, fs, pick, trace.units, f"{m}: rejected candidates",
+                                         [f"{e['onset_s']:.3f} s: {str(e.get('reason', '')).split(':')[0]}"
+                                          for e in pick])),
+                           f"rejected {m}", f"{len(pick)} of the {len(rej)} rejected candidates, spread over the "
+                           "trace, each titled with its reason (rejected_" + m + ".csv lists all).", f"rejected_{m}"))
+    if gal:
+        page.section("Galleries", *gal)
+
+    figs = []
+    for m, ev in events.items():
+        figs.append(Fig(_png(_kinetics_hists(ev, trace.units, m)), f"histograms {m}",
+                        f"Amplitude, 10–90 % rise, decay tau and inter-event interval of the events {m} accepted.",
+                        f"hist_{m}"))
+        fig, tau = _avg_fig(trace.data, fs, ev, sign, trace.units, f"average event ({m})")
         figs.append(Fig(_png(fig), f"average event {m}", f"Decay tau of the average: {tau:.2f} ms." if tau else
-                        "No decay fit."))
-        figs.append(Fig(_png(_hists(ev, trace.units, m)), f"histograms {m}",
-                        f"Amplitudes and inter-event intervals of the events {m} detected."))
-    page.section("Average events and histograms", *figs)
+                        "No decay fit.", f"avg_{m}"))
+    page.section("Kinetics", *figs)
     page.section("Raw summary", Details.json("summary.json", summary))
     return page.write(out)

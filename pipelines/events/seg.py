@@ -27,7 +27,7 @@ from ..core.atomic import write_json
 from ..core.errors import EphysError
 from .windows import assemble_recordings, patches, stitch
 
-__all__ = ["PATCH", "AE_PATCH", "QUANTILE", "THRESHOLD_FILE", "predict_unet", "anomaly_score",
+__all__ = ["PATCH", "AE_PATCH", "QUANTILE", "THRESHOLD_FILE", "predict_padded", "predict_unet", "anomaly_score",
            "choose_anomaly_threshold", "read_threshold", "evaluate_mask", "evaluate_anomaly"]
 
 #: patch lengths (samples) of the events-sim recipe: U-Net, autoencoder (the mEPP seed's)
@@ -63,6 +63,22 @@ def _long_unet(model, length: int):
     return _LONG[key][0]
 
 
+def predict_padded(model, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """``model`` applied to ``x`` (n, ...) in batches of exactly ``batch_size`` rows, the last one
+    padded with zeros (``predict_on_batch``): every call has one input shape, so TensorFlow traces
+    the model's function once per model, never again per trace or sweep (no retracing warnings).
+    Returns the n rows of output (float32)."""
+    x = np.asarray(x, dtype=np.float32)
+    n = len(x)
+    out = []
+    for i in range(0, max(n, 1), batch_size):
+        b = x[i:i + batch_size]
+        if len(b) < batch_size:
+            b = np.concatenate([b, np.zeros((batch_size - len(b),) + x.shape[1:], np.float32)])
+        out.append(np.asarray(model.predict_on_batch(b))[:max(0, min(batch_size, n - i))])
+    return np.concatenate(out)
+
+
 def predict_unet(model, z: np.ndarray, batch_size: int = 8, length: int = INFER_PATCH,
                  overlap: int = INFER_OVERLAP) -> np.ndarray:
     """Per-sample event probability (n,) of a normalised trace (float32).
@@ -80,7 +96,7 @@ def predict_unet(model, z: np.ndarray, batch_size: int = 8, length: int = INFER_
         length = max(PATCH, int(np.ceil(n / q)) * q)
     px, st = patches(z, length, length - overlap)
     m = _long_unet(model, length)
-    pred = np.asarray(m.predict_on_batch(px) if len(px) <= batch_size else m.predict(px, batch_size=batch_size, verbose=0))
+    pred = predict_padded(m, px, batch_size)
     return stitch(pred, st, n, length)
 
 
@@ -95,7 +111,7 @@ def anomaly_score(model, z: np.ndarray, fs_hz: float, batch_size: int = 256) -> 
     model's input length at half overlap (stitched, triangular weights), smoothed over 2 ms."""
     length = int(model.input_shape[1])
     px, st = patches(np.asarray(z, dtype=np.float32), length, length // 2)
-    rec = model.predict(px, batch_size=batch_size, verbose=0)
+    rec = predict_padded(model, px, batch_size)
     e = stitch((px - rec) ** 2, st, np.asarray(z).size, length)
     return _smooth_2ms(e, fs_hz)
 
