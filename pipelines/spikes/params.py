@@ -97,8 +97,8 @@ class ClusterParams:
 
 
 #: ``ephys spikes sort`` defaults, chosen on generated ground-truth recordings (benchmarks/bench_sorting.py)
-SORT_DEFAULTS = {"k": 5.0, "exclude_ms": 0.4, "ms_before": 0.5, "ms_after": 1.0, "n_neighbours": 8, "n_pcs": 8,
-                 "method": "isosplit", "min_cluster_size": 30, "merge_distance": 0.3}
+SORT_DEFAULTS = {"k": 3.5, "exclude_ms": 0.4, "ms_before": 0.5, "ms_after": 1.0, "n_neighbours": 8, "n_pcs": 8,
+                 "method": "isosplit", "min_cluster_size": 30, "merge_distance": 0.15}
 
 
 @dataclass

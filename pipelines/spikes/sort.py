@@ -355,9 +355,9 @@ def merge_templates(labels: np.ndarray, chans: np.ndarray, snips: np.ndarray, nb
     return lab, merges
 
 
-def sort_spikes(rec, k: float = 5.0, exclude_ms: float = 0.4, ms_before: float = 0.5, ms_after: float = 1.0,
+def sort_spikes(rec, k: float = 3.5, exclude_ms: float = 0.4, ms_before: float = 0.5, ms_after: float = 1.0,
                 n_neighbours: int = 8, n_pcs: int = 8, method: str = "isosplit", min_cluster_size: int = 30,
-                merge_distance: float = 0.3, seed: int = 0) -> tuple:
+                merge_distance: float = 0.15, seed: int = 0) -> tuple:
     """Detect and cluster the spikes of a preprocessed recording (steps 3-4 of the module docstring).
 
     Parameters
