@@ -15,7 +15,10 @@ over-merged and false-positive unit counts, units found, wall seconds.
 
     python benchmarks/bench_sorting.py [--recordings tetrode,probe] [--duration-s 300]
         [--noise-uV 5,10] [--seeds 0,1,2] [--sorters ephys,spykingcircus2,tridesclous2,mountainsort5]
-        [--budget-s 900] [--out benchmarks/results/sorting.json]
+        [--budget-s 900] [--out benchmarks/results/sorting.json] [--real | --real-only]
+
+``--real`` adds the check of :func:`real_tetrodes` (RatGPS tetrodes 5 and 7 against their Tint
+cuts; checked, never tuned on); ``--real-only`` runs only that and merges it into ``--out``.
 
 A sorter whose run on a recording took longer than ``--budget-s`` is skipped on the remaining
 recordings of that kind (said in the JSON: ``skipped``). The defaults are the issue's full
@@ -69,7 +72,7 @@ def run_si(name: str, rec, folder: Path):
     import spikeinterface.sorters as ss
 
     return ss.run_sorter(name, rec, folder=folder, remove_existing_folder=True, verbose=False,
-                         raise_error=True, **({"n_jobs": 1} if name != "mountainsort5" else {}))
+                         raise_error=True, **({"job_kwargs": {"n_jobs": 1}} if name != "mountainsort5" else {}))
 
 
 def available(name: str) -> bool:
@@ -95,6 +98,74 @@ def score(gt, sorting) -> dict:
             "accuracy_per_gt_unit": [round(float(a), 3) for a in perf["accuracy"]]}
 
 
+# ../shared/data beside the clone (a worktree one level deeper looks one level further up)
+REAL = next((r / "shared" / "data" / "lfp_spikes" / "ratgps" for r in (ROOT.parent, ROOT.parent.parent)
+             if (r / "shared" / "data").is_dir()), ROOT.parent / "shared" / "data" / "lfp_spikes" / "ratgps")
+
+
+def real_tetrodes(seed: int = 0) -> list[dict]:
+    """Check (never tune) ``ephys spikes sort``'s clustering step on the RatGPS tetrodes 5 and 7.
+
+    These files hold snippets (4 channels x 50 samples at 48 kHz), not a continuous recording, so
+    detection is Axona's; :func:`ephys.pipelines.spikes.sort.cluster_snippets` clusters them with
+    the sort defaults, after dividing each channel by its noise (MAD / 0.6745 of the first 5
+    samples of every snippet, before the trigger; a dead channel keeps scale 1). The Tint cut is
+    the ground truth, its noise cluster 0 excluded from the ground-truth units (those spikes stay in
+    the sorting, as ``compare_sorter_to_ground_truth`` counts them as false positives when they
+    land in a matched unit); ``*_units_only``: those spikes left out of the sorting too. Also the ARIs of ``ephys spikes cluster``'s table (all spikes, units
+    only). Returns one dict per tetrode.
+    """
+    import spikeinterface.comparison as scmp
+    import spikeinterface.core as sc
+    from probeinterface import generate_tetrode
+
+    from ephys.pipelines.blocks.readers.axona import read_cut, read_tetrode
+    from ephys.pipelines.spikes.cluster import agreement
+    from ephys.pipelines.spikes.params import SORT_DEFAULTS
+    from ephys.pipelines.spikes.sort import cluster_snippets, neighbourhoods
+
+    out = []
+    for tet in (5, 7):
+        spk = read_tetrode(REAL / f"83812141.{tet}")
+        ref = read_cut(REAL / f"83812141_{tet}.cut", len(spk.times_s))
+        w = np.asarray(spk.waveforms, np.float64)
+        noise = np.median(np.abs(w[:, :, :5] - np.median(w[:, :, :5], axis=(0, 2))[None, :, None]), axis=(0, 2)) / 0.6745
+        noise = np.where(noise > 0, noise, 1.0)
+        z = (w / noise[None, :, None]).astype(np.float32)
+        nbrs = neighbourhoods(generate_tetrode().contact_positions, 8)
+        chans = np.abs(z).max(axis=2).argmax(axis=1)
+        snips = np.take_along_axis(z, nbrs[chans][:, :, None], axis=1)
+        t0 = time.perf_counter()
+        kw = {k: SORT_DEFAULTS[k] for k in ("method", "n_pcs", "min_cluster_size", "merge_distance")}
+        labels, facts = cluster_snippets(snips, chans, nbrs, seed=seed, **kw)
+        secs = time.perf_counter() - t0
+        samples = np.round(spk.times_s * spk.fs_hz).astype(np.int64)
+        order = np.argsort(samples, kind="stable")
+        gm = ref[order] != 0
+        gt = sc.NumpySorting.from_samples_and_labels([samples[order][gm]], [ref[order][gm]], spk.fs_hz)
+        sm = labels[order] >= 0
+        srt = sc.NumpySorting.from_samples_and_labels([samples[order][sm]], [labels[order][sm]], spk.fs_hz)
+        cmp = scmp.compare_sorter_to_ground_truth(gt, srt, exhaustive_gt=False)
+        perf = cmp.get_performance()
+        um = sm & gm  # units only: the cut's cluster 0 left out of the sorting too
+        srt_u = sc.NumpySorting.from_samples_and_labels([samples[order][um]], [labels[order][um]], spk.fs_hz)
+        perf_u = scmp.compare_sorter_to_ground_truth(gt, srt_u, exhaustive_gt=False).get_performance()
+        agr = agreement(labels, ref)
+        out.append({"tetrode": tet, "n_spikes": int(len(labels)), "n_cut_units": int(len(set(ref.tolist()) - {0})),
+                    "n_units_found": int(len(set(labels.tolist()) - {-1})), **facts,
+                    "accuracy_per_cut_unit": {str(u): round(float(a), 3) for u, a in perf["accuracy"].items()},
+                    "precision_per_cut_unit": {str(u): round(float(a), 3) for u, a in perf["precision"].items()},
+                    "recall_per_cut_unit": {str(u): round(float(a), 3) for u, a in perf["recall"].items()},
+                    "mean_accuracy": round(float(perf["accuracy"].mean()), 4),
+                    "accuracy_per_cut_unit_units_only": {str(u): round(float(a), 3)
+                                                         for u, a in perf_u["accuracy"].items()},
+                    "mean_accuracy_units_only": round(float(perf_u["accuracy"].mean()), 4),
+                    "ari_all_spikes": round(agr["ari"], 4), "ari_units_only": round(agr["units_only"]["ari"], 4),
+                    "seconds": round(secs, 2)})
+        print(json.dumps(out[-1]), flush=True)
+    return out
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--recordings", default="tetrode,probe")
@@ -104,7 +175,17 @@ def main(argv=None) -> dict:
     ap.add_argument("--sorters", default="ephys,spykingcircus2,tridesclous2,mountainsort5")
     ap.add_argument("--budget-s", type=float, default=900.0)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sorting.json"))
+    ap.add_argument("--real", action="store_true", help="also the check on the RatGPS tetrodes 5 and 7 (shared data)")
+    ap.add_argument("--real-only", action="store_true", help="only that check, merged into an existing --out")
     a = ap.parse_args(argv)
+    if a.real_only:
+        out = Path(a.out)
+        res = json.loads(out.read_text()) if out.is_file() else {}
+        res["real_tetrodes"] = {"command": "python benchmarks/bench_sorting.py " + " ".join(
+            argv if argv is not None else sys.argv[1:]), "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "rows": real_tetrodes()}
+        out.write_text(json.dumps(res, indent=2) + "\n")
+        return res
     import spikeinterface
 
     kinds = [k for k in a.recordings.split(",") if k]
@@ -165,6 +246,8 @@ def main(argv=None) -> dict:
                        "python": platform.python_version(), "spikeinterface": spikeinterface.__version__},
            "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "skipped": {f"{k}/{n}": v for (k, n), v in skipped.items()}, "summary": summary, "rows": rows}
+    if a.real and REAL.is_dir():
+        res["real_tetrodes"] = {"rows": real_tetrodes()}
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2) + "\n")

@@ -355,6 +355,43 @@ def merge_templates(labels: np.ndarray, chans: np.ndarray, snips: np.ndarray, nb
     return lab, merges
 
 
+def cluster_snippets(snips: np.ndarray, chans: np.ndarray, nbrs: np.ndarray, method: str = "isosplit",
+                     n_pcs: int = 8, min_cluster_size: int = 30, merge_distance: float = 0.15,
+                     seed: int = 0) -> tuple[np.ndarray, dict]:
+    """Cluster spike snippets (step 4 of the module docstring), for a recording or a snippet file.
+
+    Parameters
+    ----------
+    snips : float (n_spikes, n_neighbours, n_samples), noise units, each on ``nbrs[chans[i]]``
+    chans : int (n_spikes,), peak channel
+    nbrs : int (n_channels, n_neighbours), :func:`neighbourhoods`; when every channel is in every
+        neighbourhood (a tetrode) all spikes form one group, else one group per peak channel
+    method, n_pcs, min_cluster_size, merge_distance, seed : see :func:`sort_spikes`
+
+    Returns
+    -------
+    (labels int64 (n_spikes,), -1 = unsorted; facts dict: ``n_clusters_before_merge``,
+    ``n_merges``, ``one_group``)
+    """
+    n_ch = nbrs.shape[0]
+    one_group = nbrs.shape[1] >= n_ch
+    labels = np.full(len(snips), -1, np.int64)
+    nxt = 0
+    for grp in ([None] if one_group else np.unique(chans)):
+        m = np.ones(len(snips), bool) if grp is None else chans == grp
+        if grp is None and n_ch > 1:  # one neighbourhood: snippets on all channels in channel order
+            x = np.take_along_axis(snips, np.argsort(nbrs[chans], axis=1)[:, :, None], axis=1)
+        else:
+            x = snips[m]
+        lab = _cluster_group(x, method, n_pcs, min_cluster_size, seed)
+        lab = np.where(lab >= 0, lab + nxt, -1)
+        nxt = int(lab.max()) + 1 if (lab >= 0).any() else nxt
+        labels[m] = lab
+    n_before = int(len(set(labels.tolist()) - {-1}))
+    labels, n_merges = merge_templates(labels, chans, snips, nbrs, n_ch, merge_distance)
+    return labels, {"n_clusters_before_merge": n_before, "n_merges": int(n_merges), "one_group": bool(one_group)}
+
+
 def sort_spikes(rec, k: float = 3.5, exclude_ms: float = 0.4, ms_before: float = 0.5, ms_after: float = 1.0,
                 n_neighbours: int = 8, n_pcs: int = 8, method: str = "isosplit", min_cluster_size: int = 30,
                 merge_distance: float = 0.15, seed: int = 0) -> tuple:
@@ -401,21 +438,8 @@ def sort_spikes(rec, k: float = 3.5, exclude_ms: float = 0.4, ms_before: float =
     if t.size < min_cluster_size:
         raise EphysError(f"only {t.size} spikes crossed -{k:g} x noise on {noise.size} channels "
                          f"({rec.get_total_duration():.1f} s): nothing to sort (lower --k?)")
-    one_group = nbrs.shape[1] >= rec.get_num_channels()
-    labels = np.full(t.size, -1, np.int64)
-    nxt = 0
-    for grp in ([None] if one_group else np.unique(c)):
-        m = np.ones(t.size, bool) if grp is None else c == grp
-        if grp is None:  # one neighbourhood: snippets on all channels in the same order
-            x = np.stack([w[i][np.argsort(nbrs[ci])] for i, ci in enumerate(c)]) if nbrs.shape[1] > 1 else w
-        else:
-            x = w[m]
-        lab = _cluster_group(x, method, n_pcs, min_cluster_size, seed)
-        lab = np.where(lab >= 0, lab + nxt, -1)
-        nxt = int(lab.max()) + 1 if (lab >= 0).any() else nxt
-        labels[m] = lab
-    n_before_merge = int(len(set(labels.tolist()) - {-1}))
-    labels, n_merges = merge_templates(labels, c, w, nbrs, rec.get_num_channels(), merge_distance)
+    labels, cfacts = cluster_snippets(w, c, nbrs, method=method, n_pcs=n_pcs, min_cluster_size=min_cluster_size,
+                                      merge_distance=merge_distance, seed=seed)
     keep = labels >= 0
     if not keep.any():
         raise EphysError(f"{t.size} spikes detected but no cluster of {min_cluster_size} or more formed: nothing "
@@ -424,8 +448,7 @@ def sort_spikes(rec, k: float = 3.5, exclude_ms: float = 0.4, ms_before: float =
     sorting = sc.NumpySorting.from_samples_and_labels([t[keep]], [lab.astype(np.int64)], fs,
                                                       unit_ids=np.arange(len(ids)))
     facts = {"n_peaks": int(t.size), "n_sorted_spikes": int(keep.sum()), "n_units": int(len(ids)),
-             "n_clusters_before_merge": n_before_merge, "n_merges": int(n_merges),
-             "noise_uV": [round(float(v), 3) for v in noise], "one_group": bool(one_group),
+             **cfacts, "noise_uV": [round(float(v), 3) for v in noise],
              "seconds": round(time.perf_counter() - t0, 3)}
     return sorting, facts
 
