@@ -17,7 +17,8 @@ over-merged and false-positive unit counts, units found, wall seconds.
         [--noise-uV 5,10] [--seeds 0,1,2] [--sorters ephys,spykingcircus2,tridesclous2,mountainsort5]
         [--budget-s 900] [--out benchmarks/results/sorting.json] [--real | --real-only]
 
-``--real`` adds the check of :func:`real_tetrodes` (RatGPS tetrodes 5 and 7 against their Tint
+The JSON holds ``runs`` (one entry per invocation; ``--merge`` appends to an existing file)
+and, from ``--real-only``, ``real_tetrodes``. ``--real`` adds the check of :func:`real_tetrodes` (RatGPS tetrodes 5 and 7 against their Tint
 cuts; checked, never tuned on); ``--real-only`` runs only that and merges it into ``--out``.
 
 A sorter whose run on a recording took longer than ``--budget-s`` is skipped on the remaining
@@ -177,6 +178,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sorting.json"))
     ap.add_argument("--real", action="store_true", help="also the check on the RatGPS tetrodes 5 and 7 (shared data)")
     ap.add_argument("--real-only", action="store_true", help="only that check, merged into an existing --out")
+    ap.add_argument("--merge", action="store_true", help="add this run to --out's runs instead of replacing them")
     a = ap.parse_args(argv)
     if a.real_only:
         out = Path(a.out)
@@ -250,7 +252,9 @@ def main(argv=None) -> dict:
         res["real_tetrodes"] = {"rows": real_tetrodes()}
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2) + "\n")
+    old = json.loads(out.read_text()) if a.merge and out.is_file() else {}
+    doc = {**old, "runs": [*old.get("runs", []), res]}
+    out.write_text(json.dumps(doc, indent=2) + "\n")
     for s in summary:
         print(f"{s['recording']:8s} noise {s['noise_uV']:>4g}  {s['sorter']:15s} acc {s['mean_accuracy']:.3f}  "
               f"well {s['well_detected']:.1f}  red {s['redundant']:.1f}  over {s['overmerged']:.1f}  "
