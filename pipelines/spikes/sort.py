@@ -290,11 +290,13 @@ def _cluster_group(snips: np.ndarray, method: str, n_pcs: int, min_cluster_size:
 
 
 def _templates(labels: np.ndarray, chans: np.ndarray, snips: np.ndarray, nbrs: np.ndarray,
-               n_channels: int) -> tuple[list[int], np.ndarray]:
-    """Mean snippet of every cluster on every channel its spikes' neighbourhoods cover (0
-    elsewhere): (cluster ids, float64 (n_clusters, n_channels, n_samples), noise units)."""
+               n_channels: int) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """Mean snippet of every cluster on every channel its spikes' neighbourhoods cover: (cluster
+    ids, float64 (n_clusters, n_channels, n_samples) noise units (0 where not covered), coverage
+    bool (n_clusters, n_channels): channels covered by at least half of the cluster's spikes)."""
     ids = [int(u) for u in np.unique(labels) if u >= 0]
     temps = np.zeros((len(ids), n_channels, snips.shape[2]))
+    cover = np.zeros((len(ids), n_channels), bool)
     for i, u in enumerate(ids):
         m = labels == u
         cnt = np.zeros(n_channels)
@@ -303,55 +305,69 @@ def _templates(labels: np.ndarray, chans: np.ndarray, snips: np.ndarray, nbrs: n
             temps[i, nbrs[c]] += snips[mc].sum(axis=0)
             cnt[nbrs[c]] += mc.sum()
         temps[i] /= np.maximum(cnt, 1)[:, None]
-    return ids, temps
+        cover[i] = cnt >= 0.5 * m.sum()
+    return ids, temps, cover
 
 
-def template_distance(temps: np.ndarray, max_shift: int = 3) -> np.ndarray:
+def template_distance(temps: np.ndarray, max_shift: int = 3, cover: np.ndarray | None = None) -> np.ndarray:
     """Pairwise distance of mean waveforms, tolerant to a time shift: for clusters i, j the
     smallest, over shifts of up to ``max_shift`` samples, of ``||t_i - t_j|| / max(||t_i||,
-    ||t_j||)`` on the samples both cover (0 = identical, about 1.4 for orthogonal waveforms).
+    ||t_j||)`` on the samples and the channels both cover (0 = identical, about 1.4 for
+    orthogonal waveforms; ``inf`` when no channel is shared).
 
     Parameters
     ----------
     temps : float (n_clusters, n_channels, n_samples)
+    max_shift : samples
+    cover : bool (n_clusters, n_channels), the channels each template covers (default all)
 
     Returns
     -------
     float64 (n_clusters, n_clusters), symmetric, ``inf`` on the diagonal
     """
-    n, _, n_s = temps.shape
+    n, n_ch, n_s = temps.shape
+    cover = np.ones((n, n_ch), bool) if cover is None else np.asarray(cover, bool)
     s = int(max(0, min(max_shift, (n_s - 1) // 3)))
     core = temps[:, :, s:n_s - s]
     best = np.full((n, n), np.inf)
     for lag in range(-s, s + 1):
         shifted = temps[:, :, s + lag:n_s - s + lag]
-        a = core.reshape(n, -1)
-        b = shifted.reshape(n, -1)
-        d2 = (a ** 2).sum(1)[:, None] + (b ** 2).sum(1)[None, :] - 2 * a @ b.T
-        scale = np.maximum(np.sqrt(np.maximum((a ** 2).sum(1)[:, None], (b ** 2).sum(1)[None, :])), 1e-12)
-        best = np.minimum(best, np.sqrt(np.maximum(d2, 0)) / scale)
+        for i in range(n):
+            common = cover & cover[i][None, :]  # (n, n_ch): channels shared with i
+            if not common[i].any():
+                continue
+            a = core[i][None] * common[:, :, None]  # (n, n_ch, S')
+            b = shifted * common[:, :, None]
+            na = np.sqrt((a ** 2).sum(axis=(1, 2)))
+            nb = np.sqrt((b ** 2).sum(axis=(1, 2)))
+            d = np.sqrt(((a - b) ** 2).sum(axis=(1, 2))) / np.maximum(np.maximum(na, nb), 1e-12)
+            d[~common.any(axis=1)] = np.inf
+            best[i] = np.minimum(best[i], d)
     best = np.minimum(best, best.T)
     np.fill_diagonal(best, np.inf)
     return best
 
 
 def merge_templates(labels: np.ndarray, chans: np.ndarray, snips: np.ndarray, nbrs: np.ndarray,
-                    n_channels: int, max_distance: float = 0.2, max_shift: int = 3) -> tuple[np.ndarray, int]:
+                    n_channels: int, max_distance: float = 0.15, max_shift: int = 3) -> tuple[np.ndarray, int]:
     """Merge clusters whose mean waveforms agree (:func:`template_distance` below
-    ``max_distance``), closest pair first, templates recomputed after each merge (one unit split
-    by the jitter of its peak time or channel). Returns ``(labels, number of merges)``."""
+    ``max_distance`` on the channels both cover), closest pair first, the merged template
+    recomputed after each merge (one unit split by the jitter of its peak time, or on a probe
+    detected on neighbouring peak channels). Returns ``(labels, number of merges)``."""
     lab = labels.copy()
     merges = 0
-    while max_distance > 0:
-        ids, temps = _templates(lab, chans, snips, nbrs, n_channels)
-        if len(ids) < 2:
-            break
-        d = template_distance(temps, max_shift)
+    if max_distance <= 0:
+        return lab, 0
+    ids, temps, cover = _templates(lab, chans, snips, nbrs, n_channels)
+    d = template_distance(temps, max_shift, cover)
+    while len(ids) > 1:
         i, j = np.unravel_index(int(np.argmin(d)), d.shape)
         if d[i, j] >= max_distance:
             break
         lab[lab == ids[j]] = ids[i]
         merges += 1
+        ids, temps, cover = _templates(lab, chans, snips, nbrs, n_channels)
+        d = template_distance(temps, max_shift, cover)
     return lab, merges
 
 
