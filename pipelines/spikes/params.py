@@ -98,7 +98,7 @@ class ClusterParams:
 
 #: ``ephys spikes sort`` defaults, chosen on generated ground-truth recordings (benchmarks/bench_sorting.py)
 SORT_DEFAULTS = {"k": 3.5, "exclude_ms": 0.4, "ms_before": 0.5, "ms_after": 1.0, "n_neighbours": 8, "n_pcs": 8,
-                 "method": "isosplit", "min_cluster_size": 30, "merge_distance": 0.15}
+                 "method": "isosplit", "min_cluster_size": 30, "merge_distance": 0.15, "duplicate_ms": 1.0}
 
 
 @dataclass
@@ -133,6 +133,9 @@ class SortParams:
     min_cluster_size: int = param(SORT_DEFAULTS["min_cluster_size"], "Smaller clusters are left unsorted.", min=2)
     merge_distance: float = param(SORT_DEFAULTS["merge_distance"], "Merge clusters whose mean waveforms differ by "
                                   "less than this (relative L2, best of +-3 samples; 0 = no merge).", min=0.0)
+    duplicate_ms: float = param(SORT_DEFAULTS["duplicate_ms"], "Remove units more than half of whose spikes lie "
+                                "within this time of a deeper unit's spikes (echoes on a probe; 0 = keep all).",
+                                unit="ms", min=0.0)
     metrics: bool = param(True, "Compute SpikeInterface's quality metrics (--no-metrics: counts and rates only).")
     seed: int = param(0, "Seed of the noise estimate, the PCA and the clustering.", min=0)
     force: bool = param(False, "Replace OUT when it holds other output.")

@@ -276,7 +276,7 @@ def _cluster_group(snips: np.ndarray, method: str, n_pcs: int, min_cluster_size:
     x = snips.reshape(len(snips), -1).astype(np.float64)
     if len(x) < max(min_cluster_size, n_pcs + 2):
         return np.full(len(x), -1, np.int64)
-    feats = PCA(n_components=min(n_pcs, x.shape[1]), random_state=seed).fit_transform(x)
+    feats = PCA(n_components=min(n_pcs, x.shape[1]), svd_solver="covariance_eigh", random_state=seed).fit_transform(x)
     if method == "isosplit":
         from .cluster import isosplit
 
@@ -408,9 +408,50 @@ def cluster_snippets(snips: np.ndarray, chans: np.ndarray, nbrs: np.ndarray, met
     return labels, {"n_clusters_before_merge": n_before, "n_merges": int(n_merges), "one_group": bool(one_group)}
 
 
+def echo_units(samples: np.ndarray, labels: np.ndarray, chans: np.ndarray, snips: np.ndarray, nbrs: np.ndarray,
+               window: int) -> list[int]:
+    """Units most of whose spikes are echoes of larger units' spikes.
+
+    A unit is an echo when more than half of its spikes lie within ``window`` samples of a spike
+    of a unit with a deeper mean waveform (its minimum, noise units), whichever that unit is. On a
+    probe a large unit seen on channels outside the exclusion neighbourhood, or its trailing
+    lobe, is detected again a fraction of a millisecond later, and those detections of several
+    units can form a cluster of their own. Independent units at tens of Hz rarely coincide within
+    a millisecond (a few % of spikes), far below one half.
+
+    Parameters
+    ----------
+    samples : int (n,), spike samples (ascending); labels : int (n,) unit index 0..k-1
+    chans, snips, nbrs : as for :func:`cluster_snippets`
+    window : samples
+
+    Returns
+    -------
+    list of unit indices to remove
+    """
+    n_ch = nbrs.shape[0]
+    ids, temps, _ = _templates(labels, chans, snips, nbrs, n_ch)
+    depth = temps.min(axis=(1, 2))  # noise units, negative
+    order = np.argsort(samples, kind="stable")
+    ts, ls = samples[order], labels[order]
+    out = []
+    for u in ids:
+        deeper = np.isin(ls, [v for v in ids if depth[ids.index(v)] < depth[ids.index(u)]])
+        if not deeper.any():
+            continue
+        other = ts[deeper]
+        mine = ts[ls == u]
+        i = np.searchsorted(other, mine)
+        before = np.abs(mine - other[np.clip(i - 1, 0, other.size - 1)])
+        after = np.abs(other[np.clip(i, 0, other.size - 1)] - mine)
+        if np.mean(np.minimum(before, after) <= window) > 0.5:
+            out.append(u)
+    return out
+
+
 def sort_spikes(rec, k: float = 3.5, exclude_ms: float = 0.4, ms_before: float = 0.5, ms_after: float = 1.0,
                 n_neighbours: int = 8, n_pcs: int = 8, method: str = "isosplit", min_cluster_size: int = 30,
-                merge_distance: float = 0.15, seed: int = 0) -> tuple:
+                merge_distance: float = 0.15, duplicate_ms: float = 1.0, seed: int = 0) -> tuple:
     """Detect and cluster the spikes of a preprocessed recording (steps 3-4 of the module docstring).
 
     Parameters
@@ -425,6 +466,8 @@ def sort_spikes(rec, k: float = 3.5, exclude_ms: float = 0.4, ms_before: float =
     min_cluster_size : clusters with fewer spikes are dropped (their spikes unsorted)
     merge_distance : clusters whose mean waveforms are closer than this (:func:`template_distance`)
         merge (0 = never)
+    duplicate_ms : units that are echoes of larger ones are removed (:func:`echo_units`, this
+        window); 0 = keep all
     seed : PCA / clustering seed (deterministic for a seed)
 
     Returns
@@ -461,10 +504,17 @@ def sort_spikes(rec, k: float = 3.5, exclude_ms: float = 0.4, ms_before: float =
         raise EphysError(f"{t.size} spikes detected but no cluster of {min_cluster_size} or more formed: nothing "
                          "to sort (a smaller --min-cluster-size?)")
     ids, lab = np.unique(labels[keep], return_inverse=True)
+    n_redundant = 0
+    if duplicate_ms > 0 and len(ids) > 1:
+        echo = echo_units(t[keep], lab, c[keep], w[keep], nbrs, int(round(duplicate_ms * fs / 1000)))
+        n_redundant = len(echo)
+        if n_redundant:
+            keep[np.flatnonzero(keep)[np.isin(lab, echo)]] = False
+            ids, lab = np.unique(labels[keep], return_inverse=True)
     sorting = sc.NumpySorting.from_samples_and_labels([t[keep]], [lab.astype(np.int64)], fs,
                                                       unit_ids=np.arange(len(ids)))
     facts = {"n_peaks": int(t.size), "n_sorted_spikes": int(keep.sum()), "n_units": int(len(ids)),
-             **cfacts, "noise_uV": [round(float(v), 3) for v in noise],
+             **cfacts, "n_redundant_removed": int(n_redundant), "noise_uV": [round(float(v), 3) for v in noise],
              "seconds": round(time.perf_counter() - t0, 3)}
     return sorting, facts
 
