@@ -117,6 +117,9 @@ def read_recording(path, fs_hz: float | None = None):
         elif any(p.rglob("*.ap.meta")):
             readers[suffix] = ("SpikeGLX", lambda: se.read_spikeglx(p, stream_id=sorted(
                 se.get_neo_streams("spikeglx", p)[0])[0]))
+    if suffix == ".set" and not p.with_suffix(".bin").is_file():
+        raise EphysError("an Axona .set without its raw .bin (the continuous data) beside it; Axona tetrode spike "
+                         "files (TRIAL.N) are sorted by `ephys spikes cluster`", p)
     if suffix not in readers:
         raise EphysError("not a recording format ephys reads (" + "; ".join(FORMATS) + ")", p)
     what, read = readers[suffix]
