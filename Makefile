@@ -68,7 +68,7 @@ test-slow: install
 test-all: install
 	$(PYTEST)
 
-# the benchmarks' reference libraries (SpikeInterface) come from the extra "bench"
+# the benchmarks' reference sorters (MountainSort 5) come from the extra "bench"
 BENCH_EXTRAS ?= $(EXTRAS),bench
 
 bench:
@@ -81,6 +81,7 @@ bench:
 	$(BIN)/python benchmarks/bench_mer.py
 	$(BIN)/python benchmarks/bench_cluster.py
 	$(BIN)/python benchmarks/bench_errors.py
+	$(BIN)/python benchmarks/bench_sorting.py
 
 # the documentation site: the reference pages generated from the code, then mkdocs build --strict into site/
 DOCS_EXTRAS ?= $(EXTRAS),docs

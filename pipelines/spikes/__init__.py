@@ -2,14 +2,15 @@
 
 Modules: ``params`` (every step's settings), ``waveforms`` (snippet sets and raw traces ->
 ``waveform`` datasets; ``reproduce spikes-seed``), ``cluster`` / ``cluster_report`` / ``commands``
-(``ephys spikes cluster`` on Axona tetrode files), ``figures`` (waveform figures in reports and
+(``ephys spikes cluster`` on Axona tetrode files), ``sort`` / ``sort_report`` (``ephys spikes sort``
+on continuous recordings), ``figures`` (waveform figures in reports and
 explanations).
 """
 
 from ..core.models import HParam, ModelSpec, Search
 from ..core.prepare import PrepareStep
 from ..core.registry import ClusterSteps, Command, Modality, Pipeline, Recipe, register_pipeline
-from .params import ClusterParams, SpikesParams
+from .params import ClusterParams, SortParams, SpikesParams
 
 _SEQ = "ephys.pipelines.blocks.models.sequence"
 
@@ -79,6 +80,13 @@ COMMANDS = (
             description="Writes OUT/clusters.csv, OUT/embedding.npy, OUT/cluster_metrics.json (quality per "
                         "cluster: isolation distance, L-ratio, ISI violations, SNR, rate; with --cut: ARI / NMI, "
                         "confusion table, best matches) and OUT/report.html / .md."),
+    Command("sort", "Sort the spikes of a continuous recording (any format SpikeInterface reads).",
+            "ephys.pipelines.spikes.commands:sort", SortParams,
+            description="Band-pass (and common median reference on probes) with spikeinterface.preprocessing, "
+                        "detect locally exclusive negative peaks, cluster PCA features of the snippets (ISO-SPLIT), "
+                        "merge clusters of matching mean waveforms, then SpikeInterface's quality metrics. Writes "
+                        "OUT/sorting/ (a NumpyFolderSorting: spikeinterface.load), OUT/units.csv, OUT/units.nwb "
+                        "(NWB Units table), OUT/sort.json and OUT/report.html / .md."),
 )
 
 PIPELINE = register_pipeline(Pipeline(

@@ -1,4 +1,4 @@
-"""The spikes pipeline's extra command: ``ephys spikes cluster``."""
+"""The spikes pipeline's extra commands: ``ephys spikes cluster`` and ``ephys spikes sort``."""
 
 from __future__ import annotations
 
@@ -33,3 +33,25 @@ def cluster(p, ctx) -> Path:
     if res.get("warning"):
         ctx.notice(f"warning: {res['warning']}")
     return out / "cluster_metrics.json"
+
+
+def sort(p, ctx) -> Path:
+    """Sort a continuous recording (:func:`.sort.sort_recording`); prints a one-line summary and
+    returns ``OUT/sort.json``."""
+    from ..core.errors import EphysError
+    from ..core.outputs import OutputFolder
+
+    if not Path(p.recording).exists():  # before the SpikeInterface import
+        raise EphysError("no such recording", p.recording)
+    from .sort import sort_recording
+
+    kw = {k: v for k, v in asdict(p).items()
+          if k not in ("recording", "out", "fs_hz", "probe", "band_hz", "notch_hz", "cmr", "whiten", "metrics",
+                       "force")}
+    out = Path(p.out) if p.out else ctx.runs_root / f"sort-{Path(p.recording).name}"
+    with OutputFolder.of_params(out, "spikes sort", p, ("recording", "probe"), log=ctx.notice):
+        res = sort_recording(p.recording, out, fs_hz=p.fs_hz, probe=p.probe, band_hz=tuple(p.band_hz),
+                             notch_hz=p.notch_hz, cmr=p.cmr, whiten=p.whiten, metrics=p.metrics, **kw)
+    ctx.info(f"{res['n_units']} units from {res['n_peaks']} peaks ({res['n_sorted_spikes']} sorted) on "
+             f"{res['n_channels']} channels, {res['duration_s']:.1f} s; sorting {res['seconds_sort']:.1f} s")
+    return out / "sort.json"

@@ -94,3 +94,48 @@ class ClusterParams:
             raise EphysError(f"--feature-kinds must be among {', '.join(FEATURE_KINDS)}, not "
                              f"{', '.join(bad) or 'none'}")
         return self
+
+
+#: ``ephys spikes sort`` defaults, chosen on generated ground-truth recordings (benchmarks/bench_sorting.py)
+SORT_DEFAULTS = {"k": 3.5, "exclude_ms": 0.4, "ms_before": 0.5, "ms_after": 1.0, "n_neighbours": 8, "n_pcs": 8,
+                 "method": "isosplit", "min_cluster_size": 30, "merge_distance": 0.15, "duplicate_ms": 1.0}
+
+
+@dataclass
+class SortParams:
+    """``ephys spikes sort``: spike sorting of a continuous recording."""
+
+    recording: str = param(None, "Continuous recording: a SpikeInterface folder, .nwb, Axona .set, Intan .rhd/.rhs, "
+                           "an Open Ephys or SpikeGLX folder, or .npy (samples x channels, µV, with --fs-hz).",
+                           argument=True)
+    out: Optional[str] = param(None, "Output folder.", argument=True, default_text="runs/sort-FILENAME")
+    fs_hz: Optional[float] = param(None, "Sampling rate of a .npy recording.", unit="Hz", min=0.0, min_exclusive=True)
+    probe: Optional[str] = param(None, "probeinterface JSON or .prb file of the channels' geometry (default: the "
+                                 "file's own; a tetrode for 4 channels, else a linear 20 µm layout).")
+    band_hz: tuple[float, float] = param((300.0, 6000.0), "Band-pass edges LOW HIGH.", unit="Hz", flag="--band")
+    notch_hz: float = param(0.0, "Line-noise notch; 0 = none.", unit="Hz", flag="--notch", min=0.0)
+    cmr: str = param("auto", "Common median reference: auto (only with more than 4 channels) | median | none.",
+                     choices=("auto", "median", "none"))
+    whiten: bool = param(False, "Whiten the channels (global) before detection.")
+    k: float = param(SORT_DEFAULTS["k"], "Detection threshold, multiples of each channel's noise (MAD / 0.6745).",
+                     min=0.0, min_exclusive=True)
+    exclude_ms: float = param(SORT_DEFAULTS["exclude_ms"], "A peak must be the lowest within this time and its "
+                              "channel's neighbourhood.", unit="ms", min=0.0, min_exclusive=True)
+    ms_before: float = param(SORT_DEFAULTS["ms_before"], "Snippet start before the peak.", unit="ms", min=0.0,
+                             min_exclusive=True)
+    ms_after: float = param(SORT_DEFAULTS["ms_after"], "Snippet end after the peak.", unit="ms", min=0.0,
+                            min_exclusive=True)
+    n_neighbours: int = param(SORT_DEFAULTS["n_neighbours"], "Channels per neighbourhood (nearest, itself "
+                              "included); a recording with this many channels or fewer is one group.", min=1)
+    n_pcs: int = param(SORT_DEFAULTS["n_pcs"], "PCA components of a neighbourhood's snippets.", min=1)
+    method: str = param(SORT_DEFAULTS["method"], "isosplit (ISO-SPLIT, isosplit6) | gmm (the Gaussian mixture of "
+                        "`ephys spikes cluster`).", choices=("isosplit", "gmm"))
+    min_cluster_size: int = param(SORT_DEFAULTS["min_cluster_size"], "Smaller clusters are left unsorted.", min=2)
+    merge_distance: float = param(SORT_DEFAULTS["merge_distance"], "Merge clusters whose mean waveforms differ by "
+                                  "less than this (relative L2, best of +-3 samples; 0 = no merge).", min=0.0)
+    duplicate_ms: float = param(SORT_DEFAULTS["duplicate_ms"], "Remove units more than half of whose spikes lie "
+                                "within this time of a deeper unit's spikes (echoes on a probe; 0 = keep all).",
+                                unit="ms", min=0.0)
+    metrics: bool = param(True, "Compute SpikeInterface's quality metrics (--no-metrics: counts and rates only).")
+    seed: int = param(0, "Seed of the noise estimate, the PCA and the clustering.", min=0)
+    force: bool = param(False, "Replace OUT when it holds other output.")
