@@ -114,7 +114,10 @@ def test_a_spikeinterface_folder_reads_and_an_unknown_subject_is_not_invented(tm
     rec.save(folder=tmp_path / "rec", n_jobs=1, progress_bar=False)
     back = sort.read_recording(tmp_path / "rec")
     assert back.get_num_channels() == 4 and back.has_probe()
-    assert sort._source_subject(str(tmp_path / "rec")) is None
+    from ephys.pipelines.core.nwb_out import subject_of
+
+    subject = subject_of(tmp_path / "rec")  # not NWB: "not stated", nothing invented
+    assert subject.sex == "U" and subject.species is None and "not stated" in subject.subject_id
 
 
 def test_isolation_distance_and_l_ratio_agree_with_spikeinterface():

@@ -67,6 +67,8 @@ def write_events_nwb(path: str | Path, trace, events: dict, summary: dict) -> Pa
     from hdmf.common import VectorData
     from pynwb.event import DurationVectorData, EventsTable, TimestampVectorData
 
+    from ..core.nwb_out import subject_of
+
     path = Path(path)
     src = Path(trace.source)
     fp = source_fingerprint(src) if src.is_file() else {"name": src.name, "bytes": None, "sha256": None}
@@ -89,12 +91,7 @@ def write_events_nwb(path: str | Path, trace, events: dict, summary: dict) -> Pa
                         source_script="ephys events detect", source_script_file_name="ephys",
                         was_generated_by=[["ephys", ver]], keywords=["miniature synaptic events", "event detection"],
                         experiment_description=f"Event detection on {fp['name']} ({summary.get('channel')}).",
-                        # sex "U" (unknown) and age "P0D/" (an open ISO 8601 range: at least 0 days) are
-                        # the NWB spellings of "not stated"; species is left out rather than guessed
-                        subject=pynwb.file.Subject(subject_id="not stated in the source recording", sex="U",
-                                                   age="P0D/",
-                                                   description=f"the subject of {fp['name']}; the source file "
-                                                               "does not describe it"))
+                        subject=subject_of(src))
     units = trace.units
     seg_starts = np.array([s0 for s0, _ in trace.segments], dtype=np.int64)
     cols = [("peak_s", "time of the peak, s from the session start"),

@@ -558,32 +558,13 @@ def _quality_metrics(sorting, rec, seed):
     return qm, temps, an
 
 
-def _source_subject(source: str):
-    """A copy of the ``Subject`` of an NWB source file, or None."""
-    if not str(source).lower().endswith(".nwb") or not Path(source).is_file():
-        return None
-    try:
-        from pynwb import NWBHDF5IO
-        from pynwb.file import Subject
-
-        with NWBHDF5IO(str(source), "r") as io:
-            s = io.read().subject
-            if s is None:
-                return None
-            keys = ("age", "description", "genotype", "sex", "species", "subject_id", "weight", "strain",
-                    "date_of_birth")
-            return Subject(**{k: getattr(s, k) for k in keys if getattr(s, k, None) is not None})
-    except Exception:  # noqa: BLE001 -- the subject is a courtesy; the sorting does not depend on it
-        return None
-
-
 def write_units_nwb(path: Path, sorting, rec, metrics, templates: np.ndarray, source: str) -> Path:
     """An NWB file (pynwb) holding the sorting as a ``Units`` table: spike times (s), the mean
     waveform (samples x channels, µV of the preprocessed recording), the electrodes, and one
     column per quality metric; the electrodes table gives each channel's position (µm). A new
     file: its ``notes`` name the source recording (not linked as data; the source may not be NWB).
-    The subject is copied from an NWB source; other formats carry none, and none is invented, so
-    nwbinspector's subject checks (DANDI's upload requirements) then fail, and only those.
+    The subject is copied from an NWB source, else marked "not stated"
+    (:func:`ephys.pipelines.core.nwb_out.subject_of`): nothing is invented.
     Written to a temporary name, then renamed."""
     import datetime as dt
     import uuid
@@ -591,14 +572,13 @@ def write_units_nwb(path: Path, sorting, rec, metrics, templates: np.ndarray, so
     from pynwb import NWBHDF5IO, NWBFile
 
     from ..core.atomic import atomic_path
+    from ..core.nwb_out import subject_of
 
     nwb = NWBFile(session_description="spike sorting by ephys spikes sort", identifier=str(uuid.uuid4()),
                   session_start_time=dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc),
                   notes=f"sorted from {source}; session_start_time is a placeholder (unknown for the source)",
                   source_script="ephys spikes sort", source_script_file_name="ephys/pipelines/spikes/sort.py")
-    subject = _source_subject(source)
-    if subject is not None:
-        nwb.subject = subject
+    nwb.subject = subject_of(source)
     dev = nwb.create_device(name="probe", description="recording probe or tetrode")
     grp = nwb.create_electrode_group(name="group0", description="all channels", location="unknown", device=dev)
     locs = rec.get_channel_locations()
