@@ -22,6 +22,7 @@ from ..core.models import HParam, ModelSpec
 from ..core.prepare import PrepareStep
 from ..core.registry import ClusterSteps, Command, Modality, Pipeline, Recipe, register_pipeline
 from .params import DetectParams, PatchParams, WindowParams
+from .simparams import SimParams
 
 _SEG = "ephys.pipelines.events.seg:"
 MODELS = (
@@ -91,10 +92,10 @@ def _minis_summary(res: dict) -> list[str]:
             f"{res['majority_baseline']:.3f}), ROC-AUC {res['roc_auc']:.3f}, n = {res['n_windows']}"]
 
 
-def _synthetic(out, *, seed=0, size=None, progress=None):
+def _synthetic(out, *, seed=0, size=None, progress=None, **options):
     from .simulate import synthetic
 
-    return synthetic(out, seed=seed, size=size, progress=progress)
+    return synthetic(out, seed=seed, size=size, progress=progress, **options)
 
 
 PREPARE_EVENTS = PrepareStep(
@@ -142,7 +143,7 @@ PIPELINE = register_pipeline(Pipeline(
                     "blocks of raw_indices; accuracy beside the majority baseline, ROC-AUC; miniML's "
                     "published numbers under `reference`", _minis, default_data="../shared/data/minis",
                     summary=_minis_summary)),
-    synthetic=_synthetic, synthetic_size="recordings", prepare=(PREPARE_EVENTS, PREPARE_PATCHES), commands=COMMANDS,
+    synthetic=_synthetic, synthetic_size="recordings", synthetic_params=SimParams, prepare=(PREPARE_EVENTS, PREPARE_PATCHES), commands=COMMANDS,
     # the window classifier, cross-validated over recordings (the events-sim recipe's settings)
     cluster=ClusterSteps("events", ("cnn_bilstm",), fetch_size=12,
                          train_args="--epochs 8 --batch-size 64 --lr 2e-3 --patience 4 --dropout 0.2 "
