@@ -46,7 +46,8 @@ class TrainConfig:
     model: str = ""  # a registered model name (required)
     data: str = ""  # a prepared dataset folder (the CLI's default: the default pipeline's main dataset)
     weights: str = "none"
-    freeze: str = "none"
+    freeze: str = "none"  # none | full (the backbone) | features (the spec's feature layers)
+    init: str = "none"  # none | a run folder or .keras file to start from (transfer learning) | shipped
     epochs: int = 20
     batch_size: int = 8
     lr: float = 1e-4
@@ -109,7 +110,8 @@ _RULES: dict[str, tuple[Callable[[object], bool], str]] = {
     "model": (lambda v: isinstance(v, str) and bool(v.strip()), "a model name (see `ephys models`)"),
     "data": (lambda v: isinstance(v, str) and bool(v.strip()), "a dataset folder"),
     "weights": (lambda v: isinstance(v, str) and bool(v.strip()), "imagenet, none or a weights file"),
-    "freeze": (lambda v: v in ("none", "full"), "none or full"),
+    "freeze": (lambda v: v in ("none", "full", "features"), "none, full or features"),
+    "init": (lambda v: isinstance(v, str) and bool(v.strip()), "none, shipped, a run folder or a .keras file"),
     "epochs": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "batch_size": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "lr": (lambda v: _is_num(v) and np.isfinite(v) and v > 0, "a finite number > 0"),
@@ -202,6 +204,8 @@ def check_inputs(cfg: "TrainConfig") -> None:
         return  # a folder of datasets (cross-validation) or a damaged manifest: load_dataset says which
     if isinstance(manifest, dict) and manifest.get("modality"):
         models.check_modality(models.resolve_model_name(cfg.model), str(manifest["modality"]))
+    if str(cfg.init).strip().lower() != "none":
+        models.init_model_file(cfg.init, cfg.model)
 
 
 def model_hparams(cfg: "TrainConfig", spec) -> dict:
@@ -220,6 +224,18 @@ def model_hparams(cfg: "TrainConfig", spec) -> dict:
     if cfg.input_size:
         hp["input_size"] = cfg.input_size
     return hp
+
+
+def init_freeze(cfg: "TrainConfig") -> str:
+    """What ``--freeze`` defaults to with ``--init``: ``features`` when the model declares feature
+    layers (:attr:`~ephys.pipelines.core.models.ModelSpec.feature_layers`: fine-tune the head on
+    the new data, keep the features), else ``none``. Without ``--init``: ``cfg.freeze``."""
+    from . import models
+
+    if str(cfg.init).strip().lower() == "none":
+        return cfg.freeze
+    spec = models.REGISTRY[models.resolve_model_name(cfg.model)]
+    return "features" if spec.feature_layers else "none"
 
 
 def default_run_dir(cfg: TrainConfig) -> Path:
@@ -647,6 +663,15 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], bool | None] | None 
         state = {}
         model = models.build_model(cfg.model, ds.sample_shape, len(ds.label_names), weights=cfg.weights,
                                    freeze=cfg.freeze, **model_hparams(cfg, spec))
+        if str(cfg.init).strip().lower() != "none":  # transfer learning: start from another run's weights
+            src = models.init_model_file(cfg.init, cfg.model)
+            got = models.load_init_weights(model, src, spec.feature_layers)
+            frozen = [layer.name for layer in model.layers if not layer.trainable and layer.weights]
+            meta.update({"init_model_file": str(src.resolve()), "init_layers_loaded": got["loaded"],
+                         "init_layers_kept": got["kept"], "frozen_layers": frozen})
+            log(f"weights from {src}: {len(got['loaded'])} layers" + (f" ({', '.join(got['kept'])} kept as built)"
+                                                                     if got["kept"] else "")
+                + (f"; frozen: {', '.join(frozen)}" if frozen else ""))
         model.compile(optimizer=keras.optimizers.Adam(cfg.lr),
                       loss=models.model_loss(spec), metrics=list(models.TARGETS[spec.target][1]),
                       jit_compile=bool(gpu) and not cfg.eager, run_eagerly=bool(cfg.eager))
