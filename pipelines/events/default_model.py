@@ -166,7 +166,9 @@ def run_default_model(data, out: str | Path, *, seed: int = 0, epochs: int = 6, 
                                "tolerance_s": TOL_S},
                "methods": list(METHODS)}
     write_json(out / "metrics.json", metrics)
-    card = {"recipe": "ephys reproduce events-default", "seed": seed, "epochs": epochs, "n_train": n_train,
+    card = {"recipe": "ephys reproduce events-default",
+            "command": f"ephys reproduce events-default --seed {seed} --epochs {epochs} --hparam n_train={n_train} "
+                       f"--hparam duration_s={duration_s:g}", "seed": seed, "epochs": epochs, "n_train": n_train,
             "duration_s": duration_s, "train_combos": [list(c) for c in TRAIN_COMBOS],
             "snr_levels": list(FAMILY_SNR_LEVELS), "hparams": HPARAMS,
             "data_fingerprint": fingerprint, "model_sha256": sha256(run / "model.keras"),
