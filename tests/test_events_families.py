@@ -90,11 +90,11 @@ def test_families_at_10_20_50_khz_and_bad_settings():
 
 
 def test_fetch_synthetic_families_writes_artifact_tables(tmp_path):
+    from ephys.pipelines.events import PIPELINE
     from ephys.pipelines.events.events_sim import load_cohort
-    from ephys.pipelines.events.simulate import synthetic
 
-    synthetic(tmp_path, seed=1, size=4, families=("fast-mepsc", "nmj-mepp"), snr=(3.0,), duration_s=1.0,
-              glitch_rate_hz=3.0)
+    PIPELINE.synthetic(tmp_path, seed=1, size=4, families=("fast-mepsc", "nmj-mepp"), snr=(3.0,), duration_s=1.0,
+                       glitch_rate_hz=3.0)
     recs = load_cohort(tmp_path)
     assert sorted({r["kind"] for r in recs}) == ["fast-mepsc", "nmj-mepp"]
     assert {r["snr"] for r in recs} == {3.0}

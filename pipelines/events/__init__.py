@@ -132,10 +132,15 @@ def _transfer_summary(res: dict) -> list[str]:
             for r in res["curve"]]
 
 
-def _synthetic(out, *, seed=0, size=None, progress=None, **options):
+def _synthetic(out, *, seed=0, size=None, progress=None, families=(), duration_s=10.0, **options):
+    if families:  # the kinetics families users' recordings come in
+        from .families import synthetic_families
+
+        return synthetic_families(out, families=tuple(families), seed=seed, size=size, progress=progress,
+                                  duration_s=duration_s, **options)
     from .simulate import synthetic
 
-    return synthetic(out, seed=seed, size=size, progress=progress, **options)
+    return synthetic(out, seed=seed, size=size, progress=progress, duration_s=duration_s)
 
 
 PREPARE_EVENTS = PrepareStep(

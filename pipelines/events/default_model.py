@@ -30,7 +30,6 @@ and ``default_method``: the method with the highest mean F1 over the family x SN
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -41,6 +40,7 @@ import numpy as np
 from ..core.atomic import write_json
 from ..core.errors import EphysError
 from .families import FAMILIES, simulate_family
+from .shipped import sha256
 from .simparams import FAMILY_SNR_LEVELS
 
 __all__ = ["TRAIN_COMBOS", "TOL_S", "TEST_SEED_BASE", "run_default_model", "run_family_benchmark", "install",
@@ -58,15 +58,6 @@ TEST_SEED_BASE = 2_000_000_000
 #: the window classifier's settings in the recipe (CPU-sized)
 HPARAMS = {"width": 16, "lstm": 16}
 METHODS = ("cnn_bilstm", "threshold")
-
-
-def sha256(path: str | Path) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _as_dict(r) -> dict:

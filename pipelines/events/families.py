@@ -38,10 +38,10 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import EphysError
-from .simulate import SimulatedRecording, event_waveform, pink_noise, rise_tau_for
+from .simulate import SimulatedRecording, event_waveform, pink_noise, rise_tau_for, write_cohort
 
 __all__ = ["FAMILIES", "NOISE_KINDS", "REAL_NOISE_FILE", "Family", "simulate_family", "real_noise",
-           "measure_rise_decay"]
+           "measure_rise_decay", "synthetic_families"]
 
 #: the real recording whose event-free stretches ``noise="real"`` uses (``../shared/data/events``,
 #: pyABF's 171116sh_0020.abf, voltage clamp, 20 kHz, pA)
@@ -266,6 +266,34 @@ def _artifacts(rng, n: int, fs: float, onsets: np.ndarray, sd: float, glitch_hz:
     order = np.argsort(times)
     return {"time_s": np.asarray(times)[order], "kind": [kinds[i] for i in order],
             "size": np.asarray(sizes)[order]}
+
+
+def synthetic_families(out: Path, *, families: tuple[str, ...], seed: int = 0, size: int | None = None,
+                       progress=None, duration_s: float = 10.0, snr: tuple[float, ...] = (), noise: str = "coloured",
+                       fs_khz: tuple[float, ...] = (), glitch_rate_hz: float = 0.3, step_rate_hz: float = 0.05,
+                       real_noise_file: str | None = None) -> Path:
+    """``fetch synthetic --pipeline events --families ...`` (settings :class:`.simparams.SimParams`):
+    ``size`` recordings (default two per SNR x rate x family) cycling over the SNR levels (default
+    2, 3, 5, 10), ``fs_khz`` (default each family's own rate) and the families, with ``noise`` and
+    the labelled artifacts (``ID_artifacts.csv``); seeds ``seed * 100_003 + i``. Returns the folder."""
+    from .simparams import FAMILY_SNR_LEVELS
+
+    levels = tuple(snr) or FAMILY_SNR_LEVELS
+    rates = tuple(f * 1e3 for f in fs_khz) or (None,)
+    combos = [(f, s, r) for s in levels for r in rates for f in families]  # any size mixes the families
+    n = int(size or 2 * len(combos))
+    recs = []
+    for i in range(n):
+        fam, level, fs = combos[i % len(combos)]
+        tag = f"_{fs / 1e3:g}k" if fs else ""
+        recs.append(simulate_family(fam, level, duration_s, seed=seed * 100_003 + i, fs_hz=fs, noise=noise,
+                                    glitch_rate_hz=glitch_rate_hz, step_rate_hz=step_rate_hz,
+                                    rec_id=f"{fam}_snr{level:g}{tag}_{i:03d}",
+                                    real_noise_file=real_noise_file or REAL_NOISE_FILE))
+        if progress:
+            progress(i + 1, n)
+    write_cohort(out, recs)
+    return Path(out)
 
 
 def measure_rise_decay(y: np.ndarray, fs_hz: float) -> tuple[float, float]:

@@ -234,39 +234,11 @@ def cohort(n_recordings: int = 6, seed: int = 0, duration_s: float = 10.0, kinds
     return recs
 
 
-def synthetic(out: Path, *, seed: int = 0, size: int | None = None, progress=None, duration_s: float = 10.0,
-              families: tuple[str, ...] = (), snr: tuple[float, ...] = (), noise: str = "coloured",
-              fs_khz: tuple[float, ...] = (), glitch_rate_hz: float = 0.3, step_rate_hz: float = 0.05,
-              real_noise_file: str | None = None) -> Path:
-    """The ``fetch synthetic --pipeline events`` hook; returns the folder.
-
-    Without ``families``: ``size`` recordings (default 12: mEPP and mEPSC at SNR 2.5, 5, 10, two
-    of each, so ``reproduce events-sim --data`` can hold one of each out), ``duration_s`` each.
-    With ``families`` (:mod:`.families`, settings :class:`.simparams.SimParams`): ``size``
-    recordings (default: two per family x SNR x sampling rate) cycling over the families, the
-    SNR levels (default 2, 3, 5, 10) and ``fs_khz`` (default each family's own rate), with
-    ``noise`` and the labelled artifacts (``ID_artifacts.csv``).
-    """
-    if families:
-        from .families import REAL_NOISE_FILE, simulate_family
-        from .simparams import FAMILY_SNR_LEVELS
-
-        levels = tuple(snr) or FAMILY_SNR_LEVELS
-        rates = tuple(f * 1e3 for f in fs_khz) or (None,)
-        combos = [(f, s, r) for s in levels for r in rates for f in families]  # any size mixes the families
-        n = int(size or 2 * len(combos))
-        recs = []
-        for i in range(n):
-            fam, level, fs = combos[i % len(combos)]
-            tag = f"_{fs / 1e3:g}k" if fs else ""
-            recs.append(simulate_family(fam, level, duration_s, seed=seed * 100_003 + i, fs_hz=fs, noise=noise,
-                                        glitch_rate_hz=glitch_rate_hz, step_rate_hz=step_rate_hz,
-                                        rec_id=f"{fam}_snr{level:g}{tag}_{i:03d}",
-                                        real_noise_file=real_noise_file or REAL_NOISE_FILE))
-            if progress:
-                progress(i + 1, n)
-        write_cohort(out, recs)
-        return Path(out)
+def synthetic(out: Path, *, seed: int = 0, size: int | None = None, progress=None, duration_s: float = 10.0) -> Path:
+    """The ``fetch synthetic --pipeline events`` hook without ``--families``: ``size`` recordings
+    (default 12: mEPP and mEPSC at SNR 2.5, 5, 10, two of each, so ``reproduce events-sim --data``
+    can hold one of each out), ``duration_s`` each; returns the folder. With ``--families``:
+    :func:`.families.synthetic_families`."""
     n = int(size or 12)
     recs = []
     combos = [(k, s) for k in KINDS for s in SNR_LEVELS]

@@ -9,15 +9,25 @@ seed, data fingerprint, sha256 of the model file).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 from ...core.errors import EphysError
 
-__all__ = ["shipped_run", "shipped_card", "FOLDER"]
+__all__ = ["shipped_run", "shipped_card", "sha256", "FOLDER"]
 
 #: where the shipped files lie (inside the installed package)
 FOLDER = Path(__file__).parent
+
+
+def sha256(path: str | Path) -> str:
+    """Hex sha256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def shipped_card() -> dict:
@@ -50,8 +60,6 @@ def shipped_run(verify: bool = True) -> Path:
     if not model.is_file():
         raise EphysError("the shipped model file is missing", model)
     if verify:
-        from ..default_model import sha256
-
         if sha256(model) != card["model_sha256"]:
             raise EphysError("the shipped model file does not match its sha256 in shipped.json (a damaged install)",
                              model)
