@@ -28,7 +28,7 @@ _SEG = "ephys.pipelines.events.seg:"
 MODELS = (
     ModelSpec("cnn_bilstm", "ephys.pipelines.events.models:build_cnn_bilstm", ("event_window",), None, ("miniml",),
               "CNN + bidirectional LSTM window classifier after miniML (O'Neill et al. 2025, eLife)", False,
-              feature_layers=("conv0", "conv1", "conv2"), shipped="ephys.pipelines.events.shipped:shipped_run",
+              feature_layers=("conv0", "conv1", "conv2"), shipped="ephys.pipelines.events.shipped:shipped_model_run",
               hparams={
                   "width": HParam(16, int, "filters of the first convolution (the next two have twice as many; "
                                   "miniML uses 32-128)", min=1),

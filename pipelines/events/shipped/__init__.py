@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ...core.errors import EphysError
 
-__all__ = ["shipped_run", "shipped_card", "sha256", "FOLDER"]
+__all__ = ["shipped_run", "shipped_model_run", "shipped_card", "sha256", "FOLDER"]
 
 #: where the shipped files lie (inside the installed package)
 FOLDER = Path(__file__).parent
@@ -64,3 +64,10 @@ def shipped_run(verify: bool = True) -> Path:
             raise EphysError("the shipped model file does not match its sha256 in shipped.json (a damaged install)",
                              model)
     return FOLDER
+
+
+def shipped_model_run() -> Path:
+    """The shipped window classifier's run folder (``runs/cnn_bilstm``: ``model.keras``,
+    ``config.yaml``), checked as :func:`shipped_run` does: what ``ephys train --model cnn_bilstm
+    --init shipped`` starts from (:attr:`ephys.pipelines.core.models.ModelSpec.shipped`)."""
+    return shipped_run() / "runs" / "cnn_bilstm"
