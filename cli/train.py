@@ -22,7 +22,7 @@ def train(
     seed: int = typer.Option(None, "--seed", help="Seed for the split, initialisation and shuffling [default: 0]."),
     dropout: float = typer.Option(None, "--dropout", min=0.0, max=0.95, help="Dropout rate of the model's head, for models that have one [default: 0.3]."),
     patience: int = typer.Option(None, "--patience", min=1, help="Early stopping: epochs without validation-loss improvement [default: 5]."),
-    split: str = typer.Option(None, "--split", help="grouped (random, by group, stratified) or a published split the dataset names [default: the dataset's default_split, else grouped]."),
+    split: str = typer.Option(None, "--split", help="grouped (random, by group, stratified), blocked (in time: the latest samples test) or a published split the dataset names [default: the dataset's default_split, else grouped]."),
     input_size: int = typer.Option(None, "--input-size", min=32, help="Side of the backbone's square input, pixels; smaller is faster on CPU [default: the model's, 224 or 299]."),
     decision: str = typer.Option(None, "--decision", help="argmax, or val_macro_f1: a two-class run predicts the second class above a threshold chosen for macro-F1 on the validation part [default: argmax]."),
     eager: bool = typer.Option(False, "--eager", envvar="EPHYS_EAGER", help="Run training steps eagerly: no graph-build wait, slower steps (tiny runs, debugging)."),

@@ -98,6 +98,8 @@ def test_miniml_h5_prepare_train_predict(tmp_path):
           "width=4", "--hparam", "lstm=4", "--out", tmp_path / "run", check=0)
     split = json.loads((tmp_path / "run" / "split.json").read_text())
     t = {s["id"]: s["t_s"] for s in man["samples"]}
-    assert max(t[i] for i in split["train"]) < min(t[i] for i in split["test"])  # blocked: test after train
+    # blocked in time, with a gap of one window (12 ms at 50 kHz) before each later part
+    assert max(t[i] for i in split["train"]) + man["window_s"] < min(t[i] for i in split["val"])
+    assert max(t[i] for i in split["val"]) + man["window_s"] < min(t[i] for i in split["test"])
     ephys("predict", tmp_path / "run", H5, tmp_path / "pred", check=0)
     assert (tmp_path / "pred" / "predictions.csv").is_file()

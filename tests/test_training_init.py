@@ -98,3 +98,15 @@ def test_init_checked_before_keras(source_run, tmp_path):
         from ephys.pipelines.core.models import build_model
 
         build_model("unet1d", (256, 1), 1, freeze="features", width=2, depth=2)
+
+
+def test_blocked_split_in_time_with_a_gap():
+    from ephys.pipelines.core.validation import blocked_split
+
+    t = np.array([5.0, 0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 7.0, 8.0, 9.0])
+    parts = blocked_split(t, 0.2, 0.2, gap=0.0)
+    assert sorted(t[parts["test"]]) == [8.0, 9.0] and sorted(t[parts["val"]]) == [6.0, 7.0]
+    parts = blocked_split(t, 0.2, 0.2, gap=1.5)  # samples within 1.5 before a later part are dropped
+    assert sorted(t[parts["train"]]) == [0.0, 1.0, 2.0, 3.0, 4.0] and sorted(t[parts["val"]]) == [6.0]
+    with pytest.raises(EphysError, match="no train sample"):
+        blocked_split(t, 0.5, 0.5)

@@ -55,7 +55,7 @@ class TrainConfig:
     patience: int = 5
     test_fraction: float = 0.2
     val_fraction: float = 0.2
-    split: str = "auto"  # auto: the manifest's default_split if it offers one, else grouped
+    split: str = "auto"  # auto: the manifest's default_split if it offers one, else grouped; or blocked (in time)
     dropout: float = 0.3
     input_size: int | None = None
     out: str | None = None
@@ -455,7 +455,9 @@ def check_split_classes(ds: Dataset, split: dict[str, list[int]], few_test_warni
 def plan_split(cfg: TrainConfig, ds: Dataset, labelled: np.ndarray | None = None) -> dict[str, list[int]]:
     """The train / val / test split :func:`train` makes for ``cfg`` without an explicit one:
     ``cfg.split`` ``"grouped"`` (random by group, stratified; ``test_fraction``, ``val_fraction``,
-    ``seed``) or a split the manifest offers by name. ``cfg.split`` must be resolved already (not
+    ``seed``), ``"blocked"`` (in time by the samples' ``t_s``: the latest ``test_fraction`` test,
+    the ``val_fraction`` before them validate, a gap of the manifest's ``window_s``;
+    :func:`ephys.pipelines.core.validation.blocked_split`) or a split the manifest offers by name. ``cfg.split`` must be resolved already (not
     ``"auto"``). Returns dataset indices per part (``labelled``: the labelled samples, default
     ``ds.labelled_indices()``).
 
@@ -469,6 +471,13 @@ def plan_split(cfg: TrainConfig, ds: Dataset, labelled: np.ndarray | None = None
     grps = [ds.groups[i] for i in labelled]
     if cfg.split == "grouped":
         rel = grouped_split(labs, grps, cfg.test_fraction, cfg.val_fraction, cfg.seed)
+    elif cfg.split == "blocked":  # in time: the samples' t_s, a gap of one window (overlapping windows)
+        from .validation import blocked_split
+
+        samples = ds.manifest.get("samples") or []
+        t = [float(samples[i].get("t_s", i)) for i in labelled]
+        rel = {k: v.tolist() for k, v in blocked_split(t, cfg.test_fraction, cfg.val_fraction,
+                                                        float(ds.manifest.get("window_s") or 0.0)).items()}
     else:  # a published split the manifest offers by name (e.g. the spike seed's channels)
         rel = named_split(grps, ds.manifest.get("splits") or {}, cfg.split, ds.root / "manifest.json")
     return {k: [int(labelled[j]) for j in v] for k, v in rel.items()}

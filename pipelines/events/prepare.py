@@ -11,12 +11,11 @@ it by cross-validation over recordings). Two inputs:
   ``seed`` and the recording's id, so each recording is one independent item.
 - miniML's HDF5 training windows (``events``, ``scores``, ``raw_indices``; O'Neill et al. 2025):
   every window, min-max scaled and flipped so events point up (``polarity``), labelled from its
-  score (0 no_event, 1 event, 2 unlabelled). The windows of one recording overlap in time, so
-  ``group`` is one of :data:`N_BLOCKS` contiguous blocks of ``raw_indices`` and the manifest
-  offers the named split ``blocked`` (its default for ``ephys train``): the earliest 60 % of the
-  blocks train, the next 20 % validate, the last 20 % test; a window that starts less than one
-  window after a window of another part is in none (group ``...:gap``), so no two overlapping
-  windows are on two sides. ``ephys train --fold K --cv blocked`` cross-validates in time instead.
+  score (0 no_event, 1 event, 2 unlabelled); ``group`` = the recording. Its windows overlap in
+  time, so the manifest's ``default_split`` is ``blocked``: ``ephys train`` tests on the latest
+  20 % of them, validates on the 20 % before, with a gap of one window
+  (:func:`ephys.pipelines.core.validation.blocked_split`); ``ephys train --fold K --cv blocked``
+  cross-validates in time.
 """
 
 from __future__ import annotations
@@ -31,32 +30,6 @@ from ..core.errors import EphysError
 #: windows per event / negatives per positive, as in the events-sim recipe
 PER_EVENT, NEG_RATIO = 4, 4.0
 _H5 = (".h5", ".hdf5")
-#: contiguous time blocks of a miniML windows file (the groups of its ``blocked`` split), and which
-#: blocks train / validate / test
-N_BLOCKS = 10
-BLOCK_PARTS = {"train": range(0, 6), "val": range(6, 8), "test": range(8, 10)}
-
-
-def time_blocks(raw_indices: np.ndarray, name: str, window: int) -> tuple[list[str], dict]:
-    """Groups of windows sorted by start sample ``raw_indices`` (n,): ``NAME:blockBB`` for
-    :data:`N_BLOCKS` blocks of equal counts, ``NAME:gap`` for a window starting less than
-    ``window`` samples after one in another part of :data:`BLOCK_PARTS`; and the split
-    ``{"train": [group, ...], "val": [...], "test": [...]}``."""
-    n = raw_indices.size
-    block = (np.arange(n) * N_BLOCKS) // max(n, 1)
-    part_of = {b: p for p, bs in BLOCK_PARTS.items() for b in bs}
-    groups = [f"{name}:block{b:02d}" for b in block]
-    last: dict[str, int] = {}
-    for j in range(n):
-        mine = part_of[int(block[j])]
-        if any(p != mine and raw_indices[j] - s < window for p, s in last.items()):
-            groups[j] = f"{name}:gap"
-            continue
-        last[mine] = int(raw_indices[j])
-    split = {p: [f"{name}:block{b:02d}" for b in bs] for p, bs in BLOCK_PARTS.items()}
-    return groups, split
-
-
 def discover(input_path, params=None, labels_csv=None, options=None):
     """The step's ``discover`` hook: the recordings of a simulated cohort, or one miniML HDF5 file.
 
@@ -87,11 +60,10 @@ def process(item: dict, params, out_dir=None, options=None) -> dict:
         order = np.argsort(w.raw_indices, kind="stable")
         x = _scaled(w.x[order], 1.0 if params.polarity == "positive" else -1.0)
         labels = [None if s == 2 else LABEL_NAMES[int(s)] for s in w.scores[order]]
-        name = Path(item["path"]).stem
-        groups, split = time_blocks(np.asarray(w.raw_indices[order]), name, x.shape[1])
-        return {"windows": x, "labels": labels, "groups": groups,
+        group = w.cell_label[0] if w.cell_label else Path(item["path"]).stem
+        return {"windows": x, "labels": labels, "groups": [group] * len(labels),
                 "t_s": w.raw_indices[order] / MINIS_FS_HZ, "fs_hz": MINIS_FS_HZ,
-                "ids": [f"w{int(i):04d}" for i in order], "splits": {"blocked": split}}
+                "ids": [f"w{int(i):04d}" for i in order], "blocked": True}
     rng = np.random.default_rng([int(params.seed), zlib.crc32(item["id"].encode())])
     w, lab, st = training_windows(item["x"], item["truth"]["onset_s"], item["fs_hz"], item["polarity"], rng,
                                   per_event=PER_EVENT, neg_ratio=NEG_RATIO)
@@ -110,8 +82,8 @@ def collect(out, results: list[dict], params, ctx) -> Path:
     ids = None if any(r["ids"] is None for r in results) else [i for r in results for i in r["ids"]]
     provenance = {"input": str(Path(ctx.input).resolve()), "seed": int(params.seed), "per_event": PER_EVENT,
                   "neg_ratio": NEG_RATIO, "recordings": [it["id"] for it in ctx.items]}
-    splits = [r["splits"] for r in results if r.get("splits")]
-    extra = {"splits": splits[0], "default_split": "blocked"} if len(results) == 1 and splits else None
+    # one recording's overlapping windows: `ephys train` splits them in time by default
+    extra = {"default_split": "blocked"} if len(results) == 1 and results[0].get("blocked") else None
     write_window_dataset(out, x, [lab for r in results for lab in r["labels"]],
                          [g for r in results for g in r["groups"]],
                          np.concatenate([np.asarray(r["t_s"], dtype=np.float64) for r in results]),
