@@ -63,6 +63,9 @@ def test_fine_tuning_keeps_the_frozen_convolutions(source_run):
     assert any(not np.array_equal(a, b) for a, b in zip(before["bilstm"], after["bilstm"]))
     meta = yaml.safe_load((run / "config.yaml").read_text())
     assert meta["init"] == str(src) and meta["freeze"] == "features"
+    import hashlib
+
+    assert meta["init_model_sha256"] == hashlib.sha256((src / "model.keras").read_bytes()).hexdigest()
     assert set(meta["frozen_layers"]) == {"conv0", "conv1", "conv2"}
     assert "proba" in meta["init_layers_loaded"]
 

@@ -676,7 +676,11 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], bool | None] | None 
             src = models.init_model_file(cfg.init, cfg.model)
             got = models.load_init_weights(model, src, spec.feature_layers)
             frozen = [layer.name for layer in model.layers if not layer.trainable and layer.weights]
-            meta.update({"init_model_file": str(src.resolve()), "init_layers_loaded": got["loaded"],
+            import hashlib
+
+            meta.update({"init_model_file": str(src.resolve()),
+                         "init_model_sha256": hashlib.sha256(src.read_bytes()).hexdigest(),
+                         "init_layers_loaded": got["loaded"],
                          "init_layers_kept": got["kept"], "frozen_layers": frozen})
             log(f"weights from {src}: {len(got['loaded'])} layers" + (f" ({', '.join(got['kept'])} kept as built)"
                                                                      if got["kept"] else "")
