@@ -78,6 +78,9 @@ def test_shipped_model_is_intact():
         pytest.skip("no shipped model in this checkout")
     card = shipped_card()
     assert shipped_run() == FOLDER
+    from ephys.pipelines.events.default_model import weights_sha256
+
+    assert weights_sha256(FOLDER / "runs" / "cnn_bilstm" / "model.keras") == card["weights_sha256"]
     assert card["recipe"].startswith("ephys reproduce events-default")
     from ephys.pipelines.events.apply import load_detectors
 

@@ -60,6 +60,20 @@ HPARAMS = {"width": 16, "lstm": 16}
 METHODS = ("cnn_bilstm", "threshold")
 
 
+def weights_sha256(model_file: str | Path) -> str:
+    """Hex sha256 of a saved Keras model's weights (every array's bytes in layer order): equal for
+    equal weights, unlike the ``.keras`` file's own checksum, which changes with the save date the
+    archive stores."""
+    import hashlib
+
+    from ..core.models import load_keras_model
+
+    h = hashlib.sha256()
+    for w in load_keras_model(model_file, compile=False).get_weights():
+        h.update(np.ascontiguousarray(w, dtype=np.float32).tobytes())
+    return h.hexdigest()
+
+
 def _as_dict(r) -> dict:
     return {"id": r.id, "kind": r.kind, "fs_hz": r.fs_hz, "units": r.units, "polarity": r.polarity, "snr": r.snr,
             "x": r.trace, "mask": r.mask, "truth": r.truth}
@@ -163,10 +177,12 @@ def run_default_model(data, out: str | Path, *, seed: int = 0, epochs: int = 6, 
             "duration_s": duration_s, "train_combos": [list(c) for c in TRAIN_COMBOS],
             "snr_levels": list(FAMILY_SNR_LEVELS), "hparams": HPARAMS,
             "data_fingerprint": fingerprint, "model_sha256": sha256(run / "model.keras"),
+            "weights_sha256": weights_sha256(run / "model.keras"),
             "model_bytes": (run / "model.keras").stat().st_size,
-            "reproducibility": "same seed, same library versions and CPU: the same training windows "
-                               "(data_fingerprint); the weights may differ in the last bits between "
-                               "machines (floating-point order), so compare the benchmark's F1, not the sha256",
+            "reproducibility": "the same seed gives the same training windows (data_fingerprint); on the same "
+                               "machine and library versions the same weights (weights_sha256; the .keras file's "
+                               "sha256 differs, it stores the save date); on other machines the weights may "
+                               "differ in the last bits (floating-point order): compare the events-families F1",
             "seconds": round(time.perf_counter() - t0, 1)}
     write_json(out / "shipped.json", card)
     return card
