@@ -14,14 +14,15 @@ def train(
     model: str = typer.Option(None, "--model", "-m", help="Model name or alias (`ephys models` shows them)."),
     data: Path = typer.Option(None, "--data", help="Prepared dataset folder [default: the default pipeline's main dataset under DATA]."),
     weights: str = typer.Option(None, "--weights", help="imagenet, none, or PATH to a backbone weights file [default: none]."),
-    freeze: str = typer.Option(None, "--freeze", help="none (fine-tune everything) or full (train the head only) [default: none]."),
+    freeze: str = typer.Option(None, "--freeze", help="none (fine-tune everything), full (train the head only) or features (keep the model's feature layers, e.g. its convolutions) [default: none; features with --init where the model declares them]."),
+    init: str = typer.Option(None, "--init", help="Start from the weights of a run folder (or .keras file) of the same model, or shipped (the model ephys ships): transfer learning [default: none]."),
     epochs: int = typer.Option(None, "--epochs", min=1, help="Maximum epochs [default: 20]."),
     batch_size: int = typer.Option(None, "--batch-size", min=1, help="Samples per training step [default: 8]."),
     lr: float = typer.Option(None, "--lr", help="Adam learning rate [default: 1e-4]."),
     seed: int = typer.Option(None, "--seed", help="Seed for the split, initialisation and shuffling [default: 0]."),
     dropout: float = typer.Option(None, "--dropout", min=0.0, max=0.95, help="Dropout rate of the model's head, for models that have one [default: 0.3]."),
     patience: int = typer.Option(None, "--patience", min=1, help="Early stopping: epochs without validation-loss improvement [default: 5]."),
-    split: str = typer.Option(None, "--split", help="grouped (random, by group, stratified) or a published split the dataset names [default: the dataset's default_split, else grouped]."),
+    split: str = typer.Option(None, "--split", help="grouped (random, by group, stratified), blocked (in time: the latest samples test) or a published split the dataset names [default: the dataset's default_split, else grouped]."),
     input_size: int = typer.Option(None, "--input-size", min=32, help="Side of the backbone's square input, pixels; smaller is faster on CPU [default: the model's, 224 or 299]."),
     decision: str = typer.Option(None, "--decision", help="argmax, or val_macro_f1: a two-class run predicts the second class above a threshold chosen for macro-F1 on the validation part [default: argmax]."),
     eager: bool = typer.Option(False, "--eager", envvar="EPHYS_EAGER", help="Run training steps eagerly: no graph-build wait, slower steps (tiny runs, debugging)."),
@@ -50,7 +51,7 @@ def train(
         from ephys.pipelines.core.registry import default_pipeline
 
         cfg = TrainConfig(data=str(common.data_root() / (default_pipeline().default_dataset() or "processed")))
-    given = dict(model=model, data=None if data is None else str(data), weights=weights, freeze=freeze,
+    given = dict(model=model, data=None if data is None else str(data), weights=weights, freeze=freeze, init=init,
                  epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, patience=patience, dropout=dropout,
                  split=split, input_size=input_size, out=None if out is None else str(out),
                  eager=eager or None, decision=decision)
@@ -61,6 +62,10 @@ def train(
         cfg.hparams = {**(cfg.hparams or {}), **parse_hparams(hparam)}
     if config is None and model is None:
         raise EphysError("--model is required (e.g. --model densenet); see `ephys models`")
+    if init is not None and freeze is None:
+        from ephys.pipelines.core.training import init_freeze
+
+        cfg.freeze = init_freeze(cfg)
     allowed = {f.name for f in fields(TrainConfig)}
     assert set(given) <= allowed
     # one validation place (core.training.check_config: settings, --decision, the model's declared

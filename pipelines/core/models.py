@@ -342,6 +342,14 @@ class ModelSpec:
         space (``ephys tune --space default``), over the core's defaults
         (:data:`ephys.pipelines.core.tune.DEFAULT_SEARCH`); its hyper-parameters' ranges are
         declared on them (:attr:`HParam.search`).
+    feature_layers : tuple[str, ...]
+        Names of the layers that form the model's feature extractor (e.g. its convolutions):
+        what ``ephys train --freeze features`` keeps fixed, the default when a run starts from
+        another run's weights (``--init``, transfer learning as miniML retrains its classifier on
+        a new preparation). Empty: the model has none to freeze that way.
+    shipped : callable, str or None
+        ``shipped() -> Path``: the run folder of a trained model that ships with ephys for this
+        model (``ephys train --init shipped``), or ``"module:function"``. None: none ships.
     """
 
     name: str
@@ -363,6 +371,8 @@ class ModelSpec:
     after_fit: Callable[..., Any] | str | None = None
     evaluator: Callable[..., dict] | str | None = None
     search: dict[str, Search] = field(default_factory=dict)
+    feature_layers: tuple[str, ...] = ()
+    shipped: Callable[[], Path] | str | None = None
 
 
 #: what a model learns -> (default loss, metrics compiled with it); see :attr:`ModelSpec.target`
@@ -659,7 +669,7 @@ def _load_backbone_weights(backbone: keras.Model, path: Path, canonical: str) ->
     for w in caught:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
-_FREEZE = ("none", "full")
+_FREEZE = ("none", "full", "features")
 
 
 def parse_hparams(items) -> dict:
@@ -770,7 +780,9 @@ def build_model(
         backbone (``model.get_layer("backbone").save_weights("x.weights.h5")``).
     freeze : str
         ``"none"``: everything trainable. ``"full"``: ``backbone.trainable = False`` (its
-        BatchNorm layers then run in inference mode); only the head trains.
+        BatchNorm layers then run in inference mode); only the head trains. ``"features"``: the
+        layers the spec names in :attr:`ModelSpec.feature_layers` are not trainable (e.g. the
+        convolutions of a window classifier fine-tuned from another run, ``--init``).
     **hparams
         Hyper-parameters the model declares (``ModelSpec.hparams``, listed by ``ephys models``;
         e.g. image backbones: ``dropout``, ``input_size``, ``bn_momentum``), checked and
@@ -814,8 +826,13 @@ def build_model(
 
     model = resolve_builder(spec)(input_shape, n_classes, **hparams)
 
+    if freeze_mode == "features":
+        if not spec.feature_layers:
+            raise EphysError(f"model {canonical} declares no feature layers, so --freeze features does not apply")
+        for layer_name in spec.feature_layers:
+            model.get_layer(layer_name).trainable = False
     backbone = None
-    if weights_file is not None or freeze_mode != "none":
+    if weights_file is not None or freeze_mode == "full":
         try:
             backbone = model.get_layer("backbone")
         except ValueError:
@@ -828,6 +845,86 @@ def build_model(
         backbone.trainable = False
     return model
 
+
+
+def init_model_file(init: str, model: str) -> Path:
+    """The model file ``ephys train --init INIT`` starts from: ``INIT/model.keras`` of a run
+    folder (whose ``config.yaml`` must name the same model), a ``.keras`` file, or ``shipped``
+    (the run that ships for ``model``, :attr:`ModelSpec.shipped`). Reads YAML only (no Keras).
+
+    Raises
+    ------
+    EphysError
+        No such run or file; a run of another model; a run with no trained model yet; ``shipped``
+        for a model none ships for.
+    """
+    import yaml
+
+    canonical = resolve_model_name(model)
+    spec = REGISTRY[canonical]
+    key = str(init).strip()
+    if key.lower() == "shipped":
+        if spec.shipped is None:
+            raise EphysError(f"no trained {canonical} model ships with ephys; pass --init RUN", "--init")
+        run = Path(_resolve(spec.shipped)() if isinstance(spec.shipped, str) else spec.shipped())
+    else:
+        run = Path(key).expanduser()
+    if run.is_file():
+        if run.suffix != ".keras":
+            raise EphysError("--init takes a run folder or a .keras model file", run)
+        return run
+    if not run.is_dir():
+        raise EphysError("--init: no such run folder or model file", run)
+    cfg_path = run / "config.yaml"
+    if cfg_path.is_file():
+        try:
+            other = (yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}).get("model")
+        except (OSError, yaml.YAMLError):
+            other = None
+        if other is not None and resolve_model_name(str(other)) != canonical:
+            raise EphysError(f"--init: that run trained {other}, not {canonical}; the weights must fit the same "
+                             "architecture", run)
+    f = run / spec.model_file
+    if not f.is_file():
+        raise EphysError(f"--init: the run holds no {spec.model_file} (not trained to the end?)", run)
+    return f
+
+
+def load_init_weights(model, path: str | os.PathLike, feature_layers: tuple[str, ...] = ()) -> dict:
+    """Copy the weights of the model saved in ``path`` into ``model``, layer by layer by name,
+    where every weight's shape agrees (transfer learning: the same architecture, possibly another
+    number of classes). Layers without weights are skipped; a layer whose shapes differ (e.g. a
+    head of another size) keeps its fresh initialisation.
+
+    Returns
+    -------
+    dict: ``loaded`` (layer names whose weights were copied), ``kept`` (layers left as built).
+
+    Raises
+    ------
+    EphysError
+        The file does not load, or one of ``feature_layers`` (the layers a transfer must carry)
+        is missing there or has other shapes.
+    """
+    src = load_keras_model(path, compile=False)
+    by_name = {layer.name: layer for layer in src.layers}
+    loaded, kept = [], []
+    for layer in model.layers:
+        mine = layer.get_weights()
+        if not mine:
+            continue
+        other = by_name.get(layer.name)
+        theirs = other.get_weights() if other is not None else []
+        if len(theirs) == len(mine) and all(a.shape == b.shape for a, b in zip(mine, theirs)):
+            layer.set_weights(theirs)
+            loaded.append(layer.name)
+        else:
+            kept.append(layer.name)
+    missing = [n for n in feature_layers if n not in loaded]
+    if missing:
+        raise EphysError(f"--init: the model there has no layer {missing[0]} of the same shape (another "
+                         "architecture or other hyper-parameters, e.g. --hparam width?)", path)
+    return {"loaded": loaded, "kept": kept}
 
 
 def run_model_spec(config: dict) -> ModelSpec | None:

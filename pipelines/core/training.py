@@ -46,7 +46,8 @@ class TrainConfig:
     model: str = ""  # a registered model name (required)
     data: str = ""  # a prepared dataset folder (the CLI's default: the default pipeline's main dataset)
     weights: str = "none"
-    freeze: str = "none"
+    freeze: str = "none"  # none | full (the backbone) | features (the spec's feature layers)
+    init: str = "none"  # none | a run folder or .keras file to start from (transfer learning) | shipped
     epochs: int = 20
     batch_size: int = 8
     lr: float = 1e-4
@@ -54,7 +55,7 @@ class TrainConfig:
     patience: int = 5
     test_fraction: float = 0.2
     val_fraction: float = 0.2
-    split: str = "auto"  # auto: the manifest's default_split if it offers one, else grouped
+    split: str = "auto"  # auto: the manifest's default_split if it offers one, else grouped; or blocked (in time)
     dropout: float = 0.3
     input_size: int | None = None
     out: str | None = None
@@ -109,7 +110,8 @@ _RULES: dict[str, tuple[Callable[[object], bool], str]] = {
     "model": (lambda v: isinstance(v, str) and bool(v.strip()), "a model name (see `ephys models`)"),
     "data": (lambda v: isinstance(v, str) and bool(v.strip()), "a dataset folder"),
     "weights": (lambda v: isinstance(v, str) and bool(v.strip()), "imagenet, none or a weights file"),
-    "freeze": (lambda v: v in ("none", "full"), "none or full"),
+    "freeze": (lambda v: v in ("none", "full", "features"), "none, full or features"),
+    "init": (lambda v: isinstance(v, str) and bool(v.strip()), "none, shipped, a run folder or a .keras file"),
     "epochs": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "batch_size": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "lr": (lambda v: _is_num(v) and np.isfinite(v) and v > 0, "a finite number > 0"),
@@ -202,6 +204,8 @@ def check_inputs(cfg: "TrainConfig") -> None:
         return  # a folder of datasets (cross-validation) or a damaged manifest: load_dataset says which
     if isinstance(manifest, dict) and manifest.get("modality"):
         models.check_modality(models.resolve_model_name(cfg.model), str(manifest["modality"]))
+    if str(cfg.init).strip().lower() != "none":
+        models.init_model_file(cfg.init, cfg.model)
 
 
 def model_hparams(cfg: "TrainConfig", spec) -> dict:
@@ -220,6 +224,18 @@ def model_hparams(cfg: "TrainConfig", spec) -> dict:
     if cfg.input_size:
         hp["input_size"] = cfg.input_size
     return hp
+
+
+def init_freeze(cfg: "TrainConfig") -> str:
+    """What ``--freeze`` defaults to with ``--init``: ``features`` when the model declares feature
+    layers (:attr:`~ephys.pipelines.core.models.ModelSpec.feature_layers`: fine-tune the head on
+    the new data, keep the features), else ``none``. Without ``--init``: ``cfg.freeze``."""
+    from . import models
+
+    if str(cfg.init).strip().lower() == "none":
+        return cfg.freeze
+    spec = models.REGISTRY[models.resolve_model_name(cfg.model)]
+    return "features" if spec.feature_layers else "none"
 
 
 def default_run_dir(cfg: TrainConfig) -> Path:
@@ -439,7 +455,9 @@ def check_split_classes(ds: Dataset, split: dict[str, list[int]], few_test_warni
 def plan_split(cfg: TrainConfig, ds: Dataset, labelled: np.ndarray | None = None) -> dict[str, list[int]]:
     """The train / val / test split :func:`train` makes for ``cfg`` without an explicit one:
     ``cfg.split`` ``"grouped"`` (random by group, stratified; ``test_fraction``, ``val_fraction``,
-    ``seed``) or a split the manifest offers by name. ``cfg.split`` must be resolved already (not
+    ``seed``), ``"blocked"`` (in time by the samples' ``t_s``: the latest ``test_fraction`` test,
+    the ``val_fraction`` before them validate, a gap of the manifest's ``window_s``;
+    :func:`ephys.pipelines.core.validation.blocked_split`) or a split the manifest offers by name. ``cfg.split`` must be resolved already (not
     ``"auto"``). Returns dataset indices per part (``labelled``: the labelled samples, default
     ``ds.labelled_indices()``).
 
@@ -453,6 +471,13 @@ def plan_split(cfg: TrainConfig, ds: Dataset, labelled: np.ndarray | None = None
     grps = [ds.groups[i] for i in labelled]
     if cfg.split == "grouped":
         rel = grouped_split(labs, grps, cfg.test_fraction, cfg.val_fraction, cfg.seed)
+    elif cfg.split == "blocked":  # in time: the samples' t_s, a gap of one window (overlapping windows)
+        from .validation import blocked_split
+
+        samples = ds.manifest.get("samples") or []
+        t = [float(samples[i].get("t_s", i)) for i in labelled]
+        rel = {k: v.tolist() for k, v in blocked_split(t, cfg.test_fraction, cfg.val_fraction,
+                                                        float(ds.manifest.get("window_s") or 0.0)).items()}
     else:  # a published split the manifest offers by name (e.g. the spike seed's channels)
         rel = named_split(grps, ds.manifest.get("splits") or {}, cfg.split, ds.root / "manifest.json")
     return {k: [int(labelled[j]) for j in v] for k, v in rel.items()}
@@ -647,6 +672,19 @@ def train(cfg: TrainConfig, on_epoch: Callable[[int, dict], bool | None] | None 
         state = {}
         model = models.build_model(cfg.model, ds.sample_shape, len(ds.label_names), weights=cfg.weights,
                                    freeze=cfg.freeze, **model_hparams(cfg, spec))
+        if str(cfg.init).strip().lower() != "none":  # transfer learning: start from another run's weights
+            src = models.init_model_file(cfg.init, cfg.model)
+            got = models.load_init_weights(model, src, spec.feature_layers)
+            frozen = [layer.name for layer in model.layers if not layer.trainable and layer.weights]
+            import hashlib
+
+            meta.update({"init_model_file": str(src.resolve()),
+                         "init_model_sha256": hashlib.sha256(src.read_bytes()).hexdigest(),
+                         "init_layers_loaded": got["loaded"],
+                         "init_layers_kept": got["kept"], "frozen_layers": frozen})
+            log(f"weights from {src}: {len(got['loaded'])} layers" + (f" ({', '.join(got['kept'])} kept as built)"
+                                                                     if got["kept"] else "")
+                + (f"; frozen: {', '.join(frozen)}" if frozen else ""))
         model.compile(optimizer=keras.optimizers.Adam(cfg.lr),
                       loss=models.model_loss(spec), metrics=list(models.TARGETS[spec.target][1]),
                       jit_compile=bool(gpu) and not cfg.eager, run_eagerly=bool(cfg.eager))

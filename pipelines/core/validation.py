@@ -121,6 +121,39 @@ def blocked_time_folds(t, n_folds: int = 5, gap: float = 0.0, prefix: str = "blo
     return out
 
 
+def blocked_split(t, test_fraction: float = 0.2, val_fraction: float = 0.2, gap: float = 0.0
+                  ) -> dict[str, np.ndarray]:
+    """One train / validation / test split in time: the latest ``test_fraction`` of the samples (by
+    ``t``) test, the ``val_fraction`` before them validate, the earliest train; samples within
+    ``gap`` (unit of ``t``, e.g. the window length) before the start of the next part are dropped,
+    so overlapping windows are never on two sides.
+
+    Returns
+    -------
+    dict ``train`` / ``val`` / ``test``: int64 index arrays into ``t``, sorted.
+
+    Raises
+    ------
+    EphysError
+        A part left empty (too few samples, or a gap too large).
+    """
+    t = np.asarray(t, dtype=np.float64)
+    order = np.argsort(t, kind="stable")
+    n = t.size
+    n_test = int(round(test_fraction * n))
+    n_val = int(round(val_fraction * n))
+    parts = {"train": order[: n - n_test - n_val], "val": order[n - n_test - n_val: n - n_test],
+             "test": order[n - n_test:]}
+    for early, late in (("train", "val"), ("val", "test"), ("train", "test")):
+        if parts[late].size and parts[early].size:
+            start = t[parts[late]].min()
+            parts[early] = parts[early][t[parts[early]] < start - gap]
+    empty = [k for k in ("train", "test") if not parts[k].size]
+    if empty:
+        raise EphysError(f"the blocked split leaves no {empty[0]} sample ({n} samples, gap {gap:g})")
+    return {k: np.sort(v) for k, v in parts.items()}
+
+
 def inner_validation(fold: Fold, groups, fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Split a fold's training side into (fit, validation) by group, for early stopping.
 

@@ -23,11 +23,13 @@ from ..core.models import HParam, ModelSpec
 from ..core.prepare import PrepareStep
 from ..core.registry import ClusterSteps, Command, Modality, Pipeline, Recipe, register_pipeline
 from .params import DetectParams, PatchParams, WindowParams
+from .simparams import SimParams
 
 _SEG = "ephys.pipelines.events.seg:"
 MODELS = (
     ModelSpec("cnn_bilstm", "ephys.pipelines.events.models:build_cnn_bilstm", ("event_window",), None, ("miniml",),
               "CNN + bidirectional LSTM window classifier after miniML (O'Neill et al. 2025, eLife)", False,
+              feature_layers=("conv0", "conv1", "conv2"), shipped="ephys.pipelines.events.shipped:shipped_model_run",
               hparams={
                   "width": HParam(16, int, "filters of the first convolution (the next two have twice as many; "
                                   "miniML uses 32-128)", min=1),
@@ -92,10 +94,54 @@ def _minis_summary(res: dict) -> list[str]:
             f"{res['majority_baseline']:.3f}), ROC-AUC {res['roc_auc']:.3f}, n = {res['n_windows']}"]
 
 
-def _synthetic(out, *, seed=0, size=None, progress=None):
+def _default(data, out, *, seed=0, epochs=6, n_train=1, duration_s=10.0, log=print):
+    from .default_model import run_default_model
+
+    return run_default_model(data, out, seed=seed, epochs=epochs, n_train=int(n_train), duration_s=float(duration_s),
+                             log=log)
+
+
+def _default_summary(res: dict) -> list[str]:
+    return [f"model {res['model_bytes'] / 1024:.0f} KiB, sha256 {res['model_sha256'][:16]}..., training windows "
+            f"{res['data_fingerprint'][:16]}...; copy it into the package with "
+            "ephys.pipelines.events.default_model.install(OUT)"]
+
+
+def _families(data, out, *, run=None, n_recordings=5, duration_s=10.0, log=print):
+    from .default_model import run_family_benchmark
+
+    return run_family_benchmark(data, out, run=run, n_recordings=int(n_recordings), duration_s=float(duration_s),
+                                log=log)
+
+
+def _families_summary(res: dict) -> list[str]:
+    return [f"mean F1 over family x SNR (coloured noise): " + ", ".join(f"{m} {v:.3f}" for m, v in
+                                                                      res["mean_f1_coloured"].items()),
+            f"default method: {res['default_method']} ({res['default_rule']})"]
+
+
+def _transfer(data, out, *, seed=0, epochs=40, cv_folds=5, init=None, sizes="25,50,100,200,400", log=print):
+    from .transfer import run_transfer_curve
+
+    return run_transfer_curve(data, out, seed=seed, epochs=epochs, cv_folds=cv_folds, init=init,
+                              sizes=tuple(int(s) for s in str(sizes).replace(" ", "").split(",") if s), log=log)
+
+
+def _transfer_summary(res: dict) -> list[str]:
+    return [f"{r['n_train']} windows: from scratch {r['scratch']['accuracy']:.3f}, fine-tuned "
+            f"{r['fine_tuned']['accuracy']:.3f} (held-out accuracy, {r['n_folds']} blocked folds)"
+            for r in res["curve"]]
+
+
+def _synthetic(out, *, seed=0, size=None, progress=None, families=(), duration_s=10.0, **options):
+    if families:  # the kinetics families users' recordings come in
+        from .families import synthetic_families
+
+        return synthetic_families(out, families=tuple(families), seed=seed, size=size, progress=progress,
+                                  duration_s=duration_s, **options)
     from .simulate import synthetic
 
-    return synthetic(out, seed=seed, size=size, progress=progress)
+    return synthetic(out, seed=seed, size=size, progress=progress, duration_s=duration_s)
 
 
 PREPARE_EVENTS = PrepareStep(
@@ -147,8 +193,23 @@ PIPELINE = register_pipeline(Pipeline(
              Recipe("minis", "cnn_bilstm on miniML's real granule-cell windows, cross-validated in contiguous "
                     "blocks of raw_indices; accuracy beside the majority baseline, ROC-AUC; miniML's "
                     "published numbers under `reference`", _minis, default_data="../shared/data/minis",
-                    summary=_minis_summary)),
-    synthetic=_synthetic, synthetic_size="recordings", prepare=(PREPARE_EVENTS, PREPARE_PATCHES), commands=COMMANDS,
+                    summary=_minis_summary),
+             Recipe("events-default", "train the window classifier that ships with ephys on simulated kinetics "
+                    "families (fast mEPSC, mIPSC, NMJ mEPP/mEJC; SNR 2-10; coloured noise with labelled glitches "
+                    "and steps), choose its detection settings on calibration recordings; OUT/shipped.json "
+                    "records recipe, seed, data fingerprint and sha256 (--hparam n_train=N, duration_s=S)",
+                    _default, summary=_default_summary),
+             Recipe("events-families", "held-out simulated test sets per kinetics family and SNR 2, 3, 5, 10 (and "
+                    "fast mEPSCs on real event-free noise from --data): event F1 with 95 % bootstrap intervals of "
+                    "the shipped window classifier (or --hparam run=FOLDER) and the calibrated threshold; names "
+                    "the default method", _families, default_data="../shared/data/events/171116sh_0020.abf",
+                    summary=_families_summary),
+             Recipe("minis-transfer", "learning curve on miniML's scored windows: held-out accuracy vs labelled "
+                    "training windows (--hparam sizes=25,50,...), blocked folds of raw_indices, cnn_bilstm from "
+                    "scratch beside fine-tuned from a simulation-trained run (--hparam init=RUN; default the "
+                    "shipped model) with its convolutions frozen", _transfer, default_data="../shared/data/minis",
+                    summary=_transfer_summary)),
+    synthetic=_synthetic, synthetic_size="recordings", synthetic_params=SimParams, prepare=(PREPARE_EVENTS, PREPARE_PATCHES), commands=COMMANDS,
     # the window classifier, cross-validated over recordings (the events-sim recipe's settings)
     cluster=ClusterSteps("events", ("cnn_bilstm",), fetch_size=12,
                          train_args="--epochs 8 --batch-size 64 --lr 2e-3 --patience 4 --dropout 0.2 "

@@ -167,12 +167,12 @@ LOCATE_HZ = (None, 1000.0, 500.0, 300.0)
 AMPLITUDE_SDS = (0.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0)
 
 
-def calibrate_detection(det: dict, calib: list[dict], tol_s: float = DEFAULT_TOL_S, log=print,
+def calibrate_detection(det: dict, calib: list[dict], tol_s: float | dict = DEFAULT_TOL_S, log=print,
                         methods=METHODS) -> dict:
     """Per method, the detection settings (probability threshold :data:`PROB_THRESHOLDS`, low-pass
     that locates the rise :data:`LOCATE_HZ`, minimum amplitude in noise SDs :data:`AMPLITUDE_SDS`)
-    with the highest pooled event F1 (onsets within ``tol_s``) on the calibration recordings
-    ``calib``.
+    with the highest pooled event F1 (onsets within ``tol_s``; a dict: the tolerance per
+    recording ``kind``) on the calibration recordings ``calib``.
 
     The calibration recordings are simulated afresh (:func:`extra_recordings`), never the test
     recordings: a threshold chosen on the traces it is scored on would be tuned on the test set.
@@ -201,7 +201,8 @@ def calibrate_detection(det: dict, calib: list[dict], tol_s: float = DEFAULT_TOL
                     tp = nd = nt = 0
                     for r, ev, sd in zip(calib, evs, noise):
                         on = [e["onset_s"] for e in ev if abs(e["amplitude"]) >= k * sd]
-                        res = event_prf(r["truth"]["onset_s"], on, tol_s)
+                        res = event_prf(r["truth"]["onset_s"], on,
+                                        tol_s[r["kind"]] if isinstance(tol_s, dict) else tol_s)
                         tp, nd, nt = tp + res["tp"], nd + res["n_detected"], nt + res["n_true"]
                     f1 = 2 * tp / (nd + nt) if nd + nt else 0.0
                     if f1 > best[0] + 1e-9:

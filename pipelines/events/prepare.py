@@ -11,7 +11,11 @@ it by cross-validation over recordings). Two inputs:
   ``seed`` and the recording's id, so each recording is one independent item.
 - miniML's HDF5 training windows (``events``, ``scores``, ``raw_indices``; O'Neill et al. 2025):
   every window, min-max scaled and flipped so events point up (``polarity``), labelled from its
-  score (0 no_event, 1 event, 2 unlabelled).
+  score (0 no_event, 1 event, 2 unlabelled); ``group`` = the recording. Its windows overlap in
+  time, so the manifest's ``default_split`` is ``blocked``: ``ephys train`` tests on the latest
+  20 % of them, validates on the 20 % before, with a gap of one window
+  (:func:`ephys.pipelines.core.validation.blocked_split`); ``ephys train --fold K --cv blocked``
+  cross-validates in time.
 """
 
 from __future__ import annotations
@@ -26,8 +30,6 @@ from ..core.errors import EphysError
 #: windows per event / negatives per positive, as in the events-sim recipe
 PER_EVENT, NEG_RATIO = 4, 4.0
 _H5 = (".h5", ".hdf5")
-
-
 def discover(input_path, params=None, labels_csv=None, options=None):
     """The step's ``discover`` hook: the recordings of a simulated cohort, or one miniML HDF5 file.
 
@@ -61,7 +63,7 @@ def process(item: dict, params, out_dir=None, options=None) -> dict:
         group = w.cell_label[0] if w.cell_label else Path(item["path"]).stem
         return {"windows": x, "labels": labels, "groups": [group] * len(labels),
                 "t_s": w.raw_indices[order] / MINIS_FS_HZ, "fs_hz": MINIS_FS_HZ,
-                "ids": [f"w{int(i):04d}" for i in order]}
+                "ids": [f"w{int(i):04d}" for i in order], "blocked": True}
     rng = np.random.default_rng([int(params.seed), zlib.crc32(item["id"].encode())])
     w, lab, st = training_windows(item["x"], item["truth"]["onset_s"], item["fs_hz"], item["polarity"], rng,
                                   per_event=PER_EVENT, neg_ratio=NEG_RATIO)
@@ -80,10 +82,12 @@ def collect(out, results: list[dict], params, ctx) -> Path:
     ids = None if any(r["ids"] is None for r in results) else [i for r in results for i in r["ids"]]
     provenance = {"input": str(Path(ctx.input).resolve()), "seed": int(params.seed), "per_event": PER_EVENT,
                   "neg_ratio": NEG_RATIO, "recordings": [it["id"] for it in ctx.items]}
+    # one recording's overlapping windows: `ephys train` splits them in time by default
+    extra = {"default_split": "blocked"} if len(results) == 1 and results[0].get("blocked") else None
     write_window_dataset(out, x, [lab for r in results for lab in r["labels"]],
                          [g for r in results for g in r["groups"]],
                          np.concatenate([np.asarray(r["t_s"], dtype=np.float64) for r in results]),
-                         results[0]["fs_hz"], provenance=provenance, ids=ids)
+                         results[0]["fs_hz"], provenance=provenance, ids=ids, extra=extra)
     return Path(out) / "manifest.json"
 
 

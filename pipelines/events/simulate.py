@@ -15,10 +15,14 @@ Noise: white + pink (1/f power, FFT-shaped), 50 Hz and two harmonics, slow drift
 sine plus low-passed random walk). ``snr`` = mean event amplitude / SD of the white + pink noise.
 
 Output folder: per recording ``<id>.npy`` (float32 trace), ``<id>_events.csv`` (onset_s, peak_s,
-amplitude, rise_10_90_ms, decay_tau_ms), ``<id>_mask.npy`` (uint8, 1 from onset until the event
+amplitude, rise_10_90_ms, decay_tau_ms), ``<id>_artifacts.csv`` (kinetics families only: time_s,
+kind glitch | step, size; labelled not-events), ``<id>_mask.npy`` (uint8, 1 from onset until the event
 has decayed to 20 % of its peak), and ``recordings.csv`` (id, file, kind, fs_hz, units,
 polarity, snr, duration_s, n_events, rate_hz, noise_sd). Defaults are CPU-sized: 10-s recordings
 (the issue's 60 s is ``duration_s=60``).
+
+The kinetics families users' recordings come in (fast mEPSC, mIPSC, NMJ mEPP / mEJC), long-tailed
+amplitudes, real noise and labelled artifacts are :mod:`.families` (``synthetic(..., families=...)``).
 """
 
 from __future__ import annotations
@@ -69,8 +73,14 @@ def _rise_10_90(tau_rise_s: float, tau_decay_s: float) -> float:
 
 
 def rise_tau_for(rise_10_90_s: float, tau_decay_s: float) -> float:
-    """The ``tau_rise`` (s) whose waveform has the given 10-90 % rise time (bisection)."""
+    """The ``tau_rise`` (s) whose waveform has the given 10-90 % rise time (bisection).
+
+    Rises up to about half ``tau_decay_s`` have a waveform (the 10-90 % rise tends to 0.56
+    ``tau_decay`` as ``tau_rise`` grows); the bracket is widened until it holds the target.
+    """
     lo, hi = 1e-6, rise_10_90_s
+    while _rise_10_90(hi, tau_decay_s) < rise_10_90_s and hi < 1e3 * tau_decay_s:
+        lo, hi = hi, 4 * hi
     for _ in range(32):
         mid = 0.5 * (lo + hi)
         if _rise_10_90(mid, tau_decay_s) < rise_10_90_s:
@@ -103,6 +113,7 @@ class SimulatedRecording:
     truth: dict
     mask: np.ndarray
     noise_sd: float
+    signal: np.ndarray | None = None  # the events alone (no noise, no artifacts), when kept
 
 
 def simulate_recording(kind: str = "mepp", snr: float = 5.0, duration_s: float = 10.0, seed: int = 0,
@@ -194,6 +205,13 @@ def write_cohort(out: str | Path, recs: list[SimulatedRecording]) -> Path:
             w.writerow([f"{r.truth[c][k]:.6g}" if c != "onset_s" and c != "peak_s" else f"{r.truth[c][k]:.7f}"
                         for c in _TRUTH_COLS])
         write_text(out / f"{r.id}_events.csv", buf.getvalue())
+        arts = r.truth.get("artifacts")
+        if arts is not None:  # labelled not-events (kinetics families): glitches and steps
+            buf = io.StringIO()
+            w = csv.writer(buf)
+            w.writerow(("time_s", "kind", "size"))
+            w.writerows([f"{t:.7f}", k, f"{z:.6g}"] for t, k, z in zip(arts["time_s"], arts["kind"], arts["size"]))
+            write_text(out / f"{r.id}_artifacts.csv", buf.getvalue())
         dur = r.trace.size / r.fs_hz
         rows.append([r.id, f"{r.id}.npy", r.kind, f"{r.fs_hz:g}", r.units, r.polarity, f"{r.snr:g}", f"{dur:g}",
                      r.truth["onset_s"].size, f"{r.truth['onset_s'].size / dur:.4g}", f"{r.noise_sd:.6g}"])
@@ -217,16 +235,17 @@ def cohort(n_recordings: int = 6, seed: int = 0, duration_s: float = 10.0, kinds
 
 
 def synthetic(out: Path, *, seed: int = 0, size: int | None = None, progress=None, duration_s: float = 10.0) -> Path:
-    """The ``fetch synthetic --pipeline events`` hook: ``size`` recordings (default 12: mEPP and
-    mEPSC at SNR 2.5, 5, 10, two of each, so ``reproduce events-sim --data`` can hold one of each
-    out), 10 s each; returns the folder."""
+    """The ``fetch synthetic --pipeline events`` hook without ``--families``: ``size`` recordings
+    (default 12: mEPP and mEPSC at SNR 2.5, 5, 10, two of each, so ``reproduce events-sim --data``
+    can hold one of each out), ``duration_s`` each; returns the folder. With ``--families``:
+    :func:`.families.synthetic_families`."""
     n = int(size or 12)
     recs = []
     combos = [(k, s) for k in KINDS for s in SNR_LEVELS]
     for i in range(n):
-        kind, snr = combos[i % len(combos)]
-        recs.append(simulate_recording(kind, snr, duration_s, seed=seed * 100_003 + i,
-                                       rec_id=f"{kind}_snr{snr:g}_{i:03d}"))
+        kind, level = combos[i % len(combos)]
+        recs.append(simulate_recording(kind, level, duration_s, seed=seed * 100_003 + i,
+                                       rec_id=f"{kind}_snr{level:g}_{i:03d}"))
         if progress:
             progress(i + 1, n)
     write_cohort(out, recs)

@@ -150,10 +150,11 @@ def training_windows(x: np.ndarray, onsets_s: np.ndarray, fs_hz: float, polarity
 
 
 def write_window_dataset(out, windows: np.ndarray, labels, groups, t_s, fs_hz: float | None,
-                         provenance: dict | None = None, ids=None) -> dict:
+                         provenance: dict | None = None, ids=None, extra: dict | None = None) -> dict:
     """Write an ``event_window`` dataset (single-array layout); returns the manifest.
 
     labels : per window ``"event"`` / ``"no_event"`` / None (unlabelled)
+    extra : further manifest keys (e.g. ``splits`` and ``default_split``: a named split by group)
     """
     from pathlib import Path
 
@@ -170,7 +171,7 @@ def write_window_dataset(out, windows: np.ndarray, labels, groups, t_s, fs_hz: f
                 # window length (s): the gap of blocked cross-validation folds (core.crossval)
                 **({"window_s": float(windows.shape[1]) / float(fs_hz)} if fs_hz else {}),
                 "class_counts": {c: sum(1 for s in samples if s["label"] == c) for c in LABEL_NAMES},
-                "samples": samples, "provenance": provenance or {}}
+                "samples": samples, "provenance": provenance or {}, **(extra or {})}
     write_json(out / "manifest.json", manifest)
     return manifest
 
