@@ -104,7 +104,7 @@ def test_positive_events_with_default_options_detected_and_reported(tmp_path):
     negative 'events' and a raw scipy TypeError from the report with exit 0."""
     np.save(tmp_path / "pos.npy", _events(sign=1.0, amp=40.0))
     out = tmp_path / "out"
-    p = ephys("events", "detect", tmp_path / "pos.npy", out, "--fs-hz", "20000", check=0)
+    p = ephys("events", "detect", tmp_path / "pos.npy", out, "--fs-hz", "20000", "--method", "threshold", check=0)
     s = json.loads((out / "summary.json").read_text())
     assert s["polarity"] == "positive" and "candidates with event shape" in s["polarity_reason"]
     assert "polarity: positive" in p.stderr + p.stdout
@@ -113,6 +113,19 @@ def test_positive_events_with_default_options_detected_and_reported(tmp_path):
     page = (out / "report.html").read_text()
     assert "Polarity: positive" in page and "Shape check" in page
     assert page.index("Summary") < page.index("Raw summary")
+
+
+def test_default_detector_is_the_shipped_model(tmp_path):
+    """No --run, no --method: the window classifier that ships with ephys finds the planted events;
+    the networks that only a trained run holds are refused with one line."""
+    np.save(tmp_path / "neg.npy", _events(sign=-1.0, amp=40.0))
+    out = tmp_path / "out"
+    ephys("events", "detect", tmp_path / "neg.npy", out, "--fs-hz", "20000", check=0)
+    s = json.loads((out / "summary.json").read_text())
+    assert list(s["methods"]) == ["cnn_bilstm"] and 10 <= s["methods"]["cnn_bilstm"]["n_events"] <= 14
+    p = ephys("events", "detect", tmp_path / "neg.npy", tmp_path / "o2", "--fs-hz", "20000", "--method", "unet1d",
+              check=2)
+    assert "needs --run" in p.stderr and not (tmp_path / "o2").exists()
 
 
 # ---------------------------------------------------------------- the shape check
@@ -158,7 +171,7 @@ def test_rejected_candidates_written_and_counted(tmp_path):
         x[k] -= 40.0
     np.save(tmp_path / "t.npy", x)
     out = tmp_path / "out"
-    ephys("events", "detect", tmp_path / "t.npy", out, "--fs-hz", "20000", check=0)
+    ephys("events", "detect", tmp_path / "t.npy", out, "--fs-hz", "20000", "--method", "threshold", check=0)
     s = json.loads((out / "summary.json").read_text())["methods"]["threshold"]
     rows = list(csv.DictReader(open(out / "rejected_threshold.csv")))
     assert s["n_rejected"] == len(rows) and s["n_candidates"] == s["n_events"] + len(rows)
@@ -179,7 +192,7 @@ def test_nwb_output_reads_back_and_passes_nwbinspector(tmp_path):
     np.save(src, _events(sign=-1.0))
     before = src.read_bytes()
     out = tmp_path / "out"
-    ephys("events", "detect", src, out, "--fs-hz", "20000", check=0)
+    ephys("events", "detect", src, out, "--fs-hz", "20000", "--method", "threshold", check=0)
     assert src.read_bytes() == before
     csv_on = [float(r["onset_s"]) for r in csv.DictReader(open(out / "events_threshold.csv"))]
     with pynwb.NWBHDF5IO(str(out / "events.nwb"), "r") as io:

@@ -272,7 +272,8 @@ class OutputFolder:
                  create: bool = True, log: Callable[[str], None] = print, share: str | None = None):
         self.path = Path(out)
         self.kind = kind
-        self.settings = dict(settings or {})
+        # as the record will hold them (tuples become lists), so an unchanged setting never differs
+        self.settings = json.loads(json.dumps(dict(settings or {}), default=str))
         self.inputs = {k: (str(v) if isinstance(v, Path) else v) for k, v in (inputs or {}).items()}
         self.key = output_key(kind, self.settings, self.inputs)
         self.force, self.accept, self.what, self.create, self.log = force, accept, what, create, log

@@ -372,6 +372,13 @@ def detect_events(x: np.ndarray, fs_hz: float, prob: np.ndarray, polarity: str =
             if ev is None:
                 continue
             if prm.min_amplitude_sd > 0 and abs(ev["amplitude"]) < prm.min_amplitude_sd * noise:
+                if rejected is not None:  # every dropped candidate is listed, with its reason
+                    ev["onset_s"] += s0 / fs_hz
+                    ev["peak_s"] += s0 / fs_hz
+                    ev["score"] = merged[j][1]
+                    ev["reason"] = (f"below noise: amplitude {abs(ev['amplitude']) / noise:.2g} noise SDs < "
+                                    f"{prm.min_amplitude_sd:g} (the detector's minimum)")
+                    rejected.append(ev)
                 continue
             if exclude is not None:
                 # nothing from the baseline window (3 ms before the steepest point) to the peak

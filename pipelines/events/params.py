@@ -52,10 +52,10 @@ class DetectParams:
     trace: str = param(None, "A continuous recording: .abf (gap-free or episodic), .nwb (patch-clamp series) or "
                        ".npy (with --fs-hz).", argument=True)
     out: Optional[str] = param(None, "Output folder.", argument=True, default_text="runs/events-FILENAME")
-    run: Optional[str] = param(None, "An `ephys reproduce events-sim` folder holding the trained models (needed by "
-                               "every method but threshold).")
+    run: Optional[str] = param(None, "An `ephys reproduce events-sim` folder holding the trained models (unet1d and "
+                               "autoencoder need one).", default_text="the model shipped with ephys")
     method: tuple[str, ...] = param((), "cnn_bilstm | unet1d | autoencoder | threshold | all (repeatable, or "
-                                    "comma-separated).", default_text="threshold, or all with --run")
+                                    "comma-separated).", default_text="cnn_bilstm, or all with --run")
     fs_hz: Optional[float] = param(None, ".npy traces: sampling rate.", unit="Hz", min=0.0, min_exclusive=True)
     units: Optional[str] = param(None, ".npy traces: pA (voltage clamp) or mV (current clamp).", default_text="pA")
     polarity: str = param("auto", "Sign of the events: auto decides from the trace (which sign's threshold "
@@ -91,7 +91,20 @@ class DetectParams:
         if bad:
             raise EphysError(f"--method must be among {', '.join(METHODS)} or all, not {bad[0]!r}")
         if not methods:
-            methods = ["all"] if self.run else ["threshold"]
+            methods = ["all"] if self.run else ["cnn_bilstm"]
+        if self.run is None and any(m != "threshold" for m in methods):
+            # no --run: the model that ships with ephys (a window classifier and the threshold
+            # settings calibrated with it); the other networks exist only in a trained run.
+            # --method threshold alone stays the plain threshold with the shape check
+            only_run = [m for m in methods if m in ("unet1d", "autoencoder")]
+            if only_run:
+                raise EphysError(f"--method {only_run[0]} needs --run (an `ephys reproduce events-sim` folder); the "
+                                 "model shipped with ephys is cnn_bilstm (with the threshold calibrated beside it)")
+            from .shipped import shipped_run
+
+            self.run = str(shipped_run())
+            if "all" in methods:
+                methods = ["cnn_bilstm", "threshold"]
         self.method = tuple(METHODS) if "all" in methods else tuple(dict.fromkeys(methods))
         return self
 
