@@ -738,7 +738,9 @@ def cluster_tetrode(tetrode: str | Path, out_dir: str | Path, cut: str | Path | 
     manual unit), the reference's unit count, ``reference.silhouette`` and ``comparison`` (SpikeInterface's
     comparison with the cut's units as ground truth, its cluster 0 left out, noise clusters unsorted:
     per-unit accuracy / precision / recall, well-detected / redundant / over-merged / false-positive
-    counts and the agreement matrix; :func:`ephys.pipelines.spikes.compare.compare_to_ground_truth`). All files are written
+    counts and the agreement matrix; :func:`ephys.pipelines.spikes.compare.compare_to_ground_truth`) and
+    ``comparison_units_only`` (the same with the cut's cluster-0 spikes left out of the clusters too,
+    without the matrix; as ``units_only``'s ARI). All files are written
     via a temporary name. Returns the metrics dict.
 
     Raises
@@ -815,6 +817,12 @@ def cluster_tetrode(tetrode: str | Path, out_dir: str | Path, cut: str | Path | 
 
         res["comparison"], cmp = compare_labels(spk.times_s, spk.fs_hz, labels, ref, noise=-1, ref_noise=0)
         res["comparison"]["ground_truth"] = "the cut's units (its cluster 0 left out); clusters' noise (-1) unsorted"
+        if (ref == 0).any() and (ref != 0).sum() > 1:  # as units_only's ARI: the cut's cluster 0 out of the clusters too
+            u = ref != 0
+            res["comparison_units_only"], _ = compare_labels(spk.times_s[u], spk.fs_hz, labels[u], ref[u])
+            res["comparison_units_only"].pop("agreement")
+            res["comparison_units_only"]["ground_truth"] = "as comparison, the cut's cluster-0 spikes left out of " \
+                                                           "the clusters too"
     out = Path(out_dir)
     lines = ["spike,time_s,cluster"] + [f"{i},{t:.6f},{c}" for i, (t, c) in enumerate(zip(spk.times_s, labels))]
     write_text(out / "clusters.csv", "\n".join(lines) + "\n")

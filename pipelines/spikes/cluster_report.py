@@ -176,6 +176,10 @@ def build_cluster_report(out_dir: str | Path, res: dict, emb: np.ndarray, labels
         rows += [("Mean accuracy vs manual units (SpikeInterface)", _fmt(c["mean_accuracy"])),
                  ("Well detected / redundant / over-merged / false positive",
                   f"{c['well_detected']} / {c['redundant']} / {c['overmerged']} / {c['false_positive']}")]
+        if "comparison_units_only" in res:
+            cu = res["comparison_units_only"]
+            rows.append(("Mean accuracy vs manual units, units only", f"{_fmt(cu['mean_accuracy'])} "
+                                                                    f"({cu['well_detected']} well detected)"))
         cards.append(Card("Mean accuracy", _fmt(c["mean_accuracy"]),
                           f"{c['well_detected']} of {c['n_gt_units']} manual units well detected"))
     if "autoencoder" in res:
@@ -208,7 +212,12 @@ def build_cluster_report(out_dir: str | Path, res: dict, emb: np.ndarray, labels
         from .compare import fig_agreement, per_unit_rows
 
         head, trows = per_unit_rows(res["comparison"])
-        parts = [Table(trows, head, caption="Each manual unit (ground truth) matched to at most one cluster. "
+        if "comparison_units_only" in res:
+            acc = {p["gt_unit"]: p["accuracy"] for p in res["comparison_units_only"]["per_unit"]}
+            head = head + ["Accuracy, units only"]
+            trows = [r + [_fmt(acc.get(p["gt_unit"]))] for r, p in zip(trows, res["comparison"]["per_unit"])]
+        parts = [Table(trows, head, caption="Each manual unit (ground truth) matched to at most one cluster; "
+                                            "units only: the cut's cluster-0 spikes left out of the clusters too. "
                                             + res["comparison"]["rule"])]
         if comparison is not None:
             parts.append(Fig(fig_agreement(comparison, "manual unit (Tint)", "cluster"), "agreement matrix",

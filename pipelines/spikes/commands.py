@@ -33,6 +33,9 @@ def cluster(p, ctx) -> Path:
         from .compare import summary_line
 
         msg += f"; {summary_line(res['comparison'])}"
+        if "comparison_units_only" in res:
+            cu = res["comparison_units_only"]
+            msg += f"; units only: mean accuracy {cu['mean_accuracy']:.3f}, {cu['well_detected']} well detected"
     ctx.info(msg)
     if res.get("warning"):
         ctx.notice(f"warning: {res['warning']}")
