@@ -90,9 +90,10 @@ def test_autoencoder_embedding_unsupervised_deterministic_and_reported(tmp_path)
     assert 0.5 < res["silhouette"] <= 1 and res["silhouette"] == res2["silhouette"]
     assert res["reference"]["silhouette"] > 0.5 and "ari" not in res2
     html = (tmp_path / "a" / "report.html").read_text()
-    assert "Silhouette" in html and "ARI vs manual" in html and html.count("data:image/png;base64,") == 3
+    assert "Silhouette" in html and "ARI vs manual" in html and html.count("data:image/png;base64,") == 4
     assert {p.name for p in (tmp_path / "a" / "report_files").iterdir()} == {
-        "embedding.png", "cluster_waveforms.png", "unit_waveforms.png"}
+        "embedding.png", "cluster_waveforms.png", "unit_waveforms.png", "agreement_matrix.png"}
+    assert "comparison" in res and "comparison" not in res2
     with pytest.raises(EphysError, match="unknown embedding"):
         cluster.cluster_tetrode(tmp_path / "t.1", tmp_path / "c", features="tsne")
 
