@@ -113,7 +113,12 @@ def _row(tet: int, name: str, kw: dict, tmp: Path, seed: int = 0) -> dict:
             "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in kw.items()},
             "units_only_ari": round(r["units_only"]["ari"], 3), "units_only_nmi": round(r["units_only"]["nmi"], 3),
             "ari": round(r["ari"], 3), "nmi": round(r["nmi"], 3), "n_clusters": r["n_clusters"],
-            "n_noise": r["n_noise"], "n_merges": r.get("n_merges"), "seconds": round(time.perf_counter() - t0, 2)}
+            "n_noise": r["n_noise"], "n_merges": r.get("n_merges"),
+            # SpikeInterface's comparison, the cut's units as ground truth (cut noise kept / left out)
+            "mean_accuracy": r["comparison"]["mean_accuracy"], "well_detected": r["comparison"]["well_detected"],
+            "mean_accuracy_units_only": r["comparison_units_only"]["mean_accuracy"],
+            "well_detected_units_only": r["comparison_units_only"]["well_detected"],
+            "seconds": round(time.perf_counter() - t0, 2)}
 
 
 def seed_means(rows: list[dict]) -> dict[str, dict]:

@@ -90,9 +90,10 @@ def test_autoencoder_embedding_unsupervised_deterministic_and_reported(tmp_path)
     assert 0.5 < res["silhouette"] <= 1 and res["silhouette"] == res2["silhouette"]
     assert res["reference"]["silhouette"] > 0.5 and "ari" not in res2
     html = (tmp_path / "a" / "report.html").read_text()
-    assert "Silhouette" in html and "ARI vs manual" in html and html.count("data:image/png;base64,") == 3
+    assert "Silhouette" in html and "ARI vs manual" in html and html.count("data:image/png;base64,") == 4
     assert {p.name for p in (tmp_path / "a" / "report_files").iterdir()} == {
-        "embedding.png", "cluster_waveforms.png", "unit_waveforms.png"}
+        "embedding.png", "cluster_waveforms.png", "unit_waveforms.png", "agreement_matrix.png"}
+    assert "comparison" in res and "comparison" not in res2
     with pytest.raises(EphysError, match="unknown embedding"):
         cluster.cluster_tetrode(tmp_path / "t.1", tmp_path / "c", features="tsne")
 
@@ -138,6 +139,11 @@ def test_real_ratgps_tetrodes_and_cli(tmp_path):
     assert m["units_only"]["ari"] > 0.2
     assert len(m7["quality"]) == m7["n_clusters"] and len(m7["confusion"]["best_match"]) == 3
     assert m7["n_entropy_merges"] >= 1 and m7["n_clusters"] < m7["k_bic"]
+    # SpikeInterface's comparison (measured 2026-12-08): tetrode 7's three cut units are each well detected once
+    # the cut's cluster-0 spikes are left out (accuracy 0.994-0.999); with them kept, our clusters absorb them
+    assert m7["comparison_units_only"]["well_detected"] == 3 and m7["comparison_units_only"]["mean_accuracy"] > 0.95
+    assert m7["comparison"]["mean_accuracy"] < m7["comparison_units_only"]["mean_accuracy"]
+    assert m["comparison"]["n_gt_units"] == 5 and 0 <= m["comparison"]["mean_accuracy"] <= 1
 
 
 def test_waveform_features_per_channel_standardised_dead_channel_dropped():
@@ -223,6 +229,12 @@ def test_default_run_writes_quality_confusion_and_warns_on_one_cluster(tmp_path)
                for r in q)
     html = (tmp_path / "out" / "report.html").read_text()
     assert "Isolation distance" in html and "L-ratio" in html and "Best match" in html
+    # SpikeInterface's comparison with the cut's units as ground truth: three clean units, all well detected
+    c = m["comparison"]
+    assert c["n_gt_units"] == 3 and c["well_detected"] == 3 and c["mean_accuracy"] > 0.95
+    assert c["overmerged"] == c["redundant"] == c["false_positive"] == 0
+    assert len(c["agreement"]["scores"]) == 3 and "well detected" in proc.stdout + proc.stderr
+    assert "Agreement matrix" in html and 'alt="agreement matrix"' in html
     # one unit only: one cluster, and one line says so with a hint (exit 0: the run itself worked)
     one = w[ids == 1]
     _write_axona(tmp_path / "u.1", one, np.arange(len(one)) * 0.01)
@@ -230,6 +242,31 @@ def test_default_run_writes_quality_confusion_and_warns_on_one_cluster(tmp_path)
     warn = [ln for ln in proc.stderr.splitlines() if ln.startswith("warning:")]
     assert len(warn) == 1 and "1 cluster" in warn[0] and "try" in warn[0]
     assert "`ephys cluster` is now `ephys spikes cluster`" in proc.stderr
+
+
+def test_comparison_with_a_cut_perfect_merged_split_and_noise():
+    from ephys.pipelines.spikes.compare import compare_labels
+
+    rng = np.random.default_rng(0)
+    t = np.arange(800) * 0.01 + rng.uniform(0, 0.002, 800)  # 10 ms apart: no chance coincidences within 0.4 ms
+    ref = np.repeat([0, 1, 2, 3], 200)  # Tint cluster 0 is noise, left out of the ground truth
+    perfect = np.where(ref == 0, -1, ref + 10)
+    c, _ = compare_labels(t, 48000.0, perfect, ref)
+    assert c["n_gt_units"] == 3 and c["mean_accuracy"] == 1.0 and c["well_detected"] == 3
+    assert c["overmerged"] == c["redundant"] == c["false_positive"] == 0
+    assert [p["matched_unit"] for p in c["per_unit"]] == [11, 12, 13]
+    assert c["agreement"]["scores"] == [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+    merged = np.where(ref == 3, 12, perfect)  # units 2 and 3 in one cluster
+    c, _ = compare_labels(t, 48000.0, merged, ref)
+    assert c["overmerged"] == 1 and c["well_detected"] == 1 and c["n_units"] == 2
+    assert sorted(p["accuracy"] for p in c["per_unit"]) == [0.0, 0.5, 1.0]
+    split = perfect.copy()
+    split[np.flatnonzero(ref == 1)[:40]] = 19  # a fifth of unit 1 in its own cluster: redundant
+    split[ref == 0] = 20  # the cut's noise as one cluster: matches no unit, a false positive
+    c, _ = compare_labels(t, 48000.0, split, ref)
+    assert c["redundant"] == 1 and c["false_positive"] == 1 and c["well_detected"] == 3
+    u1 = c["per_unit"][0]
+    assert (u1["tp"], u1["fn"], u1["fp"], u1["recall"]) == (160, 40, 0, 0.8)
 
 
 def test_outcome_warning_rules():

@@ -61,7 +61,8 @@ def sorted_tetrode(tmp_path_factory):
     root = tmp_path_factory.mktemp("sort")
     rec, gt = _tetrode_recording()
     _write_nwb(root / "rec.nwb", rec)
-    proc = ephys("--quiet", "spikes", "sort", root / "rec.nwb", root / "out", check=0)
+    gt.save(folder=root / "gt", format="numpy_folder")
+    proc = ephys("--quiet", "spikes", "sort", root / "rec.nwb", root / "out", "--ground-truth", root / "gt", check=0)
     return root, gt, proc
 
 
@@ -77,6 +78,11 @@ def test_sort_matches_ground_truth_and_outputs_read_back(sorted_tetrode):
     assert cmp.count_well_detected_units(0.8) >= 4, perf
     res = json.loads((out / "sort.json").read_text())
     assert res["n_units"] == len(sorting.get_unit_ids()) and res["probe"].startswith("the recording")
+    # --ground-truth: the same comparison in sort.json, its agreement matrix in the report
+    c = res["comparison"]
+    assert c["mean_accuracy"] == pytest.approx(perf["accuracy"].mean(), abs=1e-4)
+    assert c["well_detected"] == cmp.count_well_detected_units(0.8) and c["n_gt_units"] == 5
+    assert [p["accuracy"] for p in c["per_unit"]] == pytest.approx(perf["accuracy"].tolist(), abs=1e-4)
 
     import pandas as pd
 
@@ -104,7 +110,8 @@ def test_sort_matches_ground_truth_and_outputs_read_back(sorted_tetrode):
     critical = [m for m in inspect_nwbfile(nwbfile_path=out / "units.nwb") if m.importance == Importance.CRITICAL]
     assert critical == []  # the subject is the source's
     html = (out / "report.html").read_text()
-    assert "Quality metrics" in html and "autocorrelograms" in html and html.count("<img") >= 4
+    assert "Quality metrics" in html and "autocorrelograms" in html and html.count("<img") >= 5
+    assert "Against the ground truth" in html and 'alt="agreement matrix"' in html
 
 
 def test_a_spikeinterface_folder_reads_and_an_unknown_subject_is_not_invented(tmp_path):
@@ -167,3 +174,6 @@ def test_bad_input_is_one_line_errors(tmp_path):
     one_line_error(ephys("spikes", "sort", tmp_path / "noise.npy", tmp_path / "o3", "--fs-hz", "30000",
                          "--probe", probe), "probe mismatch", "8 contacts", "4 channels")
     one_line_error(ephys("spikes", "sort", tmp_path / "noise.npy", tmp_path / "o4"), "--fs-hz")
+    one_line_error(ephys("spikes", "sort", tmp_path / "noise.npy", tmp_path / "o5", "--fs-hz", "30000",
+                         "--ground-truth", tmp_path), "cannot read it as a SpikeInterface sorting folder")
+    assert not (tmp_path / "o5").exists()

@@ -735,7 +735,12 @@ def cluster_tetrode(tetrode: str | Path, out_dir: str | Path, cut: str | Path | 
     ``quality`` (per cluster: see :func:`ephys.pipelines.spikes.cluster_quality.cluster_quality`),
     ``warning`` (see :func:`outcome_warning`, or None), ``seconds`` (embedding + clustering), and
     with ``cut``: ``ari``, ``nmi``, ``units_only``, ``confusion`` (table and best match per
-    manual unit), the reference's unit count and ``reference.silhouette``. All files are written
+    manual unit), the reference's unit count, ``reference.silhouette`` and ``comparison`` (SpikeInterface's
+    comparison with the cut's units as ground truth, its cluster 0 left out, noise clusters unsorted:
+    per-unit accuracy / precision / recall, well-detected / redundant / over-merged / false-positive
+    counts and the agreement matrix; :func:`ephys.pipelines.spikes.compare.compare_to_ground_truth`) and
+    ``comparison_units_only`` (the same with the cut's cluster-0 spikes left out of the clusters too,
+    without the matrix; as ``units_only``'s ARI). All files are written
     via a temporary name. Returns the metrics dict.
 
     Raises
@@ -769,6 +774,7 @@ def cluster_tetrode(tetrode: str | Path, out_dir: str | Path, cut: str | Path | 
         raise EphysError(f"--min-cluster-size {min_cluster_size} is more than the spikes in the file ({n_spk})",
                          tetrode)
     ref = read_cut(cut, len(spk.times_s)) if cut else None
+    cmp = None
     info: dict = {}
     t0 = time.perf_counter()
     emb = spike_features(spk.waveforms, features, n_dims, seed, ae_epochs=ae_epochs, ae_batch_size=ae_batch_size,
@@ -807,6 +813,16 @@ def cluster_tetrode(tetrode: str | Path, out_dir: str | Path, cut: str | Path | 
                             "silhouette": silhouette(emb, ref, noise=0, seed=seed)}
         res.update(agreement(labels, ref))
         res["confusion"] = confusion(labels, ref)
+        from .compare import compare_labels
+
+        res["comparison"], cmp = compare_labels(spk.times_s, spk.fs_hz, labels, ref, noise=-1, ref_noise=0)
+        res["comparison"]["ground_truth"] = "the cut's units (its cluster 0 left out); clusters' noise (-1) unsorted"
+        if (ref == 0).any() and (ref != 0).sum() > 1:  # as units_only's ARI: the cut's cluster 0 out of the clusters too
+            u = ref != 0
+            res["comparison_units_only"], _ = compare_labels(spk.times_s[u], spk.fs_hz, labels[u], ref[u])
+            res["comparison_units_only"].pop("agreement")
+            res["comparison_units_only"]["ground_truth"] = "as comparison, the cut's cluster-0 spikes left out of " \
+                                                           "the clusters too"
     out = Path(out_dir)
     lines = ["spike,time_s,cluster"] + [f"{i},{t:.6f},{c}" for i, (t, c) in enumerate(zip(spk.times_s, labels))]
     write_text(out / "clusters.csv", "\n".join(lines) + "\n")
@@ -815,5 +831,5 @@ def cluster_tetrode(tetrode: str | Path, out_dir: str | Path, cut: str | Path | 
     if report:
         from .cluster_report import build_cluster_report
 
-        build_cluster_report(out, res, emb, labels, spk.waveforms, ref, spk.fs_hz)
+        build_cluster_report(out, res, emb, labels, spk.waveforms, ref, spk.fs_hz, comparison=cmp)
     return res

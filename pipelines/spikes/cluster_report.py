@@ -4,8 +4,10 @@ Shows the numbers of ``cluster_metrics.json`` (clusters, noise, silhouette; the 
 per cluster -- spikes, rate, ISI violations, SNR, isolation distance, L-ratio -- where a single
 unit (large isolation distance, L-ratio near 0, few ISI violations) and a multi-unit cluster
 look different; with a Tint cut: ARI / NMI against it, all spikes and units only, the
-silhouette of the manual units in the same embedding, the confusion table and the best match
-per manual unit), the embedding coloured by cluster and by manual unit, and the mean waveform
+silhouette of the manual units in the same embedding, SpikeInterface's comparison with the cut's
+units as ground truth -- per-unit accuracy / precision / recall, well-detected / redundant /
+over-merged / false-positive counts and the agreement matrix --, the confusion table and the best
+match per manual unit), the embedding coloured by cluster and by manual unit, and the mean waveform
 (± 1 SD) of every cluster and every manual unit on each tetrode channel, and the parameters of
 the run as a table. One page of the shared page builder (:mod:`ephys.pipelines.core.page`):
 figures are base64 data URIs in the HTML, ``report_files/*.png`` beside the Markdown.
@@ -126,7 +128,8 @@ def _best_rows(res: dict) -> tuple[list[str], list[list[str]]]:
 
 
 def build_cluster_report(out_dir: str | Path, res: dict, emb: np.ndarray, labels: np.ndarray,
-                         waveforms: np.ndarray, ref: np.ndarray | None, fs_hz: float) -> tuple[Path, Path]:
+                         waveforms: np.ndarray, ref: np.ndarray | None, fs_hz: float,
+                         comparison=None) -> tuple[Path, Path]:
     """Write ``OUT/report.html`` and ``OUT/report.md`` (+ ``OUT/report_files/*.png``).
 
     Parameters
@@ -138,6 +141,7 @@ def build_cluster_report(out_dir: str | Path, res: dict, emb: np.ndarray, labels
     waveforms : float (n_spikes, n_channels, n_samples), ADC units
     ref : int (n_spikes,) Tint unit per spike (0 = noise) or None
     fs_hz : waveform sampling rate, Hz
+    comparison : the ``GroundTruthComparison`` behind ``res["comparison"]`` (draws the agreement matrix), or None
 
     Returns
     -------
@@ -167,6 +171,17 @@ def build_cluster_report(out_dir: str | Path, res: dict, emb: np.ndarray, labels
             u = res["units_only"]
             rows += [("ARI vs manual, units only", _fmt(u["ari"])), ("NMI vs manual, units only", _fmt(u["nmi"]))]
         rows.append(("Silhouette of the manual units in this embedding", _fmt(r.get("silhouette"))))
+    if "comparison" in res:
+        c = res["comparison"]
+        rows += [("Mean accuracy vs manual units (SpikeInterface)", _fmt(c["mean_accuracy"])),
+                 ("Well detected / redundant / over-merged / false positive",
+                  f"{c['well_detected']} / {c['redundant']} / {c['overmerged']} / {c['false_positive']}")]
+        if "comparison_units_only" in res:
+            cu = res["comparison_units_only"]
+            rows.append(("Mean accuracy vs manual units, units only", f"{_fmt(cu['mean_accuracy'])} "
+                                                                    f"({cu['well_detected']} well detected)"))
+        cards.append(Card("Mean accuracy", _fmt(c["mean_accuracy"]),
+                          f"{c['well_detected']} of {c['n_gt_units']} manual units well detected"))
     if "autoencoder" in res:
         a = res["autoencoder"]
         rows.append(("Autoencoder", f"hidden {a['hidden']}, {a['epochs']} epochs, batch {a['batch_size']}, "
@@ -193,6 +208,23 @@ def build_cluster_report(out_dir: str | Path, res: dict, emb: np.ndarray, labels
     if res.get("quality"):
         head, trows = _quality_rows(res)
         page.section("Quality per cluster", Table(trows, head, caption=res.get("quality_rule", "")))
+    if "comparison" in res:
+        from .compare import fig_agreement, per_unit_rows
+
+        head, trows = per_unit_rows(res["comparison"])
+        if "comparison_units_only" in res:
+            acc = {p["gt_unit"]: p["accuracy"] for p in res["comparison_units_only"]["per_unit"]}
+            head = head + ["Accuracy, units only"]
+            trows = [r + [_fmt(acc.get(p["gt_unit"]))] for r, p in zip(trows, res["comparison"]["per_unit"])]
+        parts = [Table(trows, head, caption="Each manual unit (ground truth) matched to at most one cluster; "
+                                            "units only: the cut's cluster-0 spikes left out of the clusters too. "
+                                            + res["comparison"]["rule"])]
+        if comparison is not None:
+            parts.append(Fig(fig_agreement(comparison, "manual unit (Tint)", "cluster"), "agreement matrix",
+                             "Agreement matrix (spikeinterface.widgets.plot_agreement_matrix): agreement = "
+                             "coincident spikes / (unit + cluster - coincident), ordered by best match; the "
+                             "best match of each manual unit written in.", "agreement_matrix"))
+        page.section("Accuracy per manual unit (SpikeInterface comparison)", *parts)
     if "confusion" in res:
         head, trows = _confusion_rows(res)
         page.section("Confusion: clusters × manual units", Table(

@@ -29,6 +29,13 @@ def cluster(p, ctx) -> Path:
         msg += f"; vs cut: ARI {res['ari']:.3f}, NMI {res['nmi']:.3f}"
         if "units_only" in res:
             msg += f", units only ARI {res['units_only']['ari']:.3f}"
+    if "comparison" in res:
+        from .compare import summary_line
+
+        msg += f"; {summary_line(res['comparison'])}"
+        if "comparison_units_only" in res:
+            cu = res["comparison_units_only"]
+            msg += f"; units only: mean accuracy {cu['mean_accuracy']:.3f}, {cu['well_detected']} well detected"
     ctx.info(msg)
     if res.get("warning"):
         ctx.notice(f"warning: {res['warning']}")
@@ -47,11 +54,19 @@ def sort(p, ctx) -> Path:
 
     kw = {k: v for k, v in asdict(p).items()
           if k not in ("recording", "out", "fs_hz", "probe", "band_hz", "notch_hz", "cmr", "whiten", "metrics",
-                       "force")}
+                       "force", "ground_truth")}
     out = Path(p.out) if p.out else ctx.runs_root / f"sort-{Path(p.recording).name}"
-    with OutputFolder.of_params(out, "spikes sort", p, ("recording", "probe"), log=ctx.notice):
+    if p.ground_truth and not Path(p.ground_truth).exists():
+        raise EphysError("no such ground-truth sorting folder (--ground-truth)", p.ground_truth)
+    with OutputFolder.of_params(out, "spikes sort", p, ("recording", "probe", "ground_truth"), log=ctx.notice):
         res = sort_recording(p.recording, out, fs_hz=p.fs_hz, probe=p.probe, band_hz=tuple(p.band_hz),
-                             notch_hz=p.notch_hz, cmr=p.cmr, whiten=p.whiten, metrics=p.metrics, **kw)
-    ctx.info(f"{res['n_units']} units from {res['n_peaks']} peaks ({res['n_sorted_spikes']} sorted) on "
-             f"{res['n_channels']} channels, {res['duration_s']:.1f} s; sorting {res['seconds_sort']:.1f} s")
+                             notch_hz=p.notch_hz, cmr=p.cmr, whiten=p.whiten, metrics=p.metrics,
+                             ground_truth=p.ground_truth, **kw)
+    msg = (f"{res['n_units']} units from {res['n_peaks']} peaks ({res['n_sorted_spikes']} sorted) on "
+           f"{res['n_channels']} channels, {res['duration_s']:.1f} s; sorting {res['seconds_sort']:.1f} s")
+    if "comparison" in res:
+        from .compare import summary_line
+
+        msg += f"; vs ground truth: {summary_line(res['comparison'])}"
+    ctx.info(msg)
     return out / "sort.json"

@@ -51,8 +51,9 @@ class ClusterParams:
 
     tetrode: str = param(None, "Axona tetrode spike file (TRIAL.N).", argument=True)
     out: Optional[str] = param(None, "Output folder.", argument=True, default_text="runs/cluster-FILENAME")
-    cut: Optional[str] = param(None, "Tint .cut file of the same tetrode: report ARI / NMI, a confusion table and "
-                               "best matches against it (never used to fit).")
+    cut: Optional[str] = param(None, "Tint .cut file of the same tetrode: report SpikeInterface's comparison with its "
+                               "units as ground truth (per-unit accuracy, agreement matrix), ARI / NMI, a confusion "
+                               "table and best matches against it (never used to fit).")
     method: str = param(CLUSTER_DEFAULTS["method"], "gmm (Gaussian mixture, k by BIC) | isosplit (ISO-SPLIT, "
                         "isosplit6) | hdbscan (sklearn) | dbscan (eps at the knee of the k-distance curve).",
                         choices=("gmm", "isosplit", "hdbscan", "dbscan"))
@@ -137,5 +138,8 @@ class SortParams:
                                 "within this time of a deeper unit's spikes (echoes on a probe; 0 = keep all).",
                                 unit="ms", min=0.0)
     metrics: bool = param(True, "Compute SpikeInterface's quality metrics (--no-metrics: counts and rates only).")
+    ground_truth: Optional[str] = param(None, "A SpikeInterface sorting folder (loadable with spikeinterface.load) of "
+                                        "the same recording: score the sorting against it with SpikeInterface's "
+                                        "comparison (per-unit accuracy, agreement matrix) in sort.json and the report.")
     seed: int = param(0, "Seed of the noise estimate, the PCA and the clustering.", min=0)
     force: bool = param(False, "Replace OUT when it holds other output.")

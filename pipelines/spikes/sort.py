@@ -604,7 +604,7 @@ def write_units_nwb(path: Path, sorting, rec, metrics, templates: np.ndarray, so
 
 def sort_recording(recording, out, fs_hz: float | None = None, probe=None, band_hz=(300.0, 6000.0),
                    notch_hz: float = 0.0, cmr: str = "auto", whiten: bool = False, metrics: bool = True,
-                   report: bool = True, **sort_kw) -> dict:
+                   report: bool = True, ground_truth=None, **sort_kw) -> dict:
     """``ephys spikes sort``: a continuous recording to a sorting, its metrics and its report.
 
     Parameters
@@ -615,6 +615,10 @@ def sort_recording(recording, out, fs_hz: float | None = None, probe=None, band_
     band_hz, notch_hz, cmr, whiten : see :func:`preprocess`
     metrics : compute SpikeInterface's quality metrics (False: only counts and rates)
     report : write ``OUT/report.html`` / ``.md``
+    ground_truth : a SpikeInterface sorting folder (``spikeinterface.load``) or sorting of the same recording
+        (same sampling rate), or None: with it, ``sort.json["comparison"]`` holds SpikeInterface's
+        comparison (:func:`ephys.pipelines.spikes.compare.compare_to_ground_truth`) and the report its
+        agreement matrix and per-unit table
     sort_kw : :func:`sort_spikes` settings
 
     Writes ``OUT/sorting/`` (NumpyFolderSorting), ``OUT/units.csv`` (one row per unit: unit_id,
@@ -624,24 +628,50 @@ def sort_recording(recording, out, fs_hz: float | None = None, probe=None, band_
     Raises
     ------
     EphysError
-        See :func:`read_recording`, :func:`attach_probe`, :func:`preprocess`, :func:`sort_spikes`.
+        See :func:`read_recording`, :func:`attach_probe`, :func:`preprocess`, :func:`sort_spikes`;
+        a ground truth that is not a SpikeInterface sorting, or of another sampling rate or segment count.
     """
-    import pandas as pd
-
-    from ..core.atomic import write_json, write_text
-
     with _quiet_jobs():
         return _sort_recording(recording, Path(out), fs_hz, probe, band_hz, notch_hz, cmr, whiten, metrics,
-                               report, sort_kw)
+                               report, sort_kw, ground_truth)
 
 
-def _sort_recording(recording, out, fs_hz, probe, band_hz, notch_hz, cmr, whiten, metrics, report, sort_kw):
+def load_ground_truth(path):
+    """A SpikeInterface sorting from a folder ``spikeinterface.load`` reads (a sorting passes through).
+
+    Raises
+    ------
+    EphysError
+        The folder cannot be loaded, or holds something other than a sorting (a recording...).
+    """
+    import spikeinterface.core as sc
+
+    if not isinstance(path, (str, Path)):
+        gt = path
+    else:
+        try:
+            gt = sc.load(Path(path))
+        except Exception as exc:  # noqa: BLE001 -- any reader failure is the user's file
+            raise _fail(path, "a SpikeInterface sorting folder (--ground-truth)", exc) from None
+    if not isinstance(gt, sc.BaseSorting):
+        raise EphysError(f"--ground-truth must be a SpikeInterface sorting, this is a {type(gt).__name__}", path)
+    return gt
+
+
+def _sort_recording(recording, out, fs_hz, probe, band_hz, notch_hz, cmr, whiten, metrics, report, sort_kw,
+                    ground_truth=None):
     import pandas as pd
 
     from ..core.atomic import write_json, write_text
 
     t0 = time.perf_counter()
     rec = read_recording(recording, fs_hz)
+    gt = None if ground_truth is None else load_ground_truth(ground_truth)
+    if gt is not None and (gt.get_num_segments() != 1
+                           or abs(gt.get_sampling_frequency() - rec.get_sampling_frequency()) > 1e-6):
+        raise EphysError(f"the ground truth has {gt.get_num_segments()} segment(s) at "
+                         f"{gt.get_sampling_frequency():g} Hz; the recording one at {rec.get_sampling_frequency():g} Hz",
+                         ground_truth if isinstance(ground_truth, (str, Path)) else None)
     rec, probe_src = attach_probe(rec, probe)
     pre = preprocess(rec, band_hz, notch_hz, cmr, whiten)
     sorting, facts = sort_spikes(pre, **sort_kw)
@@ -688,9 +718,16 @@ def _sort_recording(recording, out, fs_hz, probe, band_hz, notch_hz, cmr, whiten
            "units": [{"unit_id": int(u), **{k: (None if isinstance(v, float) and not np.isfinite(v) else
                                                (v.item() if hasattr(v, "item") else v))
                                             for k, v in table.loc[u].items()}} for u in table.index]}
+    cmp = None
+    if gt is not None:
+        from .compare import compare_to_ground_truth
+
+        res["comparison"], cmp = compare_to_ground_truth(gt, sorting)
+        res["comparison"]["ground_truth"] = (str(Path(ground_truth).resolve()) if isinstance(ground_truth, (str, Path))
+                                             else "a sorting passed in")
     write_json(out / "sort.json", res)
     if report:
         from .sort_report import build_sort_report
 
-        build_sort_report(out, res, sorting, temps, amplitudes)
+        build_sort_report(out, res, sorting, temps, amplitudes, comparison=cmp)
     return res

@@ -3,7 +3,8 @@
 Shows the summary of ``sort.json`` (recording, probe, peaks, units, timings), the quality
 metrics per unit (SpikeInterface's: SNR, ISI violations, presence ratio, amplitude cutoff,
 isolation distance, L-ratio, firing rate), and per unit its mean waveform on every channel, its
-inter-spike-interval histogram, its autocorrelogram and its spike amplitudes over time. One page
+inter-spike-interval histogram, its autocorrelogram and its spike amplitudes over time; with a ground truth, SpikeInterface's
+comparison (per-unit accuracy / precision / recall, unit counts, the agreement matrix). One page
 of the shared page builder (:mod:`ephys.pipelines.core.page`).
 """
 
@@ -105,7 +106,8 @@ _HEAD = {"num_spikes": "spikes", "firing_rate": "rate (Hz)", "presence_ratio": "
          "isolation_distance": "isolation dist.", "l_ratio": "L-ratio"}
 
 
-def build_sort_report(out_dir: str | Path, res: dict, sorting, temps: np.ndarray, amplitudes: dict | None) -> Path:
+def build_sort_report(out_dir: str | Path, res: dict, sorting, temps: np.ndarray, amplitudes: dict | None,
+                      comparison=None) -> Path:
     """Write ``OUT/report.html`` and ``OUT/report.md`` (+ ``OUT/report_files/``).
 
     Parameters
@@ -115,6 +117,7 @@ def build_sort_report(out_dir: str | Path, res: dict, sorting, temps: np.ndarray
     sorting : the SpikeInterface sorting (one segment)
     temps : float (n_units, n_samples, n_channels), mean waveforms, µV
     amplitudes : {unit id: float (n_spikes,) µV} or None (no amplitude figure)
+    comparison : the ``GroundTruthComparison`` behind ``res["comparison"]`` (draws the agreement matrix), or None
 
     Returns
     -------
@@ -133,7 +136,30 @@ def build_sort_report(out_dir: str | Path, res: dict, sorting, temps: np.ndarray
     rows = [("Recording", res["input"]), ("Probe", res["probe"]), ("Sampling rate (Hz)", res["fs_hz"]),
             ("Clusters before the template merge", res["n_clusters_before_merge"]),
             ("Template merges", res["n_merges"]), ("Total time incl. metrics and outputs (s)", res["seconds_total"])]
+    if "comparison" in res:
+        c = res["comparison"]
+        cards.append(Card("Mean accuracy", "–" if c["mean_accuracy"] is None else f"{c['mean_accuracy']:.3f}",
+                          f"{c['well_detected']} of {c['n_gt_units']} ground-truth units well detected"))
     page.section("Summary", Cards(cards), Table(rows, numeric=[False, True]))
+    if "comparison" in res:
+        from .compare import fig_agreement, per_unit_rows
+
+        c = res["comparison"]
+        head, trows = per_unit_rows(c)
+        crows = [("Ground truth", c.get("ground_truth", "")), ("Ground-truth units", c["n_gt_units"]),
+                 ("Sorted units", c["n_units"]), ("Mean accuracy / precision / recall",
+                                                  " / ".join("–" if c[k] is None else f"{c[k]:.3f}" for k in
+                                                             ("mean_accuracy", "mean_precision", "mean_recall"))),
+                 ("Well detected / redundant / over-merged / false positive",
+                  f"{c['well_detected']} / {c['redundant']} / {c['overmerged']} / {c['false_positive']}")]
+        parts = [Table(crows, numeric=[False, True]),
+                 Table(trows, head, scroll=len(trows) > 20, caption=c["rule"])]
+        if comparison is not None:
+            parts.append(Fig(fig_agreement(comparison), "agreement matrix",
+                             "Agreement matrix (spikeinterface.widgets.plot_agreement_matrix): agreement = "
+                             "coincident spikes / (ground-truth + sorted - coincident), ordered by best match; "
+                             "the best match of each ground-truth unit written in.", "agreement_matrix"))
+        page.section("Against the ground truth (SpikeInterface comparison)", *parts)
     page.section("Parameters", Params({**res["preprocessing"], **res["settings"]}))
     cols = [c for c in _HEAD if res["units"] and c in res["units"][0]]
     trows = [[str(u["unit_id"]), u.get("best_channel", "")] + [u.get(c) for c in cols] for u in res["units"]]
