@@ -151,6 +151,43 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, label_names: l
     }
 
 
+def baseline_and_intervals(y_true: np.ndarray, proba: np.ndarray, label_names: list[str], threshold,
+                           y_train: np.ndarray, groups: list, n_boot: int = 2000, seed: int = 0) -> dict:
+    """What a test metric is read against: ``majority_baseline_accuracy`` (the accuracy of always
+    answering the training part's most common class; the test part's own majority when the
+    training labels are unknown) and 95 % bootstrap intervals ``accuracy_ci95`` /
+    ``balanced_accuracy_ci95`` (percentiles of ``n_boot`` replicates that resample whole groups of
+    the test part, e.g. participants or recordings, so correlated samples are not counted as
+    independent; :func:`ephys.pipelines.core.compare.bootstrap_weights`). ``ci_resamples`` says
+    over how many groups. Intervals cover the test samples, not another training run."""
+    from .compare import _ci, bootstrap_weights, weighted_scores
+
+    y_true = np.asarray(y_true, dtype=np.int64)
+    k = len(label_names)
+    pred = predict_labels(proba, threshold)
+    ref = np.asarray(y_train, dtype=np.int64) if len(y_train) else y_true
+    majority = int(np.bincount(ref, minlength=k).argmax())
+    n_groups = len(set(map(str, groups)))
+    if n_groups >= 5:
+        what = f"{n_groups} groups of the test part, {n_boot} replicates"
+    else:  # too few groups to resample: samples, and the interval says it is too narrow
+        groups = [str(i) for i in range(len(y_true))]
+        what = (f"{len(y_true)} test samples ({n_groups} group(s): too few to resample, so samples were; "
+                f"correlated samples make this interval too narrow), {n_boot} replicates")
+    w = bootstrap_weights(groups, n_boot=n_boot, seed=seed)
+    sc = weighted_scores(w, y_true, pred, k)
+    acc_ci = list(_ci(sc["accuracy"]))
+    if n_groups < 5:  # Wilson's score interval: not degenerate when every sample is right (or wrong)
+        from scipy.stats import binomtest
+
+        ci = binomtest(int(np.sum(pred == y_true)), len(y_true)).proportion_ci(0.95, method="wilson")
+        lo, hi = ci.low, ci.high
+        acc_ci, what = [float(lo), float(hi)], what + "; accuracy: Wilson's score interval"
+    return {"majority_baseline_accuracy": float(np.mean(y_true == majority)),
+            "accuracy_ci95": acc_ci, "balanced_accuracy_ci95": list(_ci(sc["balanced_accuracy"])),
+            "ci_resamples": what}
+
+
 def evaluate_run(run_dir: str | Path, batch_size: int = 8) -> dict:
     """Evaluate the run's model (``model.keras``, or ``model.lgb.txt`` for LightGBM) on the run's
     test samples; write metrics.json, predictions.csv.
@@ -213,6 +250,9 @@ def evaluate_run(run_dir: str | Path, batch_size: int = 8) -> dict:
     metrics = classification_metrics(y_true, proba, label_names, threshold)
     if threshold is not None:
         metrics["decision_threshold"] = threshold
+    metrics.update(baseline_and_intervals(y_true, proba, label_names, threshold, ds.y(
+        np.array([pos[s] for s in split.get("train", []) if s in pos], dtype=np.int64)),
+        [ds.groups[i] for i in test]))
     metrics["warnings"] = prediction_warnings(proba, label_names)
     metrics["constant_prediction"] = any(w.startswith("constant prediction") for w in metrics["warnings"])
     metrics["split"] = "test"
@@ -253,6 +293,12 @@ def summary_line(run_dir: str | Path, metrics: dict) -> str:
     line = (f"test {words.samples} {count}: accuracy {format_number(metrics.get('accuracy'))}  balanced accuracy "
             f"{format_number(metrics.get('balanced_accuracy'))}  macro-F1 {format_number(metrics.get('macro_f1'))}  "
             f"ROC-AUC {format_number(metrics.get('roc_auc_ovr'))}")
+    if metrics.get("accuracy_ci95"):
+        lo, hi = metrics["accuracy_ci95"]
+        line += f"  (accuracy 95 % CI [{format_number(lo)}, {format_number(hi)}]"
+        if metrics.get("majority_baseline_accuracy") is not None:
+            line += f"; majority baseline accuracy {format_number(metrics['majority_baseline_accuracy'])}"
+        line += ")"
     if metrics.get("decision_threshold") is not None:
         line += f"  (decision threshold {format_number(metrics['decision_threshold'], 2)})"
     return line
