@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,7 @@ import numpy as np
 from ..core.atomic import write_json
 from ..core.errors import EphysError
 from .families import FAMILIES, simulate_family
+from .shape import ShapeLimits, shape_reason
 from .shipped import sha256
 from .simparams import FAMILY_SNR_LEVELS
 
@@ -272,7 +274,7 @@ def run_family_benchmark(data, out: str | Path, *, run: str | Path | None = None
         run = shipped_run()
     det = load_detectors(run, METHODS)
     cells = [(f, s, None, "coloured") for f in families for s in snrs]
-    notes = []
+    notes = ["every method's candidates pass the default shape check (ShapeLimits()), as ephys events detect does"]
     if data is not None and Path(data).is_file():
         cells += [("fast-mepsc", s, 20_000.0, "real") for s in snrs]
     else:
@@ -290,7 +292,9 @@ def run_family_benchmark(data, out: str | Path, *, run: str | Path | None = None
             for m in METHODS:
                 t = time.perf_counter()
                 prob = method_probability(m, det, r["x"], r["fs_hz"], r["polarity"])
-                ev = D.detect_events(r["x"], r["fs_hz"], prob, r["polarity"], det["params"].get(m))
+                # as `ephys events detect` does: candidates pass the default shape check
+                ev = D.detect_events(r["x"], r["fs_hz"], prob, r["polarity"], det["params"].get(m),
+                                     reject=partial(shape_reason, limits=ShapeLimits()))
                 secs[m] += time.perf_counter() - t
                 on = [e["onset_s"] for e in ev]
                 res = event_prf(r["truth"]["onset_s"], on, tol)
